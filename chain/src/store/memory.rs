@@ -1,0 +1,121 @@
+//! The in-memory twin of the RocksDB store, for tests and the simulator. Writes are atomic like
+//! the real store's; "durable" means they survive the replica (the simulator keeps the store when
+//! it crashes a replica).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use super::{Store, StoreError, TxLocation, WriteSet, check_extends};
+use crate::block::{BlockRecord, Header};
+use crate::genesis::Genesis;
+use crate::keys::Address;
+use crate::ledger::Account;
+use crate::tx::TxId;
+
+#[derive(Clone, Default)]
+struct Inner {
+    blocks: Vec<BlockRecord>,
+    tx_index: HashMap<TxId, TxLocation>,
+    accounts: BTreeMap<Address, Account>,
+    consensus: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    pub fn new(genesis: &Genesis) -> MemoryStore {
+        let inner = Inner {
+            blocks: vec![BlockRecord {
+                block: genesis.block(),
+                outcomes: Vec::new(),
+            }],
+            accounts: genesis.accounts.iter().copied().collect(),
+            ..Inner::default()
+        };
+        MemoryStore {
+            inner: Mutex::new(inner),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied write (writes are built
+        // fully before being swapped in), so a poisoned lock still guards consistent data.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A copy of everything stored, as a crashed replica's disk would be found.
+    pub fn snapshot(&self) -> MemoryStore {
+        MemoryStore {
+            inner: Mutex::new(self.lock().clone()),
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    fn head(&self) -> Header {
+        let inner = self.lock();
+        inner
+            .blocks
+            .last()
+            .map(|r| r.block.header)
+            .expect("the memory store always holds the genesis block")
+    }
+
+    fn block(&self, height: u64) -> Result<Option<BlockRecord>, StoreError> {
+        Ok(self.lock().blocks.get(height as usize).cloned())
+    }
+
+    fn tx_location(&self, id: &TxId) -> Result<Option<TxLocation>, StoreError> {
+        Ok(self.lock().tx_index.get(id).copied())
+    }
+
+    fn account(&self, address: &Address) -> Result<Option<Account>, StoreError> {
+        Ok(self.lock().accounts.get(address).copied())
+    }
+
+    fn accounts(&self) -> Result<Vec<(Address, Account)>, StoreError> {
+        Ok(self.lock().accounts.iter().map(|(a, b)| (*a, *b)).collect())
+    }
+
+    fn consensus_entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        Ok(self
+            .lock()
+            .consensus
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn write(&self, writes: &WriteSet) -> Result<(), StoreError> {
+        let head = self.head();
+        check_extends(head, &writes.blocks)?;
+        let mut inner = self.lock();
+        for executed in &writes.blocks {
+            let height = executed.record.block.header.height;
+            let record = &executed.record;
+            for (index, tx) in record.block.txs.iter().enumerate() {
+                let id = tx.id();
+                if super::replaces_index_entry(record, index) || !inner.tx_index.contains_key(&id) {
+                    let location = TxLocation {
+                        height,
+                        index: index as u32,
+                    };
+                    inner.tx_index.insert(id, location);
+                }
+            }
+            for (address, account) in &executed.changes {
+                inner.accounts.insert(*address, *account);
+            }
+            inner.blocks.push(executed.record.clone());
+        }
+        for (key, value) in &writes.consensus {
+            match value {
+                Some(v) => inner.consensus.insert(key.clone(), v.clone()),
+                None => inner.consensus.remove(key),
+            };
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,109 @@
+//! Durable storage of the chain, the ledger state and the consensus log.
+//!
+//! A [`WriteSet`] is everything one consensus step must make durable: executed blocks (with their
+//! state changes) and consensus log entries. [`Store::write`] applies it atomically and durably
+//! (one synced RocksDB write batch), so after a crash either all of it is there or none of it is,
+//! and the head is always a complete block whose state is in the store.
+
+mod memory;
+mod rocks;
+
+pub use memory::MemoryStore;
+pub use rocks::RocksStore;
+
+use thiserror::Error;
+
+use crate::block::{BlockRecord, Executed, Header};
+use crate::hash::Hash;
+use crate::keys::Address;
+use crate::ledger::{Account, Ledger};
+use crate::tx::TxId;
+
+/// One atomic, durable write.
+#[derive(Default, Debug, Clone)]
+pub struct WriteSet {
+    /// Blocks in height order; the first extends the current head.
+    pub blocks: Vec<Executed>,
+    /// Consensus log entries to put (`Some`) or delete (`None`).
+    pub consensus: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl WriteSet {
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty() && self.consensus.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StoreError {
+    #[error("storage engine: {0}")]
+    Engine(String),
+    #[error("store belongs to another chain: chain id {found}, this genesis is {expected}")]
+    Foreign { expected: Hash, found: Hash },
+    #[error("store is corrupt: {0}")]
+    Corrupt(String),
+    #[error("block {height} does not extend the head at height {head}")]
+    NotExtending { height: u64, head: u64 },
+}
+
+/// Where a transaction was committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxLocation {
+    pub height: u64,
+    pub index: u32,
+}
+
+pub trait Store: Send + Sync {
+    /// The header of the last committed block.
+    fn head(&self) -> Header;
+
+    fn block(&self, height: u64) -> Result<Option<BlockRecord>, StoreError>;
+
+    fn tx_location(&self, id: &TxId) -> Result<Option<TxLocation>, StoreError>;
+
+    fn account(&self, address: &Address) -> Result<Option<Account>, StoreError>;
+
+    fn accounts(&self) -> Result<Vec<(Address, Account)>, StoreError>;
+
+    fn consensus_entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+
+    /// Applies `writes` atomically and durably.
+    fn write(&self, writes: &WriteSet) -> Result<(), StoreError>;
+
+    fn header(&self, height: u64) -> Result<Option<Header>, StoreError> {
+        Ok(self.block(height)?.map(|r| r.block.header))
+    }
+
+    /// The ledger as of the head, rebuilt from the stored accounts.
+    fn ledger(&self, chain_id: Hash) -> Result<Ledger, StoreError> {
+        Ok(Ledger::new(chain_id, self.accounts()?))
+    }
+}
+
+/// A transaction id can appear in several blocks (a replay is included and rejected). The index
+/// points at the occurrence that took effect if there is one, else at the first.
+fn replaces_index_entry(record: &BlockRecord, index: usize) -> bool {
+    !matches!(
+        record.outcomes.get(index),
+        Some(crate::tx::Outcome::Rejected(_))
+    )
+}
+
+/// Checks that `blocks` extend `head` one by one; our own invariant, but a wrong write must not
+/// reach the disk.
+fn check_extends(mut head: Header, blocks: &[Executed]) -> Result<(), StoreError> {
+    for b in blocks {
+        let h = &b.record.block.header;
+        if h.height != head.height + 1 || h.parent_hash != head.hash() {
+            return Err(StoreError::NotExtending {
+                height: h.height,
+                head: head.height,
+            });
+        }
+        head = *h;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

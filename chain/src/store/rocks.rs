@@ -1,0 +1,334 @@
+//! The RocksDB store. Column families:
+//!
+//! | family      | key                  | value                          |
+//! |-------------|----------------------|--------------------------------|
+//! | `blocks`    | block hash (32)      | `BlockRecord`                  |
+//! | `heights`   | height (u64 BE)      | block hash                     |
+//! | `state`     | address (32)         | `Account` (balance, nonce)     |
+//! | `txindex`   | tx id (32)           | height (u64 BE), index (u32 BE)|
+//! | `consensus` | consensus's own keys | consensus's own values         |
+//! | `meta`      | `format`, `chain_id`, `head` | version, hash, height+hash |
+//!
+//! Every write is one synced `WriteBatch`, so a crash leaves the previous or the new state, never
+//! a mix. Opening checks that the contents hang together and says what is wrong if they do not.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions};
+
+use super::{Store, StoreError, TxLocation, WriteSet, check_extends, replaces_index_entry};
+use crate::block::{BlockRecord, Header};
+use crate::codec::{Decode, Encode};
+use crate::genesis::Genesis;
+use crate::hash::Hash;
+use crate::keys::Address;
+use crate::ledger::{Account, Ledger};
+use crate::tx::TxId;
+
+const FORMAT_VERSION: u32 = 1;
+pub(super) const CF_BLOCKS: &str = "blocks";
+pub(super) const CF_HEIGHTS: &str = "heights";
+pub(super) const CF_STATE: &str = "state";
+const CF_TXINDEX: &str = "txindex";
+const CF_CONSENSUS: &str = "consensus";
+pub(super) const CF_META: &str = "meta";
+const FAMILIES: [&str; 6] = [
+    CF_BLOCKS,
+    CF_HEIGHTS,
+    CF_STATE,
+    CF_TXINDEX,
+    CF_CONSENSUS,
+    CF_META,
+];
+const META_FORMAT: &[u8] = b"format";
+const META_CHAIN_ID: &[u8] = b"chain_id";
+pub(super) const META_HEAD: &[u8] = b"head";
+
+pub struct RocksStore {
+    pub(super) db: DB,
+    head: Mutex<Header>,
+}
+
+fn engine(e: rocksdb::Error) -> StoreError {
+    StoreError::Engine(e.into_string())
+}
+
+fn corrupt(what: impl Into<String>) -> StoreError {
+    StoreError::Corrupt(what.into())
+}
+
+impl RocksStore {
+    /// Opens (or creates, with the genesis block) the store at `path` for the chain of `genesis`,
+    /// and checks it: same chain, known format, a head that is a complete block whose hash,
+    /// height index, certificate, parent link and state root all agree.
+    pub fn open(path: &Path, genesis: &Genesis) -> Result<RocksStore, StoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_max_background_jobs(1);
+        opts.increase_parallelism(1);
+        let families = FAMILIES
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, path, families).map_err(engine)?;
+        let genesis_header = genesis.block().header;
+        let store = RocksStore {
+            db,
+            head: Mutex::new(genesis_header),
+        };
+        match store.get(CF_META, META_CHAIN_ID)? {
+            None => store.initialise(genesis)?,
+            Some(found) => store.check(genesis, &found)?,
+        }
+        Ok(store)
+    }
+
+    pub(super) fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| corrupt(format!("column family '{name}' is missing")))
+    }
+
+    fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get_cf(self.cf(cf)?, key).map_err(engine)
+    }
+
+    fn head_lock(&self) -> MutexGuard<'_, Header> {
+        self.head.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn initialise(&self, genesis: &Genesis) -> Result<(), StoreError> {
+        let block = genesis.block();
+        let hash = block.hash();
+        let mut batch = WriteBatch::default();
+        let record = BlockRecord {
+            block,
+            outcomes: Vec::new(),
+        };
+        batch.put_cf(self.cf(CF_BLOCKS)?, hash.0, record.to_bytes());
+        batch.put_cf(self.cf(CF_HEIGHTS)?, 0u64.to_be_bytes(), hash.0);
+        for (address, account) in &genesis.accounts {
+            batch.put_cf(self.cf(CF_STATE)?, address.0, account.to_bytes());
+        }
+        batch.put_cf(self.cf(CF_META)?, META_FORMAT, FORMAT_VERSION.to_be_bytes());
+        batch.put_cf(self.cf(CF_META)?, META_CHAIN_ID, genesis.chain_id().0);
+        batch.put_cf(self.cf(CF_META)?, META_HEAD, head_value(0, &hash));
+        self.commit(batch)
+    }
+
+    fn check(&self, genesis: &Genesis, found_chain_id: &[u8]) -> Result<(), StoreError> {
+        let found = <[u8; 32]>::try_from(found_chain_id)
+            .map(Hash)
+            .map_err(|_| corrupt("meta/chain_id is not 32 bytes"))?;
+        if found != genesis.chain_id() {
+            return Err(StoreError::Foreign {
+                expected: genesis.chain_id(),
+                found,
+            });
+        }
+        let format = self
+            .get(CF_META, META_FORMAT)?
+            .ok_or_else(|| corrupt("meta/format is missing"))?;
+        if format != FORMAT_VERSION.to_be_bytes() {
+            return Err(corrupt(format!(
+                "meta/format is {}, this build reads format {FORMAT_VERSION}",
+                hex::encode(&format)
+            )));
+        }
+        let head = self.check_head(genesis)?;
+        *self.head_lock() = head;
+        Ok(())
+    }
+
+    fn check_head(&self, genesis: &Genesis) -> Result<Header, StoreError> {
+        let value = self
+            .get(CF_META, META_HEAD)?
+            .ok_or_else(|| corrupt("meta/head is missing"))?;
+        let (height, hash) = parse_head(&value).ok_or_else(|| corrupt("meta/head is malformed"))?;
+        let indexed = self.hash_at(height)?;
+        if indexed != Some(hash) {
+            return Err(corrupt(format!(
+                "the height index at {height} does not point at the head block {hash}"
+            )));
+        }
+        let record = self
+            .record_by_hash(&hash)?
+            .ok_or_else(|| corrupt(format!("head block {hash} (height {height}) is missing")))?;
+        let header = record.block.header;
+        if header.hash() != hash || header.height != height {
+            return Err(corrupt(format!(
+                "head block at height {height} does not hash to {hash}"
+            )));
+        }
+        if height == 0 {
+            if header != genesis.block().header {
+                return Err(corrupt("block 0 is not this genesis"));
+            }
+        } else {
+            record
+                .block
+                .verify_certified(&genesis.chain_id(), &genesis.validators)
+                .map_err(|e| corrupt(format!("head block: {e}")))?;
+            let parent = self.hash_at(height - 1)?;
+            if parent != Some(header.parent_hash) {
+                return Err(corrupt(format!(
+                    "head block {height} does not link to block {}",
+                    height - 1
+                )));
+            }
+        }
+        let mut ledger = Ledger::new(genesis.chain_id(), self.accounts()?);
+        if ledger.state_root() != header.state_root {
+            return Err(corrupt(format!(
+                "the account state does not match the state root of head block {height}"
+            )));
+        }
+        Ok(header)
+    }
+
+    fn hash_at(&self, height: u64) -> Result<Option<Hash>, StoreError> {
+        match self.get(CF_HEIGHTS, &height.to_be_bytes())? {
+            None => Ok(None),
+            Some(v) => <[u8; 32]>::try_from(v.as_slice())
+                .map(|h| Some(Hash(h)))
+                .map_err(|_| corrupt(format!("height index entry {height} is not a hash"))),
+        }
+    }
+
+    pub(super) fn record_by_hash(&self, hash: &Hash) -> Result<Option<BlockRecord>, StoreError> {
+        match self.get(CF_BLOCKS, &hash.0)? {
+            None => Ok(None),
+            Some(bytes) => BlockRecord::from_bytes(&bytes)
+                .map(Some)
+                .map_err(|e| corrupt(format!("block {hash}: {e}"))),
+        }
+    }
+
+    fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.write_opt(batch, &opts).map_err(engine)
+    }
+}
+
+fn head_value(height: u64, hash: &Hash) -> Vec<u8> {
+    let mut v = height.to_be_bytes().to_vec();
+    v.extend_from_slice(&hash.0);
+    v
+}
+
+fn parse_head(value: &[u8]) -> Option<(u64, Hash)> {
+    if value.len() != 40 {
+        return None;
+    }
+    let height = u64::from_be_bytes(value[..8].try_into().ok()?);
+    let hash = Hash(value[8..].try_into().ok()?);
+    Some((height, hash))
+}
+
+impl Store for RocksStore {
+    fn head(&self) -> Header {
+        *self.head_lock()
+    }
+
+    fn block(&self, height: u64) -> Result<Option<BlockRecord>, StoreError> {
+        match self.hash_at(height)? {
+            None => Ok(None),
+            Some(hash) => self.record_by_hash(&hash),
+        }
+    }
+
+    fn tx_location(&self, id: &TxId) -> Result<Option<TxLocation>, StoreError> {
+        match self.get(CF_TXINDEX, &id.0.0)? {
+            None => Ok(None),
+            Some(v) if v.len() == 12 => Ok(Some(TxLocation {
+                height: u64::from_be_bytes(v[..8].try_into().map_err(|_| corrupt("txindex"))?),
+                index: u32::from_be_bytes(v[8..].try_into().map_err(|_| corrupt("txindex"))?),
+            })),
+            Some(_) => Err(corrupt(format!("tx index entry {} is malformed", id.0))),
+        }
+    }
+
+    fn account(&self, address: &Address) -> Result<Option<Account>, StoreError> {
+        match self.get(CF_STATE, &address.0)? {
+            None => Ok(None),
+            Some(v) => Account::from_bytes(&v)
+                .map(Some)
+                .map_err(|e| corrupt(format!("account {address}: {e}"))),
+        }
+    }
+
+    fn accounts(&self) -> Result<Vec<(Address, Account)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_STATE)?, IteratorMode::Start) {
+            let (key, value) = item.map_err(engine)?;
+            let address = <[u8; 32]>::try_from(&key[..]).map(Address).map_err(|_| {
+                corrupt(format!("state key {} is not an address", hex::encode(&key)))
+            })?;
+            let account = Account::from_bytes(&value)
+                .map_err(|e| corrupt(format!("account {address}: {e}")))?;
+            out.push((address, account));
+        }
+        Ok(out)
+    }
+
+    fn consensus_entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_CONSENSUS)?, IteratorMode::Start)
+        {
+            let (key, value) = item.map_err(engine)?;
+            out.push((key.to_vec(), value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn write(&self, writes: &WriteSet) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        // The head lock is held across the write so that a concurrent reader never sees a head
+        // that is not yet durable, and two writers cannot interleave.
+        let mut head = self.head_lock();
+        check_extends(*head, &writes.blocks)?;
+        let mut batch = WriteBatch::default();
+        let mut new_head = *head;
+        for executed in &writes.blocks {
+            let record = &executed.record;
+            let header = record.block.header;
+            let hash = header.hash();
+            batch.put_cf(self.cf(CF_BLOCKS)?, hash.0, record.to_bytes());
+            batch.put_cf(self.cf(CF_HEIGHTS)?, header.height.to_be_bytes(), hash.0);
+            for (index, tx) in record.block.txs.iter().enumerate() {
+                let id = tx.id();
+                if replaces_index_entry(record, index) || self.tx_location(&id)?.is_none() {
+                    let mut v = header.height.to_be_bytes().to_vec();
+                    v.extend_from_slice(&(index as u32).to_be_bytes());
+                    batch.put_cf(self.cf(CF_TXINDEX)?, id.0.0, v);
+                }
+            }
+            for (address, account) in &executed.changes {
+                batch.put_cf(self.cf(CF_STATE)?, address.0, account.to_bytes());
+            }
+            new_head = header;
+        }
+        if !writes.blocks.is_empty() {
+            batch.put_cf(
+                self.cf(CF_META)?,
+                META_HEAD,
+                head_value(new_head.height, &new_head.hash()),
+            );
+        }
+        for (key, value) in &writes.consensus {
+            match value {
+                Some(v) => batch.put_cf(self.cf(CF_CONSENSUS)?, key, v),
+                None => batch.delete_cf(self.cf(CF_CONSENSUS)?, key),
+            }
+        }
+        self.commit(batch)?;
+        *head = new_head;
+        Ok(())
+    }
+}

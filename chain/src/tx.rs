@@ -1,0 +1,323 @@
+//! Transactions: signed transfers, and raw payloads that are ordered but never executed.
+
+use std::fmt;
+
+use thiserror::Error;
+
+use crate::codec::{self, Decode, DecodeError, Encode, Reader};
+use crate::hash::{Hash, tags};
+use crate::keys::{Address, Keypair, Signature, sign_tags, signing_bytes};
+
+/// Largest raw payload (bytes). Transfers are fixed-size.
+pub const RAW_PAYLOAD_MAX: usize = 64 * 1024;
+
+/// `{from, to, amount, nonce}`: move `amount` from `from` to `to`; `nonce` is `from`'s count of
+/// transfers so far, so each transfer can be executed once only.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Transfer {
+    pub from: Address,
+    pub to: Address,
+    pub amount: u64,
+    pub nonce: u64,
+}
+
+impl Transfer {
+    /// The canonical fields covered by the signature and the transaction id.
+    pub fn fields(&self) -> [u8; 80] {
+        let mut out = [0u8; 80];
+        out[..32].copy_from_slice(&self.from.0);
+        out[32..64].copy_from_slice(&self.to.0);
+        out[64..72].copy_from_slice(&self.amount.to_be_bytes());
+        out[72..].copy_from_slice(&self.nonce.to_be_bytes());
+        out
+    }
+
+    pub fn sign(self, key: &Keypair, chain_id: &Hash) -> Transaction {
+        let signature = key.sign(sign_tags::TRANSFER, chain_id, &self.fields());
+        Transaction::Transfer(SignedTransfer {
+            transfer: self,
+            signature,
+        })
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SignedTransfer {
+    pub transfer: Transfer,
+    pub signature: Signature,
+}
+
+impl SignedTransfer {
+    /// The bytes the signature must cover on chain `chain_id`.
+    pub fn signing_bytes(&self, chain_id: &Hash) -> Vec<u8> {
+        signing_bytes(sign_tags::TRANSFER, chain_id, &self.transfer.fields())
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Transaction {
+    Transfer(SignedTransfer),
+    /// Opaque bytes that consensus orders and commits but the ledger does not execute: the
+    /// workload other BFT systems benchmark with.
+    Raw(Vec<u8>),
+}
+
+impl Transaction {
+    /// The transaction id: `H("quire/v1/tx-id", kind || fields)`. The signature is not part of it
+    /// (strict ed25519 signatures are not malleable, and a transfer is the same transfer whoever
+    /// re-signs it).
+    pub fn id(&self) -> TxId {
+        match self {
+            Transaction::Transfer(t) => {
+                TxId(Hash::tagged(tags::TX_ID, &[&[0], &t.transfer.fields()]))
+            }
+            Transaction::Raw(bytes) => TxId(Hash::tagged(
+                tags::TX_ID,
+                &[&[1], &(bytes.len() as u32).to_be_bytes(), bytes],
+            )),
+        }
+    }
+
+    pub fn as_transfer(&self) -> Option<&SignedTransfer> {
+        match self {
+            Transaction::Transfer(t) => Some(t),
+            Transaction::Raw(_) => None,
+        }
+    }
+
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Transaction::Transfer(_) => 1 + 80 + 64,
+            Transaction::Raw(b) => 1 + 4 + b.len(),
+        }
+    }
+}
+
+impl Encode for Transaction {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Transaction::Transfer(t) => {
+                out.push(0);
+                out.extend_from_slice(&t.transfer.fields());
+                t.signature.encode(out);
+            }
+            Transaction::Raw(bytes) => {
+                out.push(1);
+                codec::put_bytes(out, bytes);
+            }
+        }
+    }
+}
+
+impl Decode for Transaction {
+    const MIN_LEN: usize = 5;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        match r.u8()? {
+            0 => {
+                let transfer = Transfer {
+                    from: Address::decode(r)?,
+                    to: Address::decode(r)?,
+                    amount: r.u64()?,
+                    nonce: r.u64()?,
+                };
+                let signature = Signature::decode(r)?;
+                Ok(Transaction::Transfer(SignedTransfer {
+                    transfer,
+                    signature,
+                }))
+            }
+            1 => Ok(Transaction::Raw(r.bytes("raw payload", RAW_PAYLOAD_MAX)?)),
+            tag => Err(DecodeError::BadTag {
+                what: "transaction",
+                tag,
+            }),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct TxId(pub Hash);
+
+impl fmt::Display for TxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Debug for TxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tx:{}", self.0.short())
+    }
+}
+
+impl Encode for TxId {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.0.encode(out)
+    }
+}
+
+impl Decode for TxId {
+    const MIN_LEN: usize = 32;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(TxId(Hash::decode(r)?))
+    }
+}
+
+/// Why a transaction was not applied. Recorded in the block's receipts, so every replica records
+/// the same reason.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Error)]
+pub enum Rejection {
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("nonce {got} is not the account's next nonce {expected}")]
+    BadNonce { expected: u64, got: u64 },
+    #[error("balance {balance} does not cover {amount}")]
+    InsufficientBalance { balance: u64, amount: u64 },
+    #[error("recipient balance would overflow")]
+    Overflow,
+    #[error("amount must be positive")]
+    ZeroAmount,
+}
+
+impl Rejection {
+    pub fn code(&self) -> u8 {
+        match self {
+            Rejection::BadSignature => 1,
+            Rejection::BadNonce { .. } => 2,
+            Rejection::InsufficientBalance { .. } => 3,
+            Rejection::Overflow => 4,
+            Rejection::ZeroAmount => 5,
+        }
+    }
+
+    /// A short name for metrics and tables.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Rejection::BadSignature => "bad_signature",
+            Rejection::BadNonce { .. } => "bad_nonce",
+            Rejection::InsufficientBalance { .. } => "insufficient_balance",
+            Rejection::Overflow => "overflow",
+            Rejection::ZeroAmount => "zero_amount",
+        }
+    }
+}
+
+/// What executing one transaction did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Outcome {
+    Applied,
+    Rejected(Rejection),
+    /// A raw payload: ordered and committed, not executed.
+    Ordered,
+}
+
+impl Encode for Outcome {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Outcome::Applied => out.push(0),
+            Outcome::Ordered => out.push(1),
+            Outcome::Rejected(r) => {
+                out.push(2);
+                out.push(r.code());
+                let (a, b) = match *r {
+                    Rejection::BadNonce { expected, got } => (expected, got),
+                    Rejection::InsufficientBalance { balance, amount } => (balance, amount),
+                    _ => (0, 0),
+                };
+                codec::put_u64(out, a);
+                codec::put_u64(out, b);
+            }
+        }
+    }
+}
+
+impl Decode for Outcome {
+    const MIN_LEN: usize = 1;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        match r.u8()? {
+            0 => Ok(Outcome::Applied),
+            1 => Ok(Outcome::Ordered),
+            2 => {
+                let code = r.u8()?;
+                let (a, b) = (r.u64()?, r.u64()?);
+                let rejection = match code {
+                    1 => Rejection::BadSignature,
+                    2 => Rejection::BadNonce {
+                        expected: a,
+                        got: b,
+                    },
+                    3 => Rejection::InsufficientBalance {
+                        balance: a,
+                        amount: b,
+                    },
+                    4 => Rejection::Overflow,
+                    5 => Rejection::ZeroAmount,
+                    tag => {
+                        return Err(DecodeError::BadTag {
+                            what: "rejection",
+                            tag,
+                        });
+                    }
+                };
+                Ok(Outcome::Rejected(rejection))
+            }
+            tag => Err(DecodeError::BadTag {
+                what: "outcome",
+                tag,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transactions_round_trip_and_garbage_is_refused() {
+        let k = Keypair::generate();
+        let chain = Hash([7; 32]);
+        let tx = Transfer {
+            from: k.address(),
+            to: Keypair::generate().address(),
+            amount: 5,
+            nonce: 0,
+        }
+        .sign(&k, &chain);
+        let bytes = tx.to_bytes();
+        assert_eq!(bytes.len(), tx.encoded_len());
+        assert_eq!(Transaction::from_bytes(&bytes).unwrap(), tx);
+        for cut in 0..bytes.len() {
+            assert!(Transaction::from_bytes(&bytes[..cut]).is_err());
+        }
+        let raw = Transaction::Raw(vec![1, 2, 3]);
+        assert_eq!(Transaction::from_bytes(&raw.to_bytes()).unwrap(), raw);
+        assert!(Transaction::from_bytes(&[9]).is_err());
+        // An oversized raw payload is refused from its length alone.
+        let mut big = vec![1];
+        codec::put_u32(&mut big, (RAW_PAYLOAD_MAX + 1) as u32);
+        assert!(matches!(
+            Transaction::from_bytes(&big),
+            Err(DecodeError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn outcomes_round_trip() {
+        for o in [
+            Outcome::Applied,
+            Outcome::Ordered,
+            Outcome::Rejected(Rejection::BadNonce {
+                expected: 3,
+                got: 1,
+            }),
+            Outcome::Rejected(Rejection::InsufficientBalance {
+                balance: 1,
+                amount: 9,
+            }),
+            Outcome::Rejected(Rejection::BadSignature),
+        ] {
+            assert_eq!(Outcome::from_bytes(&o.to_bytes()).unwrap(), o);
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Crash safety of the RocksDB store: a child process commits blocks in a loop and is killed with
+//! SIGKILL at arbitrary moments. After every kill the store must reopen with a head that is a
+//! complete, verifying block, and no block the child reported as committed may be lost.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use quire_chain::Batch;
+use quire_chain::store::{RocksStore, Store, WriteSet};
+use quire_chain::testkit::TestNet;
+
+const CHILD_ENV: &str = "QUIRE_CRASH_CHILD_DIR";
+
+fn net() -> TestNet {
+    TestNet::new(4, 8)
+}
+
+/// Not a test on its own: the body of the child process the crash test spawns and kills.
+#[test]
+#[ignore = "run by crash_test_sigkill_never_loses_a_committed_block"]
+fn crash_child() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let net = net();
+    let store = RocksStore::open(Path::new(&dir), &net.genesis).expect("child opens the store");
+    let mut ledger = store.ledger(net.chain_id()).expect("ledger");
+    loop {
+        let head = store.head();
+        let txs = (0..20u64)
+            .map(|i| {
+                let from = ((head.height + i) % 8) as usize;
+                let nonce = ledger.account(&net.account_keys[from].address()).nonce;
+                // Each sender appears once per block, so its nonce is exactly the next one.
+                net.transfer(from, (from + 1) % 8, 1 + i, nonce)
+            })
+            .take(8)
+            .collect();
+        let batch = Batch {
+            view: 0,
+            proposer: 0,
+            timestamp_ms: head.height,
+            txs,
+        };
+        let executed = net.certified_block(&mut ledger, &head, &batch);
+        let height = executed.record.block.header.height;
+        let writes = WriteSet {
+            blocks: vec![executed],
+            consensus: vec![(b"last".to_vec(), Some(height.to_be_bytes().to_vec()))],
+        };
+        store.write(&writes).expect("child writes");
+        println!("committed {height}");
+    }
+}
+
+struct SplitMix(u64);
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+#[test]
+fn crash_test_sigkill_never_loses_a_committed_block() {
+    let net = net();
+    let dir = std::env::temp_dir().join(format!("quire-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let exe = std::env::current_exe().unwrap();
+    let mut rng = SplitMix(42);
+    let mut previous_head = 0;
+    for round in 0..20 {
+        let mut child = Command::new(&exe)
+            .args([
+                "crash_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, &dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let reported = Arc::new(AtomicU64::new(0));
+        let stdout = child.stdout.take().unwrap();
+        let seen = reported.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(h) = line.strip_prefix("committed ") {
+                    seen.store(h.trim().parse().unwrap(), Ordering::SeqCst);
+                }
+            }
+        });
+        // Let it open the store and commit for a while, then kill it mid-whatever.
+        std::thread::sleep(Duration::from_millis(150 + rng.next() % 250));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        reader.join().unwrap();
+        let reported = reported.load(Ordering::SeqCst);
+
+        let store = RocksStore::open(&dir, &net.genesis)
+            .unwrap_or_else(|e| panic!("round {round}: store does not reopen: {e}"));
+        let head = store.head();
+        assert!(
+            head.height >= reported,
+            "round {round}: child reported block {reported} committed, store head is {}",
+            head.height
+        );
+        assert!(
+            head.height >= previous_head,
+            "round {round}: head went backwards"
+        );
+        // Every block from genesis to the head is there, certified and linked.
+        for h in 1..=head.height {
+            let record = store.block(h).unwrap().unwrap();
+            record
+                .block
+                .verify_certified(&net.chain_id(), &net.genesis.validators)
+                .unwrap();
+            assert_eq!(
+                record.block.header.parent_hash,
+                store.header(h - 1).unwrap().unwrap().hash()
+            );
+        }
+        let mut ledger = store.ledger(net.chain_id()).unwrap();
+        assert_eq!(ledger.state_root(), head.state_root);
+        assert_eq!(ledger.total_supply(), net.genesis.total_supply());
+        let entries = store.consensus_entries().unwrap();
+        // The consensus entry is written in the same batch as the block: never one without the other.
+        if head.height == 0 {
+            assert!(entries.is_empty());
+        } else {
+            assert_eq!(
+                entries,
+                vec![(b"last".to_vec(), head.height.to_be_bytes().to_vec())]
+            );
+        }
+        previous_head = head.height;
+    }
+    eprintln!("crash test: {previous_head} blocks committed across 20 kills");
+    assert!(
+        previous_head > 20,
+        "the child committed only {previous_head} blocks in 20 rounds"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -79,7 +79,7 @@ impl Store for MemoryStore {
         Ok(self.lock().accounts.iter().map(|(a, b)| (*a, *b)).collect())
     }
 
-    fn consensus_entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn consensus_entries(&self) -> Result<super::ConsensusEntries, StoreError> {
         Ok(self
             .lock()
             .consensus

@@ -19,6 +19,9 @@ use crate::keys::Address;
 use crate::ledger::{Account, Ledger};
 use crate::tx::TxId;
 
+/// Consensus log entries as stored: (key, value) in key order.
+pub type ConsensusEntries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One atomic, durable write.
 #[derive(Default, Debug, Clone)]
 pub struct WriteSet {
@@ -65,7 +68,7 @@ pub trait Store: Send + Sync {
 
     fn accounts(&self) -> Result<Vec<(Address, Account)>, StoreError>;
 
-    fn consensus_entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn consensus_entries(&self) -> Result<ConsensusEntries, StoreError>;
 
     /// Applies `writes` atomically and durably.
     fn write(&self, writes: &WriteSet) -> Result<(), StoreError>;

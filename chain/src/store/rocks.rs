@@ -273,7 +273,7 @@ impl Store for RocksStore {
         Ok(out)
     }
 
-    fn consensus_entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn consensus_entries(&self) -> Result<super::ConsensusEntries, StoreError> {
         let mut out = Vec::new();
         for item in self
             .db

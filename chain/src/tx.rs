@@ -85,6 +85,19 @@ impl Transaction {
         }
     }
 
+    /// Strict signature check (raw payloads carry none and pass). For admission at a replica's
+    /// boundary; block execution uses the canonical batch verdicts of
+    /// [`Ledger::verify_signatures`](crate::Ledger::verify_signatures).
+    pub fn verify_signature(&self, chain_id: &Hash) -> bool {
+        match self {
+            Transaction::Raw(_) => true,
+            Transaction::Transfer(t) => t.transfer.from.public_key().is_ok_and(|k| {
+                k.verify_raw(&t.signing_bytes(chain_id), &t.signature)
+                    .is_ok()
+            }),
+        }
+    }
+
     pub fn encoded_len(&self) -> usize {
         match self {
             Transaction::Transfer(_) => 1 + 80 + 64,

@@ -1,1 +1,43 @@
-//! placeholder
+//! PBFT (Castro & Liskov, OSDI 1999) as a pure, deterministic state machine.
+//!
+//! A [`Replica`] takes one [`Input`] at a time — a [`Verified`] peer message, client
+//! transactions, or a tick — and returns [`Output`]s: consensus-log entries to persist, blocks to
+//! commit to the chain store, messages to send. It owns no socket, clock, thread or database, so
+//! the same code runs inside `quire-node` and inside the seeded simulator of `quire-testnet sim`.
+//!
+//! The driver loop, in full:
+//!
+//! ```text
+//! loop {
+//!     let input = next_event();              // a frame (verified with Verifier), a request, a tick
+//!     let outputs = actor.step(input);
+//!     store.write(persists_and_commits(&outputs))?;   // durable first (fsync)
+//!     send(messages(&outputs));                        // then the votes may leave
+//! }
+//! ```
+//!
+//! Byzantine behaviours ([`byzantine`]) are rewrites of a replica's inputs and outputs around
+//! `step`, shared by the simulator and the node.
+
+pub mod byzantine;
+mod change;
+pub mod checkpoint;
+pub mod config;
+pub mod log;
+pub mod mempool;
+pub mod message;
+mod normal;
+pub mod persist;
+pub mod replica;
+pub mod sim;
+pub mod stats;
+pub mod transfer;
+pub mod verify;
+pub mod view_change;
+
+pub use byzantine::{Actor, Behaviour};
+pub use config::Params;
+pub use message::{Kind, Message};
+pub use replica::{Durable, Input, Output, Replica, ReplicaError};
+pub use stats::{Drop, Misbehaviour, Stats};
+pub use verify::{Reject, Verified, Verifier};

@@ -1,0 +1,593 @@
+//! Byzantine behaviours, as pure rewrites of an honest replica's inputs and outputs.
+//!
+//! The honest core never knows: an [`Actor`] wraps a [`Replica`] and, depending on its
+//! [`Behaviour`], drops, alters, duplicates, delays or invents messages around each step. The
+//! simulator and the real node both drive `Actor`s, so an attack tried in one is the same attack
+//! in the other, and a node can switch behaviour at run time.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use quire_chain::cert::{CheckpointStatement, CommitStatement};
+use quire_chain::tx::Transaction;
+use quire_chain::{Batch, Hash, ReplicaId};
+
+use crate::message::{Body, Message, NewView, Prepare, Proposal, Signed, SlotVote, ViewChange};
+use crate::replica::{Input, Output, Replica};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Behaviour {
+    Honest,
+    /// Sends nothing at all.
+    Silent,
+    /// As primary, proposes different batches to different backups (and votes for both); as a
+    /// backup, votes for every digest it sees.
+    Equivocate,
+    /// Sends Prepares and Commits for two digests in the same slot.
+    DoubleVote,
+    /// Every signature it sends is corrupted.
+    ForgeSignature,
+    /// Sends its votes a second time claiming to be another replica.
+    Impersonate,
+    /// Votes in a view that is already over.
+    StaleView,
+    /// Votes in views far ahead, and asks for view changes nobody else wants.
+    FutureView,
+    /// As primary, slips transactions with bad signatures and double spends into its batches.
+    InvalidBatch,
+    /// Hides its prepared certificates in ViewChanges, and as new primary drops them from its
+    /// NewView.
+    LyingViewChange,
+    /// Holds every message it sends for a while (a slow primary).
+    DelayVotes,
+    /// Floods its peers with junk bytes and useless but validly signed messages.
+    Flood,
+}
+
+impl Behaviour {
+    pub const ALL: [Behaviour; 12] = [
+        Behaviour::Honest,
+        Behaviour::Silent,
+        Behaviour::Equivocate,
+        Behaviour::DoubleVote,
+        Behaviour::ForgeSignature,
+        Behaviour::Impersonate,
+        Behaviour::StaleView,
+        Behaviour::FutureView,
+        Behaviour::InvalidBatch,
+        Behaviour::LyingViewChange,
+        Behaviour::DelayVotes,
+        Behaviour::Flood,
+    ];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Behaviour::Honest => "honest",
+            Behaviour::Silent => "silent",
+            Behaviour::Equivocate => "equivocate",
+            Behaviour::DoubleVote => "double-vote",
+            Behaviour::ForgeSignature => "forge-signature",
+            Behaviour::Impersonate => "impersonate",
+            Behaviour::StaleView => "stale-view",
+            Behaviour::FutureView => "future-view",
+            Behaviour::InvalidBatch => "invalid-batch",
+            Behaviour::LyingViewChange => "lying-view-change",
+            Behaviour::DelayVotes => "delay-votes",
+            Behaviour::Flood => "flood",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Behaviour, String> {
+        Behaviour::ALL
+            .iter()
+            .find(|b| b.name() == name.trim())
+            .copied()
+            .ok_or_else(|| {
+                let names: Vec<&str> = Behaviour::ALL.iter().map(|b| b.name()).collect();
+                format!("unknown behaviour '{name}' (known: {})", names.join(", "))
+            })
+    }
+
+    pub fn is_honest(&self) -> bool {
+        *self == Behaviour::Honest
+    }
+}
+
+impl std::fmt::Display for Behaviour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How long `delay-votes` holds a message, in ticks (below the base view timeout, so the primary
+/// is slow but not replaced).
+pub const DELAY_TICKS: u64 = 30;
+/// Junk messages `flood` sends per tick.
+const FLOOD_PER_TICK: usize = 8;
+
+/// A replica with a behaviour: honest by default, switchable at any time.
+pub struct Actor {
+    pub replica: Replica,
+    behaviour: Behaviour,
+    /// Replicas it conspires with (they receive both sides of an equivocation).
+    colluders: BTreeSet<ReplicaId>,
+    rng: u64,
+    /// Digests seen per (view, seq), for double votes.
+    seen: BTreeMap<(u64, u64), BTreeSet<Hash>>,
+    delayed: VecDeque<(u64, Output)>,
+    tick: u64,
+}
+
+impl Actor {
+    pub fn new(replica: Replica, seed: u64) -> Actor {
+        let rng = seed ^ (replica.id() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        Actor {
+            replica,
+            behaviour: Behaviour::Honest,
+            colluders: BTreeSet::new(),
+            rng,
+            seen: BTreeMap::new(),
+            delayed: VecDeque::new(),
+            tick: 0,
+        }
+    }
+
+    pub fn behaviour(&self) -> Behaviour {
+        self.behaviour
+    }
+
+    pub fn set_behaviour(&mut self, behaviour: Behaviour) {
+        self.behaviour = behaviour;
+        if behaviour.is_honest() {
+            self.seen.clear();
+        }
+    }
+
+    pub fn set_colluders(&mut self, colluders: BTreeSet<ReplicaId>) {
+        self.colluders = colluders;
+    }
+
+    fn random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub fn step(&mut self, input: Input) -> Vec<Output> {
+        if let Input::Tick { .. } = input {
+            self.tick += 1;
+        }
+        let mut extra = self.on_input(&input);
+        let outputs = self.replica.step(input);
+        let mut outputs = match self.behaviour {
+            Behaviour::Honest => outputs,
+            _ => self.rewrite(outputs),
+        };
+        outputs.append(&mut extra);
+        if self.behaviour == Behaviour::DelayVotes || !self.delayed.is_empty() {
+            outputs = self.delay(outputs);
+        }
+        outputs
+    }
+
+    /// Messages a faulty replica sends in reaction to what it receives.
+    fn on_input(&mut self, input: &Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        match (self.behaviour, input) {
+            (Behaviour::Equivocate | Behaviour::DoubleVote, Input::Message(m)) => {
+                if let Message::PrePrepare { proposal, .. } = m.message() {
+                    let vote = proposal.body.0;
+                    let digests = self.seen.entry((vote.view, vote.seq)).or_default();
+                    if digests.insert(vote.digest) && digests.len() > 1 {
+                        // A second digest for the slot: vote for it too.
+                        out.push(Output::Broadcast(Message::Prepare(
+                            self.sign(Prepare(vote)),
+                        )));
+                        out.push(Output::Broadcast(Message::Commit(self.sign(
+                            CommitStatement {
+                                view: vote.view,
+                                seq: vote.seq,
+                                digest: vote.digest,
+                            },
+                        ))));
+                    }
+                    self.prune_seen();
+                }
+            }
+            (Behaviour::Flood, Input::Tick { .. }) => out = self.flood(),
+            _ => {}
+        }
+        out
+    }
+
+    fn prune_seen(&mut self) {
+        while self.seen.len() > 1024 {
+            self.seen.pop_first();
+        }
+    }
+
+    fn sign<T: Body>(&self, body: T) -> Signed<T> {
+        self.replica.sign(body)
+    }
+
+    fn others(&self) -> Vec<ReplicaId> {
+        let me = self.replica.id();
+        self.replica
+            .verifier()
+            .validators
+            .ids()
+            .filter(|r| *r != me)
+            .collect()
+    }
+
+    fn rewrite(&mut self, outputs: Vec<Output>) -> Vec<Output> {
+        let mut result = Vec::new();
+        for output in outputs {
+            match output {
+                Output::Persist(_) | Output::Commit(_) => result.push(output),
+                Output::Send(to, m) => {
+                    for m in self.rewrite_message(m) {
+                        result.push(Output::Send(to, m));
+                    }
+                }
+                Output::Broadcast(m) => result.extend(self.rewrite_broadcast(m)),
+                Output::ServeBlocks { .. } | Output::SendRaw(..) => {
+                    if self.behaviour != Behaviour::Silent {
+                        result.push(output);
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    fn rewrite_broadcast(&mut self, m: Message) -> Vec<Output> {
+        match (self.behaviour, &m) {
+            (Behaviour::Equivocate, Message::PrePrepare { proposal, batch }) => {
+                self.equivocate(proposal.clone(), batch.clone())
+            }
+            (Behaviour::Equivocate, Message::Commit(c)) if self.replica.is_primary() => {
+                self.split_commit(c.body)
+            }
+            _ => self
+                .rewrite_message(m)
+                .into_iter()
+                .map(Output::Broadcast)
+                .collect(),
+        }
+    }
+
+    /// Splits the honest replicas into two sides; colluders get both.
+    fn sides(&self) -> (Vec<ReplicaId>, Vec<ReplicaId>) {
+        let honest: Vec<ReplicaId> = self
+            .others()
+            .into_iter()
+            .filter(|r| !self.colluders.contains(r))
+            .collect();
+        let half = honest.len().div_ceil(2);
+        let mut a = honest[..half].to_vec();
+        let mut b = honest[half..].to_vec();
+        a.extend(self.colluders.iter().filter(|r| **r != self.replica.id()));
+        b.extend(self.colluders.iter().filter(|r| **r != self.replica.id()));
+        (a, b)
+    }
+
+    fn alternative(&self, batch: &Batch) -> Batch {
+        let mut alt = batch.clone();
+        alt.timestamp_ms = alt.timestamp_ms.wrapping_add(1);
+        alt
+    }
+
+    fn equivocate(&mut self, proposal: Signed<Proposal>, batch: Batch) -> Vec<Output> {
+        let vote = proposal.body.0;
+        let alt = self.alternative(&batch);
+        let alt_vote = SlotVote {
+            digest: alt.digest(),
+            ..vote
+        };
+        let alt_proposal = self.sign(Proposal(alt_vote));
+        self.seen
+            .entry((vote.view, vote.seq))
+            .or_default()
+            .extend([vote.digest, alt_vote.digest]);
+        self.prune_seen();
+        let (a, b) = self.sides();
+        let mut out: Vec<Output> = a
+            .into_iter()
+            .map(|r| {
+                Output::Send(
+                    r,
+                    Message::PrePrepare {
+                        proposal: proposal.clone(),
+                        batch: batch.clone(),
+                    },
+                )
+            })
+            .collect();
+        out.extend(b.into_iter().map(|r| {
+            Output::Send(
+                r,
+                Message::PrePrepare {
+                    proposal: alt_proposal.clone(),
+                    batch: alt.clone(),
+                },
+            )
+        }));
+        out
+    }
+
+    fn split_commit(&mut self, c: CommitStatement) -> Vec<Output> {
+        let digests = self.seen.get(&(c.view, c.seq)).cloned().unwrap_or_default();
+        let other = digests.into_iter().find(|d| *d != c.digest);
+        let (a, b) = self.sides();
+        let mine = Message::Commit(self.sign(c));
+        let mut out: Vec<Output> = a
+            .into_iter()
+            .map(|r| Output::Send(r, mine.clone()))
+            .collect();
+        let theirs = match other {
+            Some(digest) => Message::Commit(self.sign(CommitStatement { digest, ..c })),
+            None => mine,
+        };
+        out.extend(b.into_iter().map(|r| Output::Send(r, theirs.clone())));
+        out
+    }
+
+    /// The messages a faulty replica sends in place of one honest message.
+    fn rewrite_message(&mut self, m: Message) -> Vec<Message> {
+        match self.behaviour {
+            Behaviour::Honest | Behaviour::DelayVotes | Behaviour::Flood => vec![m],
+            Behaviour::Silent => vec![],
+            Behaviour::Equivocate | Behaviour::DoubleVote => self.double_vote(m),
+            Behaviour::ForgeSignature => vec![forge(m)],
+            Behaviour::Impersonate => self.impersonate(m),
+            Behaviour::StaleView => vec![self.shift_view(m, false)],
+            Behaviour::FutureView => vec![self.shift_view(m, true)],
+            Behaviour::InvalidBatch => vec![self.corrupt_batch(m)],
+            Behaviour::LyingViewChange => vec![self.lie_in_view_change(m)],
+        }
+    }
+
+    fn double_vote(&mut self, m: Message) -> Vec<Message> {
+        let (vote, commit) = match &m {
+            Message::Prepare(p) => (p.body.0, false),
+            Message::Commit(c) => (
+                SlotVote {
+                    view: c.body.view,
+                    seq: c.body.seq,
+                    digest: c.body.digest,
+                },
+                true,
+            ),
+            _ => return vec![m],
+        };
+        let mut digests = self
+            .seen
+            .get(&(vote.view, vote.seq))
+            .cloned()
+            .unwrap_or_default();
+        digests.remove(&vote.digest);
+        if digests.is_empty() {
+            // No rival digest known: invent one, so honest replicas see conflicting votes.
+            let mut fake = [0u8; 32];
+            fake[..8].copy_from_slice(&self.random().to_be_bytes());
+            digests.insert(Hash(fake));
+        }
+        let mut out = vec![m];
+        for digest in digests {
+            let v = SlotVote { digest, ..vote };
+            out.push(if commit {
+                Message::Commit(self.sign(CommitStatement {
+                    view: v.view,
+                    seq: v.seq,
+                    digest,
+                }))
+            } else {
+                Message::Prepare(self.sign(Prepare(v)))
+            });
+        }
+        out
+    }
+
+    fn impersonate(&mut self, m: Message) -> Vec<Message> {
+        let others = self.others();
+        if others.is_empty() {
+            return vec![m];
+        }
+        let victim = others[(self.random() % others.len() as u64) as usize];
+        let mut fake = m.clone();
+        set_from(&mut fake, victim);
+        vec![m, fake]
+    }
+
+    fn shift_view(&mut self, m: Message, forward: bool) -> Message {
+        let shift = |v: u64| {
+            if forward { v + 5 } else { v.saturating_sub(1) }
+        };
+        match m {
+            Message::Prepare(p) => {
+                let v = SlotVote {
+                    view: shift(p.body.0.view),
+                    ..p.body.0
+                };
+                Message::Prepare(self.sign(Prepare(v)))
+            }
+            Message::Commit(c) => Message::Commit(self.sign(CommitStatement {
+                view: shift(c.body.view),
+                ..c.body
+            })),
+            Message::PrePrepare { proposal, batch } => {
+                let v = SlotVote {
+                    view: shift(proposal.body.0.view),
+                    ..proposal.body.0
+                };
+                Message::PrePrepare {
+                    proposal: self.sign(Proposal(v)),
+                    batch,
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn corrupt_batch(&mut self, m: Message) -> Message {
+        let Message::PrePrepare { proposal, batch } = m else {
+            return m;
+        };
+        let mut bad = batch.clone();
+        if let Some(first) = batch.txs.iter().find_map(Transaction::as_transfer) {
+            // A replay of a transfer already in the batch (a double spend)…
+            bad.txs.push(Transaction::Transfer(*first));
+            // …and a transfer whose signature does not verify.
+            let mut forged = *first;
+            forged.transfer.amount = forged.transfer.amount.wrapping_add(1);
+            bad.txs.push(Transaction::Transfer(forged));
+        } else {
+            return Message::PrePrepare { proposal, batch };
+        }
+        let v = SlotVote {
+            digest: bad.digest(),
+            ..proposal.body.0
+        };
+        Message::PrePrepare {
+            proposal: self.sign(Proposal(v)),
+            batch: bad,
+        }
+    }
+
+    fn lie_in_view_change(&mut self, m: Message) -> Message {
+        match m {
+            Message::ViewChange { view_change, .. } => {
+                let vc = ViewChange {
+                    prepared: Vec::new(),
+                    ..view_change.body
+                };
+                Message::ViewChange {
+                    view_change: self.sign(vc),
+                    batches: Vec::new(),
+                }
+            }
+            Message::NewView { new_view, .. } => {
+                // Replace every re-proposal with a null batch: drops prepared certificates.
+                let null = Batch::null().digest();
+                let proposals = new_view
+                    .body
+                    .proposals
+                    .iter()
+                    .map(|p| {
+                        self.sign(Proposal(SlotVote {
+                            digest: null,
+                            ..p.body.0
+                        }))
+                    })
+                    .collect();
+                let nv = NewView {
+                    proposals,
+                    ..new_view.body
+                };
+                Message::NewView {
+                    new_view: self.sign(nv),
+                    batches: Vec::new(),
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn delay(&mut self, outputs: Vec<Output>) -> Vec<Output> {
+        let mut now = Vec::new();
+        for o in outputs {
+            match o {
+                Output::Send(..) | Output::Broadcast(..)
+                    if self.behaviour == Behaviour::DelayVotes =>
+                {
+                    self.delayed.push_back((self.tick + DELAY_TICKS, o));
+                }
+                other => now.push(other),
+            }
+        }
+        while self.delayed.front().is_some_and(|(t, _)| *t <= self.tick) {
+            if let Some((_, o)) = self.delayed.pop_front() {
+                now.push(o);
+            }
+        }
+        // Switching back to honest releases everything at once.
+        if self.behaviour != Behaviour::DelayVotes {
+            now.extend(self.delayed.drain(..).map(|(_, o)| o));
+        }
+        now
+    }
+
+    fn flood(&mut self) -> Vec<Output> {
+        let others = self.others();
+        let mut out = Vec::new();
+        let view = self.replica.view();
+        for _ in 0..FLOOD_PER_TICK {
+            if others.is_empty() {
+                break;
+            }
+            let to = others[(self.random() % others.len() as u64) as usize];
+            let (r1, r2) = (self.random(), self.random());
+            let junk = match r1 % 4 {
+                0 => {
+                    let len = (r2 % 512) as usize;
+                    let bytes: Vec<u8> = (0..len).map(|_| self.random() as u8).collect();
+                    out.push(Output::SendRaw(to, bytes));
+                    continue;
+                }
+                1 => Message::Prepare(self.sign(Prepare(SlotVote {
+                    view,
+                    seq: r2 % 1_000_000 + 1_000,
+                    digest: Hash([7; 32]),
+                }))),
+                2 => Message::Checkpoint(self.sign(CheckpointStatement {
+                    seq: r2 % 1_000_000,
+                    block_hash: Hash([9; 32]),
+                })),
+                _ => Message::ViewChange {
+                    view_change: self.sign(ViewChange {
+                        new_view: view + 1_000 + r2 % 1_000,
+                        checkpoint: self.replica.stable_checkpoint().clone(),
+                        prepared: Vec::new(),
+                    }),
+                    batches: Vec::new(),
+                },
+            };
+            out.push(Output::Send(to, junk));
+        }
+        out
+    }
+}
+
+fn forge(mut m: Message) -> Message {
+    let flip = |s: &mut quire_chain::Signature| s.0[0] ^= 0x55;
+    match &mut m {
+        Message::PrePrepare { proposal, .. } => flip(&mut proposal.signature),
+        Message::Prepare(x) => flip(&mut x.signature),
+        Message::Commit(x) => flip(&mut x.signature),
+        Message::Checkpoint(x) => flip(&mut x.signature),
+        Message::ViewChange { view_change, .. } => flip(&mut view_change.signature),
+        Message::NewView { new_view, .. } => flip(&mut new_view.signature),
+        Message::Status(x) => flip(&mut x.signature),
+        Message::Forward(x) => flip(&mut x.signature),
+        Message::FetchBlocks(x) => flip(&mut x.signature),
+        Message::Blocks(x) => flip(&mut x.signature),
+    }
+    m
+}
+
+fn set_from(m: &mut Message, from: ReplicaId) {
+    match m {
+        Message::PrePrepare { proposal, .. } => proposal.from = from,
+        Message::Prepare(x) => x.from = from,
+        Message::Commit(x) => x.from = from,
+        Message::Checkpoint(x) => x.from = from,
+        Message::ViewChange { view_change, .. } => view_change.from = from,
+        Message::NewView { new_view, .. } => new_view.from = from,
+        Message::Status(x) => x.from = from,
+        Message::Forward(x) => x.from = from,
+        Message::FetchBlocks(x) => x.from = from,
+        Message::Blocks(x) => x.from = from,
+    }
+}

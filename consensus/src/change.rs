@@ -1,0 +1,248 @@
+//! View change (PBFT §4.4): leave a view whose primary seems faulty, gather a quorum of
+//! ViewChanges at the next primary, and enter the new view with its NewView.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use quire_chain::{Batch, Hash};
+
+use crate::message::{Message, NewView, Proposal, Signed, SlotVote, ViewChange};
+use crate::persist;
+use crate::replica::{Output, Replica};
+use crate::stats::Drop;
+use crate::view_change;
+
+impl Replica {
+    /// Stops taking part in the current view and asks to move to `target`.
+    pub(crate) fn start_view_change(&mut self, target: u64) {
+        if target <= self.view && (self.changing || target < self.view) {
+            return;
+        }
+        self.view = target;
+        self.changing = true;
+        self.view_change_tick = None;
+        self.view_change_streak += 1;
+        self.stats.view_changes += 1;
+        self.stats.view_change_streak_max = self
+            .stats
+            .view_change_streak_max
+            .max(self.view_change_streak);
+        let low = self.stable.seq;
+        let mut batches: BTreeMap<Hash, Batch> = BTreeMap::new();
+        let prepared = self
+            .log
+            .range(low + 1..)
+            .filter_map(|(_, slot)| slot.prepared.as_ref())
+            .map(|(proof, batch)| {
+                // Null batches are known to everyone and never travel.
+                if !batch.is_null() {
+                    batches.insert(proof.slot().digest, (**batch).clone());
+                }
+                proof.clone()
+            })
+            .collect();
+        let vc = self.sign(ViewChange {
+            new_view: target,
+            checkpoint: self.stable.clone(),
+            prepared,
+        });
+        let batches: Vec<Batch> = batches.into_values().collect();
+        self.persist(persist::view(target, true));
+        self.persist(persist::view_change(&vc, &batches));
+        self.view_changes
+            .insert(self.id, (vc.clone(), batches.clone()));
+        self.out.push(Output::Broadcast(Message::ViewChange {
+            view_change: vc,
+            batches,
+        }));
+        self.start_timer_on_quorum();
+        self.try_new_view();
+    }
+
+    /// Starts the view-change timer once a quorum asks for our target view or a later one.
+    fn start_timer_on_quorum(&mut self) {
+        if !self.changing || self.view_change_tick.is_some() {
+            return;
+        }
+        let asking = self
+            .view_changes
+            .values()
+            .filter(|(vc, _)| vc.body.new_view >= self.view)
+            .count();
+        if asking >= self.quorum() {
+            self.view_change_tick = Some(self.tick);
+        }
+    }
+
+    pub(crate) fn on_view_change(&mut self, vc: Signed<ViewChange>, batches: Vec<Batch>) {
+        let target = vc.body.new_view;
+        let from = vc.from;
+        if target < self.view || (target == self.view && !self.changing) {
+            // It is behind; if we started this view, hand it the NewView.
+            if target == self.view
+                && let Some((nv, nv_batches)) = self.new_view.clone()
+            {
+                self.out.push(Output::Send(
+                    from,
+                    Message::NewView {
+                        new_view: nv,
+                        batches: nv_batches,
+                    },
+                ));
+            }
+            self.stats.drop(Drop::StaleView);
+            return;
+        }
+        // One ViewChange per replica is kept (its latest), so memory stays bounded whatever
+        // views a faulty replica claims.
+        if let Some((existing, _)) = self.view_changes.get(&from)
+            && existing.body.new_view >= target
+        {
+            self.stats.drop(Drop::Duplicate);
+            return;
+        }
+        self.view_changes.insert(from, (vc, batches));
+        self.join_if_weak_quorum();
+        self.start_timer_on_quorum();
+        self.try_new_view();
+    }
+
+    /// The join rule (liveness, trap 7): f+1 replicas asking for views above ours include an
+    /// honest one, so follow them to the smallest such view.
+    fn join_if_weak_quorum(&mut self) {
+        let above: Vec<u64> = self
+            .view_changes
+            .iter()
+            .filter(|(r, _)| **r != self.id)
+            .map(|(_, (vc, _))| vc.body.new_view)
+            .filter(|v| *v > self.view)
+            .collect();
+        if above.len() >= self.verifier.validators.weak_quorum()
+            && let Some(target) = above.iter().min().copied()
+        {
+            self.start_view_change(target);
+        }
+    }
+
+    /// As the new primary: with a quorum of ViewChanges, compute and send the NewView.
+    fn try_new_view(&mut self) {
+        if !self.changing || !self.is_primary() {
+            return;
+        }
+        let view = self.view;
+        let chosen: Vec<(Signed<ViewChange>, Vec<Batch>)> = self
+            .view_changes
+            .values()
+            .filter(|(vc, _)| vc.body.new_view == view)
+            .cloned()
+            .collect();
+        if chosen.len() < self.quorum() {
+            return;
+        }
+        let bodies: Vec<&ViewChange> = chosen.iter().map(|(vc, _)| &vc.body).collect();
+        let plan = view_change::plan(&bodies);
+        let known: BTreeMap<Hash, &Batch> = chosen
+            .iter()
+            .flat_map(|(_, b)| b.iter())
+            .map(|b| (b.digest(), b))
+            .collect();
+        let null = Batch::null().digest();
+        let mut batches: BTreeMap<Hash, Batch> = BTreeMap::new();
+        let mut proposals = Vec::new();
+        for (seq, digest) in &plan.proposals {
+            if *digest != null {
+                // Verification guarantees every prepared digest came with its batch.
+                let Some(batch) = known.get(digest) else {
+                    return;
+                };
+                batches.insert(*digest, (*batch).clone());
+            }
+            proposals.push(self.sign(Proposal(SlotVote {
+                view,
+                seq: *seq,
+                digest: *digest,
+            })));
+        }
+        let nv = self.sign(NewView {
+            view,
+            view_changes: chosen.into_iter().map(|(vc, _)| vc).collect(),
+            proposals,
+        });
+        let batches: Vec<Batch> = batches.into_values().collect();
+        self.persist(persist::new_view(&nv, &batches));
+        self.out.push(Output::Broadcast(Message::NewView {
+            new_view: nv.clone(),
+            batches: batches.clone(),
+        }));
+        self.enter_new_view(nv, batches);
+    }
+
+    pub(crate) fn on_new_view(&mut self, nv: Signed<NewView>, batches: Vec<Batch>) {
+        if nv.body.view < self.view || (nv.body.view == self.view && !self.changing) {
+            self.stats.drop(Drop::StaleView);
+            return;
+        }
+        // The boundary checked every ViewChange in it and recomputed its proposals.
+        self.persist(persist::new_view(&nv, &batches));
+        self.enter_new_view(nv, batches);
+    }
+
+    /// Enters the view a (verified) NewView starts: adopt its checkpoint, accept its proposals
+    /// as this view's PrePrepares, and resume.
+    fn enter_new_view(&mut self, nv: Signed<NewView>, batches: Vec<Batch>) {
+        let view = nv.body.view;
+        self.view = view;
+        self.changing = false;
+        self.persist(persist::view(view, false));
+        self.stats.new_views += 1;
+        self.view_start_tick = self.tick;
+        self.progress_tick = self.tick;
+        self.primary_tick = self.tick;
+        self.view_changes
+            .retain(|_, (vc, _)| vc.body.new_view > view);
+        for slot in self.log.values_mut() {
+            slot.prune_votes(view);
+            if slot
+                .pre_prepare
+                .as_ref()
+                .is_some_and(|(pp, _)| pp.body.0.view < view)
+            {
+                slot.pre_prepare = None;
+            }
+            slot.commit_sent_view = slot.commit_sent_view.filter(|v| *v >= view);
+        }
+        let bodies: Vec<&ViewChange> = nv.body.view_changes.iter().map(|vc| &vc.body).collect();
+        let plan = view_change::plan(&bodies);
+        self.make_stable(plan.checkpoint.clone());
+        let by_digest: BTreeMap<Hash, Arc<Batch>> = batches
+            .into_iter()
+            .map(|b| (b.digest(), Arc::new(b)))
+            .collect();
+        let null = Arc::new(Batch::null());
+        let mut kept = Vec::new();
+        for proposal in &nv.body.proposals {
+            let vote = proposal.body.0;
+            if vote.seq <= self.stable.seq {
+                continue;
+            }
+            let batch = by_digest
+                .get(&vote.digest)
+                .cloned()
+                .unwrap_or_else(|| null.clone());
+            kept.push(batch.clone());
+            if vote.seq <= self.head.height {
+                // Already executed here; the others will decide the same batch.
+                continue;
+            }
+            self.accept_pre_prepare(proposal.clone(), batch);
+        }
+        let kept_txs: Vec<&quire_chain::Transaction> =
+            kept.iter().flat_map(|b| b.txs.iter()).collect();
+        self.mempool.new_view(&kept_txs);
+        self.new_view = Some((nv, by_digest.values().map(|b| (**b).clone()).collect()));
+        self.next_seq = self.first_free_seq();
+        if self.is_primary() {
+            self.try_propose();
+        }
+    }
+}

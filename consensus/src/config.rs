@@ -1,0 +1,93 @@
+//! Protocol parameters. Time is counted in ticks; the node ticks every `tick_ms` of wall time,
+//! the simulator in virtual time.
+
+use thiserror::Error;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Params {
+    /// A batch closes at this many transactions…
+    pub batch_txs_max: usize,
+    /// …or when its oldest transaction has waited this many ticks.
+    pub batch_timeout_ticks: u64,
+    /// Sequence numbers in flight (proposed, not yet executed) at once.
+    pub pipeline_depth: u64,
+    /// A checkpoint every this many sequence numbers (K).
+    pub checkpoint_interval: u64,
+    /// The watermark window: the log holds (h, h + L]. A multiple of K.
+    pub log_window: u64,
+    /// Base view-change timeout; it doubles with every view change that makes no progress…
+    pub view_timeout_ticks: u64,
+    /// …up to this cap.
+    pub view_timeout_max_ticks: u64,
+    /// Every this many ticks a replica reports its status (the primary's doubles as heartbeat).
+    pub status_interval_ticks: u64,
+    /// Votes of a slot that has not committed after this many ticks are sent again.
+    pub retransmit_ticks: u64,
+    /// A state-transfer request unanswered for this long goes to another peer.
+    pub fetch_timeout_ticks: u64,
+    /// Most transactions a replica keeps waiting; beyond that it refuses new ones.
+    pub mempool_max: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            batch_txs_max: 512,
+            batch_timeout_ticks: 1,
+            pipeline_depth: 16,
+            checkpoint_interval: 32,
+            log_window: 128,
+            view_timeout_ticks: 100,
+            view_timeout_max_ticks: 1600,
+            status_interval_ticks: 10,
+            retransmit_ticks: 20,
+            fetch_timeout_ticks: 50,
+            mempool_max: 100_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ParamsError {
+    #[error("{0} must be positive")]
+    Zero(&'static str),
+    #[error(
+        "log_window ({window}) must be a multiple of checkpoint_interval ({interval}) and at least twice it"
+    )]
+    Window { window: u64, interval: u64 },
+    #[error("pipeline_depth ({depth}) must not exceed log_window ({window})")]
+    Pipeline { depth: u64, window: u64 },
+}
+
+impl Params {
+    pub fn validate(&self) -> Result<(), ParamsError> {
+        let positive = [
+            ("batch_txs_max", self.batch_txs_max as u64),
+            ("pipeline_depth", self.pipeline_depth),
+            ("checkpoint_interval", self.checkpoint_interval),
+            ("view_timeout_ticks", self.view_timeout_ticks),
+            ("status_interval_ticks", self.status_interval_ticks),
+            ("retransmit_ticks", self.retransmit_ticks),
+            ("fetch_timeout_ticks", self.fetch_timeout_ticks),
+            ("mempool_max", self.mempool_max as u64),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ParamsError::Zero(name));
+        }
+        if self.log_window % self.checkpoint_interval != 0
+            || self.log_window < 2 * self.checkpoint_interval
+        {
+            return Err(ParamsError::Window {
+                window: self.log_window,
+                interval: self.checkpoint_interval,
+            });
+        }
+        if self.pipeline_depth > self.log_window {
+            return Err(ParamsError::Pipeline {
+                depth: self.pipeline_depth,
+                window: self.log_window,
+            });
+        }
+        Ok(())
+    }
+}

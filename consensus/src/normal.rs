@@ -1,0 +1,482 @@
+//! The normal case (PBFT §4.2) and checkpoints (§4.3): propose, accept a PrePrepare, prepare,
+//! commit, execute in sequence order, checkpoint, collect garbage.
+
+use std::sync::Arc;
+
+use quire_chain::block::execute;
+use quire_chain::cert::{Certificate, CheckpointStatement, CommitStatement};
+use quire_chain::tx::{Outcome, Rejection};
+use quire_chain::{Batch, Hash};
+
+use crate::log::{self, Recorded};
+use crate::message::{
+    Message, Prepare, PreparedProof, Proposal, Signed, SlotVote, StableCheckpoint, Status,
+};
+use crate::persist;
+use crate::replica::{Output, PeerStatus, Replica};
+use crate::stats::{Drop, Misbehaviour};
+
+impl Replica {
+    /// As primary: propose batches while there is work, room in the pipeline and in the window.
+    pub(crate) fn try_propose(&mut self) {
+        // State transfer may have executed past what we proposed.
+        self.next_seq = self.next_seq.max(self.head.height + 1);
+        while self.is_primary() && !self.changing && self.fetch.is_none() {
+            let in_flight = self.next_seq.saturating_sub(self.head.height + 1);
+            if in_flight >= self.params.pipeline_depth || !self.in_window(self.next_seq) {
+                return;
+            }
+            let Some(oldest) = self.mempool.oldest_ready_tick(&self.ledger) else {
+                return;
+            };
+            let full = self.mempool.queued() >= self.params.batch_txs_max;
+            let waited = self.tick.saturating_sub(oldest) >= self.params.batch_timeout_ticks;
+            if !full && !waited {
+                return;
+            }
+            let txs = self
+                .mempool
+                .take_batch(self.params.batch_txs_max, &self.ledger);
+            if txs.is_empty() {
+                return;
+            }
+            self.propose(txs);
+        }
+    }
+
+    fn propose(&mut self, txs: Vec<quire_chain::Transaction>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let batch = Batch {
+            view: self.view,
+            proposer: self.id,
+            timestamp_ms: self.now_ms,
+            txs,
+        };
+        let proposal = self.sign(Proposal(SlotVote {
+            view: self.view,
+            seq,
+            digest: batch.digest(),
+        }));
+        self.persist(persist::accepted(&proposal, &batch));
+        let tick = self.tick;
+        let slot = self.slot_mut(seq);
+        slot.pre_prepare = Some((proposal.clone(), Arc::new(batch.clone())));
+        slot.touched_tick = tick;
+        slot.accepted_tick = tick;
+        self.stats.batches_proposed += 1;
+        self.out
+            .push(Output::Broadcast(Message::PrePrepare { proposal, batch }));
+        self.check_prepared(seq);
+    }
+
+    /// Checks that a slot vote is for the current view (or the next, kept briefly: votes of a new
+    /// view can overtake its NewView) and inside the window.
+    fn admit_vote(&mut self, vote: &SlotVote) -> bool {
+        if vote.view < self.view {
+            self.stats.drop(Drop::StaleView);
+            return false;
+        }
+        if vote.view > self.view + 1 {
+            self.stats.drop(Drop::FutureView);
+            return false;
+        }
+        if !self.in_window(vote.seq) {
+            self.stats.drop(Drop::OutOfWindow);
+            return false;
+        }
+        if vote.seq <= self.head.height {
+            self.stats.drop(Drop::Duplicate);
+            return false;
+        }
+        true
+    }
+
+    pub(crate) fn on_pre_prepare(&mut self, proposal: Signed<Proposal>, batch: Batch) {
+        let vote = proposal.body.0;
+        if self.changing {
+            self.stats.drop(Drop::ChangingView);
+            return;
+        }
+        if vote.view != self.view {
+            self.stats.drop(if vote.view < self.view {
+                Drop::StaleView
+            } else {
+                Drop::FutureView
+            });
+            return;
+        }
+        if !self.admit_vote(&vote) {
+            return;
+        }
+        // A fresh proposal must be a batch of this view by this primary, within the size limit.
+        if batch.view != self.view
+            || batch.proposer != proposal.from
+            || batch.txs.len() > self.params.batch_txs_max
+        {
+            self.stats.drop(Drop::BadBatch);
+            self.stats.blame(Misbehaviour::InvalidBatch, proposal.from);
+            return;
+        }
+        self.primary_tick = self.tick;
+        if let Some((existing, _)) = &self.log.get(&vote.seq).and_then(|s| s.pre_prepare.clone())
+            && existing.body.0.view == vote.view
+        {
+            if existing.body.0.digest == vote.digest {
+                self.stats.drop(Drop::Duplicate);
+            } else {
+                self.stats.drop(Drop::Conflict);
+                self.stats.blame(Misbehaviour::Equivocation, proposal.from);
+            }
+            return;
+        }
+        self.accept_pre_prepare(proposal, Arc::new(batch));
+    }
+
+    /// Accepts a PrePrepare of the current view (fresh, or from a NewView): persist it, then
+    /// answer with a Prepare unless we are the primary.
+    pub(crate) fn accept_pre_prepare(&mut self, proposal: Signed<Proposal>, batch: Arc<Batch>) {
+        let vote = proposal.body.0;
+        self.persist(persist::accepted(&proposal, &batch));
+        let txs: Vec<&quire_chain::Transaction> = batch.txs.iter().collect();
+        self.mempool.mark_proposed(&txs);
+        let tick = self.tick;
+        let slot = self.slot_mut(vote.seq);
+        slot.pre_prepare = Some((proposal, batch));
+        slot.touched_tick = tick;
+        slot.accepted_tick = tick;
+        if !self.is_primary() {
+            let prepare = self.sign(Prepare(vote));
+            let id = self.id;
+            log::record(
+                &mut self.slot_mut(vote.seq).prepares,
+                vote.view,
+                id,
+                vote.digest,
+                prepare.signature,
+            );
+            self.out.push(Output::Broadcast(Message::Prepare(prepare)));
+        }
+        self.check_prepared(vote.seq);
+        self.check_committed(vote.seq);
+    }
+
+    pub(crate) fn on_prepare(&mut self, m: Signed<Prepare>) {
+        let vote = m.body.0;
+        if !self.admit_vote(&vote) {
+            return;
+        }
+        let slot = self.slot_mut(vote.seq);
+        match log::record(
+            &mut slot.prepares,
+            vote.view,
+            m.from,
+            vote.digest,
+            m.signature,
+        ) {
+            Recorded::New => self.check_prepared(vote.seq),
+            Recorded::Duplicate => self.stats.drop(Drop::Duplicate),
+            Recorded::Conflict => {
+                self.stats.drop(Drop::Conflict);
+                self.stats.blame(Misbehaviour::DoubleVote, m.from);
+            }
+        }
+    }
+
+    pub(crate) fn on_commit(&mut self, m: Signed<CommitStatement>) {
+        let c = m.body;
+        let vote = SlotVote {
+            view: c.view,
+            seq: c.seq,
+            digest: c.digest,
+        };
+        if !self.admit_vote(&vote) {
+            return;
+        }
+        let slot = self.slot_mut(c.seq);
+        match log::record(&mut slot.commits, c.view, m.from, c.digest, m.signature) {
+            Recorded::New => self.check_committed(c.seq),
+            Recorded::Duplicate => self.stats.drop(Drop::Duplicate),
+            Recorded::Conflict => {
+                self.stats.drop(Drop::Conflict);
+                self.stats.blame(Misbehaviour::DoubleVote, m.from);
+            }
+        }
+    }
+
+    /// *prepared*(v, s, d): the accepted PrePrepare and a quorum minus one matching Prepares from
+    /// distinct backups. Then persist the certificate and send Commit.
+    pub(crate) fn check_prepared(&mut self, seq: u64) {
+        if self.changing {
+            return;
+        }
+        let (view, quorum, primary) = (self.view, self.quorum(), self.primary());
+        let Some(slot) = self.log.get(&seq) else {
+            return;
+        };
+        if slot.commit_sent_view == Some(view) {
+            return;
+        }
+        let Some((proposal, batch)) = slot.pre_prepare.clone() else {
+            return;
+        };
+        let vote = proposal.body.0;
+        if vote.view != view {
+            return;
+        }
+        let prepares = log::matching(&slot.prepares, view, &vote.digest, Some(primary));
+        if prepares.len() + 1 < quorum {
+            return;
+        }
+        let proof = PreparedProof {
+            proposal,
+            prepares: prepares
+                .iter()
+                .map(|(replica, signature)| quire_chain::cert::Vote {
+                    replica: *replica,
+                    signature: *signature,
+                })
+                .collect(),
+        };
+        self.persist(persist::prepared(&proof, &batch));
+        let commit = self.sign(CommitStatement {
+            view,
+            seq,
+            digest: vote.digest,
+        });
+        let (id, tick) = (self.id, self.tick);
+        let slot = self.slot_mut(seq);
+        slot.prepared = Some((proof, batch));
+        slot.commit_sent_view = Some(view);
+        slot.touched_tick = tick;
+        log::record(&mut slot.commits, view, id, vote.digest, commit.signature);
+        self.out.push(Output::Broadcast(Message::Commit(commit)));
+        self.check_committed(seq);
+    }
+
+    /// Decided: a quorum of Commits for (v, s, d) and the batch with digest d. A quorum of
+    /// Commits proves the decision whatever this replica's own state, as a block's certificate
+    /// does in state transfer.
+    pub(crate) fn check_committed(&mut self, seq: u64) {
+        let quorum = self.quorum();
+        let Some(slot) = self.log.get(&seq) else {
+            return;
+        };
+        if slot.committed.is_some() {
+            return;
+        }
+        let groups: std::collections::BTreeSet<(u64, Hash)> = slot
+            .commits
+            .iter()
+            .map(|((v, _), (d, _))| (*v, *d))
+            .collect();
+        for (view, digest) in groups {
+            let votes = log::matching(&slot.commits, view, &digest, None);
+            if votes.len() < quorum {
+                continue;
+            }
+            let Some(batch) = slot.batch(&digest) else {
+                continue;
+            };
+            let statement = CommitStatement { view, seq, digest };
+            let cert = Certificate::from_votes(statement, &votes);
+            self.slot_mut(seq).committed = Some((batch, cert));
+            self.try_execute();
+            return;
+        }
+    }
+
+    /// Executes decided batches strictly in sequence order.
+    pub(crate) fn try_execute(&mut self) {
+        loop {
+            let next = self.head.height + 1;
+            let Some((batch, cert)) = self.log.get(&next).and_then(|s| s.committed.clone()) else {
+                break;
+            };
+            self.execute_block(&batch, cert, None);
+        }
+        if self.is_primary() {
+            self.try_propose();
+        }
+    }
+
+    /// Executes one decided batch on top of the head and emits its block for the store.
+    /// `claimed` is the header a peer served with it in state transfer, to check against.
+    pub(crate) fn execute_block(
+        &mut self,
+        batch: &Batch,
+        cert: quire_chain::CommitCertificate,
+        claimed: Option<(&quire_chain::Header, quire_chain::ReplicaId)>,
+    ) {
+        let executed = execute(&mut self.ledger, &self.head, batch, Some(cert), None);
+        let header = executed.record.block.header;
+        if let Some((claimed, from)) = claimed
+            && *claimed != header
+        {
+            self.stats.blame(Misbehaviour::WrongHeader, from);
+        }
+        let bad_signatures = executed
+            .record
+            .outcomes
+            .iter()
+            .filter(|o| **o == Outcome::Rejected(Rejection::BadSignature))
+            .count();
+        if bad_signatures > 0 {
+            // An honest primary proposes only transactions whose signatures it checked.
+            self.stats.blame(Misbehaviour::InvalidBatch, batch.proposer);
+        }
+        self.head = header;
+        self.mempool.executed(&batch.txs, &self.ledger);
+        self.stats.blocks_executed += 1;
+        self.stats.txs_executed += batch.txs.len() as u64;
+        self.progress_tick = self.tick;
+        self.executed_tick = self.tick;
+        self.view_change_streak = 0;
+        self.out.push(Output::Commit(Box::new(executed)));
+        if header.height % self.params.checkpoint_interval == 0 {
+            self.send_checkpoint(header.height, header.hash());
+        }
+    }
+
+    fn send_checkpoint(&mut self, seq: u64, block_hash: Hash) {
+        let m = self.sign(CheckpointStatement { seq, block_hash });
+        self.record_checkpoint(seq, self.id, block_hash, m.signature);
+        self.out.push(Output::Broadcast(Message::Checkpoint(m)));
+    }
+
+    pub(crate) fn on_checkpoint(&mut self, m: Signed<CheckpointStatement>) {
+        let c = m.body;
+        if c.seq <= self.stable.seq {
+            self.stats.drop(Drop::Duplicate);
+            return;
+        }
+        // Far-ahead checkpoints are not kept (memory stays bounded); status reports tell us when
+        // we are behind.
+        if c.seq % self.params.checkpoint_interval != 0
+            || c.seq > self.stable.seq + 4 * self.params.log_window
+        {
+            self.stats.drop(Drop::OutOfWindow);
+            return;
+        }
+        self.record_checkpoint(c.seq, m.from, c.block_hash, m.signature);
+    }
+
+    fn record_checkpoint(
+        &mut self,
+        seq: u64,
+        from: quire_chain::ReplicaId,
+        block_hash: Hash,
+        signature: quire_chain::Signature,
+    ) {
+        let quorum = self.quorum();
+        match self
+            .checkpoints
+            .add(seq, from, block_hash, signature, quorum)
+        {
+            (Recorded::Conflict, _) => {
+                self.stats.drop(Drop::Conflict);
+                self.stats.blame(Misbehaviour::DoubleVote, from);
+            }
+            (_, Some(stable)) => self.make_stable(stable),
+            _ => {}
+        }
+    }
+
+    /// A checkpoint became stable: move the low watermark, collect garbage, and fetch the state
+    /// if we are behind it.
+    pub(crate) fn make_stable(&mut self, checkpoint: StableCheckpoint) {
+        if checkpoint.seq <= self.stable.seq {
+            return;
+        }
+        let seq = checkpoint.seq;
+        self.persist(persist::stable(&checkpoint));
+        let kept = self.log.split_off(&(seq + 1));
+        let dropped = std::mem::replace(&mut self.log, kept);
+        for old in dropped.keys() {
+            for op in persist::forget_slot(*old) {
+                self.persist(op);
+            }
+        }
+        self.checkpoints.collect_garbage(seq);
+        self.stable = checkpoint;
+        if seq > self.head.height {
+            self.start_fetch(seq);
+        }
+        self.next_seq = self.next_seq.max(seq + 1);
+        if self.is_primary() {
+            self.try_propose();
+        }
+    }
+
+    /// Sends our votes again for slots that have waited too long to commit (lost messages).
+    pub(crate) fn retransmit_stuck_slots(&mut self) {
+        let threshold = self.params.retransmit_ticks;
+        let mut resend = Vec::new();
+        for (seq, slot) in self.log.range(self.head.height + 1..) {
+            if slot.committed.is_some() || self.tick.saturating_sub(slot.touched_tick) < threshold {
+                continue;
+            }
+            let Some((pp, batch)) = &slot.pre_prepare else {
+                continue;
+            };
+            let vote = pp.body.0;
+            if vote.view != self.view {
+                continue;
+            }
+            if self.is_primary() {
+                resend.push(Message::PrePrepare {
+                    proposal: pp.clone(),
+                    batch: (**batch).clone(),
+                });
+            } else if let Some((_, sig)) = slot.prepares.get(&(vote.view, self.id)) {
+                resend.push(Message::Prepare(Signed {
+                    from: self.id,
+                    body: Prepare(vote),
+                    signature: *sig,
+                }));
+            }
+            if let Some((d, sig)) = slot.commits.get(&(vote.view, self.id)) {
+                resend.push(Message::Commit(Signed {
+                    from: self.id,
+                    body: CommitStatement {
+                        view: vote.view,
+                        seq: *seq,
+                        digest: *d,
+                    },
+                    signature: *sig,
+                }));
+            }
+            if resend.len() >= 3 * self.params.pipeline_depth as usize {
+                break;
+            }
+        }
+        let tick = self.tick;
+        for slot in self.log.range_mut(self.head.height + 1..).map(|(_, s)| s) {
+            if slot.committed.is_none() && tick.saturating_sub(slot.touched_tick) >= threshold {
+                slot.touched_tick = tick;
+            }
+        }
+        self.out.extend(resend.into_iter().map(Output::Broadcast));
+    }
+
+    pub(crate) fn on_status(&mut self, m: Signed<Status>) {
+        let status = m.body;
+        self.peers.insert(m.from, PeerStatus { status });
+        if m.from == self.primary() && status.view == self.view && !status.changing_view {
+            self.primary_tick = self.tick;
+        }
+        // A replica in an older view missed the NewView: hand it over.
+        if status.view < self.view
+            && !self.changing
+            && let Some((nv, batches)) = self.new_view.clone()
+        {
+            self.out.push(Output::Send(
+                m.from,
+                Message::NewView {
+                    new_view: nv,
+                    batches,
+                },
+            ));
+        }
+    }
+}

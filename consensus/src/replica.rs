@@ -1,0 +1,539 @@
+//! The replica: PBFT's state and the `step` function that advances it.
+//!
+//! `step` takes one input — a verified message, client transactions, or a tick — and returns the
+//! outputs it caused. **The caller must make every `Persist` and `Commit` of a step durable, in
+//! order, before any `Send`, `Broadcast` or `ServeBlocks` of that step leaves the process.** That
+//! is the whole persistence contract: the core never sends a vote it has not asked to persist.
+//!
+//! The protocol is split by concern: the normal case and execution in [`crate::normal`], view
+//! changes in [`crate::change`], state transfer in [`crate::transfer`], the periodic work of a
+//! tick here.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use quire_chain::block::Executed;
+use quire_chain::store::ConsensusEntries;
+use quire_chain::{Batch, Header, Keypair, Ledger, ReplicaId, Transaction};
+use thiserror::Error;
+
+use crate::checkpoint::CheckpointVotes;
+use crate::config::{Params, ParamsError};
+use crate::log::Slot;
+use crate::mempool::Mempool;
+use crate::message::{
+    Body, FetchBlocks, Forward, Message, NewView, Signed, StableCheckpoint, Status, ViewChange,
+};
+use crate::persist::{self, CorruptEntry, Op};
+use crate::stats::{Drop, Stats};
+use crate::transfer::Fetch;
+use crate::verify::{Reject, Verified, Verifier};
+
+pub enum Input {
+    /// A message that passed [`Verifier::verify`].
+    Message(Verified),
+    /// Client transactions whose signatures the caller has checked.
+    Requests(Vec<Transaction>),
+    /// Time passes by one tick; `now_ms` is the wall (or virtual) clock, used only to stamp
+    /// batches.
+    Tick { now_ms: u64 },
+}
+
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// Write (or delete) a consensus log entry.
+    Persist(Op),
+    /// Append an executed block, with its state changes, to the chain store.
+    Commit(Box<Executed>),
+    Send(ReplicaId, Message),
+    Broadcast(Message),
+    /// Send blocks `from..=to` from the chain store to a replica (see [`Replica::blocks_reply`]).
+    ServeBlocks {
+        to: ReplicaId,
+        from: u64,
+        to_height: u64,
+    },
+    /// Raw bytes, sent as they are. Only the `flood` behaviour emits these.
+    SendRaw(ReplicaId, Vec<u8>),
+}
+
+#[derive(Debug, Error)]
+pub enum ReplicaError {
+    #[error("bad parameters: {0}")]
+    Params(#[from] ParamsError),
+    #[error("{0}")]
+    Corrupt(#[from] CorruptEntry),
+    #[error("replica id {0} is not in the validator set")]
+    NotAValidator(ReplicaId),
+    #[error("this key is not the key of replica {0} in the genesis")]
+    WrongKey(ReplicaId),
+}
+
+/// What a peer last told us about itself.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PeerStatus {
+    pub status: Status,
+}
+
+pub struct Replica {
+    pub(crate) id: ReplicaId,
+    pub(crate) key: Keypair,
+    pub(crate) verifier: Verifier,
+    pub(crate) params: Params,
+
+    pub(crate) view: u64,
+    /// Between sending a ViewChange for `view` and entering it with a NewView.
+    pub(crate) changing: bool,
+    /// Consecutive view changes without execution progress (the timeout doubles with each).
+    pub(crate) view_change_streak: u32,
+    /// When a quorum of replicas had asked for `view` (or beyond) while we are changing to it:
+    /// only then does the view-change timer run (PBFT §4.5.2), so a replica cut off from the
+    /// others waits at v+1 instead of racing through views alone.
+    pub(crate) view_change_tick: Option<u64>,
+
+    pub(crate) log: BTreeMap<u64, Slot>,
+    pub(crate) stable: StableCheckpoint,
+    pub(crate) checkpoints: CheckpointVotes,
+
+    pub(crate) ledger: Ledger,
+    pub(crate) head: Header,
+    pub(crate) mempool: Mempool,
+    /// The next sequence number this replica proposes, when primary.
+    pub(crate) next_seq: u64,
+
+    /// The latest ViewChange of each replica (with its batches).
+    pub(crate) view_changes: BTreeMap<ReplicaId, (Signed<ViewChange>, Vec<Batch>)>,
+    /// The NewView that started the current view, to hand to replicas still in older views.
+    pub(crate) new_view: Option<(Signed<NewView>, Vec<Batch>)>,
+    pub(crate) peers: BTreeMap<ReplicaId, PeerStatus>,
+    pub(crate) fetch: Option<Fetch>,
+    /// No new state transfer before this tick (after one that found nothing).
+    pub(crate) fetch_quiet_until: u64,
+
+    pub(crate) tick: u64,
+    pub(crate) now_ms: u64,
+    /// Last tick the view started or a block executed.
+    pub(crate) progress_tick: u64,
+    pub(crate) executed_tick: u64,
+    /// Last tick the current primary was heard from.
+    pub(crate) primary_tick: u64,
+    pub(crate) view_start_tick: u64,
+
+    pub(crate) stats: Stats,
+    pub(crate) out: Vec<Output>,
+}
+
+/// What a replica starts from: its chain (head block and ledger) and its consensus log.
+pub struct Durable {
+    pub head: Header,
+    pub ledger: Ledger,
+    pub consensus: ConsensusEntries,
+}
+
+impl Replica {
+    /// Starts (or restarts) replica `id` from what it persisted.
+    pub fn recover(
+        id: ReplicaId,
+        key: Keypair,
+        verifier: Verifier,
+        params: Params,
+        durable: Durable,
+    ) -> Result<Replica, ReplicaError> {
+        params.validate()?;
+        let validator = verifier
+            .validators
+            .get(id)
+            .ok_or(ReplicaError::NotAValidator(id))?;
+        if validator.key != key.public() {
+            return Err(ReplicaError::WrongKey(id));
+        }
+        let recovered = persist::recover(&durable.consensus)?;
+        let genesis_checkpoint = StableCheckpoint {
+            seq: 0,
+            block_hash: verifier.genesis_hash,
+            certificate: None,
+        };
+        let mut replica = Replica {
+            id,
+            key,
+            mempool: Mempool::new(params.mempool_max),
+            verifier,
+            params,
+            view: recovered.view,
+            changing: recovered.changing,
+            view_change_streak: 0,
+            view_change_tick: None,
+            log: BTreeMap::new(),
+            stable: recovered.stable.unwrap_or(genesis_checkpoint),
+            checkpoints: CheckpointVotes::default(),
+            ledger: durable.ledger,
+            head: durable.head,
+            next_seq: 0,
+            view_changes: BTreeMap::new(),
+            new_view: recovered
+                .new_view
+                .filter(|(nv, _)| nv.body.view == recovered.view),
+            peers: BTreeMap::new(),
+            fetch: None,
+            fetch_quiet_until: 0,
+            tick: 0,
+            now_ms: 0,
+            progress_tick: 0,
+            executed_tick: 0,
+            primary_tick: 0,
+            view_start_tick: 0,
+            stats: Stats::default(),
+            out: Vec::new(),
+        };
+        let low = replica.stable.seq;
+        for (proposal, batch) in recovered.accepted {
+            let seq = proposal.body.0.seq;
+            if seq > low && proposal.body.0.view == replica.view {
+                replica.slot_mut(seq).pre_prepare = Some((proposal, Arc::new(batch)));
+            }
+        }
+        for (proof, batch) in recovered.prepared {
+            let slot = proof.slot();
+            if slot.seq > low {
+                let view = replica.view;
+                let s = replica.slot_mut(slot.seq);
+                if slot.view == view {
+                    s.commit_sent_view = Some(slot.view);
+                }
+                s.prepared = Some((proof, Arc::new(batch)));
+            }
+        }
+        if let Some((vc, batches)) = recovered.view_change
+            && replica.changing
+            && vc.body.new_view == replica.view
+        {
+            replica.view_changes.insert(replica.id, (vc, batches));
+        }
+        replica.next_seq = replica.first_free_seq();
+        Ok(replica)
+    }
+
+    // ---- accessors ------------------------------------------------------------------------
+
+    pub fn id(&self) -> ReplicaId {
+        self.id
+    }
+    pub fn view(&self) -> u64 {
+        self.view
+    }
+    pub fn is_changing_view(&self) -> bool {
+        self.changing
+    }
+    pub fn head(&self) -> &Header {
+        &self.head
+    }
+    pub fn last_executed(&self) -> u64 {
+        self.head.height
+    }
+    pub fn stable_checkpoint(&self) -> &StableCheckpoint {
+        &self.stable
+    }
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+    pub fn is_primary(&self) -> bool {
+        self.primary() == self.id
+    }
+    pub fn primary(&self) -> ReplicaId {
+        self.verifier.validators.primary(self.view)
+    }
+    pub fn mempool_len(&self) -> usize {
+        self.mempool.len()
+    }
+    /// Slots held in the log (bounded by the watermark window).
+    pub fn log_len(&self) -> usize {
+        self.log.len()
+    }
+    pub fn tick_count(&self) -> u64 {
+        self.tick
+    }
+
+    /// A one-line summary of the protocol state, for logs and failure reports.
+    pub fn describe(&self) -> String {
+        let slots: Vec<String> = self
+            .log
+            .range(self.head.height + 1..)
+            .take(6)
+            .map(|(seq, s)| {
+                let pp = s.pre_prepare.as_ref().map_or("-".to_string(), |(p, _)| {
+                    format!("v{}:{}", p.body.0.view, p.body.0.digest.short())
+                });
+                let prepared = s.prepared.as_ref().map_or("-".to_string(), |(p, _)| {
+                    format!("v{}:{}", p.slot().view, p.slot().digest.short())
+                });
+                let commits: Vec<String> = s
+                    .commits
+                    .iter()
+                    .map(|((v, r), (d, _))| format!("{r}@v{v}:{}", &d.short()[..4]))
+                    .collect();
+                format!(
+                    "[{seq} pp={pp} prep={prepared} sent={:?} commits={} done={}]",
+                    s.commit_sent_view,
+                    commits.join(","),
+                    s.committed.is_some()
+                )
+            })
+            .collect();
+        format!(
+            "r{} view={}{} height={} stable={} next_seq={} mempool={} fetch={:?} vcs={:?} {}",
+            self.id,
+            self.view,
+            if self.changing { "(changing)" } else { "" },
+            self.head.height,
+            self.stable.seq,
+            self.next_seq,
+            self.mempool.len(),
+            self.fetch.as_ref().map(|f| f.target),
+            self.view_changes
+                .iter()
+                .map(|(r, (vc, _))| (*r, vc.body.new_view))
+                .collect::<Vec<_>>(),
+            slots.join(" ")
+        )
+    }
+
+    /// Counts a message refused at the boundary, and blames its sender where that says something.
+    pub fn note_rejected(&mut self, reason: Reject, culprit: Option<ReplicaId>) {
+        self.stats.reject(reason);
+        if let (Some(kind), Some(c)) = (crate::stats::Misbehaviour::of_reject(reason), culprit) {
+            self.stats.blame(kind, c);
+        }
+    }
+
+    // ---- the step function ----------------------------------------------------------------
+
+    pub fn step(&mut self, input: Input) -> Vec<Output> {
+        match input {
+            Input::Message(m) => self.on_message(m.into_message()),
+            Input::Requests(txs) => self.on_requests(txs),
+            Input::Tick { now_ms } => self.on_tick(now_ms),
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn on_message(&mut self, message: Message) {
+        match message {
+            Message::PrePrepare { proposal, batch } => self.on_pre_prepare(proposal, batch),
+            Message::Prepare(m) => self.on_prepare(m),
+            Message::Commit(m) => self.on_commit(m),
+            Message::Checkpoint(m) => self.on_checkpoint(m),
+            Message::ViewChange {
+                view_change,
+                batches,
+            } => self.on_view_change(view_change, batches),
+            Message::NewView { new_view, batches } => self.on_new_view(new_view, batches),
+            Message::Status(m) => self.on_status(m),
+            Message::Forward(m) => self.on_forward(m),
+            Message::FetchBlocks(m) => self.on_fetch(m),
+            Message::Blocks(m) => self.on_blocks(m),
+        }
+    }
+
+    fn on_requests(&mut self, txs: Vec<Transaction>) {
+        let mut fresh = Vec::new();
+        for tx in txs {
+            match self.mempool.insert(tx.clone(), self.tick) {
+                Ok(()) => fresh.push(tx),
+                Err(crate::mempool::Refusal::Duplicate) => self.stats.drop(Drop::Duplicate),
+                Err(crate::mempool::Refusal::Full) => self.stats.drop(Drop::MempoolFull),
+            }
+        }
+        if fresh.is_empty() {
+            return;
+        }
+        if self.is_primary() {
+            self.try_propose();
+        } else if !self.changing {
+            let primary = self.primary();
+            let forward = self.sign(Forward(fresh));
+            self.out
+                .push(Output::Send(primary, Message::Forward(forward)));
+        }
+    }
+
+    fn on_forward(&mut self, m: Signed<Forward>) {
+        // Forwarded transactions were signature-checked at the boundary.
+        for tx in m.body.0 {
+            if let Err(refusal) = self.mempool.insert(tx, self.tick) {
+                self.stats.drop(match refusal {
+                    crate::mempool::Refusal::Duplicate => Drop::Duplicate,
+                    crate::mempool::Refusal::Full => Drop::MempoolFull,
+                });
+            }
+        }
+        if self.is_primary() {
+            self.try_propose();
+        }
+    }
+
+    // ---- time -----------------------------------------------------------------------------
+
+    /// The view-change timeout after `streak` fruitless view changes: doubles each time, capped.
+    pub(crate) fn view_timeout(&self) -> u64 {
+        let base = self.params.view_timeout_ticks;
+        let doubled = base.saturating_mul(1u64 << self.view_change_streak.min(20));
+        doubled.min(self.params.view_timeout_max_ticks.max(base))
+    }
+
+    fn on_tick(&mut self, now_ms: u64) {
+        self.tick += 1;
+        self.now_ms = now_ms;
+        if self.is_primary() && !self.changing {
+            self.try_propose();
+        }
+        if self.tick % self.params.status_interval_ticks == 0 {
+            self.periodic();
+        }
+        self.check_timers();
+        self.check_fetch_timeout();
+    }
+
+    /// Every status interval: report status (the primary's is its heartbeat), resend what seems
+    /// lost, and catch up if a weak quorum of peers is ahead.
+    fn periodic(&mut self) {
+        let status = self.sign(Status {
+            view: self.view,
+            changing_view: self.changing,
+            last_executed: self.head.height,
+            stable_seq: self.stable.seq,
+        });
+        self.out.push(Output::Broadcast(Message::Status(status)));
+        self.mempool.expire(self.tick);
+        if self.changing {
+            // Our ViewChange may have been lost; it is idempotent to send again.
+            if let Some((vc, batches)) = self.view_changes.get(&self.id).cloned() {
+                self.out.push(Output::Broadcast(Message::ViewChange {
+                    view_change: vc,
+                    batches,
+                }));
+            }
+        } else {
+            self.retransmit_stuck_slots();
+            self.reforward();
+        }
+        self.catch_up_if_behind();
+    }
+
+    fn reforward(&mut self) {
+        if self.is_primary() {
+            return;
+        }
+        let stale = self
+            .mempool
+            .stale_queued(self.tick, self.params.retransmit_ticks, 1024);
+        if !stale.is_empty() {
+            let primary = self.primary();
+            let forward = self.sign(Forward(stale));
+            self.out
+                .push(Output::Send(primary, Message::Forward(forward)));
+        }
+    }
+
+    fn check_timers(&mut self) {
+        let timeout = self.view_timeout();
+        if self.changing {
+            if self
+                .view_change_tick
+                .is_some_and(|t| self.tick.saturating_sub(t) > timeout)
+            {
+                self.start_view_change(self.view + 1);
+            }
+            return;
+        }
+        if self.is_primary() {
+            return;
+        }
+        // A primary that is never heard from (no heartbeat, no proposal) is replaced even when
+        // there is no work: that is the idle timeout.
+        let silent = self
+            .tick
+            .saturating_sub(self.primary_tick.max(self.view_start_tick));
+        // Work that waits with no progress at all means a stalled primary: requests that are
+        // ready, or proposed and not yet executed…
+        let oldest = self.mempool.oldest_ready_tick(&self.ledger);
+        let proposed = self
+            .log
+            .range(self.head.height + 1..)
+            .filter(|(_, s)| s.pre_prepare.is_some() || s.prepared.is_some())
+            .map(|(_, s)| s.accepted_tick)
+            .min();
+        let waiting_since = match (oldest, proposed) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let stalled = waiting_since
+            .is_some_and(|t| self.tick.saturating_sub(t.max(self.progress_tick)) > timeout);
+        // …and one request that waits for long while others go through means censorship.
+        let censored = oldest.is_some_and(|t| {
+            self.tick.saturating_sub(t.max(self.view_start_tick)) > timeout.saturating_mul(4)
+        });
+        if silent > timeout || stalled || censored {
+            self.start_view_change(self.view + 1);
+        }
+    }
+
+    // ---- helpers shared by the protocol modules ------------------------------------------
+
+    pub(crate) fn sign<T: Body>(&self, body: T) -> Signed<T> {
+        Signed::sign(body, self.id, &self.key, &self.verifier.chain_id)
+    }
+
+    pub(crate) fn persist(&mut self, op: Op) {
+        self.out.push(Output::Persist(op));
+    }
+
+    pub(crate) fn quorum(&self) -> usize {
+        self.verifier.validators.quorum()
+    }
+
+    pub(crate) fn low_watermark(&self) -> u64 {
+        self.stable.seq
+    }
+
+    pub(crate) fn in_window(&self, seq: u64) -> bool {
+        seq > self.low_watermark() && seq <= self.low_watermark() + self.params.log_window
+    }
+
+    pub(crate) fn slot_mut(&mut self, seq: u64) -> &mut Slot {
+        self.log.entry(seq).or_default()
+    }
+
+    /// The first sequence number with no proposal in the current view above what is executed.
+    pub(crate) fn first_free_seq(&self) -> u64 {
+        let proposed = self
+            .log
+            .iter()
+            .filter(|(_, s)| {
+                s.pre_prepare
+                    .as_ref()
+                    .is_some_and(|(pp, _)| pp.body.0.view == self.view)
+            })
+            .map(|(seq, _)| *seq)
+            .max()
+            .unwrap_or(0);
+        proposed.max(self.head.height).max(self.stable.seq) + 1
+    }
+
+    /// A reply to a FetchBlocks, built from blocks the caller read from its store.
+    pub fn blocks_reply(&self, blocks: Vec<quire_chain::Block>) -> Message {
+        Message::Blocks(self.sign(crate::message::Blocks(blocks)))
+    }
+
+    pub(crate) fn fetch_request(&self, from: u64, to: u64) -> Message {
+        Message::FetchBlocks(self.sign(FetchBlocks { from, to }))
+    }
+}

@@ -1,0 +1,329 @@
+//! Verification at the boundary: every message is decoded and every signature in it checked
+//! (nested ones included) before the core sees it, as a [`Verified`] message. The core never
+//! handles unchecked input; what remains for it are the checks that need its state (view,
+//! watermarks, duplicates).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use quire_chain::block::Batch;
+use quire_chain::cert::CheckpointStatement;
+use quire_chain::codec::Decode;
+use quire_chain::{Hash, ReplicaId, ValidatorSet};
+
+use crate::message::{
+    BLOCKS_PER_REPLY_MAX, Blocks, Body, FetchBlocks, Message, NewView, Prepare, PreparedProof,
+    Signed, StableCheckpoint, ViewChange,
+};
+use crate::view_change;
+
+/// Why a message was refused at the boundary. Every one is the sender's fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reject {
+    /// The bytes are not a message.
+    Malformed,
+    /// The claimed sender is not a validator.
+    UnknownSender,
+    /// The claimed sender is not the authenticated peer that sent it.
+    Impersonation,
+    BadSignature,
+    /// A PrePrepare or NewView not from the primary of its view.
+    WrongPrimary,
+    /// A Prepare from the primary (its PrePrepare stands for its vote).
+    PrimaryPrepare,
+    /// A batch that does not hash to the digest it comes with.
+    DigestMismatch,
+    BadCheckpointProof,
+    BadPreparedProof,
+    BadViewChange,
+    /// A NewView whose proposals are not what its view changes imply.
+    BadNewView,
+    BadBlock,
+    /// A forwarded client transaction whose signature does not verify.
+    BadTransaction,
+}
+
+impl Reject {
+    pub const ALL: [Reject; 13] = [
+        Reject::Malformed,
+        Reject::UnknownSender,
+        Reject::Impersonation,
+        Reject::BadSignature,
+        Reject::WrongPrimary,
+        Reject::PrimaryPrepare,
+        Reject::DigestMismatch,
+        Reject::BadCheckpointProof,
+        Reject::BadPreparedProof,
+        Reject::BadViewChange,
+        Reject::BadNewView,
+        Reject::BadBlock,
+        Reject::BadTransaction,
+    ];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Reject::Malformed => "malformed",
+            Reject::UnknownSender => "unknown_sender",
+            Reject::Impersonation => "impersonation",
+            Reject::BadSignature => "bad_signature",
+            Reject::WrongPrimary => "wrong_primary",
+            Reject::PrimaryPrepare => "primary_prepare",
+            Reject::DigestMismatch => "digest_mismatch",
+            Reject::BadCheckpointProof => "bad_checkpoint_proof",
+            Reject::BadPreparedProof => "bad_prepared_proof",
+            Reject::BadViewChange => "bad_view_change",
+            Reject::BadNewView => "bad_new_view",
+            Reject::BadBlock => "bad_block",
+            Reject::BadTransaction => "bad_transaction",
+        }
+    }
+}
+
+/// A message whose every signature and every self-contained rule has been checked.
+#[derive(Clone, Debug)]
+pub struct Verified(Message);
+
+impl Verified {
+    pub fn message(&self) -> &Message {
+        &self.0
+    }
+
+    pub fn into_message(self) -> Message {
+        self.0
+    }
+}
+
+/// The fixed context verification needs: the chain, the validators, and protocol constants.
+#[derive(Clone, Debug)]
+pub struct Verifier {
+    pub chain_id: Hash,
+    pub validators: ValidatorSet,
+    pub genesis_hash: Hash,
+    pub checkpoint_interval: u64,
+    pub log_window: u64,
+}
+
+impl Verifier {
+    /// Decodes and verifies a frame received from `peer` (the sender the transport authenticated,
+    /// if it knows one).
+    pub fn decode(&self, bytes: &[u8], peer: Option<ReplicaId>) -> Result<Verified, Reject> {
+        let message = Message::from_bytes(bytes).map_err(|_| Reject::Malformed)?;
+        self.verify(message, peer)
+    }
+
+    pub fn verify(&self, message: Message, peer: Option<ReplicaId>) -> Result<Verified, Reject> {
+        let from = message.from();
+        if self.validators.get(from).is_none() {
+            return Err(Reject::UnknownSender);
+        }
+        if peer.is_some_and(|p| p != from) {
+            return Err(Reject::Impersonation);
+        }
+        match &message {
+            Message::PrePrepare { proposal, batch } => {
+                self.signed(proposal)?;
+                let slot = proposal.body.0;
+                if self.validators.primary(slot.view) != from {
+                    return Err(Reject::WrongPrimary);
+                }
+                if batch.digest() != slot.digest {
+                    return Err(Reject::DigestMismatch);
+                }
+            }
+            Message::Prepare(m) => {
+                self.signed(m)?;
+                if self.validators.primary(m.body.0.view) == from {
+                    return Err(Reject::PrimaryPrepare);
+                }
+            }
+            Message::Commit(m) => self.signed(m)?,
+            Message::Checkpoint(m) => self.signed(m)?,
+            Message::ViewChange {
+                view_change,
+                batches,
+            } => {
+                self.view_change(view_change)?;
+                self.batches_cover(
+                    view_change.body.prepared.iter().map(|p| p.slot().digest),
+                    batches,
+                )
+                .map_err(|_| Reject::BadViewChange)?;
+            }
+            Message::NewView { new_view, batches } => self.new_view(new_view, batches)?,
+            Message::Status(m) => self.signed(m)?,
+            Message::Forward(m) => {
+                self.signed(m)?;
+                if !m
+                    .body
+                    .0
+                    .iter()
+                    .all(|tx| tx.verify_signature(&self.chain_id))
+                {
+                    return Err(Reject::BadTransaction);
+                }
+            }
+            Message::FetchBlocks(m) => self.fetch(m)?,
+            Message::Blocks(m) => self.blocks(m)?,
+        }
+        Ok(Verified(message))
+    }
+
+    fn signed<T: Body>(&self, m: &Signed<T>) -> Result<(), Reject> {
+        let key = self.validators.key(m.from).ok_or(Reject::UnknownSender)?;
+        key.verify(
+            T::TAG,
+            &self.chain_id,
+            &m.body.signed_fields(),
+            &m.signature,
+        )
+        .map_err(|_| Reject::BadSignature)
+    }
+
+    fn checkpoint(&self, c: &StableCheckpoint) -> Result<(), Reject> {
+        if c.seq % self.checkpoint_interval != 0 {
+            return Err(Reject::BadCheckpointProof);
+        }
+        match &c.certificate {
+            None if c.seq == 0 && c.block_hash == self.genesis_hash => Ok(()),
+            None => Err(Reject::BadCheckpointProof),
+            Some(cert) => {
+                let expected = CheckpointStatement {
+                    seq: c.seq,
+                    block_hash: c.block_hash,
+                };
+                if cert.statement != expected {
+                    return Err(Reject::BadCheckpointProof);
+                }
+                cert.verify(&self.chain_id, &self.validators)
+                    .map_err(|_| Reject::BadCheckpointProof)
+            }
+        }
+    }
+
+    /// A prepared proof: the right primary's proposal and a quorum minus one distinct backups'
+    /// Prepares for the same (view, seq, digest), all validly signed.
+    pub fn prepared_proof(&self, p: &PreparedProof) -> Result<(), Reject> {
+        let slot = p.slot();
+        let primary = self.validators.primary(slot.view);
+        if p.proposal.from != primary {
+            return Err(Reject::BadPreparedProof);
+        }
+        self.signed(&p.proposal)
+            .map_err(|_| Reject::BadPreparedProof)?;
+        if p.prepares.len() < self.validators.quorum() - 1 {
+            return Err(Reject::BadPreparedProof);
+        }
+        let fields = Prepare(slot).signed_fields();
+        let mut previous = None;
+        for vote in &p.prepares {
+            if vote.replica == primary || previous.is_some_and(|prev| vote.replica <= prev) {
+                return Err(Reject::BadPreparedProof);
+            }
+            previous = Some(vote.replica);
+            let key = self
+                .validators
+                .key(vote.replica)
+                .ok_or(Reject::BadPreparedProof)?;
+            key.verify(Prepare::TAG, &self.chain_id, &fields, &vote.signature)
+                .map_err(|_| Reject::BadPreparedProof)?;
+        }
+        Ok(())
+    }
+
+    fn view_change(&self, m: &Signed<ViewChange>) -> Result<(), Reject> {
+        self.signed(m)?;
+        let vc = &m.body;
+        self.checkpoint(&vc.checkpoint)?;
+        let low = vc.checkpoint.seq;
+        let mut seqs = BTreeSet::new();
+        for proof in &vc.prepared {
+            let slot = proof.slot();
+            if slot.view >= vc.new_view
+                || slot.seq <= low
+                || slot.seq > low + self.log_window
+                || !seqs.insert(slot.seq)
+            {
+                return Err(Reject::BadViewChange);
+            }
+            self.prepared_proof(proof)?;
+        }
+        Ok(())
+    }
+
+    /// Checks that `batches` hold exactly one batch for each distinct non-null digest.
+    fn batches_cover(
+        &self,
+        digests: impl Iterator<Item = Hash>,
+        batches: &[Batch],
+    ) -> Result<(), Reject> {
+        let null = Batch::null().digest();
+        let needed: BTreeSet<Hash> = digests.filter(|d| *d != null).collect();
+        let given: BTreeMap<Hash, &Batch> = batches.iter().map(|b| (b.digest(), b)).collect();
+        if given.len() != batches.len() || given.keys().copied().collect::<BTreeSet<_>>() != needed
+        {
+            return Err(Reject::DigestMismatch);
+        }
+        Ok(())
+    }
+
+    fn new_view(&self, m: &Signed<NewView>, batches: &[Batch]) -> Result<(), Reject> {
+        self.signed(m)?;
+        let nv = &m.body;
+        if self.validators.primary(nv.view) != m.from {
+            return Err(Reject::WrongPrimary);
+        }
+        if nv.view_changes.len() < self.validators.quorum() {
+            return Err(Reject::BadNewView);
+        }
+        let mut senders = BTreeSet::new();
+        for vc in &nv.view_changes {
+            if vc.body.new_view != nv.view || !senders.insert(vc.from) {
+                return Err(Reject::BadNewView);
+            }
+            self.view_change(vc).map_err(|_| Reject::BadNewView)?;
+        }
+        // Recompute O from V (trap 3): the proposals must be exactly the plan.
+        let vcs: Vec<&ViewChange> = nv.view_changes.iter().map(|vc| &vc.body).collect();
+        let plan = view_change::plan(&vcs);
+        if plan.proposals.len() != nv.proposals.len() {
+            return Err(Reject::BadNewView);
+        }
+        for ((seq, digest), proposal) in plan.proposals.iter().zip(&nv.proposals) {
+            let slot = proposal.body.0;
+            if proposal.from != m.from
+                || slot.view != nv.view
+                || slot.seq != *seq
+                || slot.digest != *digest
+            {
+                return Err(Reject::BadNewView);
+            }
+            self.signed(proposal).map_err(|_| Reject::BadNewView)?;
+        }
+        self.batches_cover(plan.proposals.iter().map(|(_, d)| *d), batches)
+            .map_err(|_| Reject::BadNewView)
+    }
+
+    fn fetch(&self, m: &Signed<FetchBlocks>) -> Result<(), Reject> {
+        self.signed(m)?;
+        if m.body.to < m.body.from || m.body.from == 0 {
+            return Err(Reject::Malformed);
+        }
+        Ok(())
+    }
+
+    fn blocks(&self, m: &Signed<Blocks>) -> Result<(), Reject> {
+        self.signed(m)?;
+        let blocks = &m.body.0;
+        if blocks.len() > BLOCKS_PER_REPLY_MAX {
+            return Err(Reject::BadBlock);
+        }
+        for (i, block) in blocks.iter().enumerate() {
+            if i > 0 && block.header.height != blocks[i - 1].header.height + 1 {
+                return Err(Reject::BadBlock);
+            }
+            block
+                .verify_certified(&self.chain_id, &self.validators)
+                .map_err(|_| Reject::BadBlock)?;
+        }
+        Ok(())
+    }
+}

@@ -32,6 +32,8 @@ pub struct Slot {
     pub touched_tick: u64,
     /// When this replica accepted the slot's PrePrepare (for the view-change timer).
     pub accepted_tick: u64,
+    /// Whether this slot already produced evidence against its primary.
+    pub blamed: bool,
 }
 
 /// What recording a vote found.

@@ -174,12 +174,38 @@ impl Replica {
             vote.digest,
             m.signature,
         ) {
-            Recorded::New => self.check_prepared(vote.seq),
+            Recorded::New => {
+                self.detect_equivocation(vote);
+                self.check_prepared(vote.seq);
+            }
             Recorded::Duplicate => self.stats.drop(Drop::Duplicate),
             Recorded::Conflict => {
                 self.stats.drop(Drop::Conflict);
                 self.stats.blame(Misbehaviour::DoubleVote, m.from);
             }
+        }
+    }
+
+    /// f+1 replicas preparing a digest other than the PrePrepare we accepted in the same view and
+    /// slot include an honest one, who saw a PrePrepare for it signed by the same primary: the
+    /// primary sent two. Blame it (once per slot).
+    fn detect_equivocation(&mut self, vote: SlotVote) {
+        let weak = self.verifier.validators.weak_quorum();
+        let primary = self.verifier.validators.primary(vote.view);
+        let Some(slot) = self.log.get(&vote.seq) else {
+            return;
+        };
+        let accepted = slot
+            .pre_prepare
+            .as_ref()
+            .map(|(pp, _)| pp.body.0)
+            .filter(|a| a.view == vote.view && a.digest != vote.digest);
+        if slot.blamed || accepted.is_none() {
+            return;
+        }
+        if log::matching(&slot.prepares, vote.view, &vote.digest, Some(primary)).len() >= weak {
+            self.slot_mut(vote.seq).blamed = true;
+            self.stats.blame(Misbehaviour::Equivocation, primary);
         }
     }
 

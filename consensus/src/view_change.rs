@@ -54,3 +54,76 @@ pub fn plan(view_changes: &[&ViewChange]) -> NewViewPlan {
         proposals,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Proposal, Signed, SlotVote};
+    use quire_chain::Signature;
+
+    fn proof(view: u64, seq: u64, digest: u8) -> PreparedProof {
+        PreparedProof {
+            proposal: Signed {
+                from: 0,
+                body: Proposal(SlotVote {
+                    view,
+                    seq,
+                    digest: Hash([digest; 32]),
+                }),
+                signature: Signature([0; 64]),
+            },
+            prepares: Vec::new(),
+        }
+    }
+
+    fn vc(stable: u64, prepared: Vec<PreparedProof>) -> ViewChange {
+        ViewChange {
+            new_view: 5,
+            checkpoint: StableCheckpoint {
+                seq: stable,
+                block_hash: Hash([stable as u8; 32]),
+                certificate: None,
+            },
+            prepared,
+        }
+    }
+
+    /// Trap 4: two prepared certificates for one seq: the one from the highest view wins.
+    #[test]
+    fn the_prepared_certificate_from_the_highest_view_wins() {
+        let a = vc(0, vec![proof(1, 1, 0xaa)]);
+        let b = vc(0, vec![proof(3, 1, 0xbb)]);
+        let c = vc(0, vec![proof(2, 1, 0xcc)]);
+        let p = plan(&[&a, &b, &c]);
+        assert_eq!(p.proposals, vec![(1, Hash([0xbb; 32]))]);
+    }
+
+    /// Trap 5: gaps between min-s and max-s are filled with null batches.
+    #[test]
+    fn gaps_are_filled_with_null_batches() {
+        let a = vc(0, vec![proof(1, 3, 0xaa)]);
+        let b = vc(0, vec![]);
+        let p = plan(&[&a, &b]);
+        let null = Batch::null().digest();
+        assert_eq!(
+            p.proposals,
+            vec![(1, null), (2, null), (3, Hash([0xaa; 32]))]
+        );
+    }
+
+    /// min-s is the highest stable checkpoint in V; certificates at or below it are done.
+    #[test]
+    fn the_highest_stable_checkpoint_starts_the_new_view() {
+        let a = vc(8, vec![proof(1, 9, 0xaa)]);
+        let b = vc(0, vec![proof(1, 2, 0xbb), proof(1, 9, 0xaa)]);
+        let p = plan(&[&a, &b]);
+        assert_eq!(p.checkpoint.seq, 8);
+        assert_eq!(p.proposals, vec![(9, Hash([0xaa; 32]))]);
+    }
+
+    #[test]
+    fn nothing_prepared_means_nothing_to_re_propose() {
+        let a = vc(4, vec![]);
+        assert!(plan(&[&a]).proposals.is_empty());
+    }
+}

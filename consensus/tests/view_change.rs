@@ -1,0 +1,98 @@
+//! View changes, Castro & Liskov §4.4 and §4.5.2.
+
+mod support;
+
+use quire_consensus::Behaviour;
+use quire_consensus::sim::workload::Target;
+use support::Cluster;
+
+/// A primary that sends nothing, not even heartbeats, is replaced by the idle timeout even when
+/// there is no work.
+#[test]
+fn a_silent_primary_is_replaced_by_the_idle_timeout() {
+    let mut c = Cluster::new(4);
+    c.make(0, Behaviour::Silent);
+    c.run(400);
+    for i in c.honest() {
+        assert!(c.view(i) >= 1, "replica {i} still in view 0");
+        assert!(!c.sim.replica(i).unwrap().is_changing_view());
+    }
+    c.submit_to_all(10);
+    c.run(200);
+    c.assert_all_executed();
+}
+
+/// When the primary crashes, the backups' request timers expire, they move to the next view,
+/// and transfers keep committing.
+#[test]
+fn a_crashed_primary_is_replaced_and_transfers_keep_committing() {
+    let mut c = Cluster::new(4);
+    c.submit_to_all(10);
+    c.run(50);
+    c.crash(0);
+    c.submit_to_all(10);
+    c.run(600);
+    c.assert_all_executed();
+    assert!(c.view(1) >= 1);
+}
+
+/// A primary that holds its messages back (slower than the timeout) is replaced; one that is
+/// merely slow is not.
+#[test]
+fn a_primary_slower_than_the_timeout_is_replaced() {
+    let mut c = Cluster::new(4);
+    c.make(0, Behaviour::DelayVotes);
+    c.submit_to_all(10);
+    c.run(800);
+    c.assert_all_executed();
+}
+
+/// Batches prepared in the old view survive the view change: the new primary re-proposes them
+/// (from the prepared certificates in the ViewChanges) and every replica executes the same chain.
+#[test]
+fn prepared_batches_survive_a_view_change() {
+    let mut c = Cluster::new(4);
+    c.submit(20, Target::One(0));
+    // Cut the primary off mid-flight: some batches are prepared, none may be lost.
+    c.run(3);
+    c.isolate(0);
+    c.run(600);
+    c.heal();
+    c.run(400);
+    c.assert_all_executed();
+    let h = c.height(1);
+    c.assert_all_at(h);
+}
+
+/// A view change while a backup lies in its ViewChange (hiding its prepared certificates) and
+/// the primary crashed: the honest quorum still carries every prepared batch over.
+#[test]
+fn a_lying_view_change_cannot_lose_a_prepared_batch() {
+    let mut c = Cluster::with(4, |cfg| cfg.params.batch_timeout_ticks = 1);
+    c.make(3, Behaviour::LyingViewChange);
+    c.submit_to_all(20);
+    c.run(3);
+    c.crash(0);
+    c.run(800);
+    c.restart(0);
+    c.run(400);
+    c.assert_all_executed();
+}
+
+/// The timeout doubles with each view change that brings no progress (so replicas with unequal
+/// clocks eventually overlap in one view): with the primaries of views 0 and 1 both silent
+/// (f = 2 of 7), the replicas pass through view 1 with a doubled timeout and settle in view 2.
+#[test]
+fn the_view_change_timeout_doubles_until_progress() {
+    let mut c = Cluster::new(7);
+    c.make(0, Behaviour::Silent);
+    c.make(1, Behaviour::Silent);
+    c.submit_to_all(10);
+    c.run(1500);
+    c.assert_all_executed();
+    for i in c.honest() {
+        let r = c.sim.replica(i).unwrap();
+        assert_eq!(r.view(), 2, "replica {i}");
+        assert!(r.stats().view_change_streak_max >= 2, "replica {i}");
+    }
+}

@@ -330,7 +330,7 @@ impl Keypair {
             .try_into()
             .map_err(|_| "secret is not 32 bytes (64 hex digits)")?;
         let keypair = Keypair::from_secret(secret);
-        if keypair.public.to_hex() != file.public.trim() {
+        if keypair.public.to_hex() != file.public.trim().to_ascii_lowercase() {
             return Err("public key does not match the secret key".into());
         }
         Ok(keypair)

@@ -253,6 +253,13 @@ impl Decode for Outcome {
             2 => {
                 let code = r.u8()?;
                 let (a, b) = (r.u64()?, r.u64()?);
+                // Reasons without numbers carry zeros; anything else is not canonical.
+                if matches!(code, 1 | 4 | 5) && (a, b) != (0, 0) {
+                    return Err(DecodeError::Invalid {
+                        what: "rejection",
+                        reason: "unused fields must be zero",
+                    });
+                }
                 let rejection = match code {
                     1 => Rejection::BadSignature,
                     2 => Rejection::BadNonce {

@@ -74,7 +74,7 @@ impl Params {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ParamsError::Zero(name));
         }
-        if self.log_window % self.checkpoint_interval != 0
+        if !self.log_window.is_multiple_of(self.checkpoint_interval)
             || self.log_window < 2 * self.checkpoint_interval
         {
             return Err(ParamsError::Window {

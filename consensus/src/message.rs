@@ -20,6 +20,15 @@ pub const BLOCKS_PER_REPLY_MAX: usize = 64;
 /// Most transactions in one Forward.
 pub const FORWARD_MAX: usize = 4096;
 
+/// Reads the sub-tag that separates the bodies signed under the generic message tag; any other
+/// value is refused, so every body has exactly one encoding.
+fn expect_tag(r: &mut Reader<'_>, tag: u8, what: &'static str) -> Result<(), DecodeError> {
+    match r.u8()? {
+        t if t == tag => Ok(()),
+        t => Err(DecodeError::BadTag { what, tag: t }),
+    }
+}
+
 /// What a signed body must say about its signature.
 pub trait Body: Encode + Decode + Clone + std::fmt::Debug {
     const TAG: &'static str;
@@ -275,7 +284,7 @@ impl Encode for Status {
 impl Decode for Status {
     const MIN_LEN: usize = 26;
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        r.u8()?;
+        expect_tag(r, 0, "status")?;
         Ok(Status {
             view: r.u64()?,
             changing_view: r.bool()?,
@@ -303,7 +312,7 @@ impl Encode for Forward {
 impl Decode for Forward {
     const MIN_LEN: usize = 5;
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        r.u8()?;
+        expect_tag(r, 1, "forward")?;
         Ok(Forward(r.seq("forwarded transactions", FORWARD_MAX)?))
     }
 }
@@ -330,7 +339,7 @@ impl Encode for FetchBlocks {
 impl Decode for FetchBlocks {
     const MIN_LEN: usize = 17;
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        r.u8()?;
+        expect_tag(r, 2, "fetch blocks")?;
         Ok(FetchBlocks {
             from: r.u64()?,
             to: r.u64()?,
@@ -356,7 +365,7 @@ impl Encode for Blocks {
 impl Decode for Blocks {
     const MIN_LEN: usize = 5;
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        r.u8()?;
+        expect_tag(r, 3, "blocks")?;
         Ok(Blocks(r.seq("blocks", BLOCKS_PER_REPLY_MAX)?))
     }
 }

@@ -359,7 +359,10 @@ impl Replica {
         self.executed_tick = self.tick;
         self.view_change_streak = 0;
         self.out.push(Output::Commit(Box::new(executed)));
-        if header.height % self.params.checkpoint_interval == 0 {
+        if header
+            .height
+            .is_multiple_of(self.params.checkpoint_interval)
+        {
             self.send_checkpoint(header.height, header.hash());
         }
     }
@@ -378,7 +381,7 @@ impl Replica {
         }
         // Far-ahead checkpoints are not kept (memory stays bounded); status reports tell us when
         // we are behind.
-        if c.seq % self.params.checkpoint_interval != 0
+        if !c.seq.is_multiple_of(self.params.checkpoint_interval)
             || c.seq > self.stable.seq + 4 * self.params.log_window
         {
             self.stats.drop(Drop::OutOfWindow);

@@ -29,6 +29,7 @@ use crate::stats::{Drop, Stats};
 use crate::transfer::Fetch;
 use crate::verify::{Reject, Verified, Verifier};
 
+#[allow(clippy::large_enum_variant)] // one input at a time; boxing would only add allocations
 pub enum Input {
     /// A message that passed [`Verifier::verify`].
     Message(Verified),
@@ -306,6 +307,19 @@ impl Replica {
         )
     }
 
+    /// An account at the head, with its proof against the head's state root.
+    pub fn prove_account(
+        &mut self,
+        address: &quire_chain::Address,
+    ) -> (quire_chain::Account, quire_chain::smt::SmtProof) {
+        self.ledger.prove(address)
+    }
+
+    /// Whether a transaction is waiting in this replica's mempool.
+    pub fn is_pending(&self, id: &quire_chain::TxId) -> bool {
+        self.mempool.contains(id)
+    }
+
     /// Counts a message refused at the boundary, and blames its sender where that says something.
     pub fn note_rejected(&mut self, reason: Reject, culprit: Option<ReplicaId>) {
         self.stats.reject(reason);
@@ -395,7 +409,7 @@ impl Replica {
         if self.is_primary() && !self.changing {
             self.try_propose();
         }
-        if self.tick % self.params.status_interval_ticks == 0 {
+        if self.tick.is_multiple_of(self.params.status_interval_ticks) {
             self.periodic();
         }
         self.check_timers();

@@ -179,7 +179,7 @@ impl Verifier {
     }
 
     fn checkpoint(&self, c: &StableCheckpoint) -> Result<(), Reject> {
-        if c.seq % self.checkpoint_interval != 0 {
+        if !c.seq.is_multiple_of(self.checkpoint_interval) {
             return Err(Reject::BadCheckpointProof);
         }
         match &c.certificate {

@@ -247,7 +247,7 @@ fn malformed_bytes_never_panic() {
     }
     for _ in 0..5000 {
         let len = rng.below(300) as usize;
-        let b: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let b: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
         assert!(s.verifier.decode(&b, None).is_err());
     }
     // A length prefix claiming gigabytes is refused before any allocation.
@@ -284,7 +284,7 @@ fn far_future_messages_do_not_grow_memory() {
                 from.max(1),
                 Prepare(SlotVote {
                     view: rng.below(1 << 40),
-                    seq: rng.next(),
+                    seq: rng.next_u64(),
                     digest,
                 }),
             )),

@@ -520,7 +520,7 @@ impl Sim {
         } else if t < self.cfg.heal_tick {
             self.random_faults();
         }
-        if self.cfg.behaviour == Choice::Mixed && t % 500 == 0 {
+        if self.cfg.behaviour == Choice::Mixed && t.is_multiple_of(500) {
             for i in 0..self.cfg.nodes as u32 {
                 if !self.honest(i) {
                     let b = self.draw_behaviour();

@@ -12,11 +12,11 @@ impl Rng {
     /// An independent stream derived from this seed and a label.
     pub fn fork(&self, label: u64) -> Rng {
         let mut r = Rng(self.0 ^ label.wrapping_mul(0xd6e8_feb8_6659_fd93));
-        r.next();
+        r.next_u64();
         r
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -26,7 +26,7 @@ impl Rng {
 
     /// Uniform in 0..n (n > 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
+        if n == 0 { 0 } else { self.next_u64() % n }
     }
 
     /// Uniform in lo..=hi.

@@ -87,7 +87,7 @@ impl Workload {
             self.submitted += 1;
             out.push((target, tx));
             if rng.chance(10) {
-                let payload = rng.next().to_be_bytes().to_vec();
+                let payload = rng.next_u64().to_be_bytes().to_vec();
                 out.push((
                     Target::One(rng.below(replicas as u64) as u32),
                     Transaction::Raw(payload),

@@ -1,0 +1,165 @@
+//! The replica's configuration file (TOML).
+//!
+//! ```toml
+//! id = 0
+//! genesis = "../../genesis.toml"       # paths are relative to this file
+//! key = "key.toml"
+//! data_dir = "data"
+//! listen = "127.0.0.1:7100"            # QUIC: replicas and clients
+//! http = "127.0.0.1:7200"              # Prometheus metrics; the admin API when enabled
+//! admin = false                        # loopback-only admin API (testnets turn it on)
+//! tick_ms = 10
+//! worker_threads = 1
+//! log = "info"
+//!
+//! [params]                             # optional; consensus parameters (see Params)
+//! batch_txs_max = 512
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use quire_consensus::Params;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub id: u32,
+    pub genesis: String,
+    pub key: String,
+    pub data_dir: String,
+    pub listen: String,
+    pub http: String,
+    #[serde(default)]
+    pub admin: bool,
+    #[serde(default = "default_tick_ms")]
+    pub tick_ms: u64,
+    #[serde(default = "default_workers")]
+    pub worker_threads: usize,
+    #[serde(default = "default_log")]
+    pub log: String,
+    /// Accept raw (unsigned, unexecuted) payloads from clients: benchmarks only.
+    #[serde(default)]
+    pub accept_raw: bool,
+    #[serde(default)]
+    pub params: ParamsFile,
+}
+
+fn default_tick_ms() -> u64 {
+    10
+}
+fn default_workers() -> usize {
+    1
+}
+fn default_log() -> String {
+    "info".into()
+}
+
+/// The consensus parameters a replica may set for itself, optional (defaults from
+/// [`Params::default`]).
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ParamsFile {
+    pub batch_txs_max: Option<usize>,
+    pub batch_timeout_ticks: Option<u64>,
+    pub pipeline_depth: Option<u64>,
+    pub view_timeout_ticks: Option<u64>,
+    pub view_timeout_max_ticks: Option<u64>,
+    pub status_interval_ticks: Option<u64>,
+    pub retransmit_ticks: Option<u64>,
+    pub fetch_timeout_ticks: Option<u64>,
+    pub mempool_max: Option<usize>,
+}
+
+impl ParamsFile {
+    pub fn resolve(&self) -> Params {
+        let d = Params::default();
+        Params {
+            batch_txs_max: self.batch_txs_max.unwrap_or(d.batch_txs_max),
+            batch_timeout_ticks: self.batch_timeout_ticks.unwrap_or(d.batch_timeout_ticks),
+            pipeline_depth: self.pipeline_depth.unwrap_or(d.pipeline_depth),
+            // Every replica of a network must use the same checkpoint interval and window (the
+            // boundary checks checkpoints against them), so they are not configurable per node.
+            checkpoint_interval: d.checkpoint_interval,
+            log_window: d.log_window,
+            view_timeout_ticks: self.view_timeout_ticks.unwrap_or(d.view_timeout_ticks),
+            view_timeout_max_ticks: self
+                .view_timeout_max_ticks
+                .unwrap_or(d.view_timeout_max_ticks),
+            status_interval_ticks: self
+                .status_interval_ticks
+                .unwrap_or(d.status_interval_ticks),
+            retransmit_ticks: self.retransmit_ticks.unwrap_or(d.retransmit_ticks),
+            fetch_timeout_ticks: self.fetch_timeout_ticks.unwrap_or(d.fetch_timeout_ticks),
+            mempool_max: self.mempool_max.unwrap_or(d.mempool_max),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config {0}: {1}")]
+    Read(String, String),
+    #[error("config {0} is not valid: {1}")]
+    Invalid(String, String),
+}
+
+/// A loaded configuration with paths resolved against the config file's directory.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub id: u32,
+    pub genesis: PathBuf,
+    pub key: PathBuf,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub http: SocketAddr,
+    pub admin: bool,
+    pub tick_ms: u64,
+    pub worker_threads: usize,
+    pub log: String,
+    pub accept_raw: bool,
+    pub params: Params,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read(shown.clone(), e.to_string()))?;
+        let file: ConfigFile = toml::from_str(&text)
+            .map_err(|e| ConfigError::Invalid(shown.clone(), e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_file(file, base).map_err(|why| ConfigError::Invalid(shown, why))
+    }
+
+    pub fn from_file(file: ConfigFile, base: &Path) -> Result<Config, String> {
+        let addr = |s: &str, what: &str| {
+            s.parse::<SocketAddr>()
+                .map_err(|_| format!("{what} '{s}' is not an IP address and port"))
+        };
+        let params = file.params.resolve();
+        params.validate().map_err(|e| e.to_string())?;
+        if file.tick_ms == 0 || file.tick_ms > 1000 {
+            return Err(format!("tick_ms must be 1..=1000, got {}", file.tick_ms));
+        }
+        if file.worker_threads == 0 || file.worker_threads > 64 {
+            return Err("worker_threads must be 1..=64".into());
+        }
+        Ok(Config {
+            id: file.id,
+            genesis: base.join(&file.genesis),
+            key: base.join(&file.key),
+            data_dir: base.join(&file.data_dir),
+            listen: addr(&file.listen, "listen")?,
+            http: addr(&file.http, "http")?,
+            admin: file.admin,
+            tick_ms: file.tick_ms,
+            worker_threads: file.worker_threads,
+            log: file.log,
+            accept_raw: file.accept_raw,
+            params,
+        })
+    }
+}

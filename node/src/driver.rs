@@ -1,0 +1,270 @@
+//! The driver: one thread that feeds the consensus core and carries out what it asks, in the one
+//! order that keeps a replica honest across crashes — **persist, then send**. Events that arrive
+//! together are stepped together and their writes go to disk in one synced RocksDB batch (group
+//! commit); only then do their messages leave.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use quire_chain::codec::Encode;
+use quire_chain::smt::SmtProof;
+use quire_chain::store::{RocksStore, Store, WriteSet};
+use quire_chain::{Account, Address, Header, ReplicaId, Transaction, TxId};
+use quire_consensus::message::StableCheckpoint;
+use quire_consensus::{Actor, Behaviour, Input, Message, Output, Verifier};
+use tokio::sync::oneshot;
+
+use crate::metrics::{Metrics, ReplicaState};
+
+/// Where the driver's messages go: the transport, behind a narrow interface.
+pub trait Outbox: Send + Sync {
+    fn send(&self, to: ReplicaId, frame: Arc<Vec<u8>>);
+    fn broadcast(&self, frame: Arc<Vec<u8>>);
+}
+
+pub enum Event {
+    /// A frame from an authenticated replica connection.
+    Frame {
+        from: ReplicaId,
+        bytes: Vec<u8>,
+    },
+    /// Client transactions whose signatures the RPC layer checked.
+    Requests {
+        txs: Vec<Transaction>,
+        received: Instant,
+    },
+    /// An account proof against the current head.
+    Account {
+        address: Address,
+        reply: oneshot::Sender<(Header, Account, SmtProof)>,
+    },
+    /// Is this transaction waiting here?
+    Pending {
+        id: TxId,
+        reply: oneshot::Sender<bool>,
+    },
+    SetBehaviour(Behaviour),
+    Shutdown,
+}
+
+/// What the RPC layer may read without asking the driver.
+#[derive(Default)]
+pub struct Shared {
+    pub metrics: Metrics,
+    pub stable: Mutex<Option<StableCheckpoint>>,
+    pub head_hash: Mutex<quire_chain::Hash>,
+}
+
+pub struct Driver {
+    actor: Actor,
+    verifier: Verifier,
+    store: Arc<RocksStore>,
+    outbox: Arc<dyn Outbox>,
+    shared: Arc<Shared>,
+    tick: Duration,
+    /// When each client transaction reached this replica (for commit latency).
+    submitted_at: HashMap<TxId, Instant>,
+    published: Instant,
+}
+
+/// Transactions whose latency is tracked at once; beyond that, new ones are not timed.
+const LATENCY_TRACKED_MAX: usize = 500_000;
+/// Events stepped between two disk writes at most.
+const EVENTS_PER_ROUND: usize = 512;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Driver {
+    pub fn new(
+        actor: Actor,
+        store: Arc<RocksStore>,
+        outbox: Arc<dyn Outbox>,
+        shared: Arc<Shared>,
+        tick: Duration,
+    ) -> Driver {
+        let verifier = actor.replica.verifier().clone();
+        Driver {
+            actor,
+            verifier,
+            store,
+            outbox,
+            shared,
+            tick,
+            submitted_at: HashMap::new(),
+            published: Instant::now(),
+        }
+    }
+
+    /// Runs until a Shutdown event or until every sender is gone. A failed disk write stops
+    /// the replica: it must not vote on what it could not make durable.
+    pub fn run(mut self, events: Receiver<Event>) -> Result<(), quire_chain::store::StoreError> {
+        let mut next_tick = Instant::now() + self.tick;
+        self.publish();
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let mut round = Vec::new();
+            match events.recv_timeout(wait) {
+                Ok(Event::Shutdown) => return Ok(()),
+                Ok(e) => round.push(e),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+            while round.len() < EVENTS_PER_ROUND {
+                match events.try_recv() {
+                    Ok(Event::Shutdown) => return Ok(()),
+                    Ok(e) => round.push(e),
+                    Err(_) => break,
+                }
+            }
+            let mut outputs = Vec::new();
+            for event in round {
+                self.handle(event, &mut outputs);
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                outputs.extend(self.actor.step(Input::Tick { now_ms: now_ms() }));
+                // After a long stall, do not replay every missed tick in a burst.
+                next_tick = (next_tick + self.tick).max(now);
+            }
+            self.carry_out(outputs)?;
+            if self.published.elapsed() >= Duration::from_millis(50) {
+                self.publish();
+            }
+        }
+    }
+
+    fn handle(&mut self, event: Event, outputs: &mut Vec<Output>) {
+        match event {
+            Event::Frame { from, bytes } => match self.verifier.decode(&bytes, Some(from)) {
+                Ok(verified) => {
+                    self.shared.metrics.received(verified.message().kind());
+                    outputs.extend(self.actor.step(Input::Message(verified)));
+                }
+                Err(reject) => {
+                    tracing::debug!(from, reason = reject.name(), "dropped a frame");
+                    self.actor.replica.note_rejected(reject, Some(from));
+                }
+            },
+            Event::Requests { txs, received } => {
+                if self.submitted_at.len() < LATENCY_TRACKED_MAX {
+                    for tx in &txs {
+                        self.submitted_at.entry(tx.id()).or_insert(received);
+                    }
+                }
+                outputs.extend(self.actor.step(Input::Requests(txs)));
+            }
+            Event::Account { address, reply } => {
+                let (account, proof) = self.actor.replica.prove_account(&address);
+                let _ = reply.send((*self.actor.replica.head(), account, proof));
+            }
+            Event::Pending { id, reply } => {
+                let _ = reply.send(self.actor.replica.is_pending(&id));
+            }
+            Event::SetBehaviour(b) => {
+                tracing::warn!(behaviour = b.name(), "behaviour switched");
+                self.actor.set_behaviour(b);
+                self.publish();
+            }
+            Event::Shutdown => {}
+        }
+    }
+
+    /// Persist first, then send: the contract of [`quire_consensus::Replica::step`].
+    fn carry_out(&mut self, outputs: Vec<Output>) -> Result<(), quire_chain::store::StoreError> {
+        let mut writes = WriteSet::default();
+        let mut sends = Vec::new();
+        for o in outputs {
+            match o {
+                Output::Persist(op) => writes.consensus.push(op),
+                Output::Commit(executed) => writes.blocks.push(*executed),
+                other => sends.push(other),
+            }
+        }
+        if !writes.is_empty() {
+            self.store.write(&writes)?;
+            self.committed(&writes);
+        }
+        for s in sends {
+            self.send(s);
+        }
+        Ok(())
+    }
+
+    fn committed(&mut self, writes: &WriteSet) {
+        let now = Instant::now();
+        for executed in &writes.blocks {
+            let block = &executed.record.block;
+            self.shared.metrics.block(block.txs.len());
+            for tx in &block.txs {
+                if let Some(at) = self.submitted_at.remove(&tx.id()) {
+                    self.shared
+                        .metrics
+                        .commit_latency(now.duration_since(at).as_secs_f64());
+                }
+            }
+            tracing::debug!(
+                height = block.header.height,
+                txs = block.txs.len(),
+                "committed"
+            );
+        }
+    }
+
+    fn send(&mut self, output: Output) {
+        match output {
+            Output::Send(to, m) => {
+                self.shared.metrics.sent(m.kind(), 1);
+                self.outbox.send(to, Arc::new(m.to_bytes()));
+            }
+            Output::Broadcast(m) => {
+                let n = self.verifier.validators.n() as u64;
+                self.shared.metrics.sent(m.kind(), n.saturating_sub(1));
+                self.outbox.broadcast(Arc::new(m.to_bytes()));
+            }
+            Output::ServeBlocks {
+                to,
+                from,
+                to_height,
+            } => {
+                let blocks: Vec<_> = (from..=to_height)
+                    .map_while(|h| self.store.block(h).ok().flatten())
+                    .map(|r| r.block)
+                    .collect();
+                if !blocks.is_empty() {
+                    let reply: Message = self.actor.replica.blocks_reply(blocks);
+                    self.shared.metrics.sent(reply.kind(), 1);
+                    self.outbox.send(to, Arc::new(reply.to_bytes()));
+                }
+            }
+            Output::SendRaw(to, bytes) => self.outbox.send(to, Arc::new(bytes)),
+            Output::Persist(_) | Output::Commit(_) => {}
+        }
+    }
+
+    fn publish(&mut self) {
+        self.published = Instant::now();
+        let r = &self.actor.replica;
+        self.shared.metrics.set_replica(ReplicaState {
+            view: r.view(),
+            changing_view: r.is_changing_view(),
+            height: r.last_executed(),
+            stable_checkpoint: r.stable_checkpoint().seq,
+            mempool: r.mempool_len() as u64,
+            primary: r.primary(),
+            behaviour: self.actor.behaviour().name().to_string(),
+            stats: r.stats().clone(),
+        });
+        if let Ok(mut s) = self.shared.stable.lock() {
+            *s = Some(r.stable_checkpoint().clone());
+        }
+        if let Ok(mut h) = self.shared.head_hash.lock() {
+            *h = r.head().hash();
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! A small HTTP/1.1 server for `GET /metrics` (Prometheus) and, when the config enables it, the
+//! admin API used by `quire-testnet` to inject faults at run time:
+//!
+//! | request | effect |
+//! |---|---|
+//! | `POST /admin/behaviour?name=equivocate` | switch this replica's behaviour (`honest` to restore) |
+//! | `POST /admin/block?peers=1,2` | drop all traffic to and from these replicas (`peers=` clears) |
+//! | `POST /admin/delay?peer=1&ms=200` | delay what this replica sends to a peer |
+//! | `GET /admin/state` | behaviour, blocked peers, delays |
+//!
+//! The admin API answers only requests from loopback addresses, whatever address it listens on.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quire_chain::ReplicaId;
+use quire_consensus::Behaviour;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::driver::{Event, Shared};
+use crate::rpc_server::deliver;
+
+/// Link fault injection, implemented by the transport.
+pub trait Links: Send + Sync {
+    fn set_blocked(&self, peers: BTreeSet<ReplicaId>);
+    fn set_delay(&self, peer: ReplicaId, delay: Duration);
+    /// Transport metrics, in Prometheus text.
+    fn metrics(&self) -> String;
+}
+
+pub struct HttpContext {
+    pub id: ReplicaId,
+    pub admin: bool,
+    pub shared: Arc<Shared>,
+    pub events: SyncSender<Event>,
+    pub links: Arc<dyn Links>,
+    pub n: usize,
+    state: Mutex<AdminState>,
+}
+
+#[derive(Default)]
+struct AdminState {
+    blocked: BTreeSet<ReplicaId>,
+    delays: BTreeMap<ReplicaId, u64>,
+}
+
+impl HttpContext {
+    pub fn new(
+        id: ReplicaId,
+        admin: bool,
+        shared: Arc<Shared>,
+        events: SyncSender<Event>,
+        links: Arc<dyn Links>,
+        n: usize,
+    ) -> HttpContext {
+        HttpContext {
+            id,
+            admin,
+            shared,
+            events,
+            links,
+            n,
+            state: Mutex::new(AdminState::default()),
+        }
+    }
+}
+
+pub async fn serve(listener: TcpListener, ctx: Arc<HttpContext>) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), connection(stream, peer, ctx)).await;
+        });
+    }
+}
+
+async fn connection(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<HttpContext>) {
+    let mut buf = vec![0u8; 8192];
+    let mut len = 0;
+    // Read the request head (we take no bodies).
+    while len < buf.len() {
+        match stream.read(&mut buf[len..]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => len += n,
+        }
+        if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let head = String::from_utf8_lossy(&buf[..len]);
+    let mut parts = head.lines().next().unwrap_or("").split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, body) = route(&ctx, peer, method, target).await;
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+fn query(target: &str) -> (&str, BTreeMap<&str, &str>) {
+    let (path, q) = target.split_once('?').unwrap_or((target, ""));
+    let params = q
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+        .collect();
+    (path, params)
+}
+
+async fn route(
+    ctx: &HttpContext,
+    peer: SocketAddr,
+    method: &str,
+    target: &str,
+) -> (&'static str, String) {
+    let (path, params) = query(target);
+    match (method, path) {
+        ("GET", "/metrics") => (
+            "200 OK",
+            ctx.shared.metrics.render(ctx.id, &ctx.links.metrics()),
+        ),
+        ("GET", "/health") => ("200 OK", "ok\n".into()),
+        (_, p) if p.starts_with("/admin/") => {
+            if !ctx.admin {
+                return (
+                    "404 Not Found",
+                    "the admin API is disabled in this replica's config\n".into(),
+                );
+            }
+            if !peer.ip().is_loopback() {
+                return (
+                    "403 Forbidden",
+                    "the admin API answers loopback only\n".into(),
+                );
+            }
+            match admin(ctx, method, p, &params).await {
+                Ok(body) => ("200 OK", body),
+                Err(why) => ("400 Bad Request", format!("{why}\n")),
+            }
+        }
+        _ => ("404 Not Found", "not found\n".into()),
+    }
+}
+
+async fn admin(
+    ctx: &HttpContext,
+    method: &str,
+    path: &str,
+    params: &BTreeMap<&str, &str>,
+) -> Result<String, String> {
+    match (method, path) {
+        ("POST", "/admin/behaviour") => {
+            let name = params.get("name").ok_or("missing ?name=")?;
+            let behaviour = Behaviour::parse(name)?;
+            if !deliver(&ctx.events, Event::SetBehaviour(behaviour)).await {
+                return Err("replica is shutting down".into());
+            }
+            Ok(format!("behaviour {behaviour}\n"))
+        }
+        ("POST", "/admin/block") => {
+            let list = params.get("peers").copied().unwrap_or("");
+            let peers = parse_peers(list, ctx.n)?;
+            ctx.links.set_blocked(peers.clone());
+            if let Ok(mut s) = ctx.state.lock() {
+                s.blocked = peers.clone();
+            }
+            Ok(format!("blocked {peers:?}\n"))
+        }
+        ("POST", "/admin/delay") => {
+            let peer = parse_peer(params.get("peer").ok_or("missing ?peer=")?, ctx.n)?;
+            let ms: u64 = params
+                .get("ms")
+                .ok_or("missing &ms=")?
+                .parse()
+                .map_err(|_| "ms must be a whole number of milliseconds")?;
+            if ms > 60_000 {
+                return Err("ms must be at most 60000".into());
+            }
+            ctx.links.set_delay(peer, Duration::from_millis(ms));
+            if let Ok(mut s) = ctx.state.lock() {
+                s.delays.insert(peer, ms);
+            }
+            Ok(format!("delay to {peer}: {ms} ms\n"))
+        }
+        ("GET", "/admin/state") => {
+            let r = ctx.shared.metrics.replica();
+            let (blocked, delays) = ctx
+                .state
+                .lock()
+                .map(|s| (s.blocked.clone(), s.delays.clone()))
+                .unwrap_or_default();
+            Ok(format!(
+                "behaviour {}\nblocked {:?}\ndelays {:?}\nview {}\nheight {}\n",
+                r.behaviour, blocked, delays, r.view, r.height
+            ))
+        }
+        _ => Err(format!("unknown admin request {method} {path}")),
+    }
+}
+
+fn parse_peer(s: &str, n: usize) -> Result<ReplicaId, String> {
+    let id: ReplicaId = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a replica index"))?;
+    if id as usize >= n {
+        return Err(format!("replica {id} does not exist (0..{n})"));
+    }
+    Ok(id)
+}
+
+fn parse_peers(list: &str, n: usize) -> Result<BTreeSet<ReplicaId>, String> {
+    list.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| parse_peer(s, n))
+        .collect()
+}

@@ -1,0 +1,331 @@
+//! Starting a replica: load and check its files, recover its state from RocksDB, and wire the
+//! transport, the driver thread, client RPC and the HTTP endpoint together.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quire_chain::Genesis;
+use quire_chain::keys::Keypair;
+use quire_chain::store::{RocksStore, Store};
+use quire_consensus::{Actor, Durable, Replica, Verifier};
+use thiserror::Error;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::driver::{Driver, Event, Outbox, Shared};
+use crate::http::{self, HttpContext, Links};
+use crate::rpc_server::{self, RpcContext};
+use crate::transport::{Mesh, MeshConfig, MeshStats, PeerStats};
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Genesis(#[from] quire_chain::genesis::GenesisError),
+    #[error("{0}")]
+    Key(#[from] quire_chain::keys::KeyFileError),
+    #[error("replica {id}: the key in {path} is not validator {id} of the genesis")]
+    WrongKey { id: u32, path: PathBuf },
+    #[error("replica id {0} is not in the genesis (it has {1} validators)")]
+    UnknownId(u32, usize),
+    #[error("data directory {path}: {source}")]
+    Store {
+        path: PathBuf,
+        source: quire_chain::store::StoreError,
+    },
+    #[error("cannot start the consensus core: {0}")]
+    Core(#[from] quire_consensus::ReplicaError),
+    #[error("storage failure, replica stopped: {0}")]
+    Storage(quire_chain::store::StoreError),
+    #[error("transport: {0}")]
+    Transport(String),
+    #[error("cannot listen for HTTP on {0}: {1}")]
+    Http(std::net::SocketAddr, std::io::Error),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Everything a replica needs, loaded and checked before anything starts.
+pub struct Loaded {
+    pub config: Config,
+    pub genesis: Genesis,
+    pub key: Keypair,
+    pub store: Arc<RocksStore>,
+}
+
+pub fn load(config: Config) -> Result<Loaded, StartError> {
+    let genesis = Genesis::load(&config.genesis)?;
+    let key = Keypair::read_file(&config.key)?;
+    let n = genesis.validators.n();
+    let validator = genesis
+        .validators
+        .get(config.id)
+        .ok_or(StartError::UnknownId(config.id, n))?;
+    if validator.key != key.public() {
+        return Err(StartError::WrongKey {
+            id: config.id,
+            path: config.key.clone(),
+        });
+    }
+    let store =
+        RocksStore::open(&config.data_dir, &genesis).map_err(|source| StartError::Store {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+    Ok(Loaded {
+        config,
+        genesis,
+        key,
+        store: Arc::new(store),
+    })
+}
+
+/// Rebuilds the consensus core from the store: chain head, ledger, and consensus log.
+fn recover_core(loaded: &Loaded) -> Result<Actor, StartError> {
+    let store_err = |source| StartError::Store {
+        path: loaded.config.data_dir.clone(),
+        source,
+    };
+    let durable = Durable {
+        head: loaded.store.head(),
+        ledger: loaded
+            .store
+            .ledger(loaded.genesis.chain_id())
+            .map_err(store_err)?,
+        consensus: loaded.store.consensus_entries().map_err(store_err)?,
+    };
+    let verifier = Verifier {
+        chain_id: loaded.genesis.chain_id(),
+        validators: loaded.genesis.validators.clone(),
+        genesis_hash: loaded.genesis.block().hash(),
+        checkpoint_interval: loaded.config.params.checkpoint_interval,
+        log_window: loaded.config.params.log_window,
+    };
+    let replica = Replica::recover(
+        loaded.config.id,
+        loaded.key.clone(),
+        verifier,
+        loaded.config.params.clone(),
+        durable,
+    )?;
+    Ok(Actor::new(replica, rand::random()))
+}
+
+struct MeshOutbox(Arc<Mesh>);
+
+impl Outbox for MeshOutbox {
+    fn send(&self, to: u32, frame: Arc<Vec<u8>>) {
+        self.0.send(to, frame);
+    }
+    fn broadcast(&self, frame: Arc<Vec<u8>>) {
+        self.0.broadcast(frame);
+    }
+}
+
+struct MeshLinks(Arc<Mesh>);
+
+impl Links for MeshLinks {
+    fn set_blocked(&self, peers: std::collections::BTreeSet<u32>) {
+        self.0.set_blocked(peers);
+    }
+    fn set_delay(&self, peer: u32, delay: Duration) {
+        self.0.set_delay(peer, delay);
+    }
+    fn metrics(&self) -> String {
+        transport_metrics(&self.0.stats())
+    }
+}
+
+fn connected_peers(stats: &MeshStats) -> usize {
+    stats.peers.values().filter(|p| p.connected == 1).count()
+}
+
+/// A per-peer counter: metric name, help, and how to read it.
+type PeerCounter = (&'static str, &'static str, fn(&PeerStats) -> u64);
+
+/// The transport's counters in Prometheus text.
+fn transport_metrics(stats: &MeshStats) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP quire_peers_connected Replicas we hold a connection to.\n# TYPE quire_peers_connected gauge\nquire_peers_connected {}",
+        connected_peers(stats)
+    );
+    let per_peer: [PeerCounter; 8] = [
+        (
+            "quire_transport_frames_sent_total",
+            "Frames written to a peer.",
+            |p| p.frames_sent,
+        ),
+        (
+            "quire_transport_bytes_sent_total",
+            "Frame bytes written to a peer.",
+            |p| p.bytes_sent,
+        ),
+        (
+            "quire_transport_frames_received_total",
+            "Frames read from a peer.",
+            |p| p.frames_received,
+        ),
+        (
+            "quire_transport_bytes_received_total",
+            "Frame bytes read from a peer.",
+            |p| p.bytes_received,
+        ),
+        (
+            "quire_transport_dropped_queue_full_total",
+            "Frames dropped: peer queue full.",
+            |p| p.dropped_queue_full,
+        ),
+        (
+            "quire_transport_dropped_blocked_total",
+            "Frames dropped: link blocked by the admin API.",
+            |p| p.dropped_blocked_in + p.dropped_blocked_out,
+        ),
+        (
+            "quire_transport_dropped_oversized_total",
+            "Frames dropped: over the size cap.",
+            |p| p.dropped_oversized,
+        ),
+        (
+            "quire_transport_reconnects_total",
+            "Reconnections to a peer.",
+            |p| p.reconnects,
+        ),
+    ];
+    for (name, help, get) in per_peer {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (peer, p) in &stats.peers {
+            let _ = writeln!(out, "{name}{{peer=\"{peer}\"}} {}", get(p));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP quire_transport_clients_refused_total Client connections refused (busy).\n# TYPE quire_transport_clients_refused_total counter\nquire_transport_clients_refused_total {}",
+        stats.clients_refused
+    );
+    let _ = writeln!(
+        out,
+        "# HELP quire_transport_handshakes_failed_total Handshakes refused (unknown keys and other TLS failures).\n# TYPE quire_transport_handshakes_failed_total counter\nquire_transport_handshakes_failed_total {}",
+        stats.handshakes_failed
+    );
+    out
+}
+
+/// Runs the replica until SIGINT/SIGTERM or a fatal error.
+pub fn run(loaded: Loaded) -> Result<(), StartError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(loaded.config.worker_threads)
+        .max_blocking_threads(2)
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)?;
+    runtime.block_on(serve(loaded))
+}
+
+async fn serve(loaded: Loaded) -> Result<(), StartError> {
+    let actor = recover_core(&loaded)?;
+    let config = &loaded.config;
+    tracing::info!(
+        id = config.id,
+        height = loaded.store.head().height,
+        view = actor.replica.view(),
+        listen = %config.listen,
+        "replica starting"
+    );
+    let mesh_config = MeshConfig::new(
+        config.id,
+        loaded.key.clone(),
+        config.listen,
+        loaded.genesis.validators.clone(),
+    );
+    let (mesh, mut mesh_events) =
+        Mesh::start(mesh_config).map_err(|e| StartError::Transport(e.to_string()))?;
+    let mesh = Arc::new(mesh);
+    let shared = Arc::new(Shared::default());
+    let (events, inbox) = std::sync::mpsc::sync_channel::<Event>(16_384);
+    let driver = Driver::new(
+        actor,
+        loaded.store.clone(),
+        Arc::new(MeshOutbox(mesh.clone())),
+        shared.clone(),
+        Duration::from_millis(config.tick_ms),
+    );
+    let driver_thread = std::thread::Builder::new()
+        .name(format!("driver-{}", config.id))
+        .spawn(move || driver.run(inbox))
+        .map_err(StartError::Runtime)?;
+
+    // Replica frames → driver.
+    let frames_to = events.clone();
+    tokio::spawn(async move {
+        while let Some((from, bytes)) = mesh_events.frames.recv().await {
+            if !rpc_server::deliver(&frames_to, Event::Frame { from, bytes }).await {
+                break;
+            }
+        }
+    });
+
+    // Clients.
+    let peers_mesh = mesh.clone();
+    let rpc = Arc::new(RpcContext::new(
+        config.id,
+        loaded.key.clone(),
+        loaded.genesis.chain_id(),
+        loaded.store.clone(),
+        shared.clone(),
+        events.clone(),
+        config.accept_raw,
+        Arc::new(move || connected_peers(&peers_mesh.stats()) as u32),
+    ));
+    tokio::spawn(async move {
+        while let Some(conn) = mesh_events.clients.recv().await {
+            tokio::spawn(rpc_server::serve_connection(rpc.clone(), conn));
+        }
+    });
+
+    // Metrics and admin.
+    let listener = TcpListener::bind(config.http)
+        .await
+        .map_err(|e| StartError::Http(config.http, e))?;
+    let http_ctx = Arc::new(HttpContext::new(
+        config.id,
+        config.admin,
+        shared.clone(),
+        events.clone(),
+        Arc::new(MeshLinks(mesh.clone())),
+        loaded.genesis.validators.n(),
+    ));
+    tokio::spawn(http::serve(listener, http_ctx));
+
+    tracing::info!(id = config.id, "replica ready");
+    let result = wait_for_exit(&driver_thread).await;
+    let _ = events.try_send(Event::Shutdown);
+    mesh.shutdown().await;
+    match tokio::task::spawn_blocking(move || driver_thread.join()).await {
+        Ok(Ok(Err(e))) => Err(StartError::Storage(e)),
+        _ => result,
+    }
+}
+
+/// Waits for SIGINT or SIGTERM, or for the driver to stop on its own (a storage failure).
+async fn wait_for_exit(
+    driver: &std::thread::JoinHandle<Result<(), quire_chain::store::StoreError>>,
+) -> Result<(), StartError> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(StartError::Runtime)?;
+    let mut ticker = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = term.recv() => return Ok(()),
+            _ = ticker.tick() => {
+                if driver.is_finished() {
+                    tracing::error!("the driver stopped (storage failure?); shutting down");
+                    return Ok(());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,655 @@
+//! The client RPC protocol: requests and responses, in the canonical encoding, one frame each on
+//! a bidirectional QUIC stream (a client may pipeline many requests on one stream; responses come
+//! back in order).
+//!
+//! Replicas are not trusted: every answer that asserts a fact carries what the client needs to
+//! check it — certificates, merkle proofs, and [`Attestation`]s signed by the answering replica.
+//! A client accepts a header once f+1 distinct validators attest it (at least one is honest), and
+//! a transaction's outcome once f+1 attest the same outcome.
+
+use quire_chain::block::{Block, Header};
+use quire_chain::cert::{CheckpointCertificate, CommitCertificate};
+use quire_chain::codec::{self, Decode, DecodeError, Encode, Reader};
+use quire_chain::keys::{Keypair, Signature, sign_tags};
+use quire_chain::merkle::MerkleProof;
+use quire_chain::smt::SmtProof;
+use quire_chain::tx::{Outcome, Transaction, TxId};
+use quire_chain::{Account, Address, Hash, ReplicaId, ValidatorSet};
+
+/// Most transactions in one Submit request.
+pub const SUBMIT_MAX: usize = 8192;
+/// Most headers in one Headers reply.
+pub const HEADERS_MAX: u64 = 512;
+
+/// A fact a replica signs for a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Statement {
+    /// "My block at `height` is `block_hash`."
+    Block { height: u64, block_hash: Hash },
+    /// "Transaction `tx` is at `index` of my block `height`, with this outcome."
+    TxOutcome {
+        tx: TxId,
+        height: u64,
+        index: u32,
+        outcome: Outcome,
+    },
+}
+
+impl Encode for Statement {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Statement::Block { height, block_hash } => {
+                out.push(0);
+                codec::put_u64(out, *height);
+                block_hash.encode(out);
+            }
+            Statement::TxOutcome {
+                tx,
+                height,
+                index,
+                outcome,
+            } => {
+                out.push(1);
+                tx.encode(out);
+                codec::put_u64(out, *height);
+                codec::put_u32(out, *index);
+                outcome.encode(out);
+            }
+        }
+    }
+}
+
+impl Decode for Statement {
+    const MIN_LEN: usize = 41;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        match r.u8()? {
+            0 => Ok(Statement::Block {
+                height: r.u64()?,
+                block_hash: Hash::decode(r)?,
+            }),
+            1 => Ok(Statement::TxOutcome {
+                tx: TxId::decode(r)?,
+                height: r.u64()?,
+                index: r.u32()?,
+                outcome: Outcome::decode(r)?,
+            }),
+            tag => Err(DecodeError::BadTag {
+                what: "statement",
+                tag,
+            }),
+        }
+    }
+}
+
+/// A statement signed by one replica (tag `quire/v1/sign/attestation`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attestation {
+    pub replica: ReplicaId,
+    pub statement: Statement,
+    pub signature: Signature,
+}
+
+impl Attestation {
+    pub fn sign(statement: Statement, replica: ReplicaId, key: &Keypair, chain_id: &Hash) -> Self {
+        let signature = key.sign(sign_tags::ATTESTATION, chain_id, &statement.to_bytes());
+        Attestation {
+            replica,
+            statement,
+            signature,
+        }
+    }
+
+    /// Checks the signature against the validator set.
+    pub fn verify(&self, chain_id: &Hash, validators: &ValidatorSet) -> bool {
+        validators.key(self.replica).is_some_and(|k| {
+            k.verify(
+                sign_tags::ATTESTATION,
+                chain_id,
+                &self.statement.to_bytes(),
+                &self.signature,
+            )
+            .is_ok()
+        })
+    }
+}
+
+impl Encode for Attestation {
+    fn encode(&self, out: &mut Vec<u8>) {
+        codec::put_u32(out, self.replica);
+        self.statement.encode(out);
+        self.signature.encode(out);
+    }
+}
+
+impl Decode for Attestation {
+    const MIN_LEN: usize = 4 + Statement::MIN_LEN + 64;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Attestation {
+            replica: r.u32()?,
+            statement: Statement::decode(r)?,
+            signature: Signature::decode(r)?,
+        })
+    }
+}
+
+/// Which block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockRef {
+    Latest,
+    Height(u64),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Submit signed transactions; answered at once with their ids (or why each was refused).
+    Submit(Vec<Transaction>),
+    TxStatus(TxId),
+    /// An account's state with a proof against the head's state root.
+    Account(Address),
+    Block(BlockRef),
+    /// Headers and commit certificates `from..from+count` (light-client sync).
+    Headers {
+        from: u64,
+        count: u64,
+    },
+    /// Sign a Block statement for this height, if the replica has it.
+    Attest(u64),
+    /// The latest stable checkpoint and its certificate.
+    Checkpoint,
+    Status,
+}
+
+/// Why the node refused one submitted transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    BadSignature,
+    StaleNonce { expected: u64 },
+    MempoolFull,
+    Invalid(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::BadSignature => write!(f, "signature does not verify"),
+            Refusal::StaleNonce { expected } => {
+                write!(
+                    f,
+                    "nonce already used (the account's next nonce is {expected})"
+                )
+            }
+            Refusal::MempoolFull => write!(f, "the replica's mempool is full; retry later"),
+            Refusal::Invalid(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // a reply decoded once; boxing buys nothing
+pub enum TxStatus {
+    /// The replica has not seen it.
+    Unknown,
+    /// Received, not yet committed.
+    Pending,
+    /// In a committed block: the block (header, transactions, certificate), the merkle proof of
+    /// the transaction, its outcome, and the replica's attestations of block and outcome.
+    Committed {
+        block: Block,
+        proof: MerkleProof,
+        outcome: Outcome,
+        block_attestation: Attestation,
+        outcome_attestation: Attestation,
+    },
+}
+
+/// One replica's view of itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub replica: ReplicaId,
+    pub view: u64,
+    pub changing_view: bool,
+    pub height: u64,
+    pub head_hash: Hash,
+    pub stable_checkpoint: u64,
+    pub peers_connected: u32,
+    pub behaviour: String,
+    pub mempool: u64,
+    pub pid: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    Submitted(Vec<Result<TxId, Refusal>>),
+    TxStatus(TxStatus),
+    Account {
+        header: Header,
+        attestation: Attestation,
+        account: Account,
+        proof: SmtProof,
+    },
+    Block {
+        block: Option<Block>,
+        attestation: Option<Attestation>,
+    },
+    Headers(Vec<(Header, Option<CommitCertificate>)>),
+    Attestation(Option<Attestation>),
+    Checkpoint {
+        seq: u64,
+        block_hash: Hash,
+        certificate: Option<CheckpointCertificate>,
+    },
+    Status(NodeStatus),
+    /// The request could not be served (bad request, storage trouble).
+    Error(String),
+}
+
+// ---- encoding ------------------------------------------------------------------------------
+
+impl Encode for BlockRef {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            BlockRef::Latest => out.push(0),
+            BlockRef::Height(h) => {
+                out.push(1);
+                codec::put_u64(out, *h);
+            }
+        }
+    }
+}
+
+impl Decode for BlockRef {
+    const MIN_LEN: usize = 1;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        match r.u8()? {
+            0 => Ok(BlockRef::Latest),
+            1 => Ok(BlockRef::Height(r.u64()?)),
+            tag => Err(DecodeError::BadTag {
+                what: "block ref",
+                tag,
+            }),
+        }
+    }
+}
+
+impl Encode for Request {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Request::Submit(txs) => {
+                out.push(0);
+                codec::put_seq(out, txs);
+            }
+            Request::TxStatus(id) => {
+                out.push(1);
+                id.encode(out);
+            }
+            Request::Account(a) => {
+                out.push(2);
+                a.encode(out);
+            }
+            Request::Block(b) => {
+                out.push(3);
+                b.encode(out);
+            }
+            Request::Headers { from, count } => {
+                out.push(4);
+                codec::put_u64(out, *from);
+                codec::put_u64(out, *count);
+            }
+            Request::Attest(h) => {
+                out.push(5);
+                codec::put_u64(out, *h);
+            }
+            Request::Checkpoint => out.push(6),
+            Request::Status => out.push(7),
+        }
+    }
+}
+
+impl Decode for Request {
+    const MIN_LEN: usize = 1;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(match r.u8()? {
+            0 => Request::Submit(r.seq("transactions", SUBMIT_MAX)?),
+            1 => Request::TxStatus(TxId::decode(r)?),
+            2 => Request::Account(Address::decode(r)?),
+            3 => Request::Block(BlockRef::decode(r)?),
+            4 => Request::Headers {
+                from: r.u64()?,
+                count: r.u64()?,
+            },
+            5 => Request::Attest(r.u64()?),
+            6 => Request::Checkpoint,
+            7 => Request::Status,
+            tag => {
+                return Err(DecodeError::BadTag {
+                    what: "request",
+                    tag,
+                });
+            }
+        })
+    }
+}
+
+impl Encode for Refusal {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Refusal::BadSignature => out.push(0),
+            Refusal::StaleNonce { expected } => {
+                out.push(1);
+                codec::put_u64(out, *expected);
+            }
+            Refusal::MempoolFull => out.push(2),
+            Refusal::Invalid(why) => {
+                out.push(3);
+                codec::put_bytes(out, why.as_bytes());
+            }
+        }
+    }
+}
+
+impl Decode for Refusal {
+    const MIN_LEN: usize = 1;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(match r.u8()? {
+            0 => Refusal::BadSignature,
+            1 => Refusal::StaleNonce { expected: r.u64()? },
+            2 => Refusal::MempoolFull,
+            3 => Refusal::Invalid(r.string("refusal", 1024)?),
+            tag => {
+                return Err(DecodeError::BadTag {
+                    what: "refusal",
+                    tag,
+                });
+            }
+        })
+    }
+}
+
+/// `Result<TxId, Refusal>` as one tagged item.
+struct SubmitResult(Result<TxId, Refusal>);
+
+impl Encode for SubmitResult {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match &self.0 {
+            Ok(id) => {
+                out.push(0);
+                id.encode(out);
+            }
+            Err(r) => {
+                out.push(1);
+                r.encode(out);
+            }
+        }
+    }
+}
+
+impl Decode for SubmitResult {
+    const MIN_LEN: usize = 2;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(SubmitResult(match r.u8()? {
+            0 => Ok(TxId::decode(r)?),
+            1 => Err(Refusal::decode(r)?),
+            tag => {
+                return Err(DecodeError::BadTag {
+                    what: "submit result",
+                    tag,
+                });
+            }
+        }))
+    }
+}
+
+/// A header with its optional certificate, as one item.
+struct HeaderItem(Header, Option<CommitCertificate>);
+
+impl Encode for HeaderItem {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.0.encode(out);
+        codec::put_option(out, &self.1);
+    }
+}
+
+impl Decode for HeaderItem {
+    const MIN_LEN: usize = Header::MIN_LEN + 1;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(HeaderItem(Header::decode(r)?, r.option()?))
+    }
+}
+
+impl Encode for NodeStatus {
+    fn encode(&self, out: &mut Vec<u8>) {
+        codec::put_u32(out, self.replica);
+        codec::put_u64(out, self.view);
+        codec::put_bool(out, self.changing_view);
+        codec::put_u64(out, self.height);
+        self.head_hash.encode(out);
+        codec::put_u64(out, self.stable_checkpoint);
+        codec::put_u32(out, self.peers_connected);
+        codec::put_bytes(out, self.behaviour.as_bytes());
+        codec::put_u64(out, self.mempool);
+        codec::put_u32(out, self.pid);
+    }
+}
+
+impl Decode for NodeStatus {
+    const MIN_LEN: usize = 4 + 8 + 1 + 8 + 32 + 8 + 4 + 4 + 8 + 4;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(NodeStatus {
+            replica: r.u32()?,
+            view: r.u64()?,
+            changing_view: r.bool()?,
+            height: r.u64()?,
+            head_hash: Hash::decode(r)?,
+            stable_checkpoint: r.u64()?,
+            peers_connected: r.u32()?,
+            behaviour: r.string("behaviour", 64)?,
+            mempool: r.u64()?,
+            pid: r.u32()?,
+        })
+    }
+}
+
+impl Encode for TxStatus {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            TxStatus::Unknown => out.push(0),
+            TxStatus::Pending => out.push(1),
+            TxStatus::Committed {
+                block,
+                proof,
+                outcome,
+                block_attestation,
+                outcome_attestation,
+            } => {
+                out.push(2);
+                block.encode(out);
+                proof.encode(out);
+                outcome.encode(out);
+                block_attestation.encode(out);
+                outcome_attestation.encode(out);
+            }
+        }
+    }
+}
+
+impl Decode for TxStatus {
+    const MIN_LEN: usize = 1;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(match r.u8()? {
+            0 => TxStatus::Unknown,
+            1 => TxStatus::Pending,
+            2 => TxStatus::Committed {
+                block: Block::decode(r)?,
+                proof: MerkleProof::decode(r)?,
+                outcome: Outcome::decode(r)?,
+                block_attestation: Attestation::decode(r)?,
+                outcome_attestation: Attestation::decode(r)?,
+            },
+            tag => {
+                return Err(DecodeError::BadTag {
+                    what: "tx status",
+                    tag,
+                });
+            }
+        })
+    }
+}
+
+impl Encode for Response {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Response::Submitted(results) => {
+                out.push(0);
+                let items: Vec<SubmitResult> = results.iter().cloned().map(SubmitResult).collect();
+                codec::put_seq(out, &items);
+            }
+            Response::TxStatus(s) => {
+                out.push(1);
+                s.encode(out);
+            }
+            Response::Account {
+                header,
+                attestation,
+                account,
+                proof,
+            } => {
+                out.push(2);
+                header.encode(out);
+                attestation.encode(out);
+                account.encode(out);
+                proof.encode(out);
+            }
+            Response::Block { block, attestation } => {
+                out.push(3);
+                codec::put_option(out, block);
+                codec::put_option(out, attestation);
+            }
+            Response::Headers(items) => {
+                out.push(4);
+                let items: Vec<HeaderItem> = items
+                    .iter()
+                    .map(|(h, c)| HeaderItem(*h, c.clone()))
+                    .collect();
+                codec::put_seq(out, &items);
+            }
+            Response::Attestation(a) => {
+                out.push(5);
+                codec::put_option(out, a);
+            }
+            Response::Checkpoint {
+                seq,
+                block_hash,
+                certificate,
+            } => {
+                out.push(6);
+                codec::put_u64(out, *seq);
+                block_hash.encode(out);
+                codec::put_option(out, certificate);
+            }
+            Response::Status(s) => {
+                out.push(7);
+                s.encode(out);
+            }
+            Response::Error(e) => {
+                out.push(8);
+                codec::put_bytes(out, e.as_bytes());
+            }
+        }
+    }
+}
+
+impl Decode for Response {
+    const MIN_LEN: usize = 1;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(match r.u8()? {
+            0 => Response::Submitted(
+                r.seq::<SubmitResult>("submit results", SUBMIT_MAX)?
+                    .into_iter()
+                    .map(|s| s.0)
+                    .collect(),
+            ),
+            1 => Response::TxStatus(TxStatus::decode(r)?),
+            2 => Response::Account {
+                header: Header::decode(r)?,
+                attestation: Attestation::decode(r)?,
+                account: Account::decode(r)?,
+                proof: SmtProof::decode(r)?,
+            },
+            3 => Response::Block {
+                block: r.option()?,
+                attestation: r.option()?,
+            },
+            4 => Response::Headers(
+                r.seq::<HeaderItem>("headers", HEADERS_MAX as usize)?
+                    .into_iter()
+                    .map(|h| (h.0, h.1))
+                    .collect(),
+            ),
+            5 => Response::Attestation(r.option()?),
+            6 => Response::Checkpoint {
+                seq: r.u64()?,
+                block_hash: Hash::decode(r)?,
+                certificate: r.option()?,
+            },
+            7 => Response::Status(NodeStatus::decode(r)?),
+            8 => Response::Error(r.string("error", 4096)?),
+            tag => {
+                return Err(DecodeError::BadTag {
+                    what: "response",
+                    tag,
+                });
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quire_chain::testkit::TestNet;
+
+    #[test]
+    fn requests_and_responses_round_trip() {
+        let net = TestNet::new(4, 2);
+        let tx = net.transfer(0, 1, 5, 0);
+        let requests = vec![
+            Request::Submit(vec![tx.clone()]),
+            Request::TxStatus(tx.id()),
+            Request::Account(net.account_keys[0].address()),
+            Request::Block(BlockRef::Latest),
+            Request::Block(BlockRef::Height(7)),
+            Request::Headers { from: 1, count: 9 },
+            Request::Attest(3),
+            Request::Checkpoint,
+            Request::Status,
+        ];
+        for r in requests {
+            assert_eq!(Request::from_bytes(&r.to_bytes()).unwrap(), r);
+        }
+        let att = Attestation::sign(
+            Statement::Block {
+                height: 1,
+                block_hash: Hash([1; 32]),
+            },
+            2,
+            &net.validator_keys[2],
+            &net.chain_id(),
+        );
+        assert!(att.verify(&net.chain_id(), &net.genesis.validators));
+        let mut forged = att.clone();
+        forged.replica = 1;
+        assert!(!forged.verify(&net.chain_id(), &net.genesis.validators));
+        let responses = vec![
+            Response::Submitted(vec![Ok(tx.id()), Err(Refusal::StaleNonce { expected: 3 })]),
+            Response::TxStatus(TxStatus::Pending),
+            Response::Attestation(Some(att)),
+            Response::Error("nope".into()),
+            Response::Headers(vec![(net.genesis.block().header, None)]),
+        ];
+        for r in responses {
+            assert_eq!(Response::from_bytes(&r.to_bytes()).unwrap(), r);
+        }
+        assert!(Request::from_bytes(&[42]).is_err());
+        assert!(Response::from_bytes(&[0, 255, 255, 255, 255]).is_err());
+    }
+}

@@ -1,0 +1,384 @@
+//! Serving clients: each client connection may open bidirectional streams; each stream carries
+//! request frames and gets one response frame per request, in order. Bad frames and requests are
+//! counted and close the stream; the replica keeps serving everyone else.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use quire_chain::codec::{Decode, Encode};
+use quire_chain::merkle;
+use quire_chain::store::{RocksStore, Store};
+use quire_chain::tx::Transaction;
+use quire_chain::{Hash, Keypair, ReplicaId, TxId};
+use tokio::sync::oneshot;
+
+use crate::driver::{Event, Shared};
+use crate::rpc::{
+    Attestation, BlockRef, HEADERS_MAX, NodeStatus, Refusal, Request, Response, Statement, TxStatus,
+};
+use crate::transport::frame::{read_frame, write_frame};
+
+/// Largest request frame a client may send (a Submit of SUBMIT_MAX raw payloads fits).
+pub const REQUEST_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Client transactions remembered as "pending here" for status queries.
+const RECENT_MAX: usize = 200_000;
+
+pub struct RpcContext {
+    pub id: ReplicaId,
+    pub key: Keypair,
+    pub chain_id: Hash,
+    pub store: Arc<RocksStore>,
+    pub shared: Arc<Shared>,
+    pub events: SyncSender<Event>,
+    pub accept_raw: bool,
+    pub peers_connected: Arc<dyn Fn() -> u32 + Send + Sync>,
+    recent: Mutex<(HashSet<TxId>, VecDeque<TxId>)>,
+}
+
+impl RpcContext {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: ReplicaId,
+        key: Keypair,
+        chain_id: Hash,
+        store: Arc<RocksStore>,
+        shared: Arc<Shared>,
+        events: SyncSender<Event>,
+        accept_raw: bool,
+        peers_connected: Arc<dyn Fn() -> u32 + Send + Sync>,
+    ) -> RpcContext {
+        RpcContext {
+            id,
+            key,
+            chain_id,
+            store,
+            shared,
+            events,
+            accept_raw,
+            peers_connected,
+            recent: Mutex::new((HashSet::new(), VecDeque::new())),
+        }
+    }
+}
+
+/// Hands an event to the driver thread, waiting (without blocking the runtime) while its queue
+/// is full: back-pressure instead of unbounded buffering.
+pub async fn deliver(events: &SyncSender<Event>, mut event: Event) -> bool {
+    loop {
+        match events.try_send(event) {
+            Ok(()) => return true,
+            Err(TrySendError::Disconnected(_)) => return false,
+            Err(TrySendError::Full(e)) => {
+                event = e;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+}
+
+/// Serves one client connection until it closes.
+pub async fn serve_connection(ctx: Arc<RpcContext>, conn: quinn::Connection) {
+    loop {
+        match conn.accept_bi().await {
+            Ok((send, recv)) => {
+                let ctx = ctx.clone();
+                tokio::spawn(serve_stream(ctx, send, recv));
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+async fn serve_stream(
+    ctx: Arc<RpcContext>,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    loop {
+        let frame = match read_frame(&mut recv, REQUEST_BYTES_MAX).await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                ctx.shared.metrics.rpc_error("bad_frame");
+                tracing::debug!(error = %e, "bad client frame");
+                let _ = recv.stop(1u32.into());
+                break;
+            }
+        };
+        ctx.shared.metrics.rpc_request();
+        let response = match Request::from_bytes(&frame) {
+            Ok(request) => handle(&ctx, request).await,
+            Err(e) => {
+                ctx.shared.metrics.rpc_error("malformed_request");
+                Response::Error(format!("malformed request: {e}"))
+            }
+        };
+        if write_frame(&mut send, &response.to_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let _ = send.finish();
+}
+
+async fn handle(ctx: &RpcContext, request: Request) -> Response {
+    match request {
+        Request::Submit(txs) => submit(ctx, txs).await,
+        Request::TxStatus(id) => tx_status(ctx, id).await,
+        Request::Account(address) => {
+            let (reply, answer) = oneshot::channel();
+            if !deliver(&ctx.events, Event::Account { address, reply }).await {
+                return Response::Error("replica is shutting down".into());
+            }
+            match answer.await {
+                Ok((header, account, proof)) => Response::Account {
+                    attestation: attest_block(ctx, &header),
+                    header,
+                    account,
+                    proof,
+                },
+                Err(_) => Response::Error("replica is shutting down".into()),
+            }
+        }
+        Request::Block(which) => {
+            let height = match which {
+                BlockRef::Latest => ctx.store.head().height,
+                BlockRef::Height(h) => h,
+            };
+            match ctx.store.block(height) {
+                Ok(Some(record)) => Response::Block {
+                    attestation: Some(attest_block(ctx, &record.block.header)),
+                    block: Some(record.block),
+                },
+                Ok(None) => Response::Block {
+                    block: None,
+                    attestation: None,
+                },
+                Err(e) => storage_error(ctx, e),
+            }
+        }
+        Request::Headers { from, count } => {
+            let count = count.min(HEADERS_MAX);
+            let mut out = Vec::new();
+            for h in from..from.saturating_add(count) {
+                match ctx.store.block(h) {
+                    Ok(Some(r)) => out.push((r.block.header, r.block.certificate)),
+                    Ok(None) => break,
+                    Err(e) => return storage_error(ctx, e),
+                }
+            }
+            Response::Headers(out)
+        }
+        Request::Attest(height) => match ctx.store.header(height) {
+            Ok(h) => Response::Attestation(h.map(|h| attest_block(ctx, &h))),
+            Err(e) => storage_error(ctx, e),
+        },
+        Request::Checkpoint => {
+            let stable = ctx.shared.stable.lock().ok().and_then(|s| s.clone());
+            match stable {
+                Some(s) => Response::Checkpoint {
+                    seq: s.seq,
+                    block_hash: s.block_hash,
+                    certificate: s.certificate,
+                },
+                None => Response::Error("not started yet".into()),
+            }
+        }
+        Request::Status => {
+            let r = ctx.shared.metrics.replica();
+            let head_hash = ctx.shared.head_hash.lock().map(|h| *h).unwrap_or_default();
+            Response::Status(NodeStatus {
+                replica: ctx.id,
+                view: r.view,
+                changing_view: r.changing_view,
+                height: r.height,
+                head_hash,
+                stable_checkpoint: r.stable_checkpoint,
+                peers_connected: (ctx.peers_connected)(),
+                behaviour: r.behaviour,
+                mempool: r.mempool,
+                pid: std::process::id(),
+            })
+        }
+    }
+}
+
+fn storage_error(ctx: &RpcContext, e: quire_chain::store::StoreError) -> Response {
+    ctx.shared.metrics.rpc_error("storage");
+    tracing::error!(error = %e, "storage error while serving a client");
+    Response::Error(format!("storage error: {e}"))
+}
+
+fn attest_block(ctx: &RpcContext, header: &quire_chain::Header) -> Attestation {
+    Attestation::sign(
+        Statement::Block {
+            height: header.height,
+            block_hash: header.hash(),
+        },
+        ctx.id,
+        &ctx.key,
+        &ctx.chain_id,
+    )
+}
+
+/// Admission: signatures (batch-verified), no raw payloads unless this is a benchmark network,
+/// no nonce that is already used. What passes goes to the driver; the answer comes at once.
+async fn submit(ctx: &RpcContext, txs: Vec<Transaction>) -> Response {
+    let received = Instant::now();
+    let chain_id = ctx.chain_id;
+    let checked = {
+        let txs = txs.clone();
+        tokio::task::spawn_blocking(move || signature_verdicts(&chain_id, &txs)).await
+    };
+    let Ok(verdicts) = checked else {
+        return Response::Error("replica is shutting down".into());
+    };
+    let mut results = Vec::with_capacity(txs.len());
+    let mut admitted = Vec::new();
+    for (tx, ok) in txs.into_iter().zip(verdicts) {
+        let result = admit(ctx, &tx, ok);
+        if result.is_ok() {
+            admitted.push(tx);
+        } else if let Err(r) = &result {
+            ctx.shared.metrics.refused(refusal_name(r));
+        }
+        results.push(result);
+    }
+    if !admitted.is_empty() {
+        ctx.shared.metrics.submitted(admitted.len() as u64);
+        remember(ctx, &admitted);
+        let event = Event::Requests {
+            txs: admitted,
+            received,
+        };
+        if !deliver(&ctx.events, event).await {
+            return Response::Error("replica is shutting down".into());
+        }
+    }
+    Response::Submitted(results)
+}
+
+fn signature_verdicts(chain_id: &Hash, txs: &[Transaction]) -> Vec<bool> {
+    let items: Vec<_> = txs
+        .iter()
+        .filter_map(Transaction::as_transfer)
+        .map(|t| (t.signing_bytes(chain_id), t.signature, t.transfer.from))
+        .collect();
+    let mut verdicts = quire_chain::keys::verify_canonical(&items).into_iter();
+    txs.iter()
+        .map(|tx| match tx {
+            Transaction::Transfer(_) => verdicts.next().unwrap_or(false),
+            Transaction::Raw(_) => true,
+        })
+        .collect()
+}
+
+fn admit(ctx: &RpcContext, tx: &Transaction, signature_ok: bool) -> Result<TxId, Refusal> {
+    let Some(t) = tx.as_transfer() else {
+        return if ctx.accept_raw {
+            Ok(tx.id())
+        } else {
+            Err(Refusal::Invalid(
+                "raw payloads are accepted only by benchmark networks".into(),
+            ))
+        };
+    };
+    if !signature_ok {
+        return Err(Refusal::BadSignature);
+    }
+    if t.transfer.amount == 0 {
+        return Err(Refusal::Invalid("amount must be positive".into()));
+    }
+    // Money sent to bytes that are not a public key could never be spent again.
+    if t.transfer.to.public_key().is_err() {
+        return Err(Refusal::Invalid(
+            "the recipient is not a valid address".into(),
+        ));
+    }
+    let nonce = ctx
+        .store
+        .account(&t.transfer.from)
+        .ok()
+        .flatten()
+        .map_or(0, |a| a.nonce);
+    if t.transfer.nonce < nonce {
+        return Err(Refusal::StaleNonce { expected: nonce });
+    }
+    Ok(tx.id())
+}
+
+fn refusal_name(r: &Refusal) -> &'static str {
+    match r {
+        Refusal::BadSignature => "bad_signature",
+        Refusal::StaleNonce { .. } => "stale_nonce",
+        Refusal::MempoolFull => "mempool_full",
+        Refusal::Invalid(_) => "invalid",
+    }
+}
+
+fn remember(ctx: &RpcContext, txs: &[Transaction]) {
+    let Ok(mut recent) = ctx.recent.lock() else {
+        return;
+    };
+    let (set, order) = &mut *recent;
+    for tx in txs {
+        let id = tx.id();
+        if set.insert(id) {
+            order.push_back(id);
+        }
+    }
+    while order.len() > RECENT_MAX {
+        if let Some(old) = order.pop_front() {
+            set.remove(&old);
+        }
+    }
+}
+
+async fn tx_status(ctx: &RpcContext, id: TxId) -> Response {
+    let location = match ctx.store.tx_location(&id) {
+        Ok(l) => l,
+        Err(e) => return storage_error(ctx, e),
+    };
+    let Some(location) = location else {
+        let seen = ctx.recent.lock().is_ok_and(|r| r.0.contains(&id));
+        let (reply, answer) = oneshot::channel();
+        let pending = seen
+            || (deliver(&ctx.events, Event::Pending { id, reply }).await
+                && answer.await.unwrap_or(false));
+        return Response::TxStatus(if pending {
+            TxStatus::Pending
+        } else {
+            TxStatus::Unknown
+        });
+    };
+    let record = match ctx.store.block(location.height) {
+        Ok(Some(r)) => r,
+        Ok(None) => return Response::Error("indexed block is missing".into()),
+        Err(e) => return storage_error(ctx, e),
+    };
+    let index = location.index as usize;
+    let ids: Vec<Hash> = record.block.txs.iter().map(|t| t.id().0).collect();
+    let (Some(proof), Some(outcome)) = (merkle::prove(&ids, index), record.outcomes.get(index))
+    else {
+        return Response::Error("indexed transaction is missing from its block".into());
+    };
+    let outcome_attestation = Attestation::sign(
+        Statement::TxOutcome {
+            tx: id,
+            height: location.height,
+            index: location.index,
+            outcome: *outcome,
+        },
+        ctx.id,
+        &ctx.key,
+        &ctx.chain_id,
+    );
+    Response::TxStatus(TxStatus::Committed {
+        block_attestation: attest_block(ctx, &record.block.header),
+        outcome: *outcome,
+        proof,
+        block: record.block,
+        outcome_attestation,
+    })
+}

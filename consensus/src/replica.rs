@@ -471,6 +471,12 @@ impl Replica {
         if self.is_primary() {
             return;
         }
+        // Just (re)started: links to peers are still being (re)established, so silence says
+        // nothing about the primary yet. (A view change started in error could not be taken
+        // back: the replica would sit out the view until the others leave it too.)
+        if self.tick < 3 * self.params.view_timeout_ticks {
+            return;
+        }
         // A primary that is never heard from (no heartbeat, no proposal) is replaced even when
         // there is no work: that is the idle timeout.
         let silent = self

@@ -1,4 +1,8 @@
-//! `quire-testnet`: the simulator front end (`sim`), and — with the node — local testnets,
-//! fault injection, the cross-replica safety checker, benchmarks and scenarios.
+//! `quire-testnet`: local testnets of real `quire-node` processes ([`generate`], [`ops`]), and
+//! the simulator front end ([`sim`]).
 
+pub mod generate;
+pub mod layout;
+pub mod ops;
+pub mod process;
 pub mod sim;

@@ -1,20 +1,82 @@
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use quire_consensus::Behaviour;
+use quire_testnet::generate::Plan;
+use quire_testnet::ops::{self, Testnet};
 use quire_testnet::sim;
 
 #[derive(Parser)]
 #[command(
     name = "quire-testnet",
-    about = "Local Quire testnets, fault injection, checks, benchmarks and the simulator"
+    about = "Local Quire testnets: start, inspect, crash, partition and corrupt replicas; check, benchmark, simulate"
 )]
 struct Cli {
+    /// The testnet's directory.
+    #[arg(long, global = true, default_value = "testnet")]
+    dir: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Generate keys, genesis and configs, start the replicas, and commit a first transfer.
+    Up {
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Funded accounts to create (keys under DIR/accounts/).
+        #[arg(long, default_value_t = 8)]
+        accounts: usize,
+        /// First QUIC port (HTTP ports start 100 above); 0 lets the OS pick free ports.
+        #[arg(long, default_value_t = 7100)]
+        base_port: u16,
+    },
+    /// A table per replica: pid, view, height, head, peers, behaviour.
+    Status,
+    /// Stop every replica (their data stays; `--clean` removes the testnet).
+    Down {
+        #[arg(long)]
+        clean: bool,
+    },
+    /// Kill replica I with SIGKILL (a crash).
+    Kill { replica: u32 },
+    /// Start replica I again from its data directory.
+    Restart { replica: u32 },
+    /// Print replica I's log.
+    Logs {
+        replica: u32,
+        /// Last N lines (0 for all).
+        #[arg(long, default_value_t = 50)]
+        lines: usize,
+    },
+    /// Make replica I behave as BEHAVIOUR (see `quire-testnet behaviours`).
+    Byzantine { replica: u32, behaviour: String },
+    /// Make replica I honest again.
+    Honest { replica: u32 },
+    /// List the Byzantine behaviours.
+    Behaviours,
+    /// Cut the network: e.g. `partition 0,1 / 2,3` (replicas in no group are isolated).
+    Partition {
+        #[arg(num_args = 1.., required = true)]
+        groups: Vec<String>,
+    },
+    /// Remove all partitions and delays.
+    Heal,
+    /// Delay everything replica I sends by MS milliseconds (to every peer, or `--to J`).
+    Delay {
+        replica: u32,
+        ms: u64,
+        #[arg(long)]
+        to: Option<u32>,
+    },
+    /// Freeze replica I (SIGSTOP).
+    Pause { replica: u32 },
+    /// Unfreeze replica I (SIGCONT).
+    Resume { replica: u32 },
     /// Run the deterministic simulator over many seeds and check safety and progress.
     Sim(sim::SimArgs),
 }
@@ -23,20 +85,228 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sim(args) => run_sim(&args),
+        command => run(&cli.dir, command).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(1)
         }
     }
 }
 
-fn run_sim(args: &sim::SimArgs) -> anyhow::Result<ExitCode> {
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(dir: &Path, command: Command) -> Result<()> {
+    let mut out = std::io::stdout();
+    match command {
+        Command::Up {
+            nodes,
+            accounts,
+            base_port,
+        } => {
+            let plan = Plan {
+                nodes,
+                accounts,
+                base_port,
+                ..Plan::default()
+            };
+            let net = runtime()?.block_on(ops::up(dir, &plan, &mut out))?;
+            print_next_steps(&net, &mut out)?;
+        }
+        Command::Status => {
+            let net = Testnet::open(dir)?;
+            let statuses = runtime()?.block_on(net.status())?;
+            print_status(&net, &statuses, &mut out)?;
+        }
+        Command::Down { clean } => {
+            let net = Testnet::open(dir)?;
+            let stopped = net.stop_all()?;
+            writeln!(out, "stopped {stopped} replicas")?;
+            if clean {
+                for p in [net.layout.replicas(), net.layout.accounts()] {
+                    let _ = std::fs::remove_dir_all(p);
+                }
+                for f in ["network.toml", "genesis.toml", "events.log"] {
+                    let _ = std::fs::remove_file(net.layout.dir.join(f));
+                }
+                writeln!(out, "removed the testnet in {}", dir.display())?;
+            }
+        }
+        Command::Kill { replica } => {
+            let net = Testnet::open(dir)?;
+            if net.kill(replica)? {
+                writeln!(out, "killed replica {replica} (SIGKILL)")?;
+            } else {
+                writeln!(out, "replica {replica} was not running")?;
+            }
+        }
+        Command::Restart { replica } => {
+            let net = Testnet::open(dir)?;
+            net.check_index(replica)?;
+            let pid = net.start(replica)?;
+            writeln!(
+                out,
+                "restarted replica {replica} (pid {pid}); it recovers from its data directory and catches up"
+            )?;
+        }
+        Command::Logs { replica, lines } => {
+            let net = Testnet::open(dir)?;
+            net.check_index(replica)?;
+            let path = net.layout.log(replica);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let all: Vec<&str> = text.lines().collect();
+            let from = if lines == 0 {
+                0
+            } else {
+                all.len().saturating_sub(lines)
+            };
+            for l in &all[from..] {
+                writeln!(out, "{l}")?;
+            }
+        }
+        Command::Byzantine { replica, behaviour } => {
+            let b = Behaviour::parse(&behaviour).map_err(anyhow::Error::msg)?;
+            Testnet::open(dir)?.set_behaviour(replica, b)?;
+            writeln!(out, "replica {replica} is now {b}")?;
+        }
+        Command::Honest { replica } => {
+            Testnet::open(dir)?.set_behaviour(replica, Behaviour::Honest)?;
+            writeln!(out, "replica {replica} is now honest")?;
+        }
+        Command::Behaviours => {
+            for b in Behaviour::ALL {
+                writeln!(out, "{b}")?;
+            }
+        }
+        Command::Partition { groups } => {
+            let groups = parse_groups(&groups.join(" "))?;
+            Testnet::open(dir)?.partition(&groups)?;
+            writeln!(out, "partitioned: {groups:?}")?;
+        }
+        Command::Heal => {
+            Testnet::open(dir)?.heal()?;
+            writeln!(out, "healed: no partitions, no delays")?;
+        }
+        Command::Delay { replica, ms, to } => {
+            Testnet::open(dir)?.delay(replica, ms, to)?;
+            writeln!(out, "replica {replica} now delays what it sends by {ms} ms")?;
+        }
+        Command::Pause { replica } => {
+            Testnet::open(dir)?.pause(replica, true)?;
+            writeln!(out, "replica {replica} paused")?;
+        }
+        Command::Resume { replica } => {
+            Testnet::open(dir)?.pause(replica, false)?;
+            writeln!(out, "replica {replica} resumed")?;
+        }
+        Command::Sim(_) => {}
+    }
+    Ok(())
+}
+
+/// `0,1 / 2,3` → [[0,1],[2,3]].
+fn parse_groups(text: &str) -> Result<Vec<Vec<u32>>> {
+    let mut groups = Vec::new();
+    for part in text.split('/') {
+        let group: Result<Vec<u32>> = part
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<u32>()
+                    .with_context(|| format!("'{s}' is not a replica index"))
+            })
+            .collect();
+        let group = group?;
+        if group.is_empty() {
+            bail!("empty group in '{text}' (write groups like `0,1 / 2,3`)");
+        }
+        groups.push(group);
+    }
+    if groups.len() < 2 {
+        bail!("a partition needs at least two groups, like `0,1 / 2,3`");
+    }
+    Ok(groups)
+}
+
+fn print_status(
+    net: &Testnet,
+    statuses: &[quire_client::ReplicaStatus],
+    out: &mut dyn Write,
+) -> Result<()> {
+    writeln!(
+        out,
+        "{:>3} {:>8} {:>6} {:>8} {:<10} {:>6} {:<18} {:>8}",
+        "id", "pid", "view", "height", "head", "peers", "behaviour", "mempool"
+    )?;
+    for s in statuses {
+        let pid = net
+            .running(s.replica)
+            .map_or("-".to_string(), |p| p.to_string());
+        match &s.status {
+            Ok(st) => writeln!(
+                out,
+                "{:>3} {:>8} {:>6} {:>8} {:<10} {:>6} {:<18} {:>8}",
+                s.replica,
+                pid,
+                format!("{}{}", st.view, if st.changing_view { "*" } else { "" }),
+                st.height,
+                st.head_hash.short(),
+                st.peers_connected,
+                st.behaviour,
+                st.mempool
+            )?,
+            Err(e) => writeln!(out, "{:>3} {:>8} unreachable ({e})", s.replica, pid)?,
+        }
+    }
+    Ok(())
+}
+
+fn print_next_steps(net: &Testnet, out: &mut dyn Write) -> Result<()> {
+    let dir = net.layout.dir.display();
+    let network = net.layout.network();
+    writeln!(
+        out,
+        "\nnetwork file: {} (quire finds ./testnet/network.toml by default; else pass --network or set QUIRE_NETWORK)",
+        network.display()
+    )?;
+    writeln!(
+        out,
+        "funded accounts: {} (keys in {}/accounts/)",
+        net.network.accounts.len(),
+        dir
+    )?;
+    writeln!(out, "\ntry next:")?;
+    writeln!(out, "  quire-testnet status")?;
+    writeln!(out, "  quire balance account-0")?;
+    writeln!(
+        out,
+        "  quire transfer --from account-0 --to <address from `quire keygen`> --amount 10 --wait"
+    )?;
+    writeln!(out, "  quire-testnet kill 3 && quire-testnet restart 3")?;
+    writeln!(
+        out,
+        "  quire-testnet byzantine 0 equivocate   (then: quire-testnet check)"
+    )?;
+    writeln!(out, "  quire-testnet down")?;
+    Ok(())
+}
+
+fn run_sim(args: &sim::SimArgs) -> Result<ExitCode> {
+    let mut stdout = std::io::stdout();
     let summary = sim::run(args, |report| {
         if let Some((step, tick, violation)) = &report.violation {
-            println!(
+            let _ = writeln!(
+                stdout,
                 "seed {}: VIOLATION at step {step} (tick {tick}): {violation}\n  faulty: {:?}\n  replay: {}",
                 report.seed,
                 report.faulty,
@@ -44,7 +314,7 @@ fn run_sim(args: &sim::SimArgs) -> anyhow::Result<ExitCode> {
             );
         }
     })?;
-    println!("{}", summary.line());
+    let _ = writeln!(std::io::stdout(), "{}", summary.line());
     Ok(if summary.violations.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -1,0 +1,116 @@
+//! A Byzantine replica answering over real QUIC must not make the client report its lie.
+//!
+//! Replica 0 lies, replicas 1 and 2 are honest, replica 3 does not answer at all. Whatever
+//! replica the client starts from, it must return the honest answer (through fail-over) or an
+//! error, never the liar's.
+
+// Tests may unwrap: a failure here is a failed test, not a user-facing error.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Lie, Role, World, fake_network, options};
+use quire_chain::tx::Outcome;
+use quire_client::{Client, ClientError, TxState};
+
+async fn balance_lie_is_never_returned(lie: Lie) {
+    let world = Arc::new(World::new());
+    let fake = fake_network(
+        &world,
+        [Role::Liar(lie), Role::Honest, Role::Honest, Role::Silent],
+    );
+    let client = Client::with_options(fake.network.clone(), options()).unwrap();
+    let address = world.net.account_keys[0].address();
+    let honest = world.ledger.clone().prove(&address).0;
+    // Round-robin start: four calls start once from each replica, the liar included.
+    for _ in 0..4 {
+        match client.account(address).await {
+            Ok(proven) => {
+                assert_eq!(proven.account, honest);
+                assert_eq!(proven.header, world.head());
+                assert!(proven.attesters.len() >= 2 && !proven.attesters.contains(&3));
+            }
+            Err(e) => panic!("the honest answer was lost: {e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_balance_from_a_lying_replica_is_not_believed() {
+    balance_lie_is_never_returned(Lie::WrongBalance).await;
+}
+
+#[tokio::test]
+async fn a_forged_state_attested_only_by_the_liar_is_not_believed() {
+    balance_lie_is_never_returned(Lie::ForgedHeader).await;
+}
+
+#[tokio::test]
+async fn with_only_the_liar_reachable_the_client_reports_an_error() {
+    let world = Arc::new(World::new());
+    let fake = fake_network(
+        &world,
+        [
+            Role::Liar(Lie::ForgedHeader),
+            Role::Silent,
+            Role::Silent,
+            Role::Silent,
+        ],
+    );
+    let client = Client::with_options(fake.network.clone(), options()).unwrap();
+    let err = client
+        .account(world.net.account_keys[0].address())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, ClientError::Unverified { .. }), "{text}");
+    assert!(
+        text.contains("replica 0: only 1 distinct validators attest block 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_false_outcome_from_one_replica_is_outvoted() {
+    let world = Arc::new(World::new());
+    let fake = fake_network(
+        &world,
+        [
+            Role::Liar(Lie::WrongOutcome),
+            Role::Honest,
+            Role::Honest,
+            Role::Silent,
+        ],
+    );
+    let client = Client::with_options(fake.network.clone(), options()).unwrap();
+    let report = client.tx_status(world.tx()).await.unwrap();
+    let TxState::Committed(committed) = report.state else {
+        panic!("not proven committed: {:?}", report.state);
+    };
+    assert_eq!(committed.outcome, Outcome::Applied);
+    assert_eq!(committed.outcome_attesters, vec![1, 2]);
+}
+
+#[tokio::test]
+async fn a_lone_liar_cannot_make_a_commit() {
+    // Only the liar has the transaction: its claim carries one validator's word, not f+1.
+    let world = Arc::new(World::new());
+    let fake = fake_network(
+        &world,
+        [
+            Role::Liar(Lie::WrongOutcome),
+            Role::Silent,
+            Role::Silent,
+            Role::Silent,
+        ],
+    );
+    let client = Client::with_options(fake.network.clone(), options()).unwrap();
+    let report = client.tx_status(world.tx()).await.unwrap();
+    assert!(
+        matches!(report.state, TxState::Pending),
+        "{:?}",
+        report.state
+    );
+}

@@ -1,0 +1,184 @@
+//! Generating a testnet: keys, genesis, replica configs, funded accounts and the network file.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use quire_chain::genesis::Genesis;
+use quire_chain::keys::Keypair;
+use quire_chain::validators::{Validator, ValidatorSet};
+use quire_client::network::{AccountEntry, NetworkFile, ReplicaEntry};
+use quire_node::config::{ConfigFile, ParamsFile};
+
+use crate::layout::Layout;
+
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub nodes: usize,
+    pub accounts: usize,
+    pub balance: u64,
+    /// First port to try (QUIC ports from here, HTTP ports from here + 100); 0 picks free ports.
+    pub base_port: u16,
+    pub tick_ms: u64,
+    pub worker_threads: usize,
+    pub accept_raw: bool,
+    pub params: ParamsFile,
+    pub log: String,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan {
+            nodes: 4,
+            accounts: 8,
+            balance: 1_000_000_000,
+            base_port: 7100,
+            tick_ms: 10,
+            worker_threads: 1,
+            accept_raw: false,
+            params: ParamsFile::default(),
+            log: "info".into(),
+        }
+    }
+}
+
+fn udp_free(port: u16) -> bool {
+    UdpSocket::bind(("127.0.0.1", port)).is_ok()
+}
+
+fn tcp_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// `count` ports free for `free`, from `base` upwards (or anywhere the OS picks, when base is 0).
+fn ports(
+    count: usize,
+    base: u16,
+    free: fn(u16) -> bool,
+    os_pick: fn() -> Option<u16>,
+) -> Result<Vec<u16>> {
+    let mut out = Vec::new();
+    if base == 0 {
+        while out.len() < count {
+            let p = os_pick().context("no free port")?;
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        return Ok(out);
+    }
+    let mut p = base;
+    while out.len() < count {
+        if free(p) {
+            out.push(p);
+        }
+        p = p.checked_add(1).context("ran out of ports")?;
+    }
+    Ok(out)
+}
+
+fn os_udp() -> Option<u16> {
+    UdpSocket::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()
+        .map(|a| a.port())
+}
+
+fn os_tcp() -> Option<u16> {
+    TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()
+        .map(|a| a.port())
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Writes a fresh testnet into `layout.dir` (which must hold no running testnet).
+pub fn generate(layout: &Layout, plan: &Plan) -> Result<()> {
+    if plan.nodes == 0 || plan.nodes > 64 {
+        bail!("--nodes must be between 1 and 64");
+    }
+    for sub in [layout.replicas(), layout.accounts()] {
+        if sub.exists() {
+            std::fs::remove_dir_all(&sub)
+                .with_context(|| format!("cannot clear {}", sub.display()))?;
+        }
+    }
+    std::fs::create_dir_all(layout.accounts())?;
+    let quic = ports(plan.nodes, plan.base_port, udp_free, os_udp)?;
+    let http_base = if plan.base_port == 0 {
+        0
+    } else {
+        plan.base_port.saturating_add(100)
+    };
+    let http = ports(plan.nodes, http_base, tcp_free, os_tcp)?;
+    let mut validators = Vec::new();
+    for i in 0..plan.nodes as u32 {
+        std::fs::create_dir_all(layout.replica(i))?;
+        let key = Keypair::generate();
+        key.write_file(&layout.key(i))?;
+        validators.push(Validator {
+            id: i,
+            key: key.public(),
+            address: format!("127.0.0.1:{}", quic[i as usize]),
+        });
+    }
+    let set = ValidatorSet::new(validators, None)?;
+    let mut accounts = Vec::new();
+    let mut balances = Vec::new();
+    for a in 0..plan.accounts {
+        let key = Keypair::generate();
+        key.write_file(&layout.account(a))?;
+        balances.push((key.address(), plan.balance));
+        accounts.push(AccountEntry {
+            name: format!("account-{a}"),
+            key: format!("accounts/account-{a}.toml"),
+            address: key.address().to_string(),
+        });
+    }
+    let genesis = Genesis::new("quire-local".into(), set, balances)?;
+    write(&layout.genesis(), &genesis.to_toml())?;
+    let mut replicas = Vec::new();
+    for i in 0..plan.nodes as u32 {
+        let listen: SocketAddr = format!("127.0.0.1:{}", quic[i as usize]).parse()?;
+        let http_addr: SocketAddr = format!("127.0.0.1:{}", http[i as usize]).parse()?;
+        let config = ConfigFile {
+            id: i,
+            genesis: "../../genesis.toml".into(),
+            key: "key.toml".into(),
+            data_dir: "data".into(),
+            listen: listen.to_string(),
+            http: http_addr.to_string(),
+            admin: true,
+            tick_ms: plan.tick_ms,
+            worker_threads: plan.worker_threads,
+            log: plan.log.clone(),
+            accept_raw: plan.accept_raw,
+            params: plan.params.clone(),
+        };
+        write(&layout.config(i), &toml::to_string_pretty(&config)?)?;
+        replicas.push(ReplicaEntry {
+            id: i,
+            public_key: genesis
+                .validators
+                .key(i)
+                .map(|k| k.to_hex())
+                .unwrap_or_default(),
+            quic: listen.to_string(),
+            http: http_addr.to_string(),
+            pid_file: Some(format!("replicas/{i}/pid")),
+        });
+    }
+    let network = NetworkFile {
+        chain_id: genesis.chain_id().to_hex(),
+        genesis: "genesis.toml".into(),
+        replicas,
+        accounts,
+    };
+    write(&layout.network(), &toml::to_string_pretty(&network)?)?;
+    Ok(())
+}

@@ -102,6 +102,9 @@ pub fn generate(layout: &Layout, plan: &Plan) -> Result<()> {
     if plan.nodes == 0 || plan.nodes > 64 {
         bail!("--nodes must be between 1 and 64");
     }
+    if plan.accounts == 0 || plan.accounts > 100_000 {
+        bail!("--accounts must be between 1 and 100000");
+    }
     for sub in [layout.replicas(), layout.accounts()] {
         if sub.exists() {
             std::fs::remove_dir_all(&sub)

@@ -2,6 +2,8 @@
 //! SIGKILL at arbitrary moments. After every kill the store must reopen with a head that is a
 //! complete, verifying block, and no block the child reported as committed may be lost.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};

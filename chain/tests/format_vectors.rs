@@ -8,6 +8,8 @@
 //!
 //! `cargo test -p quire-chain --test format_vectors -- --nocapture` prints every value.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
 use quire_chain::block::{Batch, Header, batch_digest};
 use quire_chain::cert::{CheckpointStatement, CommitStatement, Statement};
 use quire_chain::codec::{Decode, Encode};

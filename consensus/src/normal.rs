@@ -264,7 +264,7 @@ impl Replica {
                 })
                 .collect(),
         };
-        self.persist(persist::prepared(&proof, &batch));
+        self.persist(persist::prepared(&proof));
         let commit = self.sign(CommitStatement {
             view,
             seq,

@@ -6,7 +6,7 @@
 //! it already voted on, and never returns to a view it left.
 //!
 //! Keys: `view` → (view, changing); `acc/<seq>` → accepted PrePrepare and batch; `prep/<seq>` →
-//! prepared certificate and batch; `stable` → stable checkpoint; `vc` → the last ViewChange sent;
+//! prepared certificate (its batch is the accepted one); `stable` → stable checkpoint; `vc` → the last ViewChange sent;
 //! `nv` → the NewView of the current view.
 
 use quire_chain::Batch;
@@ -45,10 +45,15 @@ pub fn accepted(proposal: &Signed<Proposal>, batch: &Batch) -> Op {
     (seq_key(PREFIX_ACCEPTED, proposal.body.0.seq), Some(v))
 }
 
-pub fn prepared(proof: &PreparedProof, batch: &Batch) -> Op {
-    let mut v = proof.to_bytes();
-    batch.encode(&mut v);
-    (seq_key(PREFIX_PREPARED, proof.slot().seq), Some(v))
+/// The prepared certificate alone: its batch is the one in the slot's `acc/` entry (a replica
+/// prepares only what it accepted). If a later view's PrePrepare replaces that entry with another
+/// digest, the certificate loses its batch and is dropped on recovery — which is safe: a NewView
+/// re-proposing another digest at this seq proves this one was never committed.
+pub fn prepared(proof: &PreparedProof) -> Op {
+    (
+        seq_key(PREFIX_PREPARED, proof.slot().seq),
+        Some(proof.to_bytes()),
+    )
 }
 
 pub fn forget_slot(seq: u64) -> [Op; 2] {
@@ -88,7 +93,7 @@ pub struct Recovered {
     pub changing: bool,
     pub stable: Option<StableCheckpoint>,
     pub accepted: Vec<(Signed<Proposal>, Batch)>,
-    pub prepared: Vec<(PreparedProof, Batch)>,
+    pub prepared: Vec<PreparedProof>,
     pub view_change: Option<(Signed<ViewChange>, Vec<Batch>)>,
     pub new_view: Option<(Signed<NewView>, Vec<Batch>)>,
 }
@@ -133,11 +138,8 @@ pub fn recover(entries: &[(Vec<u8>, Vec<u8>)]) -> Result<Recovered, CorruptEntry
                 .map_err(corrupt)?;
             out.accepted.push(pp);
         } else if key.starts_with(PREFIX_PREPARED) {
-            let p = decode_all(value, |r| {
-                Ok((PreparedProof::decode(r)?, Batch::decode(r)?))
-            })
-            .map_err(corrupt)?;
-            out.prepared.push(p);
+            out.prepared
+                .push(PreparedProof::from_bytes(value).map_err(corrupt)?);
         } else {
             return Err(corrupt(DecodeError::Invalid {
                 what: "consensus log",

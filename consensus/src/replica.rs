@@ -187,21 +187,35 @@ impl Replica {
             out: Vec::new(),
         };
         let low = replica.stable.seq;
-        for (proposal, batch) in recovered.accepted {
-            let seq = proposal.body.0.seq;
-            if seq > low && proposal.body.0.view == replica.view {
-                replica.slot_mut(seq).pre_prepare = Some((proposal, Arc::new(batch)));
-            }
-        }
-        for (proof, batch) in recovered.prepared {
+        let accepted: BTreeMap<
+            u64,
+            (crate::message::Signed<crate::message::Proposal>, Arc<Batch>),
+        > = recovered
+            .accepted
+            .into_iter()
+            .map(|(pp, batch)| (pp.body.0.seq, (pp, Arc::new(batch))))
+            .collect();
+        for proof in recovered.prepared {
             let slot = proof.slot();
+            let Some((_, batch)) = accepted
+                .get(&slot.seq)
+                .filter(|(pp, _)| pp.body.0.digest == slot.digest)
+            else {
+                // Superseded by a later view's proposal of another digest (see persist::prepared).
+                continue;
+            };
             if slot.seq > low {
                 let view = replica.view;
                 let s = replica.slot_mut(slot.seq);
                 if slot.view == view {
                     s.commit_sent_view = Some(slot.view);
                 }
-                s.prepared = Some((proof, Arc::new(batch)));
+                s.prepared = Some((proof, batch.clone()));
+            }
+        }
+        for (seq, (proposal, batch)) in accepted {
+            if seq > low && proposal.body.0.view == replica.view {
+                replica.slot_mut(seq).pre_prepare = Some((proposal, batch));
             }
         }
         if let Some((vc, batches)) = recovered.view_change

@@ -1,6 +1,8 @@
 //! The boundary: every message is verified before it reaches the core, and nothing a peer sends
 //! can panic a replica or grow its memory without bound.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
 use std::collections::BTreeMap;
 
 use quire_chain::cert::{CheckpointStatement, CommitStatement};

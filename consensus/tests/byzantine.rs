@@ -1,6 +1,8 @@
 //! Every Byzantine behaviour, played by one replica (f = 1), against three honest ones: the
 //! honest replicas agree, and keep executing transfers.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
 mod support;
 
 use quire_consensus::sim::{Choice, Report, SimConfig, run};

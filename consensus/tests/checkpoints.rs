@@ -1,5 +1,7 @@
 //! Checkpoints and garbage collection, Castro & Liskov §4.3.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
 mod support;
 
 use quire_consensus::sim::workload::Target;

@@ -1,5 +1,7 @@
 //! Normal-case operation, Castro & Liskov §4.2: pre-prepare, prepare, commit, execute in order.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
 mod support;
 
 use quire_consensus::sim::workload::Target;

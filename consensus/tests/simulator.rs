@@ -1,5 +1,7 @@
 //! The simulator itself: deterministic, and able to fail.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
 use quire_consensus::Behaviour;
 use quire_consensus::sim::{Choice, SimConfig, Violation, run};
 

@@ -1,5 +1,7 @@
 //! State transfer: a replica that falls behind fetches certified blocks from its peers.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
 mod support;
 
 use quire_consensus::sim::workload::Target;

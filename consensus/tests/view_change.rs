@@ -1,5 +1,7 @@
 //! View changes, Castro & Liskov §4.4 and §4.5.2.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
 mod support;
 
 use quire_consensus::Behaviour;

@@ -77,6 +77,8 @@ enum Command {
     Pause { replica: u32 },
     /// Unfreeze replica I (SIGCONT).
     Resume { replica: u32 },
+    /// Open-loop load against a fresh benchmark testnet: committed tx/s and latency.
+    Bench(quire_testnet::bench::BenchArgs),
     /// Run the deterministic simulator over many seeds and check safety and progress.
     Sim(sim::SimArgs),
 }
@@ -207,6 +209,9 @@ fn run(dir: &Path, command: Command) -> Result<()> {
         Command::Resume { replica } => {
             Testnet::open(dir)?.pause(replica, false)?;
             writeln!(out, "replica {replica} resumed")?;
+        }
+        Command::Bench(args) => {
+            runtime()?.block_on(quire_testnet::bench::run(dir, &args, &mut out))?;
         }
         Command::Sim(_) => {}
     }

@@ -3,6 +3,8 @@
 //! all refused and counted while the replica keeps serving; and a replica started on a foreign
 //! or corrupt data directory refuses with a clear message.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
 mod support;
 
 use std::time::Duration;

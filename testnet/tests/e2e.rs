@@ -1,6 +1,9 @@
 //! The first thing a user does, as a test: a 4-replica testnet of real processes over QUIC with
 //! RocksDB; a thousand transfers; a backup killed with SIGKILL and restarted; the primary killed.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+#![allow(clippy::needless_range_loop)] // accounts are indexed alongside their keys
+
 mod support;
 
 use std::collections::BTreeMap;

@@ -111,8 +111,11 @@ pub struct Actor {
     /// Replicas it conspires with (they receive both sides of an equivocation).
     colluders: BTreeSet<ReplicaId>,
     rng: u64,
-    /// Digests seen per (view, seq), for double votes.
-    seen: BTreeMap<(u64, u64), BTreeSet<Hash>>,
+    /// Digests seen per (view, seq), with their batch timestamps, for double votes. (An
+    /// equivocating primary sends the earlier-stamped batch to one side, the later to the other.)
+    seen: BTreeMap<(u64, u64), BTreeMap<Hash, u64>>,
+    /// A colluding backup's votes, held until it knows which side each digest went to.
+    held: Vec<Message>,
     delayed: VecDeque<(u64, Output)>,
     tick: u64,
 }
@@ -126,6 +129,7 @@ impl Actor {
             colluders: BTreeSet::new(),
             rng,
             seen: BTreeMap::new(),
+            held: Vec::new(),
             delayed: VecDeque::new(),
             tick: 0,
         }
@@ -139,6 +143,7 @@ impl Actor {
         self.behaviour = behaviour;
         if behaviour.is_honest() {
             self.seen.clear();
+            self.held.clear();
         }
     }
 
@@ -176,21 +181,29 @@ impl Actor {
         let mut out = Vec::new();
         match (self.behaviour, input) {
             (Behaviour::Equivocate | Behaviour::DoubleVote, Input::Message(m)) => {
-                if let Message::PrePrepare { proposal, .. } = m.message() {
+                if let Message::PrePrepare { proposal, batch } = m.message() {
                     let vote = proposal.body.0;
                     let digests = self.seen.entry((vote.view, vote.seq)).or_default();
-                    if digests.insert(vote.digest) && digests.len() > 1 {
+                    let fresh = digests.insert(vote.digest, batch.timestamp_ms).is_none();
+                    if fresh && digests.len() > 1 {
                         // A second digest for the slot: vote for it too.
-                        out.push(Output::Broadcast(Message::Prepare(
-                            self.sign(Prepare(vote)),
-                        )));
-                        out.push(Output::Broadcast(Message::Commit(self.sign(
-                            CommitStatement {
-                                view: vote.view,
-                                seq: vote.seq,
-                                digest: vote.digest,
-                            },
-                        ))));
+                        let prepare = Message::Prepare(self.sign(Prepare(vote)));
+                        let commit = Message::Commit(self.sign(CommitStatement {
+                            view: vote.view,
+                            seq: vote.seq,
+                            digest: vote.digest,
+                        }));
+                        if self.colluding_backup() {
+                            out.extend(self.directed(prepare));
+                            out.extend(self.directed(commit));
+                            let held = std::mem::take(&mut self.held);
+                            for m in held {
+                                out.extend(self.directed(m));
+                            }
+                        } else {
+                            out.push(Output::Broadcast(prepare));
+                            out.push(Output::Broadcast(commit));
+                        }
                     }
                     self.prune_seen();
                 }
@@ -242,7 +255,49 @@ impl Actor {
         result
     }
 
+    /// An equivocating backup working with an equivocating primary (it has colluders).
+    fn colluding_backup(&self) -> bool {
+        self.behaviour == Behaviour::Equivocate
+            && !self.colluders.is_empty()
+            && !self.replica.is_primary()
+    }
+
+    /// Sends a vote only to the side whose PrePrepare carried its digest (and to colluders), so
+    /// that each honest replica hears the accomplice vote for what it was told, first.
+    /// Until both digests of the slot are known, the vote is held.
+    fn directed(&mut self, m: Message) -> Vec<Output> {
+        let (view, seq, digest) = match &m {
+            Message::Prepare(p) => (p.body.0.view, p.body.0.seq, p.body.0.digest),
+            Message::Commit(c) => (c.body.view, c.body.seq, c.body.digest),
+            _ => return vec![Output::Broadcast(m)],
+        };
+        let Some(digests) = self.seen.get(&(view, seq)).filter(|d| d.len() > 1) else {
+            self.held.push(m);
+            if self.held.len() > 4096 {
+                self.held.remove(0);
+            }
+            return Vec::new();
+        };
+        let earliest = digests.iter().min_by_key(|(_, ts)| **ts).map(|(d, _)| *d);
+        let (a, b) = self.sides();
+        // Colluders (the primary among them) hear the vote for the original batch only: the
+        // primary needs it to prepare, commit, and so hand out both sides' commits.
+        let side: Vec<ReplicaId> = if earliest == Some(digest) {
+            a
+        } else {
+            b.into_iter()
+                .filter(|r| !self.colluders.contains(r))
+                .collect()
+        };
+        side.into_iter()
+            .map(|to| Output::Send(to, m.clone()))
+            .collect()
+    }
+
     fn rewrite_broadcast(&mut self, m: Message) -> Vec<Output> {
+        if self.colluding_backup() && matches!(m, Message::Prepare(_) | Message::Commit(_)) {
+            return self.directed(m);
+        }
         match (self.behaviour, &m) {
             (Behaviour::Equivocate, Message::PrePrepare { proposal, batch }) => {
                 self.equivocate(proposal.clone(), batch.clone())
@@ -287,10 +342,10 @@ impl Actor {
             ..vote
         };
         let alt_proposal = self.sign(Proposal(alt_vote));
-        self.seen
-            .entry((vote.view, vote.seq))
-            .or_default()
-            .extend([vote.digest, alt_vote.digest]);
+        self.seen.entry((vote.view, vote.seq)).or_default().extend([
+            (vote.digest, batch.timestamp_ms),
+            (alt_vote.digest, alt.timestamp_ms),
+        ]);
         self.prune_seen();
         let (a, b) = self.sides();
         let mut out: Vec<Output> = a
@@ -319,7 +374,7 @@ impl Actor {
 
     fn split_commit(&mut self, c: CommitStatement) -> Vec<Output> {
         let digests = self.seen.get(&(c.view, c.seq)).cloned().unwrap_or_default();
-        let other = digests.into_iter().find(|d| *d != c.digest);
+        let other = digests.into_keys().find(|d| *d != c.digest);
         let (a, b) = self.sides();
         let mine = Message::Commit(self.sign(c));
         let mut out: Vec<Output> = a
@@ -362,10 +417,10 @@ impl Actor {
             ),
             _ => return vec![m],
         };
-        let mut digests = self
+        let mut digests: BTreeSet<Hash> = self
             .seen
             .get(&(vote.view, vote.seq))
-            .cloned()
+            .map(|d| d.keys().copied().collect())
             .unwrap_or_default();
         digests.remove(&vote.digest);
         if digests.is_empty() {

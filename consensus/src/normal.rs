@@ -109,16 +109,9 @@ impl Replica {
         if !self.admit_vote(&vote) {
             return;
         }
-        // A fresh proposal must be a batch of this view by this primary, within the size limit.
-        if batch.view != self.view
-            || batch.proposer != proposal.from
-            || batch.txs.len() > self.params.batch_txs_max
-        {
-            self.stats.drop(Drop::BadBatch);
-            self.stats.blame(Misbehaviour::InvalidBatch, proposal.from);
-            return;
-        }
         self.primary_tick = self.tick;
+        // Checked first: a primary retransmits what it proposed, including batches a NewView
+        // carried over from earlier views.
         if let Some((existing, _)) = &self.log.get(&vote.seq).and_then(|s| s.pre_prepare.clone())
             && existing.body.0.view == vote.view
         {
@@ -128,6 +121,15 @@ impl Replica {
                 self.stats.drop(Drop::Conflict);
                 self.stats.blame(Misbehaviour::Equivocation, proposal.from);
             }
+            return;
+        }
+        // A fresh proposal must be a batch of this view by this primary, within the size limit.
+        if batch.view != self.view
+            || batch.proposer != proposal.from
+            || batch.txs.len() > self.params.batch_txs_max
+        {
+            self.stats.drop(Drop::BadBatch);
+            self.stats.blame(Misbehaviour::InvalidBatch, proposal.from);
             return;
         }
         self.accept_pre_prepare(proposal, Arc::new(batch));

@@ -67,6 +67,27 @@ fn misbehaviour_is_counted_against_the_culprit() {
     }
 }
 
+/// The attack step by step (f = 1 of 4, but two colluders): primary 0 sends one batch to
+/// replica 2 and another to replica 3; accomplice 1 votes for each side's batch on that side. Each
+/// honest replica sees a quorum — and they execute different blocks at the same height.
+#[test]
+fn two_colluders_split_the_honest_replicas() {
+    let mut c = Cluster::new(4);
+    c.collude(&[0, 1], Behaviour::Equivocate);
+    c.submit(1, quire_consensus::sim::workload::Target::One(2));
+    c.sim.run_for(100);
+    let Some((_, _, violation)) = c.sim.violation() else {
+        panic!("no fork")
+    };
+    assert!(
+        matches!(
+            violation,
+            quire_consensus::sim::Violation::Agreement { height: 1, .. }
+        ),
+        "{violation}"
+    );
+}
+
 fn seeds(
     nodes: usize,
     faulty: usize,

@@ -45,7 +45,11 @@ pub enum Event {
         id: TxId,
         reply: oneshot::Sender<bool>,
     },
-    SetBehaviour(Behaviour),
+    /// Switch behaviour; `colluders` are the replicas a faulty one conspires with.
+    SetBehaviour {
+        behaviour: Behaviour,
+        colluders: std::collections::BTreeSet<ReplicaId>,
+    },
     Shutdown,
 }
 
@@ -166,9 +170,17 @@ impl Driver {
             Event::Pending { id, reply } => {
                 let _ = reply.send(self.actor.replica.is_pending(&id));
             }
-            Event::SetBehaviour(b) => {
-                tracing::warn!(behaviour = b.name(), "behaviour switched");
-                self.actor.set_behaviour(b);
+            Event::SetBehaviour {
+                behaviour,
+                colluders,
+            } => {
+                tracing::warn!(
+                    behaviour = behaviour.name(),
+                    ?colluders,
+                    "behaviour switched"
+                );
+                self.actor.set_behaviour(behaviour);
+                self.actor.set_colluders(colluders);
                 self.publish();
             }
             Event::Shutdown => {}

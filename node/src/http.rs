@@ -3,7 +3,7 @@
 //!
 //! | request | effect |
 //! |---|---|
-//! | `POST /admin/behaviour?name=equivocate` | switch this replica's behaviour (`honest` to restore) |
+//! | `POST /admin/behaviour?name=equivocate[&colluders=0,1]` | switch this replica's behaviour (`honest` to restore); colluders get both sides of an equivocation |
 //! | `POST /admin/block?peers=1,2` | drop all traffic to and from these replicas (`peers=` clears) |
 //! | `POST /admin/delay?peer=1&ms=200` | delay what this replica sends to a peer |
 //! | `GET /admin/state` | behaviour, blocked peers, delays |
@@ -162,7 +162,12 @@ async fn admin(
         ("POST", "/admin/behaviour") => {
             let name = params.get("name").ok_or("missing ?name=")?;
             let behaviour = Behaviour::parse(name)?;
-            if !deliver(&ctx.events, Event::SetBehaviour(behaviour)).await {
+            let colluders = parse_peers(params.get("colluders").copied().unwrap_or(""), ctx.n)?;
+            let event = Event::SetBehaviour {
+                behaviour,
+                colluders,
+            };
+            if !deliver(&ctx.events, event).await {
                 return Err("replica is shutting down".into());
             }
             Ok(format!("behaviour {behaviour}\n"))
@@ -224,4 +229,79 @@ fn parse_peers(list: &str, n: usize) -> Result<BTreeSet<ReplicaId>, String> {
         .filter(|s| !s.trim().is_empty())
         .map(|s| parse_peer(s, n))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoLinks;
+    impl Links for NoLinks {
+        fn set_blocked(&self, _: BTreeSet<ReplicaId>) {}
+        fn set_delay(&self, _: ReplicaId, _: Duration) {}
+        fn metrics(&self) -> String {
+            String::new()
+        }
+    }
+
+    fn context(admin: bool) -> (HttpContext, std::sync::mpsc::Receiver<Event>) {
+        let (events, inbox) = std::sync::mpsc::sync_channel(4);
+        let ctx = HttpContext::new(
+            0,
+            admin,
+            Arc::new(Shared::default()),
+            events,
+            Arc::new(NoLinks),
+            4,
+        );
+        (ctx, inbox)
+    }
+
+    #[tokio::test]
+    async fn the_admin_api_answers_loopback_only() {
+        let (ctx, inbox) = context(true);
+        let outside: SocketAddr = "192.0.2.7:4000".parse().unwrap();
+        let (status, _) = route(&ctx, outside, "POST", "/admin/behaviour?name=silent").await;
+        assert_eq!(status, "403 Forbidden");
+        assert!(inbox.try_recv().is_err(), "nothing reached the replica");
+        let local: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let (status, _) = route(
+            &ctx,
+            local,
+            "POST",
+            "/admin/behaviour?name=silent&colluders=1",
+        )
+        .await;
+        assert_eq!(status, "200 OK");
+        assert!(matches!(
+            inbox.try_recv(),
+            Ok(Event::SetBehaviour {
+                behaviour: Behaviour::Silent,
+                ..
+            })
+        ));
+        // Metrics are for anyone.
+        let (status, _) = route(&ctx, outside, "GET", "/metrics").await;
+        assert_eq!(status, "200 OK");
+    }
+
+    #[tokio::test]
+    async fn the_admin_api_is_off_unless_configured_and_refuses_bad_requests() {
+        let (ctx, _inbox) = context(false);
+        let local: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let (status, _) = route(&ctx, local, "POST", "/admin/behaviour?name=silent").await;
+        assert_eq!(status, "404 Not Found");
+        let (ctx, _inbox) = context(true);
+        for bad in [
+            "/admin/behaviour?name=sneaky",
+            "/admin/behaviour",
+            "/admin/block?peers=9",
+            "/admin/block?peers=x",
+            "/admin/delay?peer=1&ms=lots",
+            "/admin/delay?peer=7&ms=5",
+        ] {
+            let (status, body) = route(&ctx, local, "POST", bad).await;
+            assert_eq!(status, "400 Bad Request", "{bad}: {body}");
+        }
+    }
 }

@@ -2,8 +2,11 @@
 //! the simulator front end ([`sim`]).
 
 pub mod bench;
+pub mod check;
 pub mod generate;
 pub mod layout;
 pub mod ops;
+pub mod plot;
 pub mod process;
+pub mod scenario;
 pub mod sim;

@@ -54,7 +54,22 @@ enum Command {
         lines: usize,
     },
     /// Make replica I behave as BEHAVIOUR (see `quire-testnet behaviours`).
-    Byzantine { replica: u32, behaviour: String },
+    Byzantine {
+        replica: u32,
+        behaviour: String,
+        /// Replicas it colludes with (they get both sides of an equivocation), e.g. `--colluders 0,1`.
+        #[arg(long, value_delimiter = ',')]
+        colluders: Vec<u32>,
+    },
+    /// Check that the honest replicas agree: same blocks, valid certificates, valid state.
+    Check,
+    /// Run a scenario file (testnet, load, timeline of faults) and write a report folder.
+    Run {
+        scenario: PathBuf,
+        /// Leave the scenario's testnet running afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Make replica I honest again.
     Honest { replica: u32 },
     /// List the Byzantine behaviours.
@@ -175,10 +190,23 @@ fn run(dir: &Path, command: Command) -> Result<()> {
                 writeln!(out, "{l}")?;
             }
         }
-        Command::Byzantine { replica, behaviour } => {
+        Command::Byzantine {
+            replica,
+            behaviour,
+            colluders,
+        } => {
             let b = Behaviour::parse(&behaviour).map_err(anyhow::Error::msg)?;
-            Testnet::open(dir)?.set_behaviour(replica, b)?;
+            Testnet::open(dir)?.set_behaviour_with(replica, b, &colluders)?;
             writeln!(out, "replica {replica} is now {b}")?;
+        }
+        Command::Check => {
+            let net = Testnet::open(dir)?;
+            let faulty = net.ever_faulty();
+            let report = runtime()?.block_on(quire_testnet::check::check(&net, &faulty))?;
+            write!(out, "{}", report.render())?;
+            if !report.ok() {
+                bail!("the check failed");
+            }
         }
         Command::Honest { replica } => {
             Testnet::open(dir)?.set_behaviour(replica, Behaviour::Honest)?;
@@ -209,6 +237,24 @@ fn run(dir: &Path, command: Command) -> Result<()> {
         Command::Resume { replica } => {
             Testnet::open(dir)?.pause(replica, false)?;
             writeln!(out, "replica {replica} resumed")?;
+        }
+        Command::Run { scenario, keep } => {
+            let plan = quire_testnet::scenario::Plan::load(&scenario)?;
+            let outcome = runtime()?.block_on(quire_testnet::scenario::run(
+                plan,
+                &dir.join("reports"),
+                keep,
+                &mut out,
+            ))?;
+            writeln!(out, "{}", outcome.judgement.verdict())?;
+            writeln!(
+                out,
+                "report: {}",
+                outcome.report_dir.join("report.md").display()
+            )?;
+            if !outcome.judgement.pass {
+                bail!("the scenario's expectations were not met");
+            }
         }
         Command::Bench(args) => {
             runtime()?.block_on(quire_testnet::bench::run(dir, &args, &mut out))?;

@@ -146,8 +146,26 @@ impl Testnet {
     }
 
     pub fn set_behaviour(&self, i: u32, b: Behaviour) -> Result<()> {
+        self.set_behaviour_with(i, b, &[])
+    }
+
+    /// Switches replica `i`'s behaviour; `colluders` (faulty replicas working together) receive
+    /// both sides of an equivocation.
+    pub fn set_behaviour_with(&self, i: u32, b: Behaviour, colluders: &[u32]) -> Result<()> {
         self.check_index(i)?;
-        self.http(i, "POST", &format!("/admin/behaviour?name={}", b.name()))?;
+        for c in colluders {
+            self.check_index(*c)?;
+        }
+        let list: Vec<String> = colluders.iter().map(|c| c.to_string()).collect();
+        self.http(
+            i,
+            "POST",
+            &format!(
+                "/admin/behaviour?name={}&colluders={}",
+                b.name(),
+                list.join(",")
+            ),
+        )?;
         self.log_event(&format!("behaviour {i} {}", b.name()))
     }
 
@@ -258,17 +276,34 @@ pub async fn up(dir: &Path, plan: &Plan, out: &mut dyn Write) -> Result<Testnet>
     let _ = std::fs::remove_file(layout.dir.join("events.log"));
     generate::generate(&layout, plan)?;
     let net = Testnet::open(dir)?;
+    match start_and_prove(&net, out).await {
+        Ok(()) => Ok(net),
+        Err(e) => {
+            // Leave nothing running behind a failed start.
+            let _ = net.stop_all();
+            Err(e)
+        }
+    }
+}
+
+async fn start_and_prove(net: &Testnet, out: &mut dyn Write) -> Result<()> {
     for i in 0..net.n() {
         net.start(i)?;
     }
-    writeln!(out, "started {} replicas in {}", net.n(), dir.display())?;
+    // Output is best effort: a closed stdout must not bring the testnet down.
+    let _ = writeln!(
+        out,
+        "started {} replicas in {}",
+        net.n(),
+        net.layout.dir.display()
+    );
     net.wait_ready(Duration::from_secs(60)).await?;
     let (height, ms) = net.first_transfer().await?;
-    writeln!(
+    let _ = writeln!(
         out,
         "first transfer committed at height {height} ({ms} ms), verified end to end"
-    )?;
-    Ok(net)
+    );
+    Ok(())
 }
 
 impl Testnet {

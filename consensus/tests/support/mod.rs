@@ -79,6 +79,16 @@ impl Cluster {
         self.sim.make_faulty(i, behaviour);
     }
 
+    /// Makes `replicas` faulty with `behaviour`, working together.
+    pub fn collude(&mut self, replicas: &[u32], behaviour: Behaviour) {
+        for i in replicas {
+            self.make(*i, behaviour);
+            if let Some(a) = self.sim.actors[*i as usize].as_mut() {
+                a.set_colluders(replicas.iter().copied().collect());
+            }
+        }
+    }
+
     pub fn height(&self, i: u32) -> u64 {
         self.sim.replica(i).map_or(0, |r| r.last_executed())
     }

@@ -408,7 +408,14 @@ impl Replica {
                 self.stats.drop(Drop::Conflict);
                 self.stats.blame(Misbehaviour::DoubleVote, from);
             }
-            (_, Some(stable)) => self.make_stable(stable),
+            (_, Some(stable)) => {
+                self.make_stable(stable);
+                // The window moved: room to propose. (Not inside make_stable: entering a new
+                // view must accept its re-proposals before proposing anything fresh.)
+                if self.is_primary() {
+                    self.try_propose();
+                }
+            }
             _ => {}
         }
     }
@@ -434,9 +441,6 @@ impl Replica {
             self.start_fetch(seq);
         }
         self.next_seq = self.next_seq.max(seq + 1);
-        if self.is_primary() {
-            self.try_propose();
-        }
     }
 
     /// Sends our votes again for slots that have waited too long to commit (lost messages).

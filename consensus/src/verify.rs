@@ -115,7 +115,10 @@ impl Verifier {
         if self.validators.get(from).is_none() {
             return Err(Reject::UnknownSender);
         }
-        if peer.is_some_and(|p| p != from) {
+        // A NewView is relayed, as signed by its primary, to replicas that missed it; every
+        // other message comes from its signer.
+        let relayable = matches!(message, Message::NewView { .. });
+        if peer.is_some_and(|p| p != from) && !relayable {
             return Err(Reject::Impersonation);
         }
         match &message {

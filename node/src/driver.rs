@@ -271,6 +271,7 @@ impl Driver {
             primary: r.primary(),
             behaviour: self.actor.behaviour().name().to_string(),
             stats: r.stats().clone(),
+            describe: r.describe(),
         });
         if let Ok(mut s) = self.shared.stable.lock() {
             *s = Some(r.stable_checkpoint().clone());

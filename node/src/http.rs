@@ -205,8 +205,8 @@ async fn admin(
                 .map(|s| (s.blocked.clone(), s.delays.clone()))
                 .unwrap_or_default();
             Ok(format!(
-                "behaviour {}\nblocked {:?}\ndelays {:?}\nview {}\nheight {}\n",
-                r.behaviour, blocked, delays, r.view, r.height
+                "behaviour {}\nblocked {:?}\ndelays {:?}\nview {}\nheight {}\nstate {}\n",
+                r.behaviour, blocked, delays, r.view, r.height, r.describe
             ))
         }
         _ => Err(format!("unknown admin request {method} {path}")),

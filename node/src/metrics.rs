@@ -58,6 +58,8 @@ pub struct ReplicaState {
     pub primary: u32,
     pub behaviour: String,
     pub stats: Stats,
+    /// The core's one-line summary of its protocol state (for the admin API).
+    pub describe: String,
 }
 
 #[derive(Debug)]

@@ -45,6 +45,12 @@ pub enum Violation {
         height: u64,
         needed: u64,
     },
+    /// An honest replica accused another honest one.
+    FalseBlame {
+        accuser: ReplicaId,
+        culprit: ReplicaId,
+        kind: &'static str,
+    },
 }
 
 impl std::fmt::Display for Violation {
@@ -91,6 +97,14 @@ impl std::fmt::Display for Violation {
             } => write!(
                 f,
                 "block {height}: total supply {total}, expected {expected}"
+            ),
+            Violation::FalseBlame {
+                accuser,
+                culprit,
+                kind,
+            } => write!(
+                f,
+                "honest replica {accuser} blamed honest replica {culprit} for {kind}"
             ),
             Violation::NoProgress {
                 replica,

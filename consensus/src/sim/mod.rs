@@ -328,7 +328,23 @@ impl Sim {
             return;
         };
         self.steps += 1;
+        let blamed_before: u64 = actor.replica.stats().misbehaviour.values().sum();
+        let what = match &input {
+            Input::Message(m) => format!("{:?} from {}", m.message().kind(), m.message().from()),
+            Input::Requests(_) => "requests".to_string(),
+            Input::Tick { .. } => "tick".to_string(),
+        };
         let outputs = actor.step(input);
+        let blamed_after: u64 = actor.replica.stats().misbehaviour.values().sum();
+        if blamed_after > blamed_before {
+            let detail = format!(
+                "t={} r{i} blames after {what}: {:?} | {}",
+                self.tick,
+                actor.replica.stats().misbehaviour,
+                actor.replica.describe()
+            );
+            self.note(detail);
+        }
         self.carry_out(i, outputs);
     }
 
@@ -439,8 +455,15 @@ impl Sim {
         };
         match verdict {
             Ok(v) => {
+                let detail = match v.message() {
+                    crate::message::Message::PrePrepare { proposal, .. } => {
+                        let s = proposal.body.0;
+                        format!(" v{} s{} {}", s.view, s.seq, s.digest.short())
+                    }
+                    _ => String::new(),
+                };
                 self.note(format!(
-                    "t={} {from}->{to} {} {}",
+                    "t={} {from}->{to} {} {}{detail}",
                     self.tick,
                     v.message().kind().name(),
                     key.0.short()
@@ -570,7 +593,34 @@ impl Sim {
         if self.violation.is_none() {
             self.check_progress();
         }
+        if self.violation.is_none() {
+            self.check_blame();
+        }
         self.report()
+    }
+
+    /// Misbehaviour counters are evidence: an honest replica must never accuse an honest one.
+    pub fn check_blame(&mut self) {
+        for i in 0..self.cfg.nodes as u32 {
+            if !self.honest(i) {
+                continue;
+            }
+            let Some(r) = self.replica(i) else { continue };
+            let false_blame = r
+                .stats()
+                .misbehaviour
+                .keys()
+                .find(|(_, culprit)| self.honest(*culprit))
+                .copied();
+            if let Some((kind, culprit)) = false_blame {
+                self.fail(Violation::FalseBlame {
+                    accuser: i,
+                    culprit,
+                    kind: kind.name(),
+                });
+                return;
+            }
+        }
     }
 
     fn check_progress(&mut self) {

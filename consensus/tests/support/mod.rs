@@ -54,6 +54,7 @@ impl Cluster {
 
     pub fn run(&mut self, ticks: u64) {
         self.sim.run_for(ticks);
+        self.sim.check_blame();
         if let Some((step, tick, v)) = self.sim.violation() {
             panic!("violation at step {step}, tick {tick}: {v}");
         }

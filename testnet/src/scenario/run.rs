@@ -337,6 +337,10 @@ async fn generate_load(
     let mut tick = tokio::time::interval(interval);
     while !stop.load(Ordering::Relaxed) {
         tick.tick().await;
+        if last_resend.elapsed() > Duration::from_millis(500) {
+            last_resend = Instant::now();
+            resend_stale(&client, &load);
+        }
         let tx = {
             let Ok(mut l) = load.lock() else { return };
             let accounts = l.keys.len();
@@ -344,6 +348,7 @@ async fn generate_load(
                 .map(|k| (account + k) % accounts)
                 .find(|a| l.pending[*a].is_none())
             else {
+                // Every account has a transfer in flight: open loop up to that bound.
                 continue;
             };
             account = a + 1;
@@ -366,28 +371,30 @@ async fn generate_load(
         tokio::spawn(async move {
             let _ = c.call(target, &Request::Submit(vec![tx])).await;
         });
-        if last_resend.elapsed() > Duration::from_millis(500) {
-            last_resend = Instant::now();
-            let stale: Vec<Transaction> = load
-                .lock()
-                .map(|mut l| {
-                    l.pending
-                        .iter_mut()
-                        .flatten()
-                        .filter(|(_, _, at)| at.elapsed() > Duration::from_secs(2))
-                        .map(|(tx, _, at)| {
-                            *at = Instant::now();
-                            tx.clone()
-                        })
-                        .collect()
+    }
+}
+
+/// Sends every transfer that has waited two seconds to every replica (a faulty one may be
+/// sitting on it, or it was lost with a crashed replica).
+fn resend_stale(client: &Arc<Client>, load: &Arc<Mutex<Load>>) {
+    let stale: Vec<Transaction> = load
+        .lock()
+        .map(|mut l| {
+            l.pending
+                .iter_mut()
+                .flatten()
+                .filter(|(_, _, at)| at.elapsed() > Duration::from_secs(2))
+                .map(|(tx, _, at)| {
+                    *at = Instant::now();
+                    tx.clone()
                 })
-                .unwrap_or_default();
-            if !stale.is_empty() {
-                let c = client.clone();
-                tokio::spawn(async move {
-                    let _ = c.submit_everywhere(&stale).await;
-                });
-            }
-        }
+                .collect()
+        })
+        .unwrap_or_default();
+    if !stale.is_empty() {
+        let c = client.clone();
+        tokio::spawn(async move {
+            let _ = c.submit_everywhere(&stale).await;
+        });
     }
 }

@@ -14,7 +14,9 @@ use quire_testnet::scenario::{self, Plan};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn run(name: &str) -> scenario::Outcome {
+/// Runs one shipped scenario; returns its outcome and its report (the run's folder is removed
+/// when the run passes, so the report is read first).
+fn run(name: &str) -> (scenario::Outcome, String) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("scenarios")
@@ -34,6 +36,7 @@ fn run(name: &str) -> scenario::Outcome {
     assert!(outcome.report_dir.join("plot.svg").exists());
     if outcome.judgement.pass {
         let _ = std::fs::remove_dir_all(&dir);
+        (outcome, report)
     } else {
         panic!(
             "{name}: {}\n\n{report}\n(kept in {})",
@@ -41,11 +44,10 @@ fn run(name: &str) -> scenario::Outcome {
             dir.display()
         );
     }
-    outcome
 }
 
 fn holds(name: &str) {
-    let outcome = run(name);
+    let (outcome, _) = run(name);
     assert!(outcome.judgement.safety_held, "{name}");
     assert_eq!(outcome.judgement.expected, Safety::Holds);
 }
@@ -123,9 +125,8 @@ fn seven_replicas_two_faulty() {
 /// f+1 colluders: the run passes only if the checker found the fork, and the report shows where.
 #[test]
 fn colluding_equivocation_is_caught() {
-    let outcome = run("colluding-equivocation");
+    let (outcome, report) = run("colluding-equivocation");
     assert!(!outcome.judgement.safety_held);
-    let report = std::fs::read_to_string(outcome.report_dir.join("report.md")).unwrap();
     assert!(report.contains("forked at height"), "{report}");
 }
 

@@ -319,7 +319,9 @@ mod tests {
     fn err(steps: &str, nodes: usize, safety: &str) -> String {
         format!(
             "{:#}",
-            with(steps, nodes, safety).err().unwrap_or_else(|| panic!("should fail"))
+            with(steps, nodes, safety)
+                .err()
+                .unwrap_or_else(|| panic!("should fail"))
         )
     }
 

@@ -38,6 +38,6 @@ pub mod view_change;
 pub use byzantine::{Actor, Behaviour};
 pub use config::Params;
 pub use message::{Kind, Message};
-pub use replica::{Durable, Input, Output, Replica, ReplicaError};
+pub use replica::{Durable, Input, Output, Replica, ReplicaError, split_outputs};
 pub use stats::{Drop, Misbehaviour, Stats};
 pub use verify::{Reject, Verified, Verifier};

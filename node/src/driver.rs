@@ -189,15 +189,7 @@ impl Driver {
 
     /// Persist first, then send: the contract of [`quire_consensus::Replica::step`].
     fn carry_out(&mut self, outputs: Vec<Output>) -> Result<(), quire_chain::store::StoreError> {
-        let mut writes = WriteSet::default();
-        let mut sends = Vec::new();
-        for o in outputs {
-            match o {
-                Output::Persist(op) => writes.consensus.push(op),
-                Output::Commit(executed) => writes.blocks.push(*executed),
-                other => sends.push(other),
-            }
-        }
+        let (writes, sends) = quire_consensus::split_outputs(outputs);
         if !writes.is_empty() {
             self.store.write(&writes)?;
             self.committed(&writes);

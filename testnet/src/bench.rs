@@ -18,8 +18,9 @@ use clap::{Args, ValueEnum};
 use quire_chain::{Keypair, Transaction, Transfer, TxId};
 use quire_client::Client;
 use quire_node::config::ParamsFile;
-use quire_node::rpc::{BlockRef, Request, Response};
+use quire_node::rpc::{Request, Response};
 
+use crate::follow::Follower;
 use crate::generate::Plan;
 use crate::ops::{self, Testnet};
 
@@ -236,38 +237,24 @@ async fn follow(
     window: Duration,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) {
-    let mut next = match client
-        .call(replica, &Request::Block(BlockRef::Latest))
-        .await
-    {
-        Ok(Response::Block { block: Some(b), .. }) => b.header.height + 1,
-        _ => 1,
-    };
+    let mut follower = Follower::from_head(client, vec![replica], Duration::from_millis(5)).await;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        match client
-            .call(replica, &Request::Block(BlockRef::Height(next)))
-            .await
-        {
-            Ok(Response::Block {
-                block: Some(block), ..
-            }) => {
-                let now = Instant::now();
-                if let Ok(mut t) = tally.lock() {
-                    t.blocks += 1;
-                    t.block_txs += block.txs.len() as u64;
-                    for tx in &block.txs {
-                        if let Some(at) = t.sent_at.remove(&tx.id()) {
-                            t.latencies_ms
-                                .push(now.duration_since(at).as_secs_f64() * 1000.0);
-                            if now.duration_since(start) <= window {
-                                t.committed_in_window += 1;
-                            }
-                        }
+        let Some(block) = follower.next_block().await else {
+            continue;
+        };
+        let now = Instant::now();
+        if let Ok(mut t) = tally.lock() {
+            t.blocks += 1;
+            t.block_txs += block.txs.len() as u64;
+            for tx in &block.txs {
+                if let Some(at) = t.sent_at.remove(&tx.id()) {
+                    t.latencies_ms
+                        .push(now.duration_since(at).as_secs_f64() * 1000.0);
+                    if now.duration_since(start) <= window {
+                        t.committed_in_window += 1;
                     }
                 }
-                next += 1;
             }
-            _ => tokio::time::sleep(Duration::from_millis(5)).await,
         }
     }
 }

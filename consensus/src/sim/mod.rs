@@ -16,7 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use quire_chain::codec::Encode;
-use quire_chain::store::{MemoryStore, Store, WriteSet};
+use quire_chain::store::{MemoryStore, Store};
 use quire_chain::testkit::TestNet;
 use quire_chain::{Hash, ReplicaId, Transaction};
 
@@ -350,15 +350,7 @@ impl Sim {
 
     /// Does what the driver of a real node does: persist, commit, then send.
     fn carry_out(&mut self, i: ReplicaId, outputs: Vec<Output>) {
-        let mut writes = WriteSet::default();
-        let mut sends = Vec::new();
-        for o in outputs {
-            match o {
-                Output::Persist(op) => writes.consensus.push(op),
-                Output::Commit(e) => writes.blocks.push(*e),
-                other => sends.push(other),
-            }
-        }
+        let (writes, sends) = crate::split_outputs(outputs);
         if !writes.is_empty() {
             if let Err(e) = self.stores[i as usize].write(&writes) {
                 let height = writes

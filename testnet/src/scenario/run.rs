@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use quire_chain::{Keypair, Transaction, Transfer, TxId};
 use quire_client::{Client, Options};
-use quire_node::rpc::{BlockRef, Request, Response};
+use quire_node::rpc::{Request, Response};
 
 use super::spec::{Action, Plan};
 use crate::check::{self, CheckReport};
+use crate::follow::Follower;
 use crate::generate;
 use crate::ops::{self, Testnet};
 
@@ -275,41 +276,27 @@ async fn follow(
     load: Arc<Mutex<Load>>,
     stop: Arc<AtomicBool>,
 ) {
-    let mut which = 0usize;
-    let mut next = 1u64;
-    while !stop.load(Ordering::Relaxed) && !candidates.is_empty() {
-        let replica = candidates[which % candidates.len()];
-        match client
-            .call(replica, &Request::Block(BlockRef::Height(next)))
-            .await
-        {
-            Ok(Response::Block {
-                block: Some(block), ..
-            }) => {
-                let t = secs(start);
-                let (Ok(mut l), Ok(mut rec)) = (load.lock(), record.lock()) else {
-                    return;
-                };
-                for tx in &block.txs {
-                    let Some(a) = l.by_id.remove(&tx.id()) else {
-                        continue;
-                    };
-                    if let Some((_, submitted, _)) = l.pending[a].take() {
-                        rec.commits.push(Commit {
-                            submitted_s: submitted,
-                            committed_s: t,
-                        });
-                    }
-                    if let Some(t) = tx.as_transfer() {
-                        l.next_nonce[a] = l.next_nonce[a].max(t.transfer.nonce + 1);
-                    }
-                }
-                next += 1;
+    let mut follower = Follower::new(client, candidates, Duration::from_millis(20));
+    while !stop.load(Ordering::Relaxed) {
+        let Some(block) = follower.next_block().await else {
+            continue;
+        };
+        let t = secs(start);
+        let (Ok(mut l), Ok(mut rec)) = (load.lock(), record.lock()) else {
+            return;
+        };
+        for tx in &block.txs {
+            let Some(a) = l.by_id.remove(&tx.id()) else {
+                continue;
+            };
+            if let Some((_, submitted, _)) = l.pending[a].take() {
+                rec.commits.push(Commit {
+                    submitted_s: submitted,
+                    committed_s: t,
+                });
             }
-            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            Err(_) => {
-                which += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            if let Some(t) = tx.as_transfer() {
+                l.next_nonce[a] = l.next_nonce[a].max(t.transfer.nonce + 1);
             }
         }
     }

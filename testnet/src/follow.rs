@@ -1,0 +1,78 @@
+//! Reading a live chain block by block, as the benchmark and the scenario runner do to time
+//! commits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quire_chain::Block;
+use quire_client::Client;
+use quire_node::rpc::{BlockRef, Request, Response};
+
+/// Follows the chain at one of `candidates`, moving to the next when one stops answering.
+pub struct Follower {
+    client: Arc<Client>,
+    candidates: Vec<u32>,
+    which: usize,
+    /// How long to wait before asking again for a block not committed yet.
+    poll: Duration,
+    /// The height of the next block to read.
+    pub next: u64,
+}
+
+impl Follower {
+    /// Starts at height 1.
+    pub fn new(client: Arc<Client>, candidates: Vec<u32>, poll: Duration) -> Follower {
+        Follower {
+            client,
+            candidates,
+            which: 0,
+            poll,
+            next: 1,
+        }
+    }
+
+    /// Starts after the head of the first candidate (blocks committed before now are skipped).
+    pub async fn from_head(client: Arc<Client>, candidates: Vec<u32>, poll: Duration) -> Follower {
+        let mut follower = Follower::new(client, candidates, poll);
+        if let Some(replica) = follower.replica()
+            && let Ok(Response::Block { block: Some(b), .. }) = follower
+                .client
+                .call(replica, &Request::Block(BlockRef::Latest))
+                .await
+        {
+            follower.next = b.header.height + 1;
+        }
+        follower
+    }
+
+    fn replica(&self) -> Option<u32> {
+        (!self.candidates.is_empty()).then(|| self.candidates[self.which % self.candidates.len()])
+    }
+
+    /// The next block, or `None` after a short wait when it is not committed yet (or the replica
+    /// did not answer, in which case the next candidate is asked from now on).
+    pub async fn next_block(&mut self) -> Option<Block> {
+        let Some(replica) = self.replica() else {
+            tokio::time::sleep(self.poll).await;
+            return None;
+        };
+        match self
+            .client
+            .call(replica, &Request::Block(BlockRef::Height(self.next)))
+            .await
+        {
+            Ok(Response::Block {
+                block: Some(block), ..
+            }) => {
+                self.next += 1;
+                return Some(block);
+            }
+            Ok(_) => tokio::time::sleep(self.poll).await,
+            Err(_) => {
+                self.which += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        None
+    }
+}

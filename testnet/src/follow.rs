@@ -2,19 +2,25 @@
 //! commits.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use quire_chain::Block;
 use quire_client::Client;
 use quire_node::rpc::{BlockRef, Request, Response};
 
-/// Follows the chain at one of `candidates`, moving to the next when one stops answering.
+/// How long a replica may go without a new block before the next candidate is asked instead
+/// (a replica cut off by a partition answers, but its chain does not grow).
+const PATIENCE: Duration = Duration::from_secs(1);
+
+/// Follows the chain at one of `candidates`, moving to the next when one stops answering or
+/// falls behind.
 pub struct Follower {
     client: Arc<Client>,
     candidates: Vec<u32>,
     which: usize,
     /// How long to wait before asking again for a block not committed yet.
     poll: Duration,
+    last_block: Instant,
     /// The height of the next block to read.
     pub next: u64,
 }
@@ -27,6 +33,7 @@ impl Follower {
             candidates,
             which: 0,
             poll,
+            last_block: Instant::now(),
             next: 1,
         }
     }
@@ -50,7 +57,8 @@ impl Follower {
     }
 
     /// The next block, or `None` after a short wait when it is not committed yet (or the replica
-    /// did not answer, in which case the next candidate is asked from now on).
+    /// did not answer, or has had no new block for a while, in which case the next candidate is
+    /// asked from now on).
     pub async fn next_block(&mut self) -> Option<Block> {
         let Some(replica) = self.replica() else {
             tokio::time::sleep(self.poll).await;
@@ -65,9 +73,16 @@ impl Follower {
                 block: Some(block), ..
             }) => {
                 self.next += 1;
+                self.last_block = Instant::now();
                 return Some(block);
             }
-            Ok(_) => tokio::time::sleep(self.poll).await,
+            Ok(_) => {
+                if self.last_block.elapsed() > PATIENCE {
+                    self.which += 1;
+                    self.last_block = Instant::now();
+                }
+                tokio::time::sleep(self.poll).await;
+            }
             Err(_) => {
                 self.which += 1;
                 tokio::time::sleep(Duration::from_millis(50)).await;

@@ -1,4 +1,4 @@
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -354,7 +354,20 @@ fn print_next_steps(net: &Testnet, out: &mut dyn Write) -> Result<()> {
 
 fn run_sim(args: &sim::SimArgs) -> Result<ExitCode> {
     let mut stdout = std::io::stdout();
+    // A running count on a terminal (many seeds take minutes); nothing in a pipe or a file.
+    let tty = std::io::stderr().is_terminal();
+    let total = args.seed.map_or(args.seeds, |_| 1);
+    let mut done = 0u64;
+    let started = std::time::Instant::now();
     let summary = sim::run(args, |report| {
+        done += 1;
+        if tty && (done.is_multiple_of(10) || done == total) {
+            let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
+            eprint!("\r{done}/{total} seeds  {rate:.1} seeds/s ");
+            if done == total {
+                eprintln!();
+            }
+        }
         if let Some((step, tick, violation)) = &report.violation {
             let _ = writeln!(
                 stdout,

@@ -22,7 +22,8 @@ use crate::config::{Params, ParamsError};
 use crate::log::Slot;
 use crate::mempool::Mempool;
 use crate::message::{
-    Body, FetchBlocks, Forward, Message, NewView, Signed, StableCheckpoint, Status, ViewChange,
+    Body, FetchBlocks, Forward, Message, NewView, Proposal, Signed, StableCheckpoint, Status,
+    ViewChange,
 };
 use crate::persist::{self, CorruptEntry, Op};
 use crate::stats::{Drop, Stats};
@@ -202,10 +203,7 @@ impl Replica {
             out: Vec::new(),
         };
         let low = replica.stable.seq;
-        let accepted: BTreeMap<
-            u64,
-            (crate::message::Signed<crate::message::Proposal>, Arc<Batch>),
-        > = recovered
+        let accepted: BTreeMap<u64, (Signed<Proposal>, Arc<Batch>)> = recovered
             .accepted
             .into_iter()
             .map(|(pp, batch)| (pp.body.0.seq, (pp, Arc::new(batch))))

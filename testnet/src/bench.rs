@@ -259,7 +259,8 @@ async fn follow(
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// The `p` quantile (0..=1) of sorted samples, by nearest rank; 0 when there are none.
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -441,10 +442,11 @@ async fn measure(net: &Testnet, args: &BenchArgs, out: &mut dyn Write) -> Result
     Ok(BenchResult {
         nodes: args.nodes,
         workload: args.workload,
+        // Raw: the payload size asked for; transfers: their encoded size.
         tx_size: if args.workload == Workload::Raw {
             args.tx_size
         } else {
-            145
+            load.first().map_or(0, |tx| tx.encoded_len())
         },
         offered_rate: args.rate,
         duration_s: window.as_secs_f64(),

@@ -329,14 +329,18 @@ impl Sim {
         };
         self.steps += 1;
         let blamed_before: u64 = actor.replica.stats().misbehaviour.values().sum();
+        // What the step was fed, kept cheap: it is spelled out only if the step blames someone.
         let what = match &input {
-            Input::Message(m) => format!("{:?} from {}", m.message().kind(), m.message().from()),
-            Input::Requests(_) => "requests".to_string(),
-            Input::Tick { .. } => "tick".to_string(),
+            Input::Message(m) => Ok((m.message().kind(), m.message().from())),
+            Input::Requests(_) => Err("requests"),
+            Input::Tick { .. } => Err("tick"),
         };
         let outputs = actor.step(input);
         let blamed_after: u64 = actor.replica.stats().misbehaviour.values().sum();
         if blamed_after > blamed_before {
+            let what = what.map_or_else(str::to_string, |(kind, from)| {
+                format!("{kind:?} from {from}")
+            });
             let detail = format!(
                 "t={} r{i} blames after {what}: {:?} | {}",
                 self.tick,

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 
 use super::run::Record;
 use super::spec::{Action, Plan, Safety};
+use crate::bench::percentile;
 use crate::check::Finding;
 use crate::plot::{Figure, Marker, Panel, Series};
 
@@ -195,13 +196,6 @@ pub fn judge(plan: &Plan, record: &Record) -> Judgement {
         reasons,
         committed: record.commits.len(),
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
 }
 
 /// Per second: committed transfers and latency percentiles.

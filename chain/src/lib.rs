@@ -3,8 +3,9 @@
 //! Keys and domain-separated signatures ([`keys`]), hashes ([`hash`]), the canonical encoding
 //! ([`codec`]), transactions ([`tx`]), batches and blocks ([`block`]), quorum certificates
 //! ([`cert`]), merkle proofs ([`merkle`], [`smt`]), the ledger state machine ([`ledger`]), the
-//! genesis ([`genesis`]) and the chain store ([`store`]). The byte-level format of everything
-//! signed or hashed is in `docs/chain-format.md`.
+//! genesis ([`genesis`]) and the chain store trait with its in-memory twin ([`store`]; the RocksDB
+//! store is the `quire-rocks` crate). The byte-level format of everything signed or hashed is in
+//! `docs/chain-format.md`.
 
 pub mod block;
 pub mod cert;

@@ -103,3 +103,62 @@ impl TestNet {
         execute(ledger, parent, batch, Some(cert), None)
     }
 }
+
+/// Shared checks for every [`crate::store::Store`] implementation (the memory store here, the
+/// RocksDB store in `quire-rocks`): each must pass the same ones.
+pub mod store {
+    use super::TestNet;
+    use crate::block::Batch;
+    use crate::store::{Store, WriteSet};
+
+    /// Commits `count` blocks of one transfer each on top of `store`'s head, with one consensus
+    /// entry per write.
+    pub fn commit_blocks(net: &TestNet, store: &dyn Store, count: u64) {
+        let mut ledger = store.ledger(net.chain_id()).expect("ledger");
+        for _ in 0..count {
+            let head = store.head();
+            let sender = (head.height % 3) as usize;
+            let nonce = ledger.account(&net.account_keys[sender].address()).nonce;
+            let batch = Batch {
+                view: 0,
+                proposer: 0,
+                timestamp_ms: head.height * 10,
+                txs: vec![net.transfer(sender, 3, 7, nonce)],
+            };
+            let executed = net.certified_block(&mut ledger, &head, &batch);
+            let writes = WriteSet {
+                blocks: vec![executed],
+                consensus: vec![(b"k".to_vec(), Some(head.height.to_be_bytes().to_vec()))],
+            };
+            store.write(&writes).expect("write");
+        }
+    }
+
+    /// Checks that `store` holds exactly what [`commit_blocks`] wrote, up to `height`.
+    pub fn check_contents(net: &TestNet, store: &dyn Store, height: u64) {
+        assert_eq!(store.head().height, height);
+        for h in 1..=height {
+            let record = store.block(h).expect("read").expect("block");
+            record
+                .block
+                .verify_certified(&net.chain_id(), &net.genesis.validators)
+                .expect("certificate");
+            let parent = store.header(h - 1).expect("read").expect("parent");
+            assert_eq!(record.block.header.parent_hash, parent.hash());
+            let id = record.block.txs[0].id();
+            assert_eq!(
+                store
+                    .tx_location(&id)
+                    .expect("read")
+                    .expect("indexed")
+                    .height,
+                h
+            );
+        }
+        let mut ledger = store.ledger(net.chain_id()).expect("ledger");
+        assert_eq!(ledger.state_root(), store.head().state_root);
+        assert_eq!(ledger.total_supply(), net.genesis.total_supply());
+        let entries = store.consensus_entries().expect("entries");
+        assert_eq!(entries.len(), 1);
+    }
+}

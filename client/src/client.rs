@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use quire_chain::block::Header;
 use quire_chain::tx::{Transaction, TxId};
 use quire_chain::{Genesis, ReplicaId};
-use quire_node::rpc::{Attestation, NodeStatus, Refusal, Request, Response, Statement};
+use quire_wire::rpc::{Attestation, NodeStatus, Refusal, Request, Response, Statement};
 use tokio::task::JoinSet;
 
 use crate::conn::{Connections, unexpected};

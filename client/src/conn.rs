@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use quire_chain::{Decode, Encode, ReplicaId};
-use quire_node::rpc::{Request, Response};
-use quire_node::transport::{frame, tls};
+use quire_wire::rpc::{Request, Response};
+use quire_wire::{frame, tls};
 use tokio::sync::Mutex;
 
 use crate::error::{CallError, ClientError};

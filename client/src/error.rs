@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use quire_chain::block::BlockError;
 use quire_chain::{Address, DecodeError, ReplicaId, TxId};
-use quire_node::rpc::Refusal;
+use quire_wire::rpc::Refusal;
 use thiserror::Error;
 
 /// One request to one replica failed.

@@ -7,7 +7,7 @@ use quire_chain::merkle;
 use quire_chain::testkit::TestNet;
 use quire_chain::tx::Transaction;
 use quire_chain::{Hash, ReplicaId};
-use quire_node::rpc::{Attestation, Statement, TxStatus};
+use quire_wire::rpc::{Attestation, Statement, TxStatus};
 
 pub struct Chain {
     pub net: TestNet,

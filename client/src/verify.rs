@@ -15,7 +15,7 @@ use quire_chain::ledger::verify_account;
 use quire_chain::smt::SmtProof;
 use quire_chain::tx::{Outcome, TxId};
 use quire_chain::{Account, Address, Genesis, ReplicaId};
-use quire_node::rpc::{Attestation, Statement, TxStatus};
+use quire_wire::rpc::{Attestation, Statement, TxStatus};
 
 use crate::error::{Attested, VerifyError};
 

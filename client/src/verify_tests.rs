@@ -8,7 +8,7 @@ use quire_chain::merkle;
 use quire_chain::testkit::derived_key;
 use quire_chain::tx::{Outcome, Rejection};
 use quire_chain::{Account, Hash};
-use quire_node::rpc::{Attestation, Statement, TxStatus};
+use quire_wire::rpc::{Attestation, Statement, TxStatus};
 
 use super::*;
 use crate::error::{Attested, VerifyError};

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::{Role, World, fake_network, options, unused_hash};
 use quire_chain::tx::Outcome;
 use quire_client::{Client, ClientError, TxState};
-use quire_node::rpc::BlockRef;
+use quire_wire::rpc::BlockRef;
 
 fn setup() -> (Arc<World>, common::FakeNet) {
     let world = Arc::new(World::new());

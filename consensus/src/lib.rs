@@ -11,10 +11,13 @@
 //! loop {
 //!     let input = next_event();              // a frame (verified with Verifier), a request, a tick
 //!     let outputs = actor.step(input);
-//!     store.write(persists_and_commits(&outputs))?;   // durable first (fsync)
-//!     send(messages(&outputs));                        // then the votes may leave
+//!     let committed = exec::carry_out(&actor.replica, &store, &mut outbox, outputs)?;
+//!     // carry_out wrote the step durably (fsync), then sent its votes; now act on `committed`
 //! }
 //! ```
+//!
+//! [`exec`] is the only place that orders writes and sends; the node's driver and the simulator
+//! (`quire-sim`) both go through it.
 //!
 //! Byzantine behaviours ([`byzantine`]) are rewrites of a replica's inputs and outputs around
 //! `step`, shared by the simulator and the node.
@@ -23,13 +26,13 @@ pub mod byzantine;
 mod change;
 pub mod checkpoint;
 pub mod config;
+pub mod exec;
 pub mod log;
 pub mod mempool;
 pub mod message;
 mod normal;
 pub mod persist;
 pub mod replica;
-pub mod sim;
 pub mod stats;
 pub mod transfer;
 pub mod verify;
@@ -37,7 +40,8 @@ pub mod view_change;
 
 pub use byzantine::{Actor, Behaviour};
 pub use config::Params;
+pub use exec::{Outbox, carry_out};
 pub use message::{Kind, Message};
-pub use replica::{Durable, Input, Output, Replica, ReplicaError, split_outputs};
+pub use replica::{Durable, Input, Output, Replica, ReplicaError};
 pub use stats::{Drop, Misbehaviour, Stats};
 pub use verify::{Reject, Verified, Verifier};

@@ -5,8 +5,11 @@
 //! re-proposes from it once it becomes primary. A transfer is *ready* when its nonce is the
 //! sender's next one, counting transfers already proposed; a transfer from the future is parked
 //! until its predecessors execute, so nonce gaps neither block others nor trigger view changes.
+//!
+//! Every map here is ordered (no hashing with a per-process seed), so what a replica proposes
+//! depends only on what it received, and a simulator seed replays byte for byte.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use quire_chain::{Address, Ledger, Transaction, TxId};
 
@@ -34,13 +37,13 @@ pub enum Refusal {
 #[derive(Clone, Debug)]
 pub struct Mempool {
     max: usize,
-    entries: HashMap<TxId, Entry>,
+    entries: BTreeMap<TxId, Entry>,
     /// Queued transactions by arrival order.
     queue: BTreeMap<u64, TxId>,
     /// Parked transfers by (sender, nonce).
     parked: BTreeMap<(Address, u64), TxId>,
     /// The sender's next nonce after the transfers this replica proposed.
-    proposed_nonce: HashMap<Address, u64>,
+    proposed_nonce: BTreeMap<Address, u64>,
     next_order: u64,
 }
 
@@ -51,10 +54,10 @@ impl Mempool {
     pub fn new(max: usize) -> Mempool {
         Mempool {
             max,
-            entries: HashMap::new(),
+            entries: BTreeMap::new(),
             queue: BTreeMap::new(),
             parked: BTreeMap::new(),
-            proposed_nonce: HashMap::new(),
+            proposed_nonce: BTreeMap::new(),
             next_order: 0,
         }
     }
@@ -199,7 +202,7 @@ impl Mempool {
 
     /// Forgets executed transactions, and lets parked successors of their senders queue again.
     pub fn executed(&mut self, txs: &[Transaction], ledger: &Ledger) {
-        let mut senders = HashSet::new();
+        let mut senders = BTreeSet::new();
         for tx in txs {
             self.remove(&tx.id());
             if let Some(t) = tx.as_transfer() {
@@ -216,7 +219,7 @@ impl Mempool {
     /// transaction this replica had proposed waits again, in its original order.
     pub fn new_view(&mut self, kept: &[&Transaction]) {
         self.proposed_nonce.clear();
-        let kept_ids: HashSet<TxId> = kept.iter().map(|t| t.id()).collect();
+        let kept_ids: BTreeSet<TxId> = kept.iter().map(|t| t.id()).collect();
         for (id, e) in self.entries.iter_mut() {
             if e.state == State::Proposed && !kept_ids.contains(id) {
                 e.state = State::Queued;

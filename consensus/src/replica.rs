@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use quire_chain::block::Executed;
-use quire_chain::store::{ConsensusEntries, WriteSet};
+use quire_chain::store::ConsensusEntries;
 use quire_chain::{Batch, Header, Keypair, Ledger, ReplicaId, Transaction};
 use thiserror::Error;
 
@@ -57,21 +57,6 @@ pub enum Output {
     },
     /// Raw bytes, sent as they are. Only the `flood` behaviour emits these.
     SendRaw(ReplicaId, Vec<u8>),
-}
-
-/// Splits one step's outputs into what must be written (in one durable write) and what is sent
-/// afterwards — the persist-before-send contract, shared by the node's driver and the simulator.
-pub fn split_outputs(outputs: Vec<Output>) -> (WriteSet, Vec<Output>) {
-    let mut writes = WriteSet::default();
-    let mut sends = Vec::new();
-    for o in outputs {
-        match o {
-            Output::Persist(op) => writes.consensus.push(op),
-            Output::Commit(executed) => writes.blocks.push(*executed),
-            other => sends.push(other),
-        }
-    }
-    (writes, sends)
 }
 
 #[derive(Debug, Error)]

@@ -8,20 +8,44 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use quire_chain::codec::Encode;
+use quire_chain::block::Executed;
 use quire_chain::smt::SmtProof;
-use quire_chain::store::{RocksStore, Store, WriteSet};
 use quire_chain::{Account, Address, Header, ReplicaId, Transaction, TxId};
-use quire_consensus::message::StableCheckpoint;
-use quire_consensus::{Actor, Behaviour, Input, Message, Output, Verifier};
+use quire_consensus::exec::{self, Outbox};
+use quire_consensus::message::{Kind, StableCheckpoint};
+use quire_consensus::{Actor, Behaviour, Input, Output, Verifier};
+use quire_rocks::RocksStore;
 use tokio::sync::oneshot;
 
 use crate::metrics::{Metrics, ReplicaState};
 
 /// Where the driver's messages go: the transport, behind a narrow interface.
-pub trait Outbox: Send + Sync {
+pub trait Transport: Send + Sync {
     fn send(&self, to: ReplicaId, frame: Arc<Vec<u8>>);
     fn broadcast(&self, frame: Arc<Vec<u8>>);
+}
+
+/// The transport as the executor's outbox, counting what leaves by kind.
+struct CountingOutbox<'a> {
+    transport: &'a dyn Transport,
+    metrics: &'a Metrics,
+    peers: u64,
+}
+
+impl Outbox for CountingOutbox<'_> {
+    fn send(&mut self, to: ReplicaId, kind: Option<Kind>, frame: Arc<Vec<u8>>) {
+        if let Some(kind) = kind {
+            self.metrics.sent(kind, 1);
+        }
+        self.transport.send(to, frame);
+    }
+
+    fn broadcast(&mut self, kind: Option<Kind>, frame: Arc<Vec<u8>>) {
+        if let Some(kind) = kind {
+            self.metrics.sent(kind, self.peers);
+        }
+        self.transport.broadcast(frame);
+    }
 }
 
 pub enum Event {
@@ -65,7 +89,7 @@ pub struct Driver {
     actor: Actor,
     verifier: Verifier,
     store: Arc<RocksStore>,
-    outbox: Arc<dyn Outbox>,
+    transport: Arc<dyn Transport>,
     shared: Arc<Shared>,
     tick: Duration,
     /// When each client transaction reached this replica (for commit latency).
@@ -88,7 +112,7 @@ impl Driver {
     pub fn new(
         actor: Actor,
         store: Arc<RocksStore>,
-        outbox: Arc<dyn Outbox>,
+        transport: Arc<dyn Transport>,
         shared: Arc<Shared>,
         tick: Duration,
     ) -> Driver {
@@ -97,7 +121,7 @@ impl Driver {
             actor,
             verifier,
             store,
-            outbox,
+            transport,
             shared,
             tick,
             submitted_at: HashMap::new(),
@@ -187,22 +211,21 @@ impl Driver {
         }
     }
 
-    /// Persist first, then send: the contract of [`quire_consensus::Replica::step`].
+    /// Persist, then send, then commit: through the executor the simulator uses too.
     fn carry_out(&mut self, outputs: Vec<Output>) -> Result<(), quire_chain::store::StoreError> {
-        let (writes, sends) = quire_consensus::split_outputs(outputs);
-        if !writes.is_empty() {
-            self.store.write(&writes)?;
-            self.committed(&writes);
-        }
-        for s in sends {
-            self.send(s);
-        }
+        let mut outbox = CountingOutbox {
+            transport: self.transport.as_ref(),
+            metrics: &self.shared.metrics,
+            peers: (self.verifier.validators.n() as u64).saturating_sub(1),
+        };
+        let committed = exec::carry_out(&self.actor.replica, &*self.store, &mut outbox, outputs)?;
+        self.committed(&committed);
         Ok(())
     }
 
-    fn committed(&mut self, writes: &WriteSet) {
+    fn committed(&mut self, blocks: &[Executed]) {
         let now = Instant::now();
-        for executed in &writes.blocks {
+        for executed in blocks {
             let block = &executed.record.block;
             self.shared.metrics.block(block.txs.len());
             for tx in &block.txs {
@@ -217,37 +240,6 @@ impl Driver {
                 txs = block.txs.len(),
                 "committed"
             );
-        }
-    }
-
-    fn send(&mut self, output: Output) {
-        match output {
-            Output::Send(to, m) => {
-                self.shared.metrics.sent(m.kind(), 1);
-                self.outbox.send(to, Arc::new(m.to_bytes()));
-            }
-            Output::Broadcast(m) => {
-                let n = self.verifier.validators.n() as u64;
-                self.shared.metrics.sent(m.kind(), n.saturating_sub(1));
-                self.outbox.broadcast(Arc::new(m.to_bytes()));
-            }
-            Output::ServeBlocks {
-                to,
-                from,
-                to_height,
-            } => {
-                let blocks: Vec<_> = (from..=to_height)
-                    .map_while(|h| self.store.block(h).ok().flatten())
-                    .map(|r| r.block)
-                    .collect();
-                if !blocks.is_empty() {
-                    let reply: Message = self.actor.replica.blocks_reply(blocks);
-                    self.shared.metrics.sent(reply.kind(), 1);
-                    self.outbox.send(to, Arc::new(reply.to_bytes()));
-                }
-            }
-            Output::SendRaw(to, bytes) => self.outbox.send(to, Arc::new(bytes)),
-            Output::Persist(_) | Output::Commit(_) => {}
         }
     }
 

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use quire_chain::Genesis;
 use quire_chain::keys::Keypair;
-use quire_chain::store::{RocksStore, Store};
+use quire_chain::store::Store;
 use quire_consensus::{Actor, Durable, Replica, Verifier};
+use quire_rocks::RocksStore;
 use thiserror::Error;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::driver::{Driver, Event, Outbox, Shared};
+use crate::driver::{Driver, Event, Shared, Transport};
 use crate::http::{self, HttpContext, Links};
 use crate::rpc_server::{self, RpcContext};
 use crate::transport::{Mesh, MeshConfig, MeshStats, PeerStats};
@@ -111,9 +112,9 @@ fn recover_core(loaded: &Loaded) -> Result<Actor, StartError> {
     Ok(Actor::new(replica, rand::random()))
 }
 
-struct MeshOutbox(Arc<Mesh>);
+struct MeshTransport(Arc<Mesh>);
 
-impl Outbox for MeshOutbox {
+impl Transport for MeshTransport {
     fn send(&self, to: u32, frame: Arc<Vec<u8>>) {
         self.0.send(to, frame);
     }
@@ -248,7 +249,7 @@ async fn serve(loaded: Loaded) -> Result<(), StartError> {
     let driver = Driver::new(
         actor,
         loaded.store.clone(),
-        Arc::new(MeshOutbox(mesh.clone())),
+        Arc::new(MeshTransport(mesh.clone())),
         shared.clone(),
         Duration::from_millis(config.tick_ms),
     );

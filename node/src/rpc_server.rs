@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use quire_chain::codec::{Decode, Encode};
 use quire_chain::merkle;
-use quire_chain::store::{RocksStore, Store};
+use quire_chain::store::Store;
 use quire_chain::tx::Transaction;
 use quire_chain::{Hash, Keypair, ReplicaId, TxId};
+use quire_rocks::RocksStore;
 use tokio::sync::oneshot;
 
 use crate::driver::{Event, Shared};

@@ -18,7 +18,7 @@ use clap::{Args, ValueEnum};
 use quire_chain::{Keypair, Transaction, Transfer, TxId};
 use quire_client::Client;
 use quire_node::config::ParamsFile;
-use quire_node::rpc::{Request, Response};
+use quire_wire::rpc::{Request, Response};
 
 use crate::follow::Follower;
 use crate::generate::Plan;

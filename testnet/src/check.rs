@@ -14,7 +14,7 @@ use quire_chain::block::execute;
 use quire_chain::tx::Outcome;
 use quire_chain::{Block, Hash, Header, ReplicaId, TxId};
 use quire_client::Client;
-use quire_node::rpc::{BlockRef, HEADERS_MAX, Request, Response};
+use quire_wire::rpc::{BlockRef, HEADERS_MAX, Request, Response};
 
 use crate::ops::Testnet;
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use quire_chain::Block;
 use quire_client::Client;
-use quire_node::rpc::{BlockRef, Request, Response};
+use quire_wire::rpc::{BlockRef, Request, Response};
 
 /// How long a replica may go without a new block before the next candidate is asked instead
 /// (a replica cut off by a partition answers, but its chain does not grow).

@@ -1,4 +1,4 @@
-//! `quire-testnet sim`: runs the simulator (`quire_consensus::sim`) over many seeds in parallel
+//! `quire-testnet sim`: runs the simulator (`quire_sim`) over many seeds in parallel
 //! and reports violations with the command that replays them.
 
 use std::sync::Mutex;
@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use clap::Args;
-use quire_consensus::sim::{Choice, Report, SimConfig};
+use quire_sim::{Choice, Report, SimConfig};
 
 #[derive(Args, Debug, Clone)]
 pub struct SimArgs {
@@ -165,7 +165,7 @@ pub fn run(args: &SimArgs, mut progress: impl FnMut(&Report) + Send) -> anyhow::
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                     let Some(&seed) = seeds.get(i) else { break };
-                    let report = quire_consensus::sim::run(args.config(seed));
+                    let report = quire_sim::run(args.config(seed));
                     if let Ok(mut p) = progress.lock() {
                         (*p)(&report);
                     }

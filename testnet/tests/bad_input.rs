@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use quire_chain::Keypair;
 use quire_chain::codec::{Decode, Encode};
-use quire_node::rpc::{Request, Response};
-use quire_node::transport::tls::{SERVER_NAME, client_config, replica_client_config};
-use quire_node::transport::{read_frame, write_frame};
+use quire_wire::rpc::{Request, Response};
+use quire_wire::tls::{SERVER_NAME, client_config, replica_client_config};
+use quire_wire::{read_frame, write_frame};
 
 fn metric(text: &str, name: &str) -> u64 {
     text.lines()
@@ -101,7 +101,7 @@ async fn garbage_from_clients_is_refused_and_counted_and_the_replica_keeps_servi
     let answer =
         Response::from_bytes(&read_frame(&mut recv, 1 << 20).await.unwrap().unwrap()).unwrap();
     assert!(
-        matches!(&answer, Response::Submitted(r) if matches!(r[0], Err(quire_node::rpc::Refusal::StaleNonce { .. }))),
+        matches!(&answer, Response::Submitted(r) if matches!(r[0], Err(quire_wire::rpc::Refusal::StaleNonce { .. }))),
         "{answer:?}"
     );
 

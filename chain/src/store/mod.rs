@@ -4,12 +4,13 @@
 //! state changes) and consensus log entries. [`Store::write`] applies it atomically and durably
 //! (one synced RocksDB write batch), so after a crash either all of it is there or none of it is,
 //! and the head is always a complete block whose state is in the store.
+//!
+//! This crate holds the trait and its in-memory twin; the RocksDB implementation is the
+//! `quire-rocks` crate, so that only what opens a store on disk builds RocksDB.
 
 mod memory;
-mod rocks;
 
 pub use memory::MemoryStore;
-pub use rocks::RocksStore;
 
 use thiserror::Error;
 
@@ -85,7 +86,7 @@ pub trait Store: Send + Sync {
 
 /// A transaction id can appear in several blocks (a replay is included and rejected). The index
 /// points at the occurrence that took effect if there is one, else at the first.
-fn replaces_index_entry(record: &BlockRecord, index: usize) -> bool {
+pub fn replaces_index_entry(record: &BlockRecord, index: usize) -> bool {
     !matches!(
         record.outcomes.get(index),
         Some(crate::tx::Outcome::Rejected(_))
@@ -94,7 +95,7 @@ fn replaces_index_entry(record: &BlockRecord, index: usize) -> bool {
 
 /// Checks that `blocks` extend `head` one by one; our own invariant, but a wrong write must not
 /// reach the disk.
-fn check_extends(mut head: Header, blocks: &[Executed]) -> Result<(), StoreError> {
+pub fn check_extends(mut head: Header, blocks: &[Executed]) -> Result<(), StoreError> {
     for b in blocks {
         let h = &b.record.block.header;
         if h.height != head.height + 1 || h.parent_hash != head.hash() {

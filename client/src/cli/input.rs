@@ -8,7 +8,7 @@ use quire_chain::tx::TxId;
 use quire_chain::{Address, Hash, Keypair};
 use quire_client::Network;
 use quire_client::network::resolve;
-use quire_node::rpc::BlockRef;
+use quire_wire::rpc::BlockRef;
 
 use super::error::CliError;
 

@@ -3,7 +3,7 @@
 use quire_chain::Address;
 use quire_chain::tx::TxId;
 use quire_client::{Client, TxState};
-use quire_node::rpc::BlockRef;
+use quire_wire::rpc::BlockRef;
 use serde_json::{Value, json};
 
 use super::error::CliError;

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use quire_chain::block::Header;
 use quire_chain::{Hash, ReplicaId};
-use quire_node::rpc::{HEADERS_MAX, Request, Response};
+use quire_wire::rpc::{HEADERS_MAX, Request, Response};
 
 use super::Client;
 use crate::chain_walk::{ChainFault, ChainProblem, ChainWalk, verify_checkpoint};

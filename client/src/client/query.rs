@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use quire_chain::tx::TxId;
 use quire_chain::{Address, ReplicaId};
-use quire_node::rpc::{BlockRef, Request, Response, TxStatus};
+use quire_wire::rpc::{BlockRef, Request, Response, TxStatus};
 
 use super::Client;
 use crate::conn::unexpected;

@@ -21,8 +21,8 @@ use quire_chain::tx::{Outcome, Rejection, TxId};
 use quire_chain::{Account, Address, Hash, ReplicaId};
 use quire_client::network::Replica;
 use quire_client::{Network, Options};
-use quire_node::rpc::{Attestation, BlockRef, NodeStatus, Request, Response, Statement, TxStatus};
-use quire_node::transport::{FRAME_BYTES_MAX, read_frame, server_config, write_frame};
+use quire_wire::rpc::{Attestation, BlockRef, NodeStatus, Request, Response, Statement, TxStatus};
+use quire_wire::{FRAME_BYTES_MAX, read_frame, server_config, write_frame};
 
 /// The honest world: genesis, then one certified block with a transfer from account 0.
 pub struct World {

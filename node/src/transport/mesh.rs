@@ -23,8 +23,9 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::debug;
 
+use super::endpoint::endpoint_config;
 use super::stats::{EndpointCounters, MeshStats, PeerCounters, bump};
-use super::tls::{endpoint_config, replica_client_config, server_config};
+use super::tls::{replica_client_config, server_config};
 use super::{FRAME_BYTES_MAX, TransportError, codes};
 
 /// How long [`Mesh::shutdown`] waits for connections to close politely.

@@ -12,10 +12,11 @@
 //!
 //! What the frames mean is not this module's business: decoding and signature checks happen above.
 
-pub mod frame;
+mod endpoint;
 pub mod mesh;
 mod stats;
-pub mod tls;
+
+pub use quire_wire::{frame, tls};
 
 #[cfg(test)]
 mod tests;
@@ -25,32 +26,19 @@ use std::net::SocketAddr;
 use quire_chain::ReplicaId;
 use thiserror::Error;
 
-pub use frame::{FRAME_BYTES_MAX, FrameError, read_frame, write_frame};
 pub use mesh::{Mesh, MeshConfig, MeshEvents};
-pub use stats::{MeshStats, PeerStats};
-pub use tls::{
-    ALPN, SERVER_NAME, client_config, peer_replica, replica_client_config, server_config,
+pub use quire_wire::frame::{FRAME_BYTES_MAX, FrameError, read_frame, write_frame};
+pub use quire_wire::tls::{
+    ALPN, SERVER_NAME, TlsError, client_config, peer_replica, replica_client_config, server_config,
 };
+pub use stats::{MeshStats, PeerStats};
 
 /// Transport errors. Local faults (configuration, binding) stop the node; peer faults (dialing,
 /// connections) are retried and counted by the mesh, and only reach logs.
 #[derive(Debug, Error)]
 pub enum TransportError {
-    #[error("cannot encode the replica key as PKCS#8: {reason}")]
-    KeyEncoding { reason: String },
-    #[error("cannot build the replica certificate: {source}")]
-    Certificate {
-        #[source]
-        source: rcgen::Error,
-    },
-    #[error("TLS configuration of the {side}: {source}")]
-    Tls {
-        side: &'static str,
-        #[source]
-        source: rustls::Error,
-    },
-    #[error("QUIC configuration of the {side}: {reason}")]
-    Quic { side: &'static str, reason: String },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("cannot bind the QUIC endpoint to {addr}: {source}")]
     Bind {
         addr: SocketAddr,

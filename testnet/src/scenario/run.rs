@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use quire_chain::{Keypair, Transaction, Transfer, TxId};
 use quire_client::{Client, Options};
-use quire_node::rpc::{Request, Response};
+use quire_wire::rpc::{Request, Response};
 
 use super::spec::{Action, Plan};
 use crate::check::{self, CheckReport};

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use quire_chain::{Address, Block, Hash, Keypair, Transaction, Transfer};
 use quire_client::Client;
-use quire_node::rpc::{BlockRef, Request, Response};
 use quire_testnet::generate::Plan;
 use quire_testnet::ops::{self, Testnet};
+use quire_wire::rpc::{BlockRef, Request, Response};
 
 pub struct Net {
     pub tn: Testnet,
@@ -103,7 +103,7 @@ impl Net {
     }
 
     /// A replica's view of itself (unverified; for test bookkeeping).
-    pub async fn status(&self, i: u32) -> Option<quire_node::rpc::NodeStatus> {
+    pub async fn status(&self, i: u32) -> Option<quire_wire::rpc::NodeStatus> {
         match self.client.call(i, &Request::Status).await {
             Ok(Response::Status(s)) => Some(s),
             _ => None,

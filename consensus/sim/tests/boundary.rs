@@ -13,8 +13,8 @@ use quire_consensus::message::{
     Message, NewView, Prepare, PreparedProof, Proposal, Signed, SlotVote, StableCheckpoint,
     ViewChange,
 };
-use quire_consensus::sim::rng::Rng;
 use quire_consensus::{Durable, Input, Params, Reject, Replica, Verifier};
+use quire_sim::rng::Rng;
 
 struct Setup {
     net: TestNet,

@@ -12,21 +12,21 @@ pub mod network;
 pub mod rng;
 pub mod workload;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use quire_chain::codec::Encode;
 use quire_chain::store::{MemoryStore, Store};
 use quire_chain::testkit::TestNet;
 use quire_chain::{Hash, ReplicaId, Transaction};
 
-use crate::byzantine::{Actor, Behaviour};
-use crate::config::Params;
-use crate::replica::{Durable, Input, Output, Replica};
-use crate::verify::{Reject, Verified, Verifier};
 pub use checker::{Checker, Violation};
 pub use network::Faults;
 use network::{Network, Packet};
+use quire_consensus::exec::{self, Outbox};
+use quire_consensus::message::{Kind, Message};
+use quire_consensus::{
+    Actor, Behaviour, Durable, Input, Params, Reject, Replica, Verified, Verifier,
+};
 use rng::Rng;
 use workload::{Target, Workload};
 
@@ -163,7 +163,7 @@ pub struct Sim {
     partition_until: Option<u64>,
     /// The height the cluster had when the network healed.
     healed_height: Option<u64>,
-    verify_cache: HashMap<(Hash, ReplicaId), Result<Verified, Reject>>,
+    verify_cache: BTreeMap<(Hash, ReplicaId), Result<Verified, Reject>>,
     trace: Vec<String>,
     trace_hasher: Vec<u8>,
     violation: Option<(u64, u64, Violation)>,
@@ -207,7 +207,7 @@ impl Sim {
             restart_at: vec![None; cfg.nodes],
             partition_until: None,
             healed_height: None,
-            verify_cache: HashMap::new(),
+            verify_cache: BTreeMap::new(),
             trace: Vec::new(),
             trace_hasher: Vec::new(),
             violation: None,
@@ -352,73 +352,48 @@ impl Sim {
         self.carry_out(i, outputs);
     }
 
-    /// Does what the driver of a real node does: persist, commit, then send.
-    fn carry_out(&mut self, i: ReplicaId, outputs: Vec<Output>) {
-        let (writes, sends) = crate::split_outputs(outputs);
-        if !writes.is_empty() {
-            if let Err(e) = self.stores[i as usize].write(&writes) {
-                let height = writes
-                    .blocks
-                    .first()
-                    .map_or(0, |b| b.record.block.header.height);
-                self.fail(Violation::BadCertificate {
+    /// Carries out a step as the node's driver does, through the same executor: persist, then
+    /// send, then commit (here: judge the committed blocks).
+    fn carry_out(&mut self, i: ReplicaId, outputs: Vec<quire_consensus::Output>) {
+        let Some(actor) = self.actors[i as usize].as_ref() else {
+            return;
+        };
+        let mut outbox = SimOutbox {
+            from: i,
+            nodes: self.cfg.nodes as u32,
+            network: &mut self.network,
+            rng: &mut self.rng,
+            tick: self.tick,
+        };
+        let committed = match exec::carry_out(
+            &actor.replica,
+            &self.stores[i as usize],
+            &mut outbox,
+            outputs,
+        ) {
+            Ok(committed) => committed,
+            Err(e) => {
+                self.fail(Violation::StorageFailed {
                     replica: i,
-                    height,
-                    reason: format!("store refused the write: {e}"),
+                    reason: e.to_string(),
                 });
+                return;
             }
-            for executed in &writes.blocks {
-                let h = executed.record.block.header;
-                self.note(format!(
-                    "t={} commit r{i} h{} {}",
-                    self.tick,
-                    h.height,
-                    h.hash().short()
-                ));
-                if self.honest[i as usize]
-                    && let Err(v) = self.checker.on_commit(i, executed)
-                {
-                    self.fail(v);
-                }
-            }
-        }
-        for s in sends {
-            match s {
-                Output::Send(to, m) => {
-                    let bytes = Arc::new(m.to_bytes());
-                    self.transmit(i, to, bytes);
-                }
-                Output::Broadcast(m) => {
-                    let bytes = Arc::new(m.to_bytes());
-                    for to in 0..self.cfg.nodes as u32 {
-                        if to != i {
-                            self.transmit(i, to, bytes.clone());
-                        }
-                    }
-                }
-                Output::ServeBlocks {
-                    to,
-                    from,
-                    to_height,
-                } => {
-                    let blocks: Vec<_> = (from..=to_height)
-                        .filter_map(|h| self.stores[i as usize].block(h).ok().flatten())
-                        .map(|r| r.block)
-                        .collect();
-                    if let Some(actor) = &self.actors[i as usize] {
-                        let m = actor.replica.blocks_reply(blocks);
-                        self.transmit(i, to, Arc::new(m.to_bytes()));
-                    }
-                }
-                Output::SendRaw(to, bytes) => self.transmit(i, to, Arc::new(bytes)),
-                Output::Persist(_) | Output::Commit(_) => {}
+        };
+        for executed in &committed {
+            let h = executed.record.block.header;
+            self.note(format!(
+                "t={} commit r{i} h{} {}",
+                self.tick,
+                h.height,
+                h.hash().short()
+            ));
+            if self.honest[i as usize]
+                && let Err(v) = self.checker.on_commit(i, executed)
+            {
+                self.fail(v);
             }
         }
-    }
-
-    fn transmit(&mut self, from: ReplicaId, to: ReplicaId, bytes: Arc<Vec<u8>>) {
-        let packet = Packet { from, to, bytes };
-        self.network.send(&mut self.rng, self.tick, packet);
     }
 
     fn fail(&mut self, v: Violation) {
@@ -452,7 +427,7 @@ impl Sim {
         match verdict {
             Ok(v) => {
                 let detail = match v.message() {
-                    crate::message::Message::PrePrepare { proposal, .. } => {
+                    Message::PrePrepare { proposal, .. } => {
                         let s = proposal.body.0;
                         format!(" v{} s{} {}", s.view, s.seq, s.digest.short())
                     }
@@ -682,6 +657,33 @@ impl Sim {
     /// Messages still in flight (for tests).
     pub fn in_flight(&self) -> usize {
         self.network.in_flight()
+    }
+}
+
+/// The simulated network as the executor's outbox: every frame becomes a packet.
+struct SimOutbox<'a> {
+    from: ReplicaId,
+    nodes: u32,
+    network: &'a mut Network,
+    rng: &'a mut Rng,
+    tick: u64,
+}
+
+impl Outbox for SimOutbox<'_> {
+    fn send(&mut self, to: ReplicaId, _: Option<Kind>, bytes: Arc<Vec<u8>>) {
+        let packet = Packet {
+            from: self.from,
+            to,
+            bytes,
+        };
+        self.network.send(self.rng, self.tick, packet);
+    }
+
+    fn broadcast(&mut self, kind: Option<Kind>, bytes: Arc<Vec<u8>>) {
+        let from = self.from;
+        for to in (0..self.nodes).filter(|to| *to != from) {
+            self.send(to, kind, bytes.clone());
+        }
     }
 }
 

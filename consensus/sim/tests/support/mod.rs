@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 use quire_consensus::Behaviour;
-use quire_consensus::sim::workload::Target;
-use quire_consensus::sim::{Choice, Sim, SimConfig};
+use quire_sim::workload::Target;
+use quire_sim::{Choice, Sim, SimConfig};
 
 pub struct Cluster {
     pub sim: Sim,

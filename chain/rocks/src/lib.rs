@@ -1,4 +1,6 @@
-//! The RocksDB store. Column families:
+//! Quire's chain store on RocksDB, the durable implementation of [`quire_chain::store::Store`].
+//! It is its own crate so that what does not open a store (the consensus core, the client, the
+//! simulator) builds without RocksDB. Column families:
 //!
 //! | family      | key                  | value                          |
 //! |-------------|----------------------|--------------------------------|
@@ -17,22 +19,24 @@ use std::sync::{Mutex, MutexGuard};
 
 use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions};
 
-use super::{Store, StoreError, TxLocation, WriteSet, check_extends, replaces_index_entry};
-use crate::block::{BlockRecord, Header};
-use crate::codec::{Decode, Encode};
-use crate::genesis::Genesis;
-use crate::hash::Hash;
-use crate::keys::Address;
-use crate::ledger::{Account, Ledger};
-use crate::tx::TxId;
+use quire_chain::block::{BlockRecord, Header};
+use quire_chain::codec::{Decode, Encode};
+use quire_chain::genesis::Genesis;
+use quire_chain::hash::Hash;
+use quire_chain::keys::Address;
+use quire_chain::ledger::{Account, Ledger};
+use quire_chain::store::{
+    ConsensusEntries, Store, StoreError, TxLocation, WriteSet, check_extends, replaces_index_entry,
+};
+use quire_chain::tx::TxId;
 
 const FORMAT_VERSION: u32 = 1;
-pub(super) const CF_BLOCKS: &str = "blocks";
-pub(super) const CF_HEIGHTS: &str = "heights";
-pub(super) const CF_STATE: &str = "state";
+pub(crate) const CF_BLOCKS: &str = "blocks";
+pub(crate) const CF_HEIGHTS: &str = "heights";
+pub(crate) const CF_STATE: &str = "state";
 const CF_TXINDEX: &str = "txindex";
 const CF_CONSENSUS: &str = "consensus";
-pub(super) const CF_META: &str = "meta";
+pub(crate) const CF_META: &str = "meta";
 const FAMILIES: [&str; 6] = [
     CF_BLOCKS,
     CF_HEIGHTS,
@@ -43,10 +47,10 @@ const FAMILIES: [&str; 6] = [
 ];
 const META_FORMAT: &[u8] = b"format";
 const META_CHAIN_ID: &[u8] = b"chain_id";
-pub(super) const META_HEAD: &[u8] = b"head";
+pub(crate) const META_HEAD: &[u8] = b"head";
 
 pub struct RocksStore {
-    pub(super) db: DB,
+    pub(crate) db: DB,
     head: Mutex<Header>,
 }
 
@@ -84,7 +88,7 @@ impl RocksStore {
         Ok(store)
     }
 
-    pub(super) fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
+    pub(crate) fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
         self.db
             .cf_handle(name)
             .ok_or_else(|| corrupt(format!("column family '{name}' is missing")))
@@ -196,7 +200,7 @@ impl RocksStore {
         }
     }
 
-    pub(super) fn record_by_hash(&self, hash: &Hash) -> Result<Option<BlockRecord>, StoreError> {
+    pub(crate) fn record_by_hash(&self, hash: &Hash) -> Result<Option<BlockRecord>, StoreError> {
         match self.get(CF_BLOCKS, &hash.0)? {
             None => Ok(None),
             Some(bytes) => BlockRecord::from_bytes(&bytes)
@@ -273,7 +277,7 @@ impl Store for RocksStore {
         Ok(out)
     }
 
-    fn consensus_entries(&self) -> Result<super::ConsensusEntries, StoreError> {
+    fn consensus_entries(&self) -> Result<ConsensusEntries, StoreError> {
         let mut out = Vec::new();
         for item in self
             .db
@@ -332,3 +336,6 @@ impl Store for RocksStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

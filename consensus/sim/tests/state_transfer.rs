@@ -4,10 +4,10 @@
 
 mod support;
 
-use quire_consensus::sim::workload::Target;
+use quire_sim::workload::Target;
 use support::Cluster;
 
-fn small_window(cfg: &mut quire_consensus::sim::SimConfig) {
+fn small_window(cfg: &mut quire_sim::SimConfig) {
     cfg.params.batch_txs_max = 1;
     cfg.params.checkpoint_interval = 4;
     cfg.params.log_window = 8;

@@ -45,6 +45,12 @@ pub enum Violation {
         height: u64,
         needed: u64,
     },
+    /// The store refused a replica's write (a bug in the write it was given: the memory store
+    /// fails only on a block that does not extend the head).
+    StorageFailed {
+        replica: ReplicaId,
+        reason: String,
+    },
     /// An honest replica accused another honest one.
     FalseBlame {
         accuser: ReplicaId,
@@ -68,6 +74,9 @@ impl std::fmt::Display for Violation {
                 second.0,
                 second.1.short()
             ),
+            Violation::StorageFailed { replica, reason } => {
+                write!(f, "replica {replica}: the store refused a write: {reason}")
+            }
             Violation::BadLink { replica, height } => {
                 write!(
                     f,

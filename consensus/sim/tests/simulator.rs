@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
 use quire_consensus::Behaviour;
-use quire_consensus::sim::{Choice, SimConfig, Violation, run};
+use quire_sim::{Choice, SimConfig, Violation, run};
 
 /// The same seed twice gives byte-identical traces.
 #[test]

@@ -5,7 +5,7 @@
 mod support;
 
 use quire_consensus::Behaviour;
-use quire_consensus::sim::workload::Target;
+use quire_sim::workload::Target;
 use support::Cluster;
 
 /// A primary that sends nothing, not even heartbeats, is replaced by the idle timeout even when

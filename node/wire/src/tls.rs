@@ -17,7 +17,6 @@ use ed25519_dalek::pkcs8::EncodePrivateKey;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{IdleTimeout, TransportConfig, VarInt};
 use quire_chain::{Keypair, PublicKey, ReplicaId};
-use ring::hmac;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms, ring as ring_provider};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
@@ -25,7 +24,28 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{NoServerSessionStorage, ParsedCertificate};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
-use super::TransportError;
+use thiserror::Error;
+
+/// Building a TLS or QUIC configuration failed: a local fault (a key or a library refusing its
+/// settings), never a peer's.
+#[derive(Debug, Error)]
+pub enum TlsError {
+    #[error("cannot encode the replica key as PKCS#8: {reason}")]
+    KeyEncoding { reason: String },
+    #[error("cannot build the replica certificate: {source}")]
+    Certificate {
+        #[source]
+        source: rcgen::Error,
+    },
+    #[error("TLS configuration of the {side}: {source}")]
+    Tls {
+        side: &'static str,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("QUIC configuration of the {side}: {reason}")]
+    Quic { side: &'static str, reason: String },
+}
 
 /// The application protocol; both sides must offer it.
 pub const ALPN: &[u8] = b"quire/1";
@@ -61,7 +81,7 @@ pub fn certificate_key(cert: &CertificateDer<'_>) -> Option<[u8; 32]> {
 pub fn server_config(
     identity: &Keypair,
     allowed_replicas: Arc<BTreeMap<[u8; 32], ReplicaId>>,
-) -> Result<quinn::ServerConfig, TransportError> {
+) -> Result<quinn::ServerConfig, TlsError> {
     let side = "server";
     let (certs, key) = self_signed(identity)?;
     let verifier = Arc::new(ReplicaClientVerifier {
@@ -70,16 +90,16 @@ pub fn server_config(
     });
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|source| TransportError::Tls { side, source })?
+        .map_err(|source| TlsError::Tls { side, source })?
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)
-        .map_err(|source| TransportError::Tls { side, source })?;
+        .map_err(|source| TlsError::Tls { side, source })?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     // No resumption: every connection shows (and has verified) its certificate, so
     // `peer_replica` never depends on what a session cache remembered.
     tls.session_storage = Arc::new(NoServerSessionStorage {});
     tls.send_tls13_tickets = 0;
-    let quic = QuicServerConfig::try_from(tls).map_err(|e| TransportError::Quic {
+    let quic = QuicServerConfig::try_from(tls).map_err(|e| TlsError::Quic {
         side,
         reason: e.to_string(),
     })?;
@@ -93,11 +113,11 @@ pub fn server_config(
 pub fn replica_client_config(
     identity: &Keypair,
     expected_server: PublicKey,
-) -> Result<quinn::ClientConfig, TransportError> {
+) -> Result<quinn::ClientConfig, TlsError> {
     let (certs, key) = self_signed(identity)?;
     let tls = client_builder(expected_server)?
         .with_client_auth_cert(certs, key)
-        .map_err(|source| TransportError::Tls {
+        .map_err(|source| TlsError::Tls {
             side: "client",
             source,
         })?;
@@ -105,7 +125,7 @@ pub fn replica_client_config(
 }
 
 /// The QUIC client side of a plain client (no certificate), pinning `expected_server`'s key.
-pub fn client_config(expected_server: PublicKey) -> Result<quinn::ClientConfig, TransportError> {
+pub fn client_config(expected_server: PublicKey) -> Result<quinn::ClientConfig, TlsError> {
     finish_client(client_builder(expected_server)?.with_no_client_auth())
 }
 
@@ -121,28 +141,6 @@ pub fn peer_replica(
     allowed.get(&key).copied()
 }
 
-/// The endpoint configuration of a replica, with restart-stable keys derived from its secret.
-///
-/// A restarted replica recognises the connection ids of its previous incarnation and can send
-/// their stateless resets (RFC 9000 §10.3), so a peer still talking to the dead incarnation is
-/// told at its next packet (a keep-alive at most), not after the idle timeout.
-pub(crate) fn endpoint_config(identity: &Keypair) -> quinn::EndpointConfig {
-    let prf = hmac::Key::new(hmac::HMAC_SHA256, &identity.secret_bytes());
-    let derive = |label: &[u8]| hmac::sign(&prf, label);
-    let reset = derive(b"quire/v1/transport/stateless-reset");
-    let cid = derive(b"quire/v1/transport/connection-id");
-    let cid_key = cid
-        .as_ref()
-        .first_chunk()
-        .map_or(0, |b| u64::from_le_bytes(*b));
-    let mut config =
-        quinn::EndpointConfig::new(Arc::new(hmac::Key::new(hmac::HMAC_SHA256, reset.as_ref())));
-    config.cid_generator(move || {
-        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
-    });
-    config
-}
-
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(ring_provider::default_provider())
 }
@@ -153,14 +151,14 @@ fn algorithms() -> WebPkiSupportedAlgorithms {
 
 type ClientBuilder = rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>;
 
-fn client_builder(expected_server: PublicKey) -> Result<ClientBuilder, TransportError> {
+fn client_builder(expected_server: PublicKey) -> Result<ClientBuilder, TlsError> {
     let verifier = Arc::new(PinnedServerVerifier {
         expected: expected_server.to_bytes(),
         algorithms: algorithms(),
     });
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|source| TransportError::Tls {
+        .map_err(|source| TlsError::Tls {
             side: "client",
             source,
         })?
@@ -169,10 +167,10 @@ fn client_builder(expected_server: PublicKey) -> Result<ClientBuilder, Transport
     Ok(builder)
 }
 
-fn finish_client(mut tls: rustls::ClientConfig) -> Result<quinn::ClientConfig, TransportError> {
+fn finish_client(mut tls: rustls::ClientConfig) -> Result<quinn::ClientConfig, TlsError> {
     tls.alpn_protocols = vec![ALPN.to_vec()];
     tls.resumption = rustls::client::Resumption::disabled();
-    let quic = QuicClientConfig::try_from(tls).map_err(|e| TransportError::Quic {
+    let quic = QuicClientConfig::try_from(tls).map_err(|e| TlsError::Quic {
         side: "client",
         reason: e.to_string(),
     })?;
@@ -192,17 +190,17 @@ fn transport() -> TransportConfig {
 }
 
 /// A certificate whose key is the replica key, and that key in the form rustls loads.
-pub(crate) fn self_signed(
+pub fn self_signed(
     identity: &Keypair,
-) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TransportError> {
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let pkcs8 = identity
         .signing_key()
         .to_pkcs8_der()
-        .map_err(|e| TransportError::KeyEncoding {
+        .map_err(|e| TlsError::KeyEncoding {
             reason: e.to_string(),
         })?;
     let key_der = PrivatePkcs8KeyDer::from(pkcs8.as_bytes().to_vec());
-    let certificate = |source| TransportError::Certificate { source };
+    let certificate = |source| TlsError::Certificate { source };
     let key_pair = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&key_der, &rcgen::PKCS_ED25519)
         .map_err(certificate)?;
     let cert = rcgen::CertificateParams::new(vec![SERVER_NAME.to_string()])

@@ -5,8 +5,8 @@
 
 mod support;
 
-use quire_consensus::sim::{Choice, Report, SimConfig, run};
 use quire_consensus::{Behaviour, Misbehaviour};
+use quire_sim::{Choice, Report, SimConfig, run};
 use support::Cluster;
 
 fn survive(faulty: u32, behaviour: Behaviour) -> Cluster {
@@ -74,16 +74,13 @@ fn misbehaviour_is_counted_against_the_culprit() {
 fn two_colluders_split_the_honest_replicas() {
     let mut c = Cluster::new(4);
     c.collude(&[0, 1], Behaviour::Equivocate);
-    c.submit(1, quire_consensus::sim::workload::Target::One(2));
+    c.submit(1, quire_sim::workload::Target::One(2));
     c.sim.run_for(100);
     let Some((_, _, violation)) = c.sim.violation() else {
         panic!("no fork")
     };
     assert!(
-        matches!(
-            violation,
-            quire_consensus::sim::Violation::Agreement { height: 1, .. }
-        ),
+        matches!(violation, quire_sim::Violation::Agreement { height: 1, .. }),
         "{violation}"
     );
 }
@@ -109,7 +106,7 @@ fn the_checker_catches_a_fork_by_more_than_f_colluders() {
         .filter(|r| {
             matches!(
                 r.violation,
-                Some((_, _, quire_consensus::sim::Violation::Agreement { .. }))
+                Some((_, _, quire_sim::Violation::Agreement { .. }))
             )
         })
         .count();

@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use quire_chain::Batch;
-use quire_chain::store::{RocksStore, Store, WriteSet};
+use quire_chain::store::{Store, WriteSet};
 use quire_chain::testkit::TestNet;
+use quire_rocks::RocksStore;
 
 const CHILD_ENV: &str = "QUIRE_CRASH_CHILD_DIR";
 

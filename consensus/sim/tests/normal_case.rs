@@ -4,7 +4,7 @@
 
 mod support;
 
-use quire_consensus::sim::workload::Target;
+use quire_sim::workload::Target;
 use support::Cluster;
 
 /// Transfers sent to the primary are ordered, committed and executed by every replica.

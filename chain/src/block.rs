@@ -97,10 +97,25 @@ pub struct Header {
     pub parent_hash: Hash,
     pub tx_root: Hash,
     pub state_root: Hash,
-    /// The view in which the batch was proposed, and its proposer.
+    /// The root over the outcome of each transaction (see [`outcomes_root`]), so that a header
+    /// vouched for by attestations or a checkpoint vouches for what each transaction did.
+    pub outcomes_root: Hash,
+    /// The view in which the batch was proposed, and its proposer (under proof of work: 0, and
+    /// the replica that mined the block).
     pub view: u64,
     pub proposer: ReplicaId,
     pub timestamp_ms: u64,
+    /// Proof of work: present exactly when the genesis says `consensus = "pow"`.
+    pub pow: Option<PowSeal>,
+}
+
+/// The proof-of-work fields of a header: the target its hash must not exceed, and the nonce
+/// that makes it so.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PowSeal {
+    /// A 256-bit big-endian number.
+    pub target: Hash,
+    pub nonce: u64,
 }
 
 impl Header {
@@ -120,25 +135,64 @@ impl Encode for Header {
         self.parent_hash.encode(out);
         self.tx_root.encode(out);
         self.state_root.encode(out);
+        self.outcomes_root.encode(out);
         codec::put_u64(out, self.view);
         codec::put_u32(out, self.proposer);
         codec::put_u64(out, self.timestamp_ms);
+        codec::put_option(out, &self.pow);
     }
 }
 
 impl Decode for Header {
-    const MIN_LEN: usize = 124;
+    const MIN_LEN: usize = 157;
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Header {
             height: r.u64()?,
             parent_hash: Hash::decode(r)?,
             tx_root: Hash::decode(r)?,
             state_root: Hash::decode(r)?,
+            outcomes_root: Hash::decode(r)?,
             view: r.u64()?,
             proposer: r.u32()?,
             timestamp_ms: r.u64()?,
+            pow: r.option()?,
         })
     }
+}
+
+impl Encode for PowSeal {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.target.encode(out);
+        codec::put_u64(out, self.nonce);
+    }
+}
+
+impl Decode for PowSeal {
+    const MIN_LEN: usize = 40;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(PowSeal {
+            target: Hash::decode(r)?,
+            nonce: r.u64()?,
+        })
+    }
+}
+
+/// The leaf of transaction `id`'s outcome in [`outcomes_root`]:
+/// `H("quire/v1/outcome", id ‖ outcome encoding)`. The id is in the leaf, so a proof of one
+/// leaf says which transaction had that outcome, not only what happened at a position.
+pub fn outcome_leaf(id: &TxId, outcome: &Outcome) -> Hash {
+    Hash::tagged(tags::OUTCOME, &[&id.0.0, &outcome.to_bytes()])
+}
+
+/// The merkle root (the tree of docs/chain-format.md §8) over the outcome leaves of a block's
+/// transactions, in block order.
+pub fn outcomes_root(ids: &[Hash], outcomes: &[Outcome]) -> Hash {
+    let leaves: Vec<Hash> = ids
+        .iter()
+        .zip(outcomes)
+        .map(|(id, o)| outcome_leaf(&TxId(*id), o))
+        .collect();
+    merkle::root(&leaves)
 }
 
 /// A block: its header, its transactions, and (except at genesis) the commit certificate that
@@ -160,6 +214,8 @@ pub enum BlockError {
     WrongDigest { height: u64 },
     #[error("block {height}: transactions do not match the header's tx_root")]
     WrongTxRoot { height: u64 },
+    #[error("block {height}: outcomes do not match the header's outcomes_root")]
+    WrongOutcomesRoot { height: u64 },
     #[error("block {height}: certificate: {source}")]
     Certificate { height: u64, source: CertError },
     #[error("block {height} does not link to its parent")]
@@ -171,6 +227,10 @@ pub enum BlockError {
 impl Block {
     pub fn hash(&self) -> Hash {
         self.header.hash()
+    }
+
+    pub fn tx_ids(&self) -> Vec<Hash> {
+        self.txs.iter().map(|t| t.id().0).collect()
     }
 
     pub fn batch(&self) -> Batch {
@@ -201,8 +261,7 @@ impl Block {
                 seq: cert.statement.seq,
             });
         }
-        let ids: Vec<Hash> = self.txs.iter().map(|t| t.id().0).collect();
-        if merkle::root(&ids) != self.header.tx_root {
+        if merkle::root(&self.tx_ids()) != self.header.tx_root {
             return Err(BlockError::WrongTxRoot { height });
         }
         if cert.statement.digest != self.header.batch_digest() {
@@ -244,6 +303,33 @@ pub struct BlockRecord {
     pub outcomes: Vec<Outcome>,
 }
 
+impl BlockRecord {
+    /// Checks that the recorded outcomes are the ones the header commits to.
+    pub fn verify_outcomes(&self) -> Result<(), BlockError> {
+        let header = &self.block.header;
+        if self.outcomes.len() != self.block.txs.len()
+            || outcomes_root(&self.block.tx_ids(), &self.outcomes) != header.outcomes_root
+        {
+            return Err(BlockError::WrongOutcomesRoot {
+                height: header.height,
+            });
+        }
+        Ok(())
+    }
+
+    /// The merkle proof that transaction `index` had its recorded outcome, against the header's
+    /// `outcomes_root`; verify with [`MerkleProof::verify`] on [`outcome_leaf`].
+    pub fn outcome_proof(&self, index: usize) -> Option<merkle::MerkleProof> {
+        let ids = self.block.tx_ids();
+        let leaves: Vec<Hash> = ids
+            .iter()
+            .zip(&self.outcomes)
+            .map(|(id, o)| outcome_leaf(&TxId(*id), o))
+            .collect();
+        merkle::prove(&leaves, index)
+    }
+}
+
 impl Encode for BlockRecord {
     fn encode(&self, out: &mut Vec<u8>) {
         self.block.encode(out);
@@ -279,14 +365,17 @@ pub fn execute(
 ) -> Executed {
     let verdicts = signature_ok.unwrap_or_else(|| ledger.verify_signatures(&batch.txs));
     let (outcomes, changes) = ledger.apply(&batch.txs, &verdicts);
+    let ids = batch.tx_ids();
     let header = Header {
         height: parent.height + 1,
         parent_hash: parent.hash(),
-        tx_root: batch.tx_root(),
+        tx_root: merkle::root(&ids),
         state_root: ledger.state_root(),
+        outcomes_root: outcomes_root(&ids, &outcomes),
         view: batch.view,
         proposer: batch.proposer,
         timestamp_ms: batch.timestamp_ms,
+        pow: None,
     };
     Executed {
         record: BlockRecord {
@@ -312,12 +401,24 @@ mod tests {
             parent_hash: Hash([1; 32]),
             tx_root: Hash([2; 32]),
             state_root: Hash([3; 32]),
+            outcomes_root: Hash([5; 32]),
             view: 4,
             proposer: 1,
             timestamp_ms: 99,
+            pow: None,
         };
         assert_eq!(Header::from_bytes(&h.to_bytes()).unwrap(), h);
         assert_eq!(h.to_bytes().len(), Header::MIN_LEN);
+        let sealed = Header {
+            pow: Some(PowSeal {
+                target: Hash([0x0f; 32]),
+                nonce: 77,
+            }),
+            ..h
+        };
+        assert_eq!(Header::from_bytes(&sealed.to_bytes()).unwrap(), sealed);
+        assert_eq!(sealed.to_bytes().len(), Header::MIN_LEN + PowSeal::MIN_LEN);
+        assert_ne!(sealed.hash(), h.hash());
         let b = Block {
             header: h,
             txs: vec![Transaction::Raw(vec![7; 10])],
@@ -328,6 +429,33 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(Block::from_bytes(&bytes[..cut]).is_err());
         }
+    }
+
+    /// The header commits to every outcome: a proof verifies for the recorded one, and a record
+    /// whose outcomes were changed no longer matches its header.
+    #[test]
+    fn outcomes_are_committed_by_the_header() {
+        let net = crate::testkit::TestNet::new(4, 3);
+        let mut ledger = net.genesis.ledger();
+        let batch = Batch {
+            view: 0,
+            proposer: 0,
+            timestamp_ms: 5,
+            txs: vec![net.transfer(0, 1, 5, 0), net.transfer(1, 2, 5, 7)],
+        };
+        let mut record = net
+            .certified_block(&mut ledger, &net.genesis.block().header, &batch)
+            .record;
+        record.verify_outcomes().unwrap();
+        assert!(matches!(record.outcomes[1], Outcome::Rejected(_)));
+        let root = record.block.header.outcomes_root;
+        for (i, tx) in record.block.txs.iter().enumerate() {
+            let proof = record.outcome_proof(i).unwrap();
+            assert!(proof.verify(&outcome_leaf(&tx.id(), &record.outcomes[i]), &root));
+            assert!(!proof.verify(&outcome_leaf(&tx.id(), &Outcome::Ordered), &root));
+        }
+        record.outcomes[1] = Outcome::Applied;
+        assert!(record.verify_outcomes().is_err());
     }
 
     #[test]

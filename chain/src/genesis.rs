@@ -1,10 +1,17 @@
-//! Genesis: the validators, the initial balances, and the chain id (the hash of both).
+//! Genesis: the validators, the initial balances, the protocol rules every replica must share,
+//! and the chain id (the hash of all three).
 //!
 //! A genesis file is TOML, for people:
 //!
 //! ```toml
 //! chain_name = "quire-local"
 //! max_faulty = 1            # optional; defaults to ⌊(n−1)/3⌋
+//! [protocol]                # optional; these are the defaults
+//! consensus = "pbft"
+//! batch_txs_max = 512       # most transactions in one block
+//! raw_payloads = false      # may unsigned, unexecuted payloads be ordered (benchmarks only)
+//! checkpoint_interval = 32  # K: a checkpoint every K sequence numbers
+//! log_window = 128          # L: the watermark window (h, h + L], a multiple of K, at least 2K
 //! [[validators]]
 //! id = 0
 //! public_key = "…64 hex digits…"
@@ -19,7 +26,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::block::{Block, Header};
+use crate::block::{BATCH_TXS_MAX, Block, Header};
 use crate::codec;
 use crate::hash::{Hash, tags};
 use crate::keys::{Address, PublicKey};
@@ -43,6 +50,100 @@ pub enum GenesisError {
     SupplyOverflow,
     #[error("genesis: chain_name must be 1 to 64 characters")]
     BadName,
+    #[error("genesis [protocol]: {0}")]
+    BadProtocol(String),
+}
+
+/// How the network decides blocks.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsensusMode {
+    /// Castro & Liskov's PBFT: every block carries a commit certificate of 2f+1 validators.
+    #[default]
+    Pbft,
+    /// Proof of work: the chain with the most cumulative work; final at k confirmations.
+    Pow,
+}
+
+impl ConsensusMode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ConsensusMode::Pbft => "pbft",
+            ConsensusMode::Pow => "pow",
+        }
+    }
+
+    fn code(&self) -> u8 {
+        match self {
+            ConsensusMode::Pbft => 0,
+            ConsensusMode::Pow => 1,
+        }
+    }
+}
+
+/// The rules every replica of a network must apply identically. They live in the genesis, so
+/// the chain id covers them and no replica can be configured out of step; node configs hold only
+/// local choices.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Protocol {
+    pub consensus: ConsensusMode,
+    /// Most transactions in one block. A primary may propose smaller batches (a local choice);
+    /// a larger one is refused by every replica.
+    pub batch_txs_max: u32,
+    /// Whether raw payloads (ordered, not executed: the benchmark workload) may enter a block.
+    /// When false they are refused at every entry point: client RPC, forwarded transactions,
+    /// proposals and blocks served in state transfer.
+    pub raw_payloads: bool,
+    /// K: a checkpoint every K sequence numbers.
+    pub checkpoint_interval: u64,
+    /// L: the watermark window `(h, h + L]`; a multiple of K and at least 2K.
+    pub log_window: u64,
+}
+
+impl Default for Protocol {
+    fn default() -> Self {
+        Protocol {
+            consensus: ConsensusMode::Pbft,
+            batch_txs_max: 512,
+            raw_payloads: false,
+            checkpoint_interval: 32,
+            log_window: 128,
+        }
+    }
+}
+
+impl Protocol {
+    pub fn validate(&self) -> Result<(), GenesisError> {
+        let bad = |why: String| Err(GenesisError::BadProtocol(why));
+        if self.batch_txs_max == 0 || self.batch_txs_max as usize > BATCH_TXS_MAX {
+            return bad(format!(
+                "batch_txs_max must be 1..={BATCH_TXS_MAX}, got {}",
+                self.batch_txs_max
+            ));
+        }
+        if self.checkpoint_interval == 0 {
+            return bad("checkpoint_interval must be positive".into());
+        }
+        if !self.log_window.is_multiple_of(self.checkpoint_interval)
+            || self.log_window < 2 * self.checkpoint_interval
+        {
+            return bad(format!(
+                "log_window ({}) must be a multiple of checkpoint_interval ({}) and at least twice it",
+                self.log_window, self.checkpoint_interval
+            ));
+        }
+        Ok(())
+    }
+
+    /// The bytes the chain id covers (docs/chain-format.md §10).
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.consensus.code());
+        codec::put_u32(out, self.batch_txs_max);
+        codec::put_bool(out, self.raw_payloads);
+        codec::put_u64(out, self.checkpoint_interval);
+        codec::put_u64(out, self.log_window);
+    }
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -51,6 +152,8 @@ pub struct GenesisFile {
     pub chain_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_faulty: Option<u32>,
+    #[serde(default)]
+    pub protocol: Protocol,
     pub validators: Vec<ValidatorEntry>,
     #[serde(default)]
     pub accounts: Vec<AccountEntry>,
@@ -74,6 +177,7 @@ pub struct AccountEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Genesis {
     pub chain_name: String,
+    pub protocol: Protocol,
     pub validators: ValidatorSet,
     /// Sorted by address, no duplicates.
     pub accounts: Vec<(Address, Account)>,
@@ -81,14 +185,25 @@ pub struct Genesis {
 }
 
 impl Genesis {
+    /// A genesis with the default protocol rules.
     pub fn new(
         chain_name: String,
+        validators: ValidatorSet,
+        balances: Vec<(Address, u64)>,
+    ) -> Result<Genesis, GenesisError> {
+        Self::with_protocol(chain_name, Protocol::default(), validators, balances)
+    }
+
+    pub fn with_protocol(
+        chain_name: String,
+        protocol: Protocol,
         validators: ValidatorSet,
         mut balances: Vec<(Address, u64)>,
     ) -> Result<Genesis, GenesisError> {
         if chain_name.is_empty() || chain_name.len() > 64 {
             return Err(GenesisError::BadName);
         }
+        protocol.validate()?;
         balances.sort();
         for (index, pair) in balances.windows(2).enumerate() {
             if pair[0].0 == pair[1].0 {
@@ -106,9 +221,10 @@ impl Genesis {
             .into_iter()
             .map(|(a, balance)| (a, Account { balance, nonce: 0 }))
             .collect();
-        let chain_id = Self::compute_chain_id(&chain_name, &validators, &accounts);
+        let chain_id = Self::compute_chain_id(&chain_name, &protocol, &validators, &accounts);
         Ok(Genesis {
             chain_name,
+            protocol,
             validators,
             accounts,
             chain_id,
@@ -117,11 +233,13 @@ impl Genesis {
 
     fn compute_chain_id(
         chain_name: &str,
+        protocol: &Protocol,
         validators: &ValidatorSet,
         accounts: &[(Address, Account)],
     ) -> Hash {
         let mut out = Vec::new();
         codec::put_bytes(&mut out, chain_name.as_bytes());
+        protocol.encode(&mut out);
         codec::put_u32(&mut out, validators.f() as u32);
         codec::put_u32(&mut out, validators.n() as u32);
         for v in validators.iter() {
@@ -162,13 +280,14 @@ impl Genesis {
             })?;
             balances.push((address, a.balance));
         }
-        Genesis::new(file.chain_name, validators, balances)
+        Genesis::with_protocol(file.chain_name, file.protocol, validators, balances)
     }
 
     pub fn to_file(&self) -> GenesisFile {
         GenesisFile {
             chain_name: self.chain_name.clone(),
             max_faulty: Some(self.validators.f() as u32),
+            protocol: self.protocol,
             validators: self
                 .validators
                 .iter()
@@ -221,9 +340,11 @@ impl Genesis {
                 parent_hash: Hash::ZERO,
                 tx_root: merkle::root(&[]),
                 state_root: self.ledger().state_root(),
+                outcomes_root: merkle::root(&[]),
                 view: 0,
                 proposer: 0,
                 timestamp_ms: 0,
+                pow: None,
             },
             txs: Vec::new(),
             certificate: None,
@@ -287,5 +408,55 @@ mod tests {
             Genesis::from_file(file).unwrap().chain_id(),
             net.genesis.chain_id()
         );
+        // Every protocol rule is covered: two networks that differ in one cannot share votes.
+        let changes: [fn(&mut Protocol); 5] = [
+            |p| p.consensus = ConsensusMode::Pow,
+            |p| p.batch_txs_max += 1,
+            |p| p.raw_payloads = !p.raw_payloads,
+            |p| {
+                p.checkpoint_interval *= 2;
+                p.log_window *= 2;
+            },
+            |p| p.log_window += p.checkpoint_interval,
+        ];
+        for change in changes {
+            let mut file = net.genesis.to_file();
+            change(&mut file.protocol);
+            assert_ne!(
+                Genesis::from_file(file).unwrap().chain_id(),
+                net.genesis.chain_id()
+            );
+        }
+    }
+
+    #[test]
+    fn protocol_rules_are_checked() {
+        let net = TestNet::new(4, 2);
+        let text = net.genesis.to_toml();
+        for (rule, bad) in [
+            ("batch_txs_max = 512", "batch_txs_max = 0"),
+            ("batch_txs_max = 512", "batch_txs_max = 70000"),
+            ("log_window = 128", "log_window = 100"),
+            ("log_window = 128", "log_window = 32"),
+            ("checkpoint_interval = 32", "checkpoint_interval = 0"),
+        ] {
+            assert!(text.contains(rule), "{text}");
+            let broken = text.replace(rule, bad);
+            assert!(
+                matches!(
+                    Genesis::from_toml(&broken),
+                    Err(GenesisError::BadProtocol(_))
+                ),
+                "{bad} was accepted"
+            );
+        }
+        let unknown = text.replace(
+            "raw_payloads = false",
+            "raw_payloads = false\nfrobnicate = 1",
+        );
+        assert!(matches!(
+            Genesis::from_toml(&unknown),
+            Err(GenesisError::Syntax(_))
+        ));
     }
 }

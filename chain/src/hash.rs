@@ -19,6 +19,7 @@ pub mod tags {
     pub const BATCH: &str = "quire/v1/batch";
     pub const NULL_BATCH: &str = "quire/v1/null-batch";
     pub const HEADER: &str = "quire/v1/header";
+    pub const OUTCOME: &str = "quire/v1/outcome";
     pub const MERKLE_LEAF: &str = "quire/v1/merkle-leaf";
     pub const MERKLE_NODE: &str = "quire/v1/merkle-node";
     pub const MERKLE_ROOT: &str = "quire/v1/merkle-root";

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::block::{Batch, Executed, Header, execute};
 use crate::cert::{Certificate, CommitStatement, Statement};
-use crate::genesis::Genesis;
+use crate::genesis::{Genesis, Protocol};
 use crate::hash::Hash;
 use crate::keys::Keypair;
 use crate::ledger::Ledger;
@@ -37,6 +37,16 @@ impl TestNet {
     }
 
     pub fn with_seed(validators: usize, accounts: usize, seed: u64) -> TestNet {
+        Self::with_protocol(validators, accounts, seed, Protocol::default())
+    }
+
+    /// A test network whose genesis has these protocol rules.
+    pub fn with_protocol(
+        validators: usize,
+        accounts: usize,
+        seed: u64,
+        protocol: Protocol,
+    ) -> TestNet {
         let validator_keys: Vec<Keypair> = (0..validators as u64)
             .map(|i| derived_key("validator", seed, i))
             .collect();
@@ -56,8 +66,9 @@ impl TestNet {
             None,
         )
         .expect("a test validator set is valid");
-        let genesis = Genesis::new(
+        let genesis = Genesis::with_protocol(
             "quire-test".into(),
+            protocol,
             set,
             account_keys
                 .iter()

@@ -202,7 +202,7 @@ fn the_example_genesis_file_is_the_example_network() {
     pin(
         "chain id from the genesis file",
         genesis.chain_id().0,
-        "0c14a2b79c1a5ecf109695efbd028f2e02d1838237484ebfcea148d4a3924823",
+        "21db4fc221f46102d6fa49d85f4a449edcaded5366097dbc66b66687c5dcd501",
     );
 }
 
@@ -213,6 +213,12 @@ fn the_chain_id_is_the_tagged_hash_of_the_genesis_preimage() {
     let mut pre = Vec::new();
     pre.extend_from_slice(&(b"quire-test".len() as u32).to_be_bytes());
     pre.extend_from_slice(b"quire-test");
+    // The protocol rules: consensus (0 = pbft), batch_txs_max, raw_payloads, K, L.
+    pre.push(0);
+    pre.extend_from_slice(&512u32.to_be_bytes());
+    pre.push(0);
+    pre.extend_from_slice(&32u64.to_be_bytes());
+    pre.extend_from_slice(&128u64.to_be_bytes());
     pre.extend_from_slice(&1u32.to_be_bytes()); // f
     pre.extend_from_slice(&4u32.to_be_bytes()); // n
     for (i, k) in net.validator_keys.iter().enumerate() {
@@ -233,17 +239,17 @@ fn the_chain_id_is_the_tagged_hash_of_the_genesis_preimage() {
         "genesis preimage",
         &pre,
         concat!(
-            "0000000a71756972652d74657374000000010000000400000000995b9ed8f7b4",
-            "64b87a05b82ec194debee08c83bcd68021b375a9bea625e304b30000000e3132",
-            "372e302e302e313a37313030000000018931f05c263e7079de0125d48545645a",
-            "7575defd9d39c6ca16cc5db2e4996fab0000000e3132372e302e302e313a3731",
-            "303100000002e5ed1fbc21cb5b94084b91a09885c1f6863357c9be6f598a7a2f",
-            "e3a49e3481ae0000000e3132372e302e302e313a37313032000000033fe2ac50",
-            "bdd3394845edc29102c8f468cc8b8e222359c518835c6e1aa4956aab0000000e",
-            "3132372e302e302e313a3731303300000002798153c25836e38302acec74b68b",
-            "b588741396708385ada4291d773aac6bfc0500000000000f4240dd7905a991a5",
-            "39cdbffec85548c9ebe83bfacd40a60cfeb3324ea66083d3f86700000000000f",
-            "4240"
+            "0000000a71756972652d74657374000000020000000000000000002000000000",
+            "00000080000000010000000400000000995b9ed8f7b464b87a05b82ec194debe",
+            "e08c83bcd68021b375a9bea625e304b30000000e3132372e302e302e313a3731",
+            "3030000000018931f05c263e7079de0125d48545645a7575defd9d39c6ca16cc",
+            "5db2e4996fab0000000e3132372e302e302e313a3731303100000002e5ed1fbc",
+            "21cb5b94084b91a09885c1f6863357c9be6f598a7a2fe3a49e3481ae0000000e",
+            "3132372e302e302e313a37313032000000033fe2ac50bdd3394845edc29102c8",
+            "f468cc8b8e222359c518835c6e1aa4956aab0000000e3132372e302e302e313a",
+            "3731303300000002798153c25836e38302acec74b68bb588741396708385ada4",
+            "291d773aac6bfc0500000000000f4240dd7905a991a539cdbffec85548c9ebe8",
+            "3bfacd40a60cfeb3324ea66083d3f86700000000000f4240"
         ),
     );
     let chain_id = Hash::tagged(tags::GENESIS, &[&pre]);
@@ -251,7 +257,7 @@ fn the_chain_id_is_the_tagged_hash_of_the_genesis_preimage() {
     pin(
         "chain id",
         chain_id.0,
-        "0c14a2b79c1a5ecf109695efbd028f2e02d1838237484ebfcea148d4a3924823",
+        "21db4fc221f46102d6fa49d85f4a449edcaded5366097dbc66b66687c5dcd501",
     );
 }
 
@@ -288,8 +294,8 @@ fn a_transfer_signs_its_fields_under_the_transfer_tag_and_chain_id() {
         "transfer 0 signing bytes",
         &signed,
         concat!(
-            "1671756972652f76312f7369676e2f7472616e736665720c14a2b79c1a5ecf10",
-            "9695efbd028f2e02d1838237484ebfcea148d4a3924823798153c25836e38302",
+            "1671756972652f76312f7369676e2f7472616e7366657221db4fc221f46102d6",
+            "fa49d85f4a449edcaded5366097dbc66b66687c5dcd501798153c25836e38302",
             "acec74b68bb588741396708385ada4291d773aac6bfc05dd7905a991a539cdbf",
             "fec85548c9ebe83bfacd40a60cfeb3324ea66083d3f86700000000000000fa00",
             "00000000000000"
@@ -300,8 +306,8 @@ fn a_transfer_signs_its_fields_under_the_transfer_tag_and_chain_id() {
         "transfer 0 signature",
         t.signature.0,
         concat!(
-            "99c207eb88d4b4a35687601fcffea513de1aac07ca5439f6fea3e0bc7e1d318c",
-            "ceaca7f1de911ac7b52cabd85225bbe02c175f28a397f9e6054537a224903f06"
+            "0b6e099ac93338a03cb813429135c692c98f44031efa10785355bce78ce1469f",
+            "b4e5e5973644e3c320007d7814742a9d09ad0355b5e78351671be6e406939505"
         ),
     );
     assert_eq!(net.account_keys[0].sign_raw(&signed), t.signature);
@@ -318,9 +324,9 @@ fn a_transfer_signs_its_fields_under_the_transfer_tag_and_chain_id() {
         concat!(
             "00798153c25836e38302acec74b68bb588741396708385ada4291d773aac6bfc",
             "05dd7905a991a539cdbffec85548c9ebe83bfacd40a60cfeb3324ea66083d3f8",
-            "6700000000000000fa000000000000000099c207eb88d4b4a35687601fcffea5",
-            "13de1aac07ca5439f6fea3e0bc7e1d318cceaca7f1de911ac7b52cabd85225bb",
-            "e02c175f28a397f9e6054537a224903f06"
+            "6700000000000000fa00000000000000000b6e099ac93338a03cb813429135c6",
+            "92c98f44031efa10785355bce78ce1469fb4e5e5973644e3c320007d7814742a",
+            "9d09ad0355b5e78351671be6e406939505"
         ),
     );
     assert_eq!(Transaction::from_bytes(&encoded).unwrap(), tx);
@@ -553,7 +559,7 @@ fn the_genesis_block_is_height_zero_with_no_certificate() {
     let block = net.genesis.block();
     assert!(block.certificate.is_none());
     let encoded = block.header.to_bytes();
-    assert_eq!(encoded.len(), 124);
+    assert_eq!(encoded.len(), 157);
     pin(
         "genesis header encoding",
         &encoded,
@@ -561,14 +567,15 @@ fn the_genesis_block_is_height_zero_with_no_certificate() {
             "0000000000000000000000000000000000000000000000000000000000000000",
             "0000000000000000d798e9083cd86d85eda62bbf116b1324fbcaaa1a8314b26f",
             "c77794b9866fe8ff318d74cb6746c1a1cfdfd875d6003eefebfd28cb4e88e7ff",
-            "c02d5769a95cbac70000000000000000000000000000000000000000"
+            "c02d5769a95cbac7d798e9083cd86d85eda62bbf116b1324fbcaaa1a8314b26f",
+            "c77794b9866fe8ff000000000000000000000000000000000000000000"
         ),
     );
     assert_eq!(block.header.hash(), Hash::tagged(tags::HEADER, &[&encoded]));
     pin(
         "genesis block hash",
         block.header.hash().0,
-        "bafedb3a08490cd3000f2f0961025a3517facc173f1eb88acf15f33b115fc5d7",
+        "567e18e537cc5c7f0ccc369c7ff9347b132c3559cb55b232d0788947df821ba6",
     );
     pin(
         "genesis block encoding",
@@ -577,8 +584,9 @@ fn the_genesis_block_is_height_zero_with_no_certificate() {
             "0000000000000000000000000000000000000000000000000000000000000000",
             "0000000000000000d798e9083cd86d85eda62bbf116b1324fbcaaa1a8314b26f",
             "c77794b9866fe8ff318d74cb6746c1a1cfdfd875d6003eefebfd28cb4e88e7ff",
-            "c02d5769a95cbac7000000000000000000000000000000000000000000000000",
-            "00"
+            "c02d5769a95cbac7d798e9083cd86d85eda62bbf116b1324fbcaaa1a8314b26f",
+            "c77794b9866fe8ff000000000000000000000000000000000000000000000000",
+            "0000"
         ),
     );
 }
@@ -601,7 +609,7 @@ fn a_batch_digest_covers_view_proposer_timestamp_and_tx_root() {
     pin(
         "batch encoding sha256",
         sha256(&encoded),
-        "3f08b5b412f6a58435477bf76261cdc3f54e39c1c40dac14895db1e39b3fcd45",
+        "8b32876ae1ac7ab418f4227ea52162242858dca82c121638e748e3143e96e4e2",
     );
     let digest = Hash::tagged(
         tags::BATCH,
@@ -676,22 +684,42 @@ fn executing_the_batch_at_seq_1_derives_header_1() {
         header.state_root.0,
         "cd7b85f146fa5156800c7a73141186f65df8c5888e672a117a8fe2fc60ffe391",
     );
+    // The outcomes root: each leaf binds a transaction id to its outcome's encoding.
+    let leaves: Vec<Hash> = record
+        .block
+        .txs
+        .iter()
+        .zip(&record.outcomes)
+        .map(|(tx, o)| Hash::tagged(tags::OUTCOME, &[&tx.id().0.0, &o.to_bytes()]))
+        .collect();
+    pin(
+        "block 1 outcome leaf 0",
+        leaves[0].0,
+        "85681bb3bfeb2111a74a5e0a3e55f69d35ab7444904e24ef6ede6cdf38dbd220",
+    );
+    assert_eq!(header.outcomes_root, merkle::root(&leaves));
+    pin(
+        "block 1 outcomes root",
+        header.outcomes_root.0,
+        "919647e117775260b70d13bf7b343e6e63fbc712d4a6a432bf3f887625a30561",
+    );
     let encoded = header.to_bytes();
     pin(
         "block 1 header encoding",
         &encoded,
         concat!(
-            "0000000000000001bafedb3a08490cd3000f2f0961025a3517facc173f1eb88a",
-            "cf15f33b115fc5d7ac6d0b03e03ca95ad20edb80ae21b371f2d2060528b3a8cd",
+            "0000000000000001567e18e537cc5c7f0ccc369c7ff9347b132c3559cb55b232",
+            "d0788947df821ba6ac6d0b03e03ca95ad20edb80ae21b371f2d2060528b3a8cd",
             "a41108d7fd9ab890cd7b85f146fa5156800c7a73141186f65df8c5888e672a11",
-            "7a8fe2fc60ffe3910000000000000000000000000000018bcfe56800"
+            "7a8fe2fc60ffe391919647e117775260b70d13bf7b343e6e63fbc712d4a6a432",
+            "bf3f887625a305610000000000000000000000000000018bcfe5680000"
         ),
     );
     assert_eq!(Header::from_bytes(&encoded).unwrap(), header);
     pin(
         "block 1 hash",
         header.hash().0,
-        "c2b3fd0bbedd96a6d047133c65c3982d2072a2ead40b6304a98b364ff1cb97da",
+        "0e8b09feb98cfe9ddc89078564a8ab139315761ff07b8180da1fd4185eb8b0ba",
     );
 
     record
@@ -699,11 +727,11 @@ fn executing_the_batch_at_seq_1_derives_header_1() {
         .verify_certified(&net.chain_id(), &net.genesis.validators)
         .unwrap();
     let block_bytes = record.block.to_bytes();
-    assert_eq!(block_bytes.len(), 124 + 4 + 299 + 1 + 48 + 4 + 3 * 68);
+    assert_eq!(block_bytes.len(), 157 + 4 + 299 + 1 + 48 + 4 + 3 * 68);
     pin(
         "block 1 encoding sha256",
         sha256(&block_bytes),
-        "b9130c26d14aa369ea304543df3ea9aa676b71bbdd81852cb1f514edbc1a58ef",
+        "8341284c39a451ac8268c66bdd5c495984118d71804c59a386a3827ebba4880e",
     );
     assert_eq!(Block::from_bytes(&block_bytes).unwrap(), record.block);
     let record_bytes = record.to_bytes();
@@ -711,7 +739,7 @@ fn executing_the_batch_at_seq_1_derives_header_1() {
     pin(
         "block 1 record encoding sha256",
         sha256(&record_bytes),
-        "fa1357708083776f345cb4b7586f85c415e2d12b84cbdf63cd4e973080ca54f6",
+        "49f6848ec7b86f8225774727e9da20a74763f20e85d5acd7ac03217fd8390008",
     );
     assert_eq!(BlockRecord::from_bytes(&record_bytes).unwrap(), *record);
 
@@ -775,24 +803,24 @@ fn a_commit_certificate_is_the_statement_and_a_quorum_of_ordered_votes() {
         "commit signing bytes",
         &signed,
         concat!(
-            "1471756972652f76312f7369676e2f636f6d6d69740c14a2b79c1a5ecf109695",
-            "efbd028f2e02d1838237484ebfcea148d4a39248230000000000000000000000",
+            "1471756972652f76312f7369676e2f636f6d6d697421db4fc221f46102d6fa49",
+            "d85f4a449edcaded5366097dbc66b66687c5dcd5010000000000000000000000",
             "0000000001a51779230471c181fda038f4f51fc03083c025425dc3e627f71c31",
             "17f5268849"
         ),
     );
     let votes = [
         concat!(
-            "aa61c42fc2eb7920b8f74d378d4db6cdfd6dee07cd6b800ded2aa499eace0196",
-            "283d7f1530dcc044c4d95c974c165ef036034faf7302434c18e51d360943580b"
+            "849a657e482b5adbeafa6e265d51f723331bb624dbda9f447c5fb4031f18f02c",
+            "eaeb517524b86ccdfeff9670910b6627c35533400553d76e798ca6bd52a4cd07"
         ),
         concat!(
-            "51928c9b5f7e589d58ed8e35181c27f4452bcdbcaed613f11c55340d890d4082",
-            "dbca7059e3808b5a66a77be23caf67b0ca4d4ae4b0fbb11ef0d2e6e6b05c2308"
+            "5df9ba0d9719359b870b5e62f0a582e9311df5e27655ad4bef158c2747cb9967",
+            "36876ed016c799776a34ca9cd85461fa8a53b48e3453a39064bde02ef0be7800"
         ),
         concat!(
-            "aac7cf36e6a624dd1b7a6557fd4beffe1bc25e9ab22df4307c0ded63798d0a1b",
-            "414243cd171bee8130324456968a0449c6112ffc58a00497930b609d0df2ad04"
+            "e3831085fa21e87d735e581ecde64b4db815f7a461ce71995f5f8e20db72c2d8",
+            "a4f7472a93311612f2ff03189169d1136cfdf5fadc6389b514b233c6c219ca06"
         ),
     ];
     assert_eq!(cert.votes.len(), net.genesis.validators.quorum());
@@ -812,13 +840,13 @@ fn a_commit_certificate_is_the_statement_and_a_quorum_of_ordered_votes() {
         cert.to_bytes(),
         concat!(
             "00000000000000000000000000000001a51779230471c181fda038f4f51fc030",
-            "83c025425dc3e627f71c3117f52688490000000300000000aa61c42fc2eb7920",
-            "b8f74d378d4db6cdfd6dee07cd6b800ded2aa499eace0196283d7f1530dcc044",
-            "c4d95c974c165ef036034faf7302434c18e51d360943580b0000000151928c9b",
-            "5f7e589d58ed8e35181c27f4452bcdbcaed613f11c55340d890d4082dbca7059",
-            "e3808b5a66a77be23caf67b0ca4d4ae4b0fbb11ef0d2e6e6b05c230800000002",
-            "aac7cf36e6a624dd1b7a6557fd4beffe1bc25e9ab22df4307c0ded63798d0a1b",
-            "414243cd171bee8130324456968a0449c6112ffc58a00497930b609d0df2ad04"
+            "83c025425dc3e627f71c3117f52688490000000300000000849a657e482b5adb",
+            "eafa6e265d51f723331bb624dbda9f447c5fb4031f18f02ceaeb517524b86ccd",
+            "feff9670910b6627c35533400553d76e798ca6bd52a4cd07000000015df9ba0d",
+            "9719359b870b5e62f0a582e9311df5e27655ad4bef158c2747cb996736876ed0",
+            "16c799776a34ca9cd85461fa8a53b48e3453a39064bde02ef0be780000000002",
+            "e3831085fa21e87d735e581ecde64b4db815f7a461ce71995f5f8e20db72c2d8",
+            "a4f7472a93311612f2ff03189169d1136cfdf5fadc6389b514b233c6c219ca06"
         ),
     );
 
@@ -833,9 +861,9 @@ fn a_commit_certificate_is_the_statement_and_a_quorum_of_ordered_votes() {
         &message,
         concat!(
             "020000000000000000000000000000000000000001a51779230471c181fda038",
-            "f4f51fc03083c025425dc3e627f71c3117f5268849aa61c42fc2eb7920b8f74d",
-            "378d4db6cdfd6dee07cd6b800ded2aa499eace0196283d7f1530dcc044c4d95c",
-            "974c165ef036034faf7302434c18e51d360943580b"
+            "f4f51fc03083c025425dc3e627f71c3117f5268849849a657e482b5adbeafa6e",
+            "265d51f723331bb624dbda9f447c5fb4031f18f02ceaeb517524b86ccdfeff96",
+            "70910b6627c35533400553d76e798ca6bd52a4cd07"
         ),
     );
 }
@@ -854,8 +882,8 @@ fn checkpoints_and_attestations_vouch_for_a_block_hash() {
         "checkpoint statement encoding",
         &encoded,
         concat!(
-            "0000000000000001c2b3fd0bbedd96a6d047133c65c3982d2072a2ead40b6304",
-            "a98b364ff1cb97da"
+            "00000000000000010e8b09feb98cfe9ddc89078564a8ab139315761ff07b8180",
+            "da1fd4185eb8b0ba"
         ),
     );
     let signed = signing_bytes(sign_tags::CHECKPOINT, &chain_id, &encoded);
@@ -863,18 +891,18 @@ fn checkpoints_and_attestations_vouch_for_a_block_hash() {
         "checkpoint signing bytes",
         &signed,
         concat!(
-            "1871756972652f76312f7369676e2f636865636b706f696e740c14a2b79c1a5e",
-            "cf109695efbd028f2e02d1838237484ebfcea148d4a392482300000000000000",
-            "01c2b3fd0bbedd96a6d047133c65c3982d2072a2ead40b6304a98b364ff1cb97",
-            "da"
+            "1871756972652f76312f7369676e2f636865636b706f696e7421db4fc221f461",
+            "02d6fa49d85f4a449edcaded5366097dbc66b66687c5dcd50100000000000000",
+            "010e8b09feb98cfe9ddc89078564a8ab139315761ff07b8180da1fd4185eb8b0",
+            "ba"
         ),
     );
     pin(
         "checkpoint vote of validator 0",
         checkpoint.sign(&net.validator_keys[0], &chain_id).0,
         concat!(
-            "9cf25422b06465d57279b6ad093fb873a73baa936b9f76326731076513fae0dc",
-            "4e976710df81949e1fac43cf2e67155b92766707839f8c23865ad3d094553304"
+            "e7adfde73fd1f295ad1ad475ba88047a7f6e00e1eeccc04c7b66c4124e4d81ce",
+            "e7c0e8aee4e7b362f16a63f618d737df3a215e9744e64cac08b97b11a6775f08"
         ),
     );
 
@@ -887,20 +915,20 @@ fn checkpoints_and_attestations_vouch_for_a_block_hash() {
         "attestation signing bytes",
         &signed,
         concat!(
-            "1971756972652f76312f7369676e2f6174746573746174696f6e0c14a2b79c1a",
-            "5ecf109695efbd028f2e02d1838237484ebfcea148d4a3924823000000000000",
-            "0001c2b3fd0bbedd96a6d047133c65c3982d2072a2ead40b6304a98b364ff1cb",
-            "97da"
+            "1971756972652f76312f7369676e2f6174746573746174696f6e21db4fc221f4",
+            "6102d6fa49d85f4a449edcaded5366097dbc66b66687c5dcd501000000000000",
+            "00010e8b09feb98cfe9ddc89078564a8ab139315761ff07b8180da1fd4185eb8",
+            "b0ba"
         ),
     );
     let attestations = [
         concat!(
-            "9c5d55d4424d5c20cc513ae057f862e8756305f38f262c073002b5ebd22f6b28",
-            "755c100d31e7666d4599eb9ef281aa310df7071ea7d661a16a7f0693d5e4bf03"
+            "31b548977bbfb3dc2f46579fbdb9d087abbba3654ba405ddd04b25d94ab49ccf",
+            "795806884a435453dda2908f6e082724674ea7d1e97bb7873b98541ebf2dd70a"
         ),
         concat!(
-            "754ba1bbe34b674556acd64a7238b4d25a6d2d5f44d348529bf84b669b914081",
-            "cafb5eac510ab8d84a06f5cb082b94ef5cef56e7e6a47b768a99db2348c0ad0d"
+            "24ee55f2cd9a47dc5b01c270bd8cb2437218dd5d06c840851ac7a7b745d3245a",
+            "b00d08424e705bd321144866a6385888bc677a4495374e0f858543eae6b5ed01"
         ),
     ];
     for (i, expected) in attestations.iter().enumerate() {

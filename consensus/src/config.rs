@@ -1,20 +1,22 @@
-//! Protocol parameters. Time is counted in ticks; the node ticks every `tick_ms` of wall time,
-//! the simulator in virtual time.
+//! A replica's local parameters: timers, pipelining, its own batch size, its mempool. Time is
+//! counted in ticks; the node ticks every `tick_ms` of wall time, the simulator in virtual time.
+//!
+//! The rules every replica must share (the batch limit, raw payloads, the checkpoint interval
+//! and the watermark window) are not here: they are [`quire_chain::genesis::Protocol`], in the
+//! genesis, read through the [`crate::Verifier`].
 
+use quire_chain::genesis::Protocol;
 use thiserror::Error;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Params {
-    /// A batch closes at this many transactions…
+    /// A batch this replica proposes closes at this many transactions (capped by the genesis's
+    /// `batch_txs_max`, which is what every replica enforces on others)…
     pub batch_txs_max: usize,
     /// …or when its oldest transaction has waited this many ticks.
     pub batch_timeout_ticks: u64,
     /// Sequence numbers in flight (proposed, not yet executed) at once.
     pub pipeline_depth: u64,
-    /// A checkpoint every this many sequence numbers (K).
-    pub checkpoint_interval: u64,
-    /// The watermark window: the log holds (h, h + L]. A multiple of K.
-    pub log_window: u64,
     /// Base view-change timeout; it doubles with every view change that makes no progress…
     pub view_timeout_ticks: u64,
     /// …up to this cap.
@@ -35,8 +37,6 @@ impl Default for Params {
             batch_txs_max: 512,
             batch_timeout_ticks: 1,
             pipeline_depth: 16,
-            checkpoint_interval: 32,
-            log_window: 128,
             view_timeout_ticks: 100,
             view_timeout_max_ticks: 1600,
             status_interval_ticks: 10,
@@ -51,20 +51,15 @@ impl Default for Params {
 pub enum ParamsError {
     #[error("{0} must be positive")]
     Zero(&'static str),
-    #[error(
-        "log_window ({window}) must be a multiple of checkpoint_interval ({interval}) and at least twice it"
-    )]
-    Window { window: u64, interval: u64 },
-    #[error("pipeline_depth ({depth}) must not exceed log_window ({window})")]
+    #[error("pipeline_depth ({depth}) must not exceed the genesis's log_window ({window})")]
     Pipeline { depth: u64, window: u64 },
 }
 
 impl Params {
-    pub fn validate(&self) -> Result<(), ParamsError> {
+    pub fn validate(&self, protocol: &Protocol) -> Result<(), ParamsError> {
         let positive = [
             ("batch_txs_max", self.batch_txs_max as u64),
             ("pipeline_depth", self.pipeline_depth),
-            ("checkpoint_interval", self.checkpoint_interval),
             ("view_timeout_ticks", self.view_timeout_ticks),
             ("status_interval_ticks", self.status_interval_ticks),
             ("retransmit_ticks", self.retransmit_ticks),
@@ -74,18 +69,10 @@ impl Params {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ParamsError::Zero(name));
         }
-        if !self.log_window.is_multiple_of(self.checkpoint_interval)
-            || self.log_window < 2 * self.checkpoint_interval
-        {
-            return Err(ParamsError::Window {
-                window: self.log_window,
-                interval: self.checkpoint_interval,
-            });
-        }
-        if self.pipeline_depth > self.log_window {
+        if self.pipeline_depth > protocol.log_window {
             return Err(ParamsError::Pipeline {
                 depth: self.pipeline_depth,
-                window: self.log_window,
+                window: protocol.log_window,
             });
         }
         Ok(())

@@ -159,13 +159,7 @@ mod tests {
 
     fn replica(net: &TestNet, store: &dyn Store) -> Replica {
         let params = Params::default();
-        let verifier = Verifier {
-            chain_id: net.chain_id(),
-            validators: net.genesis.validators.clone(),
-            genesis_hash: net.genesis.block().hash(),
-            checkpoint_interval: params.checkpoint_interval,
-            log_window: params.log_window,
-        };
+        let verifier = Verifier::new(&net.genesis);
         let durable = Durable {
             head: store.head(),
             ledger: store.ledger(net.chain_id()).unwrap(),

@@ -29,14 +29,13 @@ impl Replica {
             let Some(oldest) = self.mempool.oldest_ready_tick(&self.ledger) else {
                 return;
             };
-            let full = self.mempool.queued() >= self.params.batch_txs_max;
+            let batch_max = self.batch_txs_max();
+            let full = self.mempool.queued() >= batch_max;
             let waited = self.tick.saturating_sub(oldest) >= self.params.batch_timeout_ticks;
             if !full && !waited {
                 return;
             }
-            let txs = self
-                .mempool
-                .take_batch(self.params.batch_txs_max, &self.ledger);
+            let txs = self.mempool.take_batch(batch_max, &self.ledger);
             if txs.is_empty() {
                 return;
             }
@@ -123,11 +122,9 @@ impl Replica {
             }
             return;
         }
-        // A fresh proposal must be a batch of this view by this primary, within the size limit.
-        if batch.view != self.view
-            || batch.proposer != proposal.from
-            || batch.txs.len() > self.params.batch_txs_max
-        {
+        // A fresh proposal must be a batch of this view by this primary (the genesis's size and
+        // payload rules were checked at the boundary).
+        if batch.view != self.view || batch.proposer != proposal.from {
             self.stats.drop(Drop::BadBatch);
             self.stats.blame(Misbehaviour::InvalidBatch, proposal.from);
             return;
@@ -363,7 +360,7 @@ impl Replica {
         self.out.push(Output::Commit(Box::new(executed)));
         if header
             .height
-            .is_multiple_of(self.params.checkpoint_interval)
+            .is_multiple_of(self.verifier.protocol.checkpoint_interval)
         {
             self.send_checkpoint(header.height, header.hash());
         }
@@ -383,8 +380,10 @@ impl Replica {
         }
         // Far-ahead checkpoints are not kept (memory stays bounded); status reports tell us when
         // we are behind.
-        if !c.seq.is_multiple_of(self.params.checkpoint_interval)
-            || c.seq > self.stable.seq + 4 * self.params.log_window
+        if !c
+            .seq
+            .is_multiple_of(self.verifier.protocol.checkpoint_interval)
+            || c.seq > self.stable.seq + 4 * self.verifier.protocol.log_window
         {
             self.stats.drop(Drop::OutOfWindow);
             return;

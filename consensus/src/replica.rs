@@ -141,7 +141,7 @@ impl Replica {
         params: Params,
         durable: Durable,
     ) -> Result<Replica, ReplicaError> {
-        params.validate()?;
+        params.validate(&verifier.protocol)?;
         let validator = verifier
             .validators
             .get(id)
@@ -537,7 +537,16 @@ impl Replica {
     }
 
     pub(crate) fn in_window(&self, seq: u64) -> bool {
-        seq > self.low_watermark() && seq <= self.low_watermark() + self.params.log_window
+        seq > self.low_watermark()
+            && seq <= self.low_watermark() + self.verifier.protocol.log_window
+    }
+
+    /// The most transactions this replica puts in a batch: its own setting, within the genesis's
+    /// rule.
+    pub(crate) fn batch_txs_max(&self) -> usize {
+        self.params
+            .batch_txs_max
+            .min(self.verifier.protocol.batch_txs_max as usize)
     }
 
     pub(crate) fn slot_mut(&mut self, seq: u64) -> &mut Slot {

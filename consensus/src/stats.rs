@@ -106,7 +106,8 @@ impl Misbehaviour {
             Reject::DigestMismatch
             | Reject::WrongPrimary
             | Reject::PrimaryPrepare
-            | Reject::BadTransaction => Misbehaviour::InvalidBatch,
+            | Reject::BadTransaction
+            | Reject::BreaksProtocol => Misbehaviour::InvalidBatch,
             Reject::UnknownSender | Reject::BadBlock => return None,
         })
     }

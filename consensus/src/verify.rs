@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use quire_chain::block::Batch;
 use quire_chain::cert::CheckpointStatement;
 use quire_chain::codec::Decode;
-use quire_chain::{Hash, ReplicaId, ValidatorSet};
+use quire_chain::genesis::Protocol;
+use quire_chain::{Genesis, Hash, ReplicaId, Transaction, ValidatorSet};
 
 use crate::message::{
     BLOCKS_PER_REPLY_MAX, Blocks, Body, FetchBlocks, Message, NewView, Prepare, PreparedProof,
@@ -40,10 +41,13 @@ pub enum Reject {
     BadBlock,
     /// A forwarded client transaction whose signature does not verify.
     BadTransaction,
+    /// A batch, block or forward that breaks the genesis's rules: more transactions than
+    /// `batch_txs_max`, or raw payloads on a network that forbids them.
+    BreaksProtocol,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 13] = [
+    pub const ALL: [Reject; 14] = [
         Reject::Malformed,
         Reject::UnknownSender,
         Reject::Impersonation,
@@ -57,6 +61,7 @@ impl Reject {
         Reject::BadNewView,
         Reject::BadBlock,
         Reject::BadTransaction,
+        Reject::BreaksProtocol,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -74,6 +79,7 @@ impl Reject {
             Reject::BadNewView => "bad_new_view",
             Reject::BadBlock => "bad_block",
             Reject::BadTransaction => "bad_transaction",
+            Reject::BreaksProtocol => "breaks_protocol",
         }
     }
 }
@@ -92,17 +98,43 @@ impl Verified {
     }
 }
 
-/// The fixed context verification needs: the chain, the validators, and protocol constants.
+/// The fixed context verification needs: the chain, the validators, and the protocol rules,
+/// all from the genesis.
 #[derive(Clone, Debug)]
 pub struct Verifier {
     pub chain_id: Hash,
     pub validators: ValidatorSet,
     pub genesis_hash: Hash,
-    pub checkpoint_interval: u64,
-    pub log_window: u64,
+    pub protocol: Protocol,
 }
 
 impl Verifier {
+    pub fn new(genesis: &Genesis) -> Verifier {
+        Verifier {
+            chain_id: genesis.chain_id(),
+            validators: genesis.validators.clone(),
+            genesis_hash: genesis.block().hash(),
+            protocol: genesis.protocol,
+        }
+    }
+
+    /// The genesis's rules for what may enter a block: at most `batch_txs_max` transactions,
+    /// and raw payloads only where the genesis allows them.
+    pub fn admissible(&self, txs: &[Transaction]) -> Result<(), Reject> {
+        if txs.len() > self.protocol.batch_txs_max as usize {
+            return Err(Reject::BreaksProtocol);
+        }
+        self.raw_allowed(txs)
+    }
+
+    /// Raw payloads are refused unless the genesis allows them.
+    pub fn raw_allowed(&self, txs: &[Transaction]) -> Result<(), Reject> {
+        if !self.protocol.raw_payloads && txs.iter().any(|t| t.as_transfer().is_none()) {
+            return Err(Reject::BreaksProtocol);
+        }
+        Ok(())
+    }
+
     /// Decodes and verifies a frame received from `peer` (the sender the transport authenticated,
     /// if it knows one).
     pub fn decode(&self, bytes: &[u8], peer: Option<ReplicaId>) -> Result<Verified, Reject> {
@@ -131,6 +163,7 @@ impl Verifier {
                 if batch.digest() != slot.digest {
                     return Err(Reject::DigestMismatch);
                 }
+                self.admissible(&batch.txs)?;
             }
             Message::Prepare(m) => {
                 self.signed(m)?;
@@ -155,6 +188,7 @@ impl Verifier {
             Message::Status(m) => self.signed(m)?,
             Message::Forward(m) => {
                 self.signed(m)?;
+                self.raw_allowed(&m.body.0)?;
                 if !m
                     .body
                     .0
@@ -182,7 +216,7 @@ impl Verifier {
     }
 
     fn checkpoint(&self, c: &StableCheckpoint) -> Result<(), Reject> {
-        if !c.seq.is_multiple_of(self.checkpoint_interval) {
+        if !c.seq.is_multiple_of(self.protocol.checkpoint_interval) {
             return Err(Reject::BadCheckpointProof);
         }
         match &c.certificate {
@@ -242,7 +276,7 @@ impl Verifier {
             let slot = proof.slot();
             if slot.view >= vc.new_view
                 || slot.seq <= low
-                || slot.seq > low + self.log_window
+                || slot.seq > low + self.protocol.log_window
                 || !seqs.insert(slot.seq)
             {
                 return Err(Reject::BadViewChange);
@@ -265,7 +299,7 @@ impl Verifier {
         {
             return Err(Reject::DigestMismatch);
         }
-        Ok(())
+        batches.iter().try_for_each(|b| self.admissible(&b.txs))
     }
 
     fn new_view(&self, m: &Signed<NewView>, batches: &[Batch]) -> Result<(), Reject> {
@@ -326,6 +360,7 @@ impl Verifier {
             block
                 .verify_certified(&self.chain_id, &self.validators)
                 .map_err(|_| Reject::BadBlock)?;
+            self.admissible(&block.txs).map_err(|_| Reject::BadBlock)?;
         }
         Ok(())
     }

@@ -12,8 +12,8 @@
 //! worker_threads = 1
 //! log = "info"
 //!
-//! [params]                             # optional; consensus parameters (see Params)
-//! batch_txs_max = 512
+//! [params]                             # optional; local consensus parameters (see Params)
+//! batch_txs_max = 512                  # this replica's own batches (the genesis caps them)
 //! ```
 
 use std::net::SocketAddr;
@@ -40,9 +40,6 @@ pub struct ConfigFile {
     pub worker_threads: usize,
     #[serde(default = "default_log")]
     pub log: String,
-    /// Accept raw (unsigned, unexecuted) payloads from clients: benchmarks only.
-    #[serde(default)]
-    pub accept_raw: bool,
     #[serde(default)]
     pub params: ParamsFile,
 }
@@ -80,10 +77,6 @@ impl ParamsFile {
             batch_txs_max: self.batch_txs_max.unwrap_or(d.batch_txs_max),
             batch_timeout_ticks: self.batch_timeout_ticks.unwrap_or(d.batch_timeout_ticks),
             pipeline_depth: self.pipeline_depth.unwrap_or(d.pipeline_depth),
-            // Every replica of a network must use the same checkpoint interval and window (the
-            // boundary checks checkpoints against them), so they are not configurable per node.
-            checkpoint_interval: d.checkpoint_interval,
-            log_window: d.log_window,
             view_timeout_ticks: self.view_timeout_ticks.unwrap_or(d.view_timeout_ticks),
             view_timeout_max_ticks: self
                 .view_timeout_max_ticks
@@ -119,7 +112,6 @@ pub struct Config {
     pub tick_ms: u64,
     pub worker_threads: usize,
     pub log: String,
-    pub accept_raw: bool,
     pub params: Params,
 }
 
@@ -140,7 +132,6 @@ impl Config {
                 .map_err(|_| format!("{what} '{s}' is not an IP address and port"))
         };
         let params = file.params.resolve();
-        params.validate().map_err(|e| e.to_string())?;
         if file.tick_ms == 0 || file.tick_ms > 1000 {
             return Err(format!("tick_ms must be 1..=1000, got {}", file.tick_ms));
         }
@@ -158,7 +149,6 @@ impl Config {
             tick_ms: file.tick_ms,
             worker_threads: file.worker_threads,
             log: file.log,
-            accept_raw: file.accept_raw,
             params,
         })
     }

@@ -68,6 +68,12 @@ pub fn load(config: Config) -> Result<Loaded, StartError> {
             path: config.key.clone(),
         });
     }
+    // Local parameters are checked against the network's rules (a pipeline deeper than the
+    // genesis's watermark window could never fill).
+    config
+        .params
+        .validate(&genesis.protocol)
+        .map_err(quire_consensus::ReplicaError::from)?;
     let store =
         RocksStore::open(&config.data_dir, &genesis).map_err(|source| StartError::Store {
             path: config.data_dir.clone(),
@@ -95,13 +101,7 @@ fn recover_core(loaded: &Loaded) -> Result<Actor, StartError> {
             .map_err(store_err)?,
         consensus: loaded.store.consensus_entries().map_err(store_err)?,
     };
-    let verifier = Verifier {
-        chain_id: loaded.genesis.chain_id(),
-        validators: loaded.genesis.validators.clone(),
-        genesis_hash: loaded.genesis.block().hash(),
-        checkpoint_interval: loaded.config.params.checkpoint_interval,
-        log_window: loaded.config.params.log_window,
-    };
+    let verifier = Verifier::new(&loaded.genesis);
     let replica = Replica::recover(
         loaded.config.id,
         loaded.key.clone(),
@@ -277,7 +277,7 @@ async fn serve(loaded: Loaded) -> Result<(), StartError> {
         loaded.store.clone(),
         shared.clone(),
         events.clone(),
-        config.accept_raw,
+        loaded.genesis.protocol.raw_payloads,
         Arc::new(move || connected_peers(&peers_mesh.stats()) as u32),
     ));
     tokio::spawn(async move {

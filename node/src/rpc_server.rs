@@ -33,7 +33,7 @@ pub struct RpcContext {
     pub store: Arc<RocksStore>,
     pub shared: Arc<Shared>,
     pub events: SyncSender<Event>,
-    pub accept_raw: bool,
+    pub raw_payloads: bool,
     pub peers_connected: Arc<dyn Fn() -> u32 + Send + Sync>,
     recent: Mutex<(HashSet<TxId>, VecDeque<TxId>)>,
 }
@@ -47,7 +47,7 @@ impl RpcContext {
         store: Arc<RocksStore>,
         shared: Arc<Shared>,
         events: SyncSender<Event>,
-        accept_raw: bool,
+        raw_payloads: bool,
         peers_connected: Arc<dyn Fn() -> u32 + Send + Sync>,
     ) -> RpcContext {
         RpcContext {
@@ -57,7 +57,7 @@ impl RpcContext {
             store,
             shared,
             events,
-            accept_raw,
+            raw_payloads,
             peers_connected,
             recent: Mutex::new((HashSet::new(), VecDeque::new())),
         }
@@ -277,11 +277,11 @@ fn signature_verdicts(chain_id: &Hash, txs: &[Transaction]) -> Vec<bool> {
 
 fn admit(ctx: &RpcContext, tx: &Transaction, signature_ok: bool) -> Result<TxId, Refusal> {
     let Some(t) = tx.as_transfer() else {
-        return if ctx.accept_raw {
+        return if ctx.raw_payloads {
             Ok(tx.id())
         } else {
             Err(Refusal::Invalid(
-                "raw payloads are accepted only by benchmark networks".into(),
+                "this network's genesis does not allow raw payloads (raw_payloads = false)".into(),
             ))
         };
     };

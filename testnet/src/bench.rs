@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use quire_chain::genesis::Protocol;
 use quire_chain::{Keypair, Transaction, Transfer, TxId};
 use quire_client::Client;
 use quire_node::config::ParamsFile;
@@ -300,7 +301,13 @@ pub async fn run(dir: &Path, args: &BenchArgs, out: &mut dyn Write) -> Result<Be
             2
         },
         base_port: 0,
-        accept_raw: args.workload == Workload::Raw,
+        protocol: Protocol {
+            raw_payloads: args.workload == Workload::Raw,
+            batch_txs_max: args.batch.map_or(Protocol::default().batch_txs_max, |b| {
+                u32::try_from(b).unwrap_or(u32::MAX)
+            }),
+            ..Protocol::default()
+        },
         log: "warn".into(),
         params: ParamsFile {
             batch_txs_max: args.batch,

@@ -4,7 +4,7 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use quire_chain::genesis::Genesis;
+use quire_chain::genesis::{Genesis, Protocol};
 use quire_chain::keys::Keypair;
 use quire_chain::validators::{Validator, ValidatorSet};
 use quire_client::network::{AccountEntry, NetworkFile, ReplicaEntry};
@@ -21,7 +21,9 @@ pub struct Plan {
     pub base_port: u16,
     pub tick_ms: u64,
     pub worker_threads: usize,
-    pub accept_raw: bool,
+    /// The network's rules, written into the genesis.
+    pub protocol: Protocol,
+    /// Every replica's local parameters.
     pub params: ParamsFile,
     pub log: String,
 }
@@ -35,7 +37,7 @@ impl Default for Plan {
             base_port: 7100,
             tick_ms: 10,
             worker_threads: 1,
-            accept_raw: false,
+            protocol: Protocol::default(),
             params: ParamsFile::default(),
             log: "info".into(),
         }
@@ -143,7 +145,7 @@ pub fn generate(layout: &Layout, plan: &Plan) -> Result<()> {
             address: key.address().to_string(),
         });
     }
-    let genesis = Genesis::new("quire-local".into(), set, balances)?;
+    let genesis = Genesis::with_protocol("quire-local".into(), plan.protocol, set, balances)?;
     write(&layout.genesis(), &genesis.to_toml())?;
     let mut replicas = Vec::new();
     for i in 0..plan.nodes as u32 {
@@ -160,7 +162,6 @@ pub fn generate(layout: &Layout, plan: &Plan) -> Result<()> {
             tick_ms: plan.tick_ms,
             worker_threads: plan.worker_threads,
             log: plan.log.clone(),
-            accept_raw: plan.accept_raw,
             params: plan.params.clone(),
         };
         write(&layout.config(i), &toml::to_string_pretty(&config)?)?;

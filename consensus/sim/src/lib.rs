@@ -15,6 +15,7 @@ pub mod workload;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use quire_chain::genesis::Protocol;
 use quire_chain::store::{MemoryStore, Store};
 use quire_chain::testkit::TestNet;
 use quire_chain::{Hash, ReplicaId, Transaction};
@@ -70,6 +71,9 @@ pub struct SimConfig {
     pub accounts: usize,
     /// Chance per account per tick (‰) of a new transfer.
     pub load_per_mille: u64,
+    /// The genesis's rules (the same for every replica).
+    pub protocol: Protocol,
+    /// Every replica's local parameters.
     pub params: Params,
     /// Keep the full trace (for replay and determinism checks).
     pub trace: bool,
@@ -94,12 +98,19 @@ impl SimConfig {
             crashes: true,
             accounts: 12,
             load_per_mille: 15,
+            // Raw payloads are allowed so that the workload orders some (benchmark networks do);
+            // `submit` refuses them, as client RPC does, when a scenario forbids them.
+            protocol: Protocol {
+                batch_txs_max: 64,
+                raw_payloads: true,
+                checkpoint_interval: 8,
+                log_window: 32,
+                ..Protocol::default()
+            },
             params: Params {
                 batch_txs_max: 64,
                 batch_timeout_ticks: 5,
                 pipeline_depth: 4,
-                checkpoint_interval: 8,
-                log_window: 32,
                 view_timeout_ticks: 60,
                 view_timeout_max_ticks: 240,
                 status_interval_ticks: 20,
@@ -175,15 +186,9 @@ const TICK_MS: u64 = 10;
 
 impl Sim {
     pub fn new(cfg: SimConfig) -> Sim {
-        let net = TestNet::with_seed(cfg.nodes, cfg.accounts, cfg.seed);
+        let net = TestNet::with_protocol(cfg.nodes, cfg.accounts, cfg.seed, cfg.protocol);
         let genesis = &net.genesis;
-        let verifier = Verifier {
-            chain_id: genesis.chain_id(),
-            validators: genesis.validators.clone(),
-            genesis_hash: genesis.block().hash(),
-            checkpoint_interval: cfg.params.checkpoint_interval,
-            log_window: cfg.params.log_window,
-        };
+        let verifier = Verifier::new(genesis);
         let mut rng = Rng::new(cfg.seed);
         let stores: Vec<MemoryStore> = (0..cfg.nodes).map(|_| MemoryStore::new(genesis)).collect();
         let mut ids: Vec<ReplicaId> = (0..cfg.nodes as u32).collect();
@@ -313,7 +318,12 @@ impl Sim {
             Target::One(i) => vec![i],
             Target::All => (0..self.cfg.nodes as u32).collect(),
         };
-        if !tx.verify_signature(&self.verifier.chain_id) {
+        if !tx.verify_signature(&self.verifier.chain_id)
+            || self
+                .verifier
+                .raw_allowed(std::slice::from_ref(&tx))
+                .is_err()
+        {
             return;
         }
         for i in targets {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use quire_chain::cert::{CheckpointStatement, CommitStatement};
 use quire_chain::codec::Encode;
+use quire_chain::genesis::Protocol;
 use quire_chain::testkit::TestNet;
 use quire_chain::{Batch, Keypair};
 use quire_consensus::message::{
@@ -22,14 +23,13 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let net = TestNet::new(4, 4);
-    let verifier = Verifier {
-        chain_id: net.chain_id(),
-        validators: net.genesis.validators.clone(),
-        genesis_hash: net.genesis.block().hash(),
+    let protocol = Protocol {
         checkpoint_interval: 8,
         log_window: 32,
+        ..Protocol::default()
     };
+    let net = TestNet::with_protocol(4, 4, 0, protocol);
+    let verifier = Verifier::new(&net.genesis);
     Setup { net, verifier }
 }
 
@@ -270,11 +270,7 @@ fn far_future_messages_do_not_grow_memory() {
         ledger: s.net.genesis.ledger(),
         consensus: Vec::new(),
     };
-    let params = Params {
-        checkpoint_interval: 8,
-        log_window: 32,
-        ..Params::default()
-    };
+    let params = Params::default();
     let mut r = Replica::recover(3, s.key(3).clone(), s.verifier.clone(), params, durable).unwrap();
     let mut rng = Rng::new(5);
     let mut stepped = 0;

@@ -9,8 +9,8 @@ use support::Cluster;
 
 fn small_window(cfg: &mut quire_sim::SimConfig) {
     cfg.params.batch_txs_max = 1;
-    cfg.params.checkpoint_interval = 4;
-    cfg.params.log_window = 8;
+    cfg.protocol.checkpoint_interval = 4;
+    cfg.protocol.log_window = 8;
     cfg.params.pipeline_depth = 4;
 }
 

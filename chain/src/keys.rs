@@ -98,7 +98,7 @@ impl PublicKey {
         &self.0
     }
 
-    /// Strict verification (rejects non-canonical and small-order components).
+    /// Verification under Quire's one signature rule ([`crate::sig`]).
     pub fn verify(
         &self,
         tag: &str,
@@ -111,10 +111,11 @@ impl PublicKey {
     }
 
     pub fn verify_raw(&self, msg: &[u8], sig: &Signature) -> Result<(), KeyError> {
-        let sig = ed25519_dalek::Signature::from_bytes(&sig.0);
-        self.0
-            .verify_strict(msg, &sig)
-            .map_err(|_| KeyError::BadSignature)
+        if crate::sig::verify(self, msg, sig) {
+            Ok(())
+        } else {
+            Err(KeyError::BadSignature)
+        }
     }
 
     pub fn to_hex(&self) -> String {
@@ -381,42 +382,15 @@ pub enum KeyFileError {
     Corrupt(String, String),
 }
 
-/// Checks many signatures so that every replica reaches the same verdict on each.
-///
-/// dalek's batch verification may accept or reject a signature with small-order components
-/// depending on what else is in the batch, and may disagree with `verify_strict`. So the input is
-/// cut into fixed chunks by position; a chunk that verifies as a batch is accepted whole, and a
-/// chunk that fails is checked signature by signature with `verify_strict`. Replicas that verify
-/// the same list (a block's transactions) therefore agree on every verdict.
-pub fn verify_canonical(items: &[(Vec<u8>, Signature, Address)]) -> Vec<bool> {
-    let mut verdicts = Vec::with_capacity(items.len());
-    for chunk in items.chunks(VERIFY_CHUNK) {
-        verdicts.extend(verify_chunk(chunk));
-    }
-    verdicts
-}
-
-/// The fixed chunk size of [`verify_canonical`]; part of the protocol (docs/chain-format.md).
-pub const VERIFY_CHUNK: usize = 128;
-
-fn verify_chunk(chunk: &[(Vec<u8>, Signature, Address)]) -> Vec<bool> {
-    let keys: Vec<Option<PublicKey>> = chunk.iter().map(|(_, _, a)| a.public_key().ok()).collect();
-    if keys.iter().all(Option::is_some) {
-        let messages: Vec<&[u8]> = chunk.iter().map(|(m, _, _)| m.as_slice()).collect();
-        let sigs: Vec<ed25519_dalek::Signature> = chunk
-            .iter()
-            .map(|(_, s, _)| ed25519_dalek::Signature::from_bytes(&s.0))
-            .collect();
-        let dalek_keys: Vec<VerifyingKey> = keys.iter().flatten().map(|k| k.0).collect();
-        if ed25519_dalek::verify_batch(&messages, &sigs, &dalek_keys).is_ok() {
-            return vec![true; chunk.len()];
-        }
-    }
-    chunk
+/// The verdict of each `(signed bytes, signature, signer)`, exactly as [`PublicKey::verify_raw`]
+/// gives it one at a time (the rule of [`crate::sig`]), computed in batches. A signer whose
+/// address is not a valid key fails.
+pub fn verify_many(items: &[(Vec<u8>, Signature, Address)]) -> Vec<bool> {
+    let checks: Vec<crate::sig::Item<'_>> = items
         .iter()
-        .zip(keys)
-        .map(|((msg, sig, _), key)| key.is_some_and(|k| k.verify_raw(msg, sig).is_ok()))
-        .collect()
+        .map(|(msg, sig, from)| (msg.as_slice(), sig, from.public_key().ok()))
+        .collect();
+    crate::sig::verify_many(&checks)
 }
 
 #[cfg(test)]
@@ -498,7 +472,7 @@ mod tests {
     }
 
     #[test]
-    fn canonical_verification_flags_exactly_the_bad_signatures() {
+    fn batched_verification_flags_exactly_the_bad_signatures() {
         let c = chain(3);
         let mut items = Vec::new();
         for i in 0..300u32 {
@@ -510,13 +484,13 @@ mod tests {
             }
             items.push((msg, sig, k.address()));
         }
-        let verdicts = verify_canonical(&items);
+        let verdicts = verify_many(&items);
         for (i, ok) in verdicts.iter().enumerate() {
             assert_eq!(*ok, i % 97 != 5, "item {i}");
         }
         // An address that is not a curve point fails only its own item.
         items[1].2 = Address([0xff; 32]);
-        let verdicts = verify_canonical(&items);
+        let verdicts = verify_many(&items);
         assert!(!verdicts[1]);
         assert!(verdicts[0] && verdicts[2]);
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::codec::{Decode, DecodeError, Encode, Reader};
 use crate::hash::{Hash, tags};
-use crate::keys::{Address, verify_canonical};
+use crate::keys::{Address, verify_many};
 use crate::smt::{SmtProof, SparseMerkleTree};
 use crate::tx::{Outcome, Rejection, Transaction};
 
@@ -122,8 +122,9 @@ impl Ledger {
         )
     }
 
-    /// The canonical signature verdicts for a block's transactions (raw payloads count as valid;
-    /// they carry no signature). Verification is chunked over the block's transfers in order.
+    /// The signature verdicts for a block's transactions (raw payloads count as valid; they carry
+    /// no signature). Each verdict depends on its transaction alone (see [`crate::sig`]), so one
+    /// computed earlier — at admission, say — may stand in for it.
     pub fn verify_signatures(&self, txs: &[Transaction]) -> Vec<bool> {
         let items: Vec<_> = txs
             .iter()
@@ -136,7 +137,7 @@ impl Ledger {
                 )
             })
             .collect();
-        let mut transfer_verdicts = verify_canonical(&items).into_iter();
+        let mut transfer_verdicts = verify_many(&items).into_iter();
         txs.iter()
             .map(|tx| match tx {
                 Transaction::Transfer(_) => transfer_verdicts.next().unwrap_or(false),

@@ -15,6 +15,7 @@ pub mod hash;
 pub mod keys;
 pub mod ledger;
 pub mod merkle;
+pub mod sig;
 pub mod smt;
 pub mod store;
 pub mod testkit;

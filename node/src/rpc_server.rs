@@ -266,7 +266,7 @@ fn signature_verdicts(chain_id: &Hash, txs: &[Transaction]) -> Vec<bool> {
         .filter_map(Transaction::as_transfer)
         .map(|t| (t.signing_bytes(chain_id), t.signature, t.transfer.from))
         .collect();
-    let mut verdicts = quire_chain::keys::verify_canonical(&items).into_iter();
+    let mut verdicts = quire_chain::keys::verify_many(&items).into_iter();
     txs.iter()
         .map(|tx| match tx {
             Transaction::Transfer(_) => verdicts.next().unwrap_or(false),

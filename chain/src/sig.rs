@@ -232,10 +232,9 @@ mod tests {
         for (msg, sig, key) in cases() {
             let ours = verify(&key, &msg, &sig);
             assert_eq!(ours, reference(&key, &msg, &sig), "{sig:?} on {msg:?}");
-            let strict = key.dalek().verify_strict(
-                &msg,
-                &ed25519_dalek::Signature::from_bytes(&sig.0),
-            );
+            let strict = key
+                .dalek()
+                .verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(&sig.0));
             if ours && strict.is_err() {
                 torsion_accepted += 1;
             }

@@ -333,7 +333,14 @@ impl Replica {
         cert: quire_chain::CommitCertificate,
         claimed: Option<(&quire_chain::Header, quire_chain::ReplicaId)>,
     ) {
-        let executed = execute(&mut self.ledger, &self.head, batch, Some(cert), None);
+        let verdicts = self.known_good.verdicts(&self.ledger, &batch.txs);
+        let executed = execute(
+            &mut self.ledger,
+            &self.head,
+            batch,
+            Some(cert),
+            Some(verdicts),
+        );
         let header = executed.record.block.header;
         if let Some((claimed, from)) = claimed
             && *claimed != header

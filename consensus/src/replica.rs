@@ -19,6 +19,7 @@ use thiserror::Error;
 
 use crate::checkpoint::CheckpointVotes;
 use crate::config::{Params, ParamsError};
+use crate::known::KnownGood;
 use crate::log::Slot;
 use crate::mempool::Mempool;
 use crate::message::{
@@ -100,6 +101,8 @@ pub struct Replica {
     pub(crate) ledger: Ledger,
     pub(crate) head: Header,
     pub(crate) mempool: Mempool,
+    /// Transactions whose signatures were checked on the way in (not again at execution).
+    pub(crate) known_good: KnownGood,
     /// The next sequence number this replica proposes, when primary.
     pub(crate) next_seq: u64,
 
@@ -159,6 +162,8 @@ impl Replica {
             id,
             key,
             mempool: Mempool::new(params.mempool_max),
+            // Enough for the mempool and every batch in flight; beyond, a check is repeated.
+            known_good: KnownGood::new(params.mempool_max.max(1 << 16)),
             verifier,
             params,
             view: recovered.view,
@@ -275,6 +280,16 @@ impl Replica {
         self.tick
     }
 
+    /// What a verifier may use to drop stale messages before checking them
+    /// ([`crate::prefilter`]).
+    pub fn watermarks(&self) -> crate::prefilter::Watermarks {
+        crate::prefilter::Watermarks {
+            view: self.view,
+            stable_seq: self.stable.seq,
+            height: self.head.height,
+        }
+    }
+
     /// A one-line summary of the protocol state, for logs and failure reports.
     pub fn describe(&self) -> String {
         let slots: Vec<String> = self
@@ -344,7 +359,13 @@ impl Replica {
 
     pub fn step(&mut self, input: Input) -> Vec<Output> {
         match input {
-            Input::Message(m) => self.on_message(m.into_message()),
+            Input::Message(m) => {
+                let (message, good_txs) = m.into_parts();
+                for id in good_txs {
+                    self.known_good.learn(id);
+                }
+                self.on_message(message)
+            }
             Input::Requests(txs) => self.on_requests(txs),
             Input::Tick { now_ms } => self.on_tick(now_ms),
         }
@@ -372,6 +393,10 @@ impl Replica {
     fn on_requests(&mut self, txs: Vec<Transaction>) {
         let mut fresh = Vec::new();
         for tx in txs {
+            // The caller checked the signature (Input::Requests).
+            if tx.as_transfer().is_some() {
+                self.known_good.learn(tx.id());
+            }
             match self.mempool.insert(tx.clone(), self.tick) {
                 Ok(()) => fresh.push(tx),
                 Err(crate::mempool::Refusal::Duplicate) => self.stats.drop(Drop::Duplicate),

@@ -2,14 +2,20 @@
 //! (nested ones included) before the core sees it, as a [`Verified`] message. The core never
 //! handles unchecked input; what remains for it are the checks that need its state (view,
 //! watermarks, duplicates).
+//!
+//! Client signatures inside a message (forwarded transactions, a proposal's batch, blocks in
+//! state transfer) are checked here too, so the node can do it on a pool off the consensus
+//! thread; the transactions found good travel with the message, and the core does not check them
+//! again when it executes. A transaction's verdict depends on it alone (`quire_chain::sig`), so a
+//! [`VerdictCache`] lets a replica check each signature once however it arrives.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use quire_chain::block::Batch;
 use quire_chain::cert::CheckpointStatement;
-use quire_chain::codec::Decode;
+use quire_chain::codec::{Decode, Encode};
 use quire_chain::genesis::Protocol;
-use quire_chain::{Genesis, Hash, ReplicaId, Transaction, ValidatorSet};
+use quire_chain::{Genesis, Hash, ReplicaId, Transaction, TxId, ValidatorSet};
 
 use crate::message::{
     BLOCKS_PER_REPLY_MAX, Blocks, Body, FetchBlocks, Message, NewView, Prepare, PreparedProof,
@@ -86,16 +92,88 @@ impl Reject {
 
 /// A message whose every signature and every self-contained rule has been checked.
 #[derive(Clone, Debug)]
-pub struct Verified(Message);
+pub struct Verified {
+    message: Message,
+    /// Transfers inside the message whose client signatures verified.
+    good_txs: Vec<TxId>,
+}
 
 impl Verified {
     pub fn message(&self) -> &Message {
-        &self.0
+        &self.message
     }
 
     pub fn into_message(self) -> Message {
-        self.0
+        self.message
     }
+
+    /// The message, and the transfers in it whose signatures were found valid.
+    pub fn into_parts(self) -> (Message, Vec<TxId>) {
+        (self.message, self.good_txs)
+    }
+}
+
+/// Signatures already found valid, by transaction id: lets a replica check a client's signature
+/// once, whether the transaction reached it from the client, a peer's forward, a proposal or a
+/// block. Only `true` verdicts are remembered; a cache may forget at any time.
+pub trait VerdictCache {
+    fn known_good(&self, id: &TxId) -> bool;
+    fn remember_good(&self, ids: &[TxId]);
+    /// A ViewChange (by the digest of its signed encoding) that verified in full before.
+    fn known_view_change(&self, _digest: &Hash) -> bool {
+        false
+    }
+    fn remember_view_change(&self, _digest: Hash) {}
+}
+
+fn good_of(txs: &[Transaction], verdicts: &[bool]) -> Vec<TxId> {
+    txs.iter()
+        .zip(verdicts)
+        .filter(|(tx, ok)| **ok && tx.as_transfer().is_some())
+        .map(|(tx, _)| tx.id())
+        .collect()
+}
+
+/// No cache: every signature is checked where it is met.
+pub struct NoCache;
+
+impl VerdictCache for NoCache {
+    fn known_good(&self, _: &TxId) -> bool {
+        false
+    }
+    fn remember_good(&self, _: &[TxId]) {}
+}
+
+/// The verdicts of `txs`' signatures (raw payloads carry none and count as good), checking only
+/// those `cache` does not know, in batches; the good ones are remembered.
+pub fn check_transactions(
+    chain_id: &Hash,
+    txs: &[Transaction],
+    cache: &dyn VerdictCache,
+) -> Vec<bool> {
+    let mut verdicts: Vec<bool> = txs
+        .iter()
+        .map(|tx| tx.as_transfer().is_none() || cache.known_good(&tx.id()))
+        .collect();
+    let unknown: Vec<usize> = (0..txs.len()).filter(|i| !verdicts[*i]).collect();
+    if unknown.is_empty() {
+        return verdicts;
+    }
+    let items: Vec<_> = unknown
+        .iter()
+        .filter_map(|i| txs[*i].as_transfer())
+        .map(|t| (t.signing_bytes(chain_id), t.signature, t.transfer.from))
+        .collect();
+    let checked = quire_chain::keys::verify_many(&items);
+    let mut good = Vec::new();
+    for (i, ok) in unknown.into_iter().zip(checked) {
+        verdicts[i] = ok;
+        if ok {
+            good.push(txs[i].id());
+        }
+    }
+    cache.remember_good(&good);
+    verdicts
 }
 
 /// The fixed context verification needs: the chain, the validators, and the protocol rules,
@@ -138,11 +216,30 @@ impl Verifier {
     /// Decodes and verifies a frame received from `peer` (the sender the transport authenticated,
     /// if it knows one).
     pub fn decode(&self, bytes: &[u8], peer: Option<ReplicaId>) -> Result<Verified, Reject> {
+        self.decode_with(bytes, peer, &NoCache)
+    }
+
+    /// As [`decode`](Self::decode), skipping client signatures `cache` already knows are good.
+    pub fn decode_with(
+        &self,
+        bytes: &[u8],
+        peer: Option<ReplicaId>,
+        cache: &dyn VerdictCache,
+    ) -> Result<Verified, Reject> {
         let message = Message::from_bytes(bytes).map_err(|_| Reject::Malformed)?;
-        self.verify(message, peer)
+        self.verify_with(message, peer, cache)
     }
 
     pub fn verify(&self, message: Message, peer: Option<ReplicaId>) -> Result<Verified, Reject> {
+        self.verify_with(message, peer, &NoCache)
+    }
+
+    pub fn verify_with(
+        &self,
+        message: Message,
+        peer: Option<ReplicaId>,
+        cache: &dyn VerdictCache,
+    ) -> Result<Verified, Reject> {
         let from = message.from();
         if self.validators.get(from).is_none() {
             return Err(Reject::UnknownSender);
@@ -153,6 +250,7 @@ impl Verifier {
         if peer.is_some_and(|p| p != from) && !relayable {
             return Err(Reject::Impersonation);
         }
+        let mut good_txs = Vec::new();
         match &message {
             Message::PrePrepare { proposal, batch } => {
                 self.signed(proposal)?;
@@ -164,6 +262,10 @@ impl Verifier {
                     return Err(Reject::DigestMismatch);
                 }
                 self.admissible(&batch.txs)?;
+                // A bad client signature does not void the proposal (execution records it as
+                // rejected and blames the primary); only the good ones are listed.
+                let verdicts = check_transactions(&self.chain_id, &batch.txs, cache);
+                good_txs = good_of(&batch.txs, &verdicts);
             }
             Message::Prepare(m) => {
                 self.signed(m)?;
@@ -177,31 +279,34 @@ impl Verifier {
                 view_change,
                 batches,
             } => {
-                self.view_change(view_change)?;
+                self.view_change(view_change, cache)?;
                 self.batches_cover(
                     view_change.body.prepared.iter().map(|p| p.slot().digest),
                     batches,
                 )
                 .map_err(|_| Reject::BadViewChange)?;
             }
-            Message::NewView { new_view, batches } => self.new_view(new_view, batches)?,
+            Message::NewView { new_view, batches } => self.new_view(new_view, batches, cache)?,
             Message::Status(m) => self.signed(m)?,
             Message::Forward(m) => {
                 self.signed(m)?;
                 self.raw_allowed(&m.body.0)?;
-                if !m
-                    .body
-                    .0
-                    .iter()
-                    .all(|tx| tx.verify_signature(&self.chain_id))
-                {
+                let verdicts = check_transactions(&self.chain_id, &m.body.0, cache);
+                if !verdicts.iter().all(|ok| *ok) {
                     return Err(Reject::BadTransaction);
                 }
+                good_txs = good_of(&m.body.0, &verdicts);
             }
             Message::FetchBlocks(m) => self.fetch(m)?,
-            Message::Blocks(m) => self.blocks(m)?,
+            Message::Blocks(m) => {
+                self.blocks(m)?;
+                for block in &m.body.0 {
+                    let verdicts = check_transactions(&self.chain_id, &block.txs, cache);
+                    good_txs.extend(good_of(&block.txs, &verdicts));
+                }
+            }
         }
-        Ok(Verified(message))
+        Ok(Verified { message, good_txs })
     }
 
     fn signed<T: Body>(&self, m: &Signed<T>) -> Result<(), Reject> {
@@ -266,7 +371,20 @@ impl Verifier {
         Ok(())
     }
 
-    fn view_change(&self, m: &Signed<ViewChange>) -> Result<(), Reject> {
+    /// A ViewChange is checked in full once (its checkpoint proof and every prepared proof: up to
+    /// window × quorum signatures); a replay, or the same one inside another NewView, is known
+    /// by the digest of its bytes.
+    fn view_change(&self, m: &Signed<ViewChange>, cache: &dyn VerdictCache) -> Result<(), Reject> {
+        let digest = Hash::tagged("quire/v1/verified-view-change", &[&m.to_bytes()]);
+        if cache.known_view_change(&digest) {
+            return Ok(());
+        }
+        self.check_view_change(m)?;
+        cache.remember_view_change(digest);
+        Ok(())
+    }
+
+    fn check_view_change(&self, m: &Signed<ViewChange>) -> Result<(), Reject> {
         self.signed(m)?;
         let vc = &m.body;
         self.checkpoint(&vc.checkpoint)?;
@@ -302,7 +420,12 @@ impl Verifier {
         batches.iter().try_for_each(|b| self.admissible(&b.txs))
     }
 
-    fn new_view(&self, m: &Signed<NewView>, batches: &[Batch]) -> Result<(), Reject> {
+    fn new_view(
+        &self,
+        m: &Signed<NewView>,
+        batches: &[Batch],
+        cache: &dyn VerdictCache,
+    ) -> Result<(), Reject> {
         self.signed(m)?;
         let nv = &m.body;
         if self.validators.primary(nv.view) != m.from {
@@ -316,7 +439,8 @@ impl Verifier {
             if vc.body.new_view != nv.view || !senders.insert(vc.from) {
                 return Err(Reject::BadNewView);
             }
-            self.view_change(vc).map_err(|_| Reject::BadNewView)?;
+            self.view_change(vc, cache)
+                .map_err(|_| Reject::BadNewView)?;
         }
         // Recompute O from V (trap 3): the proposals must be exactly the plan.
         let vcs: Vec<&ViewChange> = nv.view_changes.iter().map(|vc| &vc.body).collect();

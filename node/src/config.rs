@@ -10,6 +10,8 @@
 //! admin = false                        # loopback-only admin API (testnets turn it on)
 //! tick_ms = 10
 //! worker_threads = 1
+//! verify_threads = 1                   # threads checking replica messages off the driver
+//! peer_signatures_per_s = 30000        # most signature checks per second a peer can cost us
 //! log = "info"
 //!
 //! [params]                             # optional; local consensus parameters (see Params)
@@ -38,6 +40,10 @@ pub struct ConfigFile {
     pub tick_ms: u64,
     #[serde(default = "default_workers")]
     pub worker_threads: usize,
+    #[serde(default = "default_workers")]
+    pub verify_threads: usize,
+    #[serde(default = "default_peer_signatures")]
+    pub peer_signatures_per_s: u64,
     #[serde(default = "default_log")]
     pub log: String,
     #[serde(default)]
@@ -49,6 +55,9 @@ fn default_tick_ms() -> u64 {
 }
 fn default_workers() -> usize {
     1
+}
+fn default_peer_signatures() -> u64 {
+    crate::verify_pool::Budget::default().signatures_per_s
 }
 fn default_log() -> String {
     "info".into()
@@ -111,6 +120,8 @@ pub struct Config {
     pub admin: bool,
     pub tick_ms: u64,
     pub worker_threads: usize,
+    pub verify_threads: usize,
+    pub peer_signatures_per_s: u64,
     pub log: String,
     pub params: Params,
 }
@@ -138,6 +149,12 @@ impl Config {
         if file.worker_threads == 0 || file.worker_threads > 64 {
             return Err("worker_threads must be 1..=64".into());
         }
+        if file.verify_threads == 0 || file.verify_threads > 64 {
+            return Err("verify_threads must be 1..=64".into());
+        }
+        if file.peer_signatures_per_s == 0 {
+            return Err("peer_signatures_per_s must be positive".into());
+        }
         Ok(Config {
             id: file.id,
             genesis: base.join(&file.genesis),
@@ -148,6 +165,8 @@ impl Config {
             admin: file.admin,
             tick_ms: file.tick_ms,
             worker_threads: file.worker_threads,
+            verify_threads: file.verify_threads,
+            peer_signatures_per_s: file.peer_signatures_per_s,
             log: file.log,
             params,
         })

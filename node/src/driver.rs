@@ -13,7 +13,7 @@ use quire_chain::smt::SmtProof;
 use quire_chain::{Account, Address, Header, ReplicaId, Transaction, TxId};
 use quire_consensus::exec::{self, Outbox};
 use quire_consensus::message::{Kind, StableCheckpoint};
-use quire_consensus::{Actor, Behaviour, Input, Output, Verifier};
+use quire_consensus::{Actor, Behaviour, Input, Output, Reject, Verified, Verifier};
 use quire_rocks::RocksStore;
 use tokio::sync::oneshot;
 
@@ -48,11 +48,17 @@ impl Outbox for CountingOutbox<'_> {
     }
 }
 
+#[allow(clippy::large_enum_variant)] // events pass through a queue one by one; boxing adds allocations
 pub enum Event {
-    /// A frame from an authenticated replica connection.
-    Frame {
+    /// A message from an authenticated replica, verified by the pool (`verify_pool`).
+    Verified {
         from: ReplicaId,
-        bytes: Vec<u8>,
+        verified: Verified,
+    },
+    /// A replica's frame that failed verification: counted, and its sender blamed.
+    Rejected {
+        from: ReplicaId,
+        reject: Reject,
     },
     /// Client transactions whose signatures the RPC layer checked.
     Requests {
@@ -80,7 +86,9 @@ pub enum Event {
 /// What the RPC layer may read without asking the driver.
 #[derive(Default)]
 pub struct Shared {
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    /// The watermarks the verification pool filters stale messages with.
+    pub watermarks: Arc<crate::verify_pool::Published>,
     pub stable: Mutex<Option<StableCheckpoint>>,
     pub head_hash: Mutex<quire_chain::Hash>,
 }
@@ -161,6 +169,7 @@ impl Driver {
                 next_tick = (next_tick + self.tick).max(now);
             }
             self.carry_out(outputs)?;
+            self.shared.watermarks.set(self.actor.replica.watermarks());
             if self.published.elapsed() >= Duration::from_millis(50) {
                 self.publish();
             }
@@ -169,16 +178,15 @@ impl Driver {
 
     fn handle(&mut self, event: Event, outputs: &mut Vec<Output>) {
         match event {
-            Event::Frame { from, bytes } => match self.verifier.decode(&bytes, Some(from)) {
-                Ok(verified) => {
-                    self.shared.metrics.received(verified.message().kind());
-                    outputs.extend(self.actor.step(Input::Message(verified)));
-                }
-                Err(reject) => {
-                    tracing::debug!(from, reason = reject.name(), "dropped a frame");
-                    self.actor.replica.note_rejected(reject, Some(from));
-                }
-            },
+            Event::Verified { from: _, verified } => {
+                self.shared.metrics.received(verified.message().kind());
+                outputs.extend(self.actor.step(Input::Message(verified)));
+            }
+            Event::Rejected { from, reject } => {
+                tracing::debug!(from, reason = reject.name(), "dropped a frame");
+                self.shared.metrics.ingress_dropped(from, reject.name());
+                self.actor.replica.note_rejected(reject, Some(from));
+            }
             Event::Requests { txs, received } => {
                 if self.submitted_at.len() < LATENCY_TRACKED_MAX {
                     for tx in &txs {

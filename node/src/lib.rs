@@ -11,3 +11,4 @@ pub mod node;
 pub use quire_wire::rpc;
 pub mod rpc_server;
 pub mod transport;
+pub mod verify_pool;

@@ -75,6 +75,10 @@ struct Inner {
     refused: BTreeMap<&'static str, u64>,
     rpc_requests: u64,
     rpc_errors: BTreeMap<&'static str, u64>,
+    /// Replica frames dropped before the core, by peer and reason (stale, throttled, refused).
+    ingress_dropped: BTreeMap<(u32, &'static str), u64>,
+    /// Signatures checked for each peer's messages (what its budget is charged).
+    ingress_signatures: BTreeMap<u32, u64>,
 }
 
 /// Shared between the driver (writer) and the HTTP server (reader).
@@ -102,6 +106,8 @@ impl Default for Metrics {
                 refused: BTreeMap::new(),
                 rpc_requests: 0,
                 rpc_errors: BTreeMap::new(),
+                ingress_dropped: BTreeMap::new(),
+                ingress_signatures: BTreeMap::new(),
             }),
         }
     }
@@ -153,6 +159,18 @@ impl Metrics {
 
     pub fn rpc_error(&self, reason: &'static str) {
         *self.lock().rpc_errors.entry(reason).or_default() += 1;
+    }
+
+    pub fn ingress_dropped(&self, peer: u32, reason: &'static str) {
+        *self
+            .lock()
+            .ingress_dropped
+            .entry((peer, reason))
+            .or_default() += 1;
+    }
+
+    pub fn ingress_signatures(&self, peer: u32, signatures: u64) {
+        *self.lock().ingress_signatures.entry(peer).or_default() += signatures;
     }
 
     /// Renders everything, plus the transport's lines (`extra`), as Prometheus text.
@@ -327,6 +345,23 @@ impl Metrics {
         );
         for (reason, v) in &m.rpc_errors {
             let _ = writeln!(out, "quire_rpc_errors_total{{reason=\"{reason}\"}} {v}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP quire_ingress_dropped_total Replica frames dropped before the consensus core, by peer and reason.\n# TYPE quire_ingress_dropped_total counter"
+        );
+        for ((peer, reason), v) in &m.ingress_dropped {
+            let _ = writeln!(
+                out,
+                "quire_ingress_dropped_total{{peer=\"{peer}\",reason=\"{reason}\"}} {v}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP quire_ingress_signatures_total Signatures checked for each peer's messages.\n# TYPE quire_ingress_signatures_total counter"
+        );
+        for (peer, v) in &m.ingress_signatures {
+            let _ = writeln!(out, "quire_ingress_signatures_total{{peer=\"{peer}\"}} {v}");
         }
         let _ = writeln!(
             out,

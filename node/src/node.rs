@@ -18,6 +18,7 @@ use crate::driver::{Driver, Event, Shared, Transport};
 use crate::http::{self, HttpContext, Links};
 use crate::rpc_server::{self, RpcContext};
 use crate::transport::{Mesh, MeshConfig, MeshStats, PeerStats};
+use crate::verify_pool;
 
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -245,6 +246,7 @@ async fn serve(loaded: Loaded) -> Result<(), StartError> {
         Mesh::start(mesh_config).map_err(|e| StartError::Transport(e.to_string()))?;
     let mesh = Arc::new(mesh);
     let shared = Arc::new(Shared::default());
+    let signatures = Arc::new(verify_pool::SignatureCache::new(1 << 18));
     let (events, inbox) = std::sync::mpsc::sync_channel::<Event>(16_384);
     let driver = Driver::new(
         actor,
@@ -258,15 +260,23 @@ async fn serve(loaded: Loaded) -> Result<(), StartError> {
         .spawn(move || driver.run(inbox))
         .map_err(StartError::Runtime)?;
 
-    // Replica frames → driver.
-    let frames_to = events.clone();
-    tokio::spawn(async move {
-        while let Some((from, bytes)) = mesh_events.frames.recv().await {
-            if !rpc_server::deliver(&frames_to, Event::Frame { from, bytes }).await {
-                break;
-            }
-        }
-    });
+    // Replica frames → verification pool → driver.
+    let pool = verify_pool::start(
+        verify_pool::PoolContext {
+            inbox: mesh_events.frames.clone(),
+            verifier: Verifier::new(&loaded.genesis),
+            watermarks: shared.watermarks.clone(),
+            cache: signatures.clone(),
+            events: events.clone(),
+            metrics: shared.metrics.clone(),
+            budget: verify_pool::Budget {
+                signatures_per_s: config.peer_signatures_per_s,
+                burst_signatures: config.peer_signatures_per_s.saturating_mul(2),
+            },
+        },
+        config.verify_threads,
+    )
+    .map_err(StartError::Runtime)?;
 
     // Clients.
     let peers_mesh = mesh.clone();
@@ -304,6 +314,9 @@ async fn serve(loaded: Loaded) -> Result<(), StartError> {
     let result = wait_for_exit(&driver_thread).await;
     let _ = events.try_send(Event::Shutdown);
     mesh.shutdown().await;
+    // The inbox is closed now; the pool's threads stop within a pop timeout.
+    let _ =
+        tokio::task::spawn_blocking(move || pool.into_iter().for_each(|t| drop(t.join()))).await;
     match tokio::task::spawn_blocking(move || driver_thread.join()).await {
         Ok(Ok(Err(e))) => Err(StartError::Storage(e)),
         _ => result,

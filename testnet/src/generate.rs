@@ -21,6 +21,10 @@ pub struct Plan {
     pub base_port: u16,
     pub tick_ms: u64,
     pub worker_threads: usize,
+    /// Threads verifying replica messages, per replica.
+    pub verify_threads: usize,
+    /// Each replica's budget of signature checks per second per peer.
+    pub peer_signatures_per_s: u64,
     /// The network's rules, written into the genesis.
     pub protocol: Protocol,
     /// Every replica's local parameters.
@@ -37,6 +41,8 @@ impl Default for Plan {
             base_port: 7100,
             tick_ms: 10,
             worker_threads: 1,
+            verify_threads: 1,
+            peer_signatures_per_s: quire_node::verify_pool::Budget::default().signatures_per_s,
             protocol: Protocol::default(),
             params: ParamsFile::default(),
             log: "info".into(),
@@ -161,6 +167,8 @@ pub fn generate(layout: &Layout, plan: &Plan) -> Result<()> {
             admin: true,
             tick_ms: plan.tick_ms,
             worker_threads: plan.worker_threads,
+            verify_threads: plan.verify_threads,
+            peer_signatures_per_s: plan.peer_signatures_per_s,
             log: plan.log.clone(),
             params: plan.params.clone(),
         };

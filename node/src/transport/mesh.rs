@@ -1,10 +1,10 @@
 //! The replica mesh: every replica keeps one outgoing link to every other replica and accepts
 //! theirs, on one QUIC endpoint that also serves clients.
 //!
-//! Sending never blocks: a frame goes into the peer's bounded queue, or is dropped and counted
-//! when the queue is full (PBFT recovers lost messages; a stalled caller would stall consensus).
-//! Receiving applies back-pressure instead: a reader waits for room in the node's inbound channel,
-//! and QUIC flow control slows the sender down. Link controls (block, delay) are checked on these
+//! Sending never blocks: a frame goes into the peer's queue (bounded in frames and in bytes), or
+//! is dropped and counted when the queue is full (PBFT recovers lost messages; a stalled caller
+//! would stall consensus). Receiving applies back-pressure instead, per peer: a reader waits for
+//! room in its peer's queue of the [`Inbox`], and QUIC flow control slows that peer down. Link controls (block, delay) are checked on these
 //! paths so the testnet can inject faults into a real network.
 
 mod inbound;
@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::endpoint::endpoint_config;
+use super::inbox::Inbox;
 use super::stats::{EndpointCounters, MeshStats, PeerCounters, bump};
 use super::tls::{replica_client_config, server_config};
 use super::{FRAME_BYTES_MAX, TransportError, codes};
@@ -40,10 +41,12 @@ pub struct MeshConfig {
     pub listen: SocketAddr,
     /// Who the peers are, their keys and their "host:port" addresses.
     pub validators: ValidatorSet,
-    /// Frames waiting for one peer before new ones are dropped.
+    /// Frames waiting for one peer before new ones are dropped…
     pub peer_queue_frames: usize,
-    /// Frames received but not yet taken by the node, before readers wait.
-    pub inbound_queue_frames: usize,
+    /// …and bytes.
+    pub peer_queue_bytes: usize,
+    /// Bytes received from one peer but not yet taken by the node, before its readers wait.
+    pub inbound_peer_bytes: usize,
     /// Client connections not yet taken by the node, before new ones are refused.
     pub client_queue_connections: usize,
     /// The largest frame sent or accepted.
@@ -64,7 +67,8 @@ impl MeshConfig {
             listen,
             validators,
             peer_queue_frames: 4096,
-            inbound_queue_frames: 4096,
+            peer_queue_bytes: 64 << 20,
+            inbound_peer_bytes: 16 << 20,
             client_queue_connections: 256,
             frame_bytes_max: FRAME_BYTES_MAX,
         }
@@ -72,10 +76,10 @@ impl MeshConfig {
 }
 
 /// What the mesh delivers to the node.
-#[derive(Debug)]
 pub struct MeshEvents {
-    /// Frames from other replicas, with the sender authenticated by its TLS certificate.
-    pub frames: mpsc::Receiver<(ReplicaId, Vec<u8>)>,
+    /// Frames from other replicas, with the sender authenticated by its TLS certificate, in one
+    /// byte-bounded queue per peer.
+    pub frames: Arc<Inbox>,
     /// Connections of plain clients (no certificate), for the RPC service.
     pub clients: mpsc::Receiver<quinn::Connection>,
 }
@@ -86,11 +90,12 @@ pub struct Mesh {
     endpoint: Endpoint,
     queues: BTreeMap<ReplicaId, mpsc::Sender<Outgoing>>,
     shared: Arc<Shared>,
+    inbox: Arc<Inbox>,
     tasks: Vec<AbortHandle>,
 }
 
 /// A frame waiting in a peer's queue; the delay link control counts from `queued_at`.
-struct Outgoing {
+pub(super) struct Outgoing {
     frame: Arc<Vec<u8>>,
     queued_at: Instant,
 }
@@ -101,6 +106,8 @@ struct Link {
     counters: PeerCounters,
     blocked: AtomicBool,
     delay_us: AtomicU64,
+    /// Bytes of the frames in the peer's outgoing queue.
+    queued_bytes: AtomicU64,
     /// The peer's current connection to us. A peer dials again only when it thinks its link is
     /// gone, so a new connection supersedes the old one; this also stops a faulty replica from
     /// holding many connections (each with readers and buffers) open at once.
@@ -147,6 +154,7 @@ struct Shared {
     links: BTreeMap<ReplicaId, Arc<Link>>,
     endpoint: EndpointCounters,
     frame_bytes_max: usize,
+    peer_queue_bytes: usize,
 }
 
 impl Mesh {
@@ -163,13 +171,17 @@ impl Mesh {
             links: peers.iter().map(|p| (p.id, p.link.clone())).collect(),
             endpoint: EndpointCounters::default(),
             frame_bytes_max: config.frame_bytes_max,
+            peer_queue_bytes: config.peer_queue_bytes,
         });
-        let (frames_tx, frames) = mpsc::channel(config.inbound_queue_frames.max(1));
+        let frames = Arc::new(Inbox::new(
+            peers.iter().map(|p| p.id),
+            config.inbound_peer_bytes,
+        ));
         let (clients_tx, clients) = mpsc::channel(config.client_queue_connections.max(1));
         let inbound = inbound::Inbound {
             shared: shared.clone(),
             allowed,
-            frames: frames_tx,
+            frames: frames.clone(),
             clients: clients_tx,
         };
         let mut tasks =
@@ -193,6 +205,7 @@ impl Mesh {
             endpoint,
             queues,
             shared,
+            inbox: frames.clone(),
             tasks,
         };
         Ok((mesh, MeshEvents { frames, clients }))
@@ -221,12 +234,19 @@ impl Mesh {
         if frame.len() > self.shared.frame_bytes_max {
             return bump(&link.counters.dropped_oversized);
         }
+        let bytes = frame.len() as u64;
+        let queued = link.queued_bytes.load(Ordering::Relaxed);
+        if queued > 0 && queued + bytes > self.shared.peer_queue_bytes as u64 {
+            return bump(&link.counters.dropped_queue_full);
+        }
         let outgoing = Outgoing {
             frame,
             queued_at: Instant::now(),
         };
         match queue.try_send(outgoing) {
-            Ok(()) => {}
+            Ok(()) => {
+                link.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+            }
             Err(TrySendError::Full(_)) => bump(&link.counters.dropped_queue_full),
             // The sender task is gone: the mesh is shutting down.
             Err(TrySendError::Closed(_)) => {}
@@ -278,6 +298,7 @@ impl Mesh {
 
     fn stop(&self) {
         self.tasks.iter().for_each(AbortHandle::abort);
+        self.inbox.close();
         self.endpoint.close(codes::SHUTDOWN, b"shutdown");
     }
 }

@@ -13,6 +13,7 @@
 //! What the frames mean is not this module's business: decoding and signature checks happen above.
 
 mod endpoint;
+pub mod inbox;
 pub mod mesh;
 mod stats;
 
@@ -26,6 +27,7 @@ use std::net::SocketAddr;
 use quire_chain::ReplicaId;
 use thiserror::Error;
 
+pub use inbox::Inbox;
 pub use mesh::{Mesh, MeshConfig, MeshEvents};
 pub use quire_wire::frame::{FRAME_BYTES_MAX, FrameError, read_frame, write_frame};
 pub use quire_wire::tls::{

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use quinn::{Connection, ConnectionError, Endpoint, RecvStream};
 use quire_chain::ReplicaId;
 use tokio::sync::mpsc::{self, error::TrySendError};
+
+use crate::transport::inbox::Inbox;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
@@ -18,7 +20,7 @@ use crate::transport::{FrameError, codes, peer_replica, read_frame};
 pub(super) struct Inbound {
     pub(super) shared: Arc<Shared>,
     pub(super) allowed: Arc<BTreeMap<[u8; 32], ReplicaId>>,
-    pub(super) frames: mpsc::Sender<(ReplicaId, Vec<u8>)>,
+    pub(super) frames: Arc<Inbox>,
     pub(super) clients: mpsc::Sender<Connection>,
 }
 
@@ -115,8 +117,9 @@ impl Inbound {
             }
             bump(&counters.frames_received);
             add(&counters.bytes_received, frame.len());
-            // Waiting here is the back-pressure: QUIC flow control then slows the peer.
-            if self.frames.send((peer, frame)).await.is_err() {
+            // Waiting here is the back-pressure: QUIC flow control then slows the peer (and only
+            // this peer: the inbox has a queue per peer).
+            if !self.frames.push(peer, frame).await {
                 return; // The node stopped listening.
             }
         }

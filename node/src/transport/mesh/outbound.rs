@@ -129,6 +129,9 @@ impl Outbound {
         stream: &mut SendStream,
         outgoing: Outgoing,
     ) -> Result<(), TransportError> {
+        self.link
+            .queued_bytes
+            .fetch_sub(outgoing.frame.len() as u64, Ordering::Relaxed);
         tokio::time::sleep_until(outgoing.queued_at + self.link.delay()).await;
         let counters = &self.link.counters;
         // Checked again here: the link may have been blocked while the frame waited.

@@ -1,0 +1,338 @@
+//! Verification off the consensus thread.
+//!
+//! Replica frames wait in the transport's per-peer [`Inbox`]; a small pool of threads takes them
+//! round robin, drops what the core would drop anyway ([`prefilter`]), charges each peer for the
+//! signatures its message makes us check, decodes and verifies, and hands the driver only
+//! [`Verified`] messages. So a faulty replica that sends thousands of signed transactions, or
+//! replays view changes, costs the consensus thread nothing and the pool at most its budget.
+//!
+//! Signatures found good are remembered in a [`SignatureCache`] shared with client RPC, so a
+//! client's transaction is checked once per replica however often it arrives (submitted,
+//! forwarded, proposed); verdicts depend only on the transaction (`quire_chain::sig`), so the
+//! cache can never change one.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use quire_chain::codec::Decode;
+use quire_chain::{Hash, ReplicaId, TxId};
+use quire_consensus::message::Message;
+use quire_consensus::prefilter::{self, Watermarks};
+use quire_consensus::verify::VerdictCache;
+use quire_consensus::{Reject, Verifier};
+
+use crate::driver::Event;
+use crate::metrics::Metrics;
+use crate::transport::Inbox;
+
+/// A bounded set of hashes: two generations of at most `generation_max` each.
+struct Generations {
+    newer: HashSet<Hash>,
+    older: HashSet<Hash>,
+    generation_max: usize,
+}
+
+impl Generations {
+    fn new(generation_max: usize) -> Generations {
+        Generations {
+            newer: HashSet::new(),
+            older: HashSet::new(),
+            generation_max: generation_max.max(1),
+        }
+    }
+
+    fn contains(&self, h: &Hash) -> bool {
+        self.newer.contains(h) || self.older.contains(h)
+    }
+
+    fn insert(&mut self, h: Hash) {
+        if self.newer.len() >= self.generation_max {
+            self.older = std::mem::take(&mut self.newer);
+        }
+        self.newer.insert(h);
+    }
+}
+
+/// Good signatures by transaction id, and view changes already verified in full (replayed ones,
+/// or the same ones inside several NewViews, are not checked again).
+pub struct SignatureCache {
+    txs: Mutex<Generations>,
+    view_changes: Mutex<Generations>,
+}
+
+impl SignatureCache {
+    pub fn new(txs_max: usize) -> SignatureCache {
+        SignatureCache {
+            txs: Mutex::new(Generations::new(txs_max)),
+            view_changes: Mutex::new(Generations::new(4096)),
+        }
+    }
+}
+
+impl VerdictCache for SignatureCache {
+    fn known_good(&self, id: &TxId) -> bool {
+        let set = self.txs.lock().unwrap_or_else(PoisonError::into_inner);
+        set.contains(&id.0)
+    }
+
+    fn remember_good(&self, ids: &[TxId]) {
+        if ids.is_empty() {
+            return;
+        }
+        let mut set = self.txs.lock().unwrap_or_else(PoisonError::into_inner);
+        for id in ids {
+            set.insert(id.0);
+        }
+    }
+
+    fn known_view_change(&self, digest: &Hash) -> bool {
+        let set = self
+            .view_changes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        set.contains(digest)
+    }
+
+    fn remember_view_change(&self, digest: Hash) {
+        let mut set = self
+            .view_changes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        set.insert(digest);
+    }
+}
+
+/// Counts the signatures a verification really checks (cache misses), for the peer's budget.
+struct Counting<'a> {
+    cache: &'a SignatureCache,
+    misses: std::cell::Cell<u64>,
+}
+
+impl VerdictCache for Counting<'_> {
+    fn known_good(&self, id: &TxId) -> bool {
+        let hit = self.cache.known_good(id);
+        if !hit {
+            self.misses.set(self.misses.get() + 1);
+        }
+        hit
+    }
+    fn remember_good(&self, ids: &[TxId]) {
+        self.cache.remember_good(ids);
+    }
+    fn known_view_change(&self, digest: &Hash) -> bool {
+        self.cache.known_view_change(digest)
+    }
+    fn remember_view_change(&self, digest: Hash) {
+        self.cache.remember_view_change(digest);
+    }
+}
+
+/// The replica's watermarks as the driver last published them.
+#[derive(Default)]
+pub struct Published {
+    view: AtomicU64,
+    stable_seq: AtomicU64,
+    height: AtomicU64,
+}
+
+impl Published {
+    pub fn set(&self, w: Watermarks) {
+        self.view.store(w.view, Ordering::Relaxed);
+        self.stable_seq.store(w.stable_seq, Ordering::Relaxed);
+        self.height.store(w.height, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> Watermarks {
+        Watermarks {
+            view: self.view.load(Ordering::Relaxed),
+            stable_seq: self.stable_seq.load(Ordering::Relaxed),
+            height: self.height.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Per-peer budgets: signature checks per second, as token buckets.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    pub signatures_per_s: u64,
+    pub burst_signatures: u64,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        // Above what an honest peer makes us check at this machine's ceiling (every transaction
+        // of a 20k tx/s load arriving from one peer), far below what a flood could.
+        Budget {
+            signatures_per_s: 30_000,
+            burst_signatures: 60_000,
+        }
+    }
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn refill(&mut self, budget: &Budget) {
+        let now = Instant::now();
+        let earned = now.duration_since(self.at).as_secs_f64() * budget.signatures_per_s as f64;
+        self.tokens = (self.tokens + earned).min(budget.burst_signatures as f64);
+        self.at = now;
+    }
+}
+
+pub struct PoolContext {
+    pub inbox: Arc<Inbox>,
+    pub verifier: Verifier,
+    pub watermarks: Arc<Published>,
+    pub cache: Arc<SignatureCache>,
+    pub events: SyncSender<Event>,
+    pub metrics: Arc<Metrics>,
+    pub budget: Budget,
+}
+
+/// Starts `threads` verification threads; they stop when the inbox closes or the driver goes.
+pub fn start(ctx: PoolContext, threads: usize) -> std::io::Result<Vec<JoinHandle<()>>> {
+    let ctx = Arc::new(ctx);
+    let buckets: Arc<Mutex<BTreeMap<ReplicaId, Bucket>>> = Arc::default();
+    (0..threads.max(1))
+        .map(|i| {
+            let ctx = ctx.clone();
+            let buckets = buckets.clone();
+            std::thread::Builder::new()
+                .name(format!("verify-{i}"))
+                .spawn(move || run(&ctx, &buckets))
+        })
+        .collect()
+}
+
+fn run(ctx: &PoolContext, buckets: &Mutex<BTreeMap<ReplicaId, Bucket>>) {
+    loop {
+        let Some((peer, frame)) = ctx.inbox.pop(Duration::from_millis(200)) else {
+            if ctx.inbox.is_closed() {
+                return;
+            }
+            continue;
+        };
+        let Some(event) = verify(ctx, buckets, peer, &frame) else {
+            continue;
+        };
+        if ctx.events.send(event).is_err() {
+            return;
+        }
+    }
+}
+
+/// What the driver should hear about one frame, if anything.
+fn verify(
+    ctx: &PoolContext,
+    buckets: &Mutex<BTreeMap<ReplicaId, Bucket>>,
+    peer: ReplicaId,
+    frame: &[u8],
+) -> Option<Event> {
+    let message = match Message::from_bytes(frame) {
+        Ok(m) => m,
+        Err(_) => {
+            return Some(Event::Rejected {
+                from: peer,
+                reject: Reject::Malformed,
+            });
+        }
+    };
+    if let Some(reason) = prefilter::stale(&message, &ctx.watermarks.get()) {
+        ctx.metrics.ingress_dropped(peer, reason.name());
+        return None;
+    }
+    if !has_budget(ctx, buckets, peer) {
+        ctx.metrics.ingress_dropped(peer, "throttled");
+        return None;
+    }
+    let envelope_signatures = signatures_in(&message);
+    let counting = Counting {
+        cache: &ctx.cache,
+        misses: std::cell::Cell::new(0),
+    };
+    let result = ctx.verifier.verify_with(message, Some(peer), &counting);
+    charge(
+        ctx,
+        buckets,
+        peer,
+        envelope_signatures + counting.misses.get(),
+    );
+    Some(match result {
+        Ok(verified) => Event::Verified {
+            from: peer,
+            verified,
+        },
+        Err(reject) => Event::Rejected { from: peer, reject },
+    })
+}
+
+fn has_budget(
+    ctx: &PoolContext,
+    buckets: &Mutex<BTreeMap<ReplicaId, Bucket>>,
+    peer: ReplicaId,
+) -> bool {
+    let mut buckets = buckets.lock().unwrap_or_else(PoisonError::into_inner);
+    let bucket = buckets.entry(peer).or_insert_with(|| Bucket {
+        tokens: ctx.budget.burst_signatures as f64,
+        at: Instant::now(),
+    });
+    bucket.refill(&ctx.budget);
+    bucket.tokens > 0.0
+}
+
+fn charge(
+    ctx: &PoolContext,
+    buckets: &Mutex<BTreeMap<ReplicaId, Bucket>>,
+    peer: ReplicaId,
+    signatures: u64,
+) {
+    ctx.metrics.ingress_signatures(peer, signatures);
+    let mut buckets = buckets.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(bucket) = buckets.get_mut(&peer) {
+        bucket.tokens -= signatures as f64;
+    }
+}
+
+/// Signatures of the message itself and of the votes it carries (client signatures of the
+/// transactions inside are counted as they are really checked).
+fn signatures_in(message: &Message) -> u64 {
+    let proof = |p: &quire_consensus::message::PreparedProof| 1 + p.prepares.len() as u64;
+    let checkpoint = |c: &quire_consensus::message::StableCheckpoint| {
+        c.certificate.as_ref().map_or(0, |c| c.votes.len() as u64)
+    };
+    let view_change =
+        |vc: &quire_consensus::message::Signed<quire_consensus::message::ViewChange>| {
+            1 + checkpoint(&vc.body.checkpoint) + vc.body.prepared.iter().map(proof).sum::<u64>()
+        };
+    match message {
+        Message::ViewChange {
+            view_change: vc, ..
+        } => view_change(vc),
+        Message::NewView { new_view, .. } => {
+            1 + new_view.body.proposals.len() as u64
+                + new_view
+                    .body
+                    .view_changes
+                    .iter()
+                    .map(view_change)
+                    .sum::<u64>()
+        }
+        Message::Blocks(m) => {
+            1 + m
+                .body
+                .0
+                .iter()
+                .map(|b| b.certificate.as_ref().map_or(0, |c| c.votes.len() as u64))
+                .sum::<u64>()
+        }
+        _ => 1,
+    }
+}

@@ -8,6 +8,12 @@
 //!
 //! Every map here is ordered (no hashing with a per-process seed), so what a replica proposes
 //! depends only on what it received, and a simulator seed replays byte for byte.
+//!
+//! Admission tells the truth (PBFT.md trap 12): a transaction the pool cannot hold is refused at
+//! once with the reason, never accepted and dropped later. The pool is bounded in transactions
+//! and in bytes, and per sender: a sender may have at most [`SENDER_PENDING_MAX`] transfers
+//! waiting, none with a nonce that far ahead, and only as much in flight as its balance covers —
+//! so a fresh, unfunded key cannot park thousands of future-nonce transfers.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -31,13 +37,39 @@ struct Entry {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
     Duplicate,
+    /// No room (transactions or bytes): retry later, or elsewhere.
     Full,
+    /// The sender's nonce is already used: `expected` is its next one.
+    StaleNonce {
+        expected: u64,
+    },
+    /// The sender already has `pending` transfers waiting (or this nonce is that far ahead).
+    SenderLimit {
+        pending: u32,
+    },
+    /// The sender's waiting transfers would spend more than its balance.
+    Unfunded {
+        balance: u64,
+    },
+}
+
+/// Transfers one sender may have waiting (and how far ahead of its next nonce one may be).
+pub const SENDER_PENDING_MAX: u32 = 1024;
+
+/// What one sender has waiting.
+#[derive(Clone, Copy, Debug, Default)]
+struct Sender {
+    pending: u32,
+    amount: u128,
 }
 
 #[derive(Clone, Debug)]
 pub struct Mempool {
     max: usize,
+    bytes_max: usize,
+    bytes: usize,
     entries: BTreeMap<TxId, Entry>,
+    senders: BTreeMap<Address, Sender>,
     /// Queued transactions by arrival order.
     queue: BTreeMap<u64, TxId>,
     /// Parked transfers by (sender, nonce).
@@ -49,12 +81,21 @@ pub struct Mempool {
 
 /// Parked transfers whose predecessors never arrive are dropped after this many ticks.
 const PARKED_TTL_TICKS: u64 = 3000;
+/// The default byte bound (raw payloads can be 64 KiB each; transfers are 145 bytes).
+pub const MEMPOOL_BYTES_MAX: usize = 256 << 20;
 
 impl Mempool {
     pub fn new(max: usize) -> Mempool {
+        Self::with_bytes(max, MEMPOOL_BYTES_MAX)
+    }
+
+    pub fn with_bytes(max: usize, bytes_max: usize) -> Mempool {
         Mempool {
             max,
+            bytes_max,
+            bytes: 0,
             entries: BTreeMap::new(),
+            senders: BTreeMap::new(),
             queue: BTreeMap::new(),
             parked: BTreeMap::new(),
             proposed_nonce: BTreeMap::new(),
@@ -78,14 +119,43 @@ impl Mempool {
         self.queue.len()
     }
 
-    pub fn insert(&mut self, tx: Transaction, tick: u64) -> Result<(), Refusal> {
+    /// Admits `tx` (its signature already checked) or says why not, judging its nonce and
+    /// funds against `ledger` (the executed state).
+    pub fn insert(&mut self, tx: Transaction, tick: u64, ledger: &Ledger) -> Result<(), Refusal> {
         let id = tx.id();
         if self.entries.contains_key(&id) {
             return Err(Refusal::Duplicate);
         }
-        if self.entries.len() >= self.max {
+        let size = tx.encoded_len();
+        if self.entries.len() >= self.max || self.bytes + size > self.bytes_max {
             return Err(Refusal::Full);
         }
+        if let Some(t) = tx.as_transfer() {
+            let t = t.transfer;
+            let account = ledger.account(&t.from);
+            if t.nonce < account.nonce {
+                return Err(Refusal::StaleNonce {
+                    expected: account.nonce,
+                });
+            }
+            let sender = self.senders.get(&t.from).copied().unwrap_or_default();
+            if sender.pending >= SENDER_PENDING_MAX
+                || t.nonce - account.nonce >= u64::from(SENDER_PENDING_MAX)
+            {
+                return Err(Refusal::SenderLimit {
+                    pending: sender.pending,
+                });
+            }
+            if sender.amount + u128::from(t.amount) > u128::from(account.balance) {
+                return Err(Refusal::Unfunded {
+                    balance: account.balance,
+                });
+            }
+            let s = self.senders.entry(t.from).or_default();
+            s.pending += 1;
+            s.amount += u128::from(t.amount);
+        }
+        self.bytes += size;
         let order = self.next_order;
         self.next_order += 1;
         self.queue.insert(order, id);
@@ -110,7 +180,20 @@ impl Mempool {
 
     fn remove(&mut self, id: &TxId) {
         self.detach(id);
-        self.entries.remove(id);
+        let Some(entry) = self.entries.remove(id) else {
+            return;
+        };
+        self.bytes = self.bytes.saturating_sub(entry.tx.encoded_len());
+        if let Some(t) = entry.tx.as_transfer() {
+            let t = t.transfer;
+            if let Some(s) = self.senders.get_mut(&t.from) {
+                s.pending = s.pending.saturating_sub(1);
+                s.amount = s.amount.saturating_sub(u128::from(t.amount));
+                if s.pending == 0 {
+                    self.senders.remove(&t.from);
+                }
+            }
+        }
     }
 
     /// Takes a transaction out of the queue or the parking lot, keeping its entry.
@@ -186,8 +269,10 @@ impl Mempool {
             let tx = entry.tx.clone();
             if let Some(t) = tx.as_transfer() {
                 let (from, nonce) = (t.transfer.from, t.transfer.nonce);
-                self.proposed_nonce.insert(from, nonce + 1);
-                self.unpark(from, nonce + 1);
+                // Admission bounded the nonce (never u64::MAX away from an executed one).
+                let next = nonce.saturating_add(1);
+                self.proposed_nonce.insert(from, next);
+                self.unpark(from, next);
             }
             out.push(tx);
         }
@@ -241,7 +326,7 @@ impl Mempool {
             }
             if let Some(t) = tx.as_transfer() {
                 let next = self.proposed_nonce.entry(t.transfer.from).or_insert(0);
-                *next = (*next).max(t.transfer.nonce + 1);
+                *next = (*next).max(t.transfer.nonce.saturating_add(1));
             }
         }
     }
@@ -286,11 +371,11 @@ mod tests {
         let net = TestNet::new(4, 3);
         let ledger = net.genesis.ledger();
         let mut pool = Mempool::new(100);
-        pool.insert(net.transfer(0, 1, 5, 1), 0).unwrap();
-        pool.insert(net.transfer(1, 2, 5, 0), 0).unwrap();
-        pool.insert(net.transfer(0, 1, 5, 0), 1).unwrap();
+        pool.insert(net.transfer(0, 1, 5, 1), 0, &ledger).unwrap();
+        pool.insert(net.transfer(1, 2, 5, 0), 0, &ledger).unwrap();
+        pool.insert(net.transfer(0, 1, 5, 0), 1, &ledger).unwrap();
         assert_eq!(
-            pool.insert(net.transfer(0, 1, 5, 0), 1),
+            pool.insert(net.transfer(0, 1, 5, 0), 1, &ledger),
             Err(Refusal::Duplicate)
         );
         let batch = pool.take_batch(10, &ledger);
@@ -319,8 +404,8 @@ mod tests {
         let mut pool = Mempool::new(100);
         let a = net.transfer(0, 1, 5, 0);
         let b = net.transfer(1, 2, 5, 0);
-        pool.insert(a.clone(), 0).unwrap();
-        pool.insert(b.clone(), 0).unwrap();
+        pool.insert(a.clone(), 0, &ledger).unwrap();
+        pool.insert(b.clone(), 0, &ledger).unwrap();
         assert_eq!(pool.take_batch(10, &ledger).len(), 2);
         pool.new_view(&[&b]);
         assert_eq!(pool.take_batch(10, &ledger), vec![a]);
@@ -331,13 +416,94 @@ mod tests {
         let net = TestNet::new(4, 3);
         let mut ledger = net.genesis.ledger();
         let tx = net.transfer(0, 1, 5, 0);
+        let mut pool = Mempool::new(2);
+        pool.insert(tx.clone(), 0, &ledger).unwrap();
+        pool.insert(net.transfer(1, 0, 5, 0), 0, &ledger).unwrap();
+        assert_eq!(
+            pool.insert(net.transfer(2, 0, 5, 0), 0, &ledger),
+            Err(Refusal::Full)
+        );
+        // Executed elsewhere (a block from state transfer): its nonce is used now.
         let ok = ledger.verify_signatures(std::slice::from_ref(&tx));
         ledger.apply(std::slice::from_ref(&tx), &ok);
-        let mut pool = Mempool::new(2);
-        pool.insert(tx, 0).unwrap();
-        pool.insert(net.transfer(1, 0, 5, 0), 0).unwrap();
-        assert_eq!(pool.insert(net.transfer(2, 0, 5, 0), 0), Err(Refusal::Full));
         assert_eq!(pool.take_batch(10, &ledger).len(), 1);
         assert_eq!(pool.len(), 1);
+        assert_eq!(
+            pool.insert(net.transfer(0, 1, 6, 0), 0, &ledger),
+            Err(Refusal::StaleNonce { expected: 1 })
+        );
+    }
+
+    /// Trap 12: an unfunded key cannot park future-nonce transfers, a funded one only as many
+    /// as its balance and the per-sender limit allow, and nonces far ahead are refused.
+    #[test]
+    fn senders_are_limited_by_balance_count_and_nonce_distance() {
+        let net = TestNet::new(4, 3);
+        let ledger = net.genesis.ledger();
+        let mut pool = Mempool::new(100_000);
+        let stranger = quire_chain::Keypair::from_secret([77; 32]);
+        let unfunded = quire_chain::Transfer {
+            from: stranger.address(),
+            to: net.account_keys[0].address(),
+            amount: 1,
+            nonce: 5,
+        }
+        .sign(&stranger, &net.chain_id());
+        assert_eq!(
+            pool.insert(unfunded, 0, &ledger),
+            Err(Refusal::Unfunded { balance: 0 })
+        );
+        let balance = quire_chain::testkit::TEST_BALANCE;
+        pool.insert(net.transfer(0, 1, balance - 10, 0), 0, &ledger)
+            .unwrap();
+        assert_eq!(
+            pool.insert(net.transfer(0, 1, 11, 1), 0, &ledger),
+            Err(Refusal::Unfunded { balance })
+        );
+        pool.insert(net.transfer(0, 1, 10, 1), 0, &ledger).unwrap();
+        assert_eq!(
+            pool.insert(
+                net.transfer(1, 2, 1, u64::from(SENDER_PENDING_MAX)),
+                0,
+                &ledger
+            ),
+            Err(Refusal::SenderLimit { pending: 0 })
+        );
+        for nonce in 0..u64::from(SENDER_PENDING_MAX) {
+            pool.insert(net.transfer(1, 2, 1, nonce), 0, &ledger)
+                .unwrap();
+        }
+        assert!(matches!(
+            pool.insert(net.transfer(1, 2, 2, 3), 0, &ledger),
+            Err(Refusal::SenderLimit { .. })
+        ));
+        // Executing releases the sender's share.
+        let batch = pool.take_batch(10_000, &ledger);
+        let mut after = ledger.clone();
+        let ok = after.verify_signatures(&batch);
+        after.apply(&batch, &ok);
+        pool.executed(&batch, &after);
+        assert!(pool.is_empty());
+        pool.insert(
+            net.transfer(1, 2, 1, u64::from(SENDER_PENDING_MAX)),
+            0,
+            &after,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn the_pool_is_bounded_in_bytes() {
+        let net = TestNet::new(4, 3);
+        let ledger = net.genesis.ledger();
+        let mut pool = Mempool::with_bytes(100, 2 * 1029);
+        pool.insert(Transaction::Raw(vec![1; 1024]), 0, &ledger)
+            .unwrap();
+        pool.insert(Transaction::Raw(vec![2; 1024]), 0, &ledger)
+            .unwrap();
+        assert_eq!(
+            pool.insert(Transaction::Raw(vec![3; 1024]), 0, &ledger),
+            Err(Refusal::Full)
+        );
     }
 }

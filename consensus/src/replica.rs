@@ -126,7 +126,12 @@ pub struct Replica {
 
     pub(crate) stats: Stats,
     pub(crate) out: Vec<Output>,
+    /// What the mempool said to each client transaction of the last `Input::Requests`.
+    pub(crate) admissions: Vec<Admission>,
 }
+
+/// Whether the mempool took one client transaction, or why not.
+pub type Admission = Result<(), crate::mempool::Refusal>;
 
 /// What a replica starts from: its chain (head block and ledger) and its consensus log.
 pub struct Durable {
@@ -191,6 +196,7 @@ impl Replica {
             view_start_tick: 0,
             stats: Stats::default(),
             out: Vec::new(),
+            admissions: Vec::new(),
         };
         let low = replica.stable.seq;
         let accepted: BTreeMap<u64, (Signed<Proposal>, Arc<Batch>)> = recovered
@@ -342,6 +348,12 @@ impl Replica {
         self.ledger.prove(address)
     }
 
+    /// The mempool's answer to each transaction of the last `Input::Requests`, in order (empty
+    /// if a behaviour kept the requests from the core).
+    pub fn take_admissions(&mut self) -> Vec<Admission> {
+        std::mem::take(&mut self.admissions)
+    }
+
     /// Whether a transaction is waiting in this replica's mempool.
     pub fn is_pending(&self, id: &quire_chain::TxId) -> bool {
         self.mempool.contains(id)
@@ -397,11 +409,12 @@ impl Replica {
             if tx.as_transfer().is_some() {
                 self.known_good.learn(tx.id());
             }
-            match self.mempool.insert(tx.clone(), self.tick) {
+            let admitted = self.mempool.insert(tx.clone(), self.tick, &self.ledger);
+            match admitted {
                 Ok(()) => fresh.push(tx),
-                Err(crate::mempool::Refusal::Duplicate) => self.stats.drop(Drop::Duplicate),
-                Err(crate::mempool::Refusal::Full) => self.stats.drop(Drop::MempoolFull),
+                Err(refusal) => self.stats.drop(Drop::of_refusal(refusal)),
             }
+            self.admissions.push(admitted);
         }
         if fresh.is_empty() {
             return;
@@ -419,11 +432,8 @@ impl Replica {
     fn on_forward(&mut self, m: Signed<Forward>) {
         // Forwarded transactions were signature-checked at the boundary.
         for tx in m.body.0 {
-            if let Err(refusal) = self.mempool.insert(tx, self.tick) {
-                self.stats.drop(match refusal {
-                    crate::mempool::Refusal::Duplicate => Drop::Duplicate,
-                    crate::mempool::Refusal::Full => Drop::MempoolFull,
-                });
+            if let Err(refusal) = self.mempool.insert(tx, self.tick, &self.ledger) {
+                self.stats.drop(Drop::of_refusal(refusal));
             }
         }
         if self.is_primary() {

@@ -26,12 +26,27 @@ pub enum Drop {
     BadBatch,
     /// A transaction refused by a full mempool.
     MempoolFull,
+    /// A transaction whose nonce is already used.
+    StaleTransaction,
+    /// A transaction over its sender's limit (count, nonce distance or balance).
+    SenderLimit,
     /// Blocks that do not continue this replica's chain.
     UnwantedBlocks,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 9] = [
+    /// How a mempool refusal is counted.
+    pub fn of_refusal(refusal: crate::mempool::Refusal) -> Drop {
+        use crate::mempool::Refusal;
+        match refusal {
+            Refusal::Duplicate => Drop::Duplicate,
+            Refusal::Full => Drop::MempoolFull,
+            Refusal::StaleNonce { .. } => Drop::StaleTransaction,
+            Refusal::SenderLimit { .. } | Refusal::Unfunded { .. } => Drop::SenderLimit,
+        }
+    }
+
+    pub const ALL: [Drop; 11] = [
         Drop::StaleView,
         Drop::FutureView,
         Drop::ChangingView,
@@ -40,6 +55,8 @@ impl Drop {
         Drop::Conflict,
         Drop::BadBatch,
         Drop::MempoolFull,
+        Drop::StaleTransaction,
+        Drop::SenderLimit,
         Drop::UnwantedBlocks,
     ];
 
@@ -53,6 +70,8 @@ impl Drop {
             Drop::Conflict => "conflict",
             Drop::BadBatch => "bad_batch",
             Drop::MempoolFull => "mempool_full",
+            Drop::StaleTransaction => "stale_transaction",
+            Drop::SenderLimit => "sender_limit",
             Drop::UnwantedBlocks => "unwanted_blocks",
         }
     }

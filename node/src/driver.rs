@@ -13,7 +13,7 @@ use quire_chain::smt::SmtProof;
 use quire_chain::{Account, Address, Header, ReplicaId, Transaction, TxId};
 use quire_consensus::exec::{self, Outbox};
 use quire_consensus::message::{Kind, StableCheckpoint};
-use quire_consensus::{Actor, Behaviour, Input, Output, Reject, Verified, Verifier};
+use quire_consensus::{Actor, Admission, Behaviour, Input, Output, Reject, Verified, Verifier};
 use quire_rocks::RocksStore;
 use tokio::sync::oneshot;
 
@@ -60,10 +60,12 @@ pub enum Event {
         from: ReplicaId,
         reject: Reject,
     },
-    /// Client transactions whose signatures the RPC layer checked.
+    /// Client transactions whose signatures the RPC layer checked; the mempool's answer to
+    /// each goes back on `reply`.
     Requests {
         txs: Vec<Transaction>,
         received: Instant,
+        reply: oneshot::Sender<Vec<Admission>>,
     },
     /// An account proof against the current head.
     Account {
@@ -187,13 +189,25 @@ impl Driver {
                 self.shared.metrics.ingress_dropped(from, reject.name());
                 self.actor.replica.note_rejected(reject, Some(from));
             }
-            Event::Requests { txs, received } => {
+            Event::Requests {
+                txs,
+                received,
+                reply,
+            } => {
+                let count = txs.len();
+                let ids: Vec<TxId> = txs.iter().map(|tx| tx.id()).collect();
+                outputs.extend(self.actor.step(Input::Requests(txs)));
+                let mut admissions = self.actor.replica.take_admissions();
+                // A behaviour that kept the requests from the core answers as if it took them.
+                admissions.resize(count, Ok(()));
                 if self.submitted_at.len() < LATENCY_TRACKED_MAX {
-                    for tx in &txs {
-                        self.submitted_at.entry(tx.id()).or_insert(received);
+                    for (id, admitted) in ids.iter().zip(&admissions) {
+                        if admitted.is_ok() {
+                            self.submitted_at.entry(*id).or_insert(received);
+                        }
                     }
                 }
-                outputs.extend(self.actor.step(Input::Requests(txs)));
+                let _ = reply.send(admissions);
             }
             Event::Account { address, reply } => {
                 let (account, proof) = self.actor.replica.prove_account(&address);

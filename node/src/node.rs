@@ -289,6 +289,7 @@ async fn serve(loaded: Loaded) -> Result<(), StartError> {
         events.clone(),
         loaded.genesis.protocol.raw_payloads,
         Arc::new(move || connected_peers(&peers_mesh.stats()) as u32),
+        signatures.clone(),
     ));
     tokio::spawn(async move {
         while let Some(conn) = mesh_events.clients.recv().await {

@@ -35,6 +35,8 @@ pub struct RpcContext {
     pub events: SyncSender<Event>,
     pub raw_payloads: bool,
     pub peers_connected: Arc<dyn Fn() -> u32 + Send + Sync>,
+    /// Signatures already checked on this replica (shared with the verification pool).
+    pub signatures: Arc<crate::verify_pool::SignatureCache>,
     recent: Mutex<(HashSet<TxId>, VecDeque<TxId>)>,
 }
 
@@ -49,6 +51,7 @@ impl RpcContext {
         events: SyncSender<Event>,
         raw_payloads: bool,
         peers_connected: Arc<dyn Fn() -> u32 + Send + Sync>,
+        signatures: Arc<crate::verify_pool::SignatureCache>,
     ) -> RpcContext {
         RpcContext {
             id,
@@ -59,6 +62,7 @@ impl RpcContext {
             events,
             raw_payloads,
             peers_connected,
+            signatures,
             recent: Mutex::new((HashSet::new(), VecDeque::new())),
         }
     }
@@ -223,56 +227,99 @@ fn attest_block(ctx: &RpcContext, header: &quire_chain::Header) -> Attestation {
     )
 }
 
-/// Admission: signatures (batch-verified), no raw payloads unless this is a benchmark network,
-/// no nonce that is already used. What passes goes to the driver; the answer comes at once.
+/// How long a Submit may wait for room in the driver's queue before it is refused as `Busy`.
+const SUBMIT_QUEUE_WAIT: Duration = Duration::from_millis(50);
+
+/// Admission, and a truthful answer: static checks and signatures here (off the runtime, each
+/// signature once per replica thanks to the shared cache), then the mempool's own verdict from
+/// the driver (nonce, funds, per-sender limits, room). A transaction answered `Ok` is in the
+/// mempool; one that is not gets the reason, so a client can retry elsewhere or later.
 async fn submit(ctx: &RpcContext, txs: Vec<Transaction>) -> Response {
     let received = Instant::now();
     let chain_id = ctx.chain_id;
     let checked = {
         let txs = txs.clone();
-        tokio::task::spawn_blocking(move || signature_verdicts(&chain_id, &txs)).await
+        let cache = ctx.signatures.clone();
+        tokio::task::spawn_blocking(move || {
+            quire_consensus::verify::check_transactions(&chain_id, &txs, &*cache)
+        })
+        .await
     };
     let Ok(verdicts) = checked else {
         return Response::Error("replica is shutting down".into());
     };
-    let mut results = Vec::with_capacity(txs.len());
+    let mut results: Vec<Result<TxId, Refusal>> = Vec::with_capacity(txs.len());
     let mut admitted = Vec::new();
+    let mut slots = Vec::new();
     for (tx, ok) in txs.into_iter().zip(verdicts) {
         let result = admit(ctx, &tx, ok);
         if result.is_ok() {
+            slots.push(results.len());
             admitted.push(tx);
-        } else if let Err(r) = &result {
-            ctx.shared.metrics.refused(refusal_name(r));
         }
         results.push(result);
     }
     if !admitted.is_empty() {
-        ctx.shared.metrics.submitted(admitted.len() as u64);
-        remember(ctx, &admitted);
-        let event = Event::Requests {
-            txs: admitted,
-            received,
-        };
-        if !deliver(&ctx.events, event).await {
-            return Response::Error("replica is shutting down".into());
+        let answers = ask_mempool(ctx, admitted.clone(), received).await;
+        for ((slot, tx), answer) in slots.into_iter().zip(&admitted).zip(answers) {
+            results[slot] = answer.map(|()| tx.id());
         }
+        let taken: Vec<Transaction> = admitted
+            .into_iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_ok())
+            .map(|(tx, _)| tx)
+            .collect();
+        ctx.shared.metrics.submitted(taken.len() as u64);
+        remember(ctx, &taken);
+    }
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        ctx.shared.metrics.refused(refusal_name(r));
     }
     Response::Submitted(results)
 }
 
-fn signature_verdicts(chain_id: &Hash, txs: &[Transaction]) -> Vec<bool> {
-    let items: Vec<_> = txs
-        .iter()
-        .filter_map(Transaction::as_transfer)
-        .map(|t| (t.signing_bytes(chain_id), t.signature, t.transfer.from))
-        .collect();
-    let mut verdicts = quire_chain::keys::verify_many(&items).into_iter();
-    txs.iter()
-        .map(|tx| match tx {
-            Transaction::Transfer(_) => verdicts.next().unwrap_or(false),
-            Transaction::Raw(_) => true,
-        })
-        .collect()
+/// The mempool's verdict on each transaction, from the driver; `Busy` for all of them when the
+/// driver's queue stays full.
+async fn ask_mempool(
+    ctx: &RpcContext,
+    txs: Vec<Transaction>,
+    received: Instant,
+) -> Vec<Result<(), Refusal>> {
+    let count = txs.len();
+    let (reply, answer) = oneshot::channel();
+    let mut event = Event::Requests {
+        txs,
+        received,
+        reply,
+    };
+    let deadline = Instant::now() + SUBMIT_QUEUE_WAIT;
+    loop {
+        match ctx.events.try_send(event) {
+            Ok(()) => break,
+            Err(TrySendError::Full(e)) if Instant::now() < deadline => {
+                event = e;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err(_) => return vec![Err(Refusal::Busy); count],
+        }
+    }
+    match answer.await {
+        Ok(admissions) => admissions.into_iter().map(mempool_answer).collect(),
+        Err(_) => vec![Err(Refusal::Busy); count],
+    }
+}
+
+fn mempool_answer(admission: quire_consensus::Admission) -> Result<(), Refusal> {
+    use quire_consensus::mempool::Refusal as Mempool;
+    match admission {
+        // Already waiting here: the client's retry of a transfer it sent before.
+        Ok(()) | Err(Mempool::Duplicate) => Ok(()),
+        Err(Mempool::Full) => Err(Refusal::MempoolFull),
+        Err(Mempool::StaleNonce { expected }) => Err(Refusal::StaleNonce { expected }),
+        Err(Mempool::SenderLimit { pending }) => Err(Refusal::SenderLimit { pending }),
+        Err(Mempool::Unfunded { balance }) => Err(Refusal::Unfunded { balance }),
+    }
 }
 
 fn admit(ctx: &RpcContext, tx: &Transaction, signature_ok: bool) -> Result<TxId, Refusal> {
@@ -297,15 +344,6 @@ fn admit(ctx: &RpcContext, tx: &Transaction, signature_ok: bool) -> Result<TxId,
             "the recipient is not a valid address".into(),
         ));
     }
-    let nonce = ctx
-        .store
-        .account(&t.transfer.from)
-        .ok()
-        .flatten()
-        .map_or(0, |a| a.nonce);
-    if t.transfer.nonce < nonce {
-        return Err(Refusal::StaleNonce { expected: nonce });
-    }
     Ok(tx.id())
 }
 
@@ -315,6 +353,9 @@ fn refusal_name(r: &Refusal) -> &'static str {
         Refusal::StaleNonce { .. } => "stale_nonce",
         Refusal::MempoolFull => "mempool_full",
         Refusal::Invalid(_) => "invalid",
+        Refusal::SenderLimit { .. } => "sender_limit",
+        Refusal::Unfunded { .. } => "unfunded",
+        Refusal::Busy => "busy",
     }
 }
 

@@ -159,13 +159,37 @@ pub enum Request {
     Status,
 }
 
-/// Why the node refused one submitted transaction.
+/// Why the node refused one submitted transaction. `MempoolFull` and `Busy` are about this
+/// replica now: retry later or at another replica. The others are about the transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
     BadSignature,
-    StaleNonce { expected: u64 },
+    StaleNonce {
+        expected: u64,
+    },
     MempoolFull,
     Invalid(String),
+    /// The sender already has `pending` transfers waiting here (or the nonce is too far ahead):
+    /// wait for some to commit.
+    SenderLimit {
+        pending: u32,
+    },
+    /// The sender's waiting transfers would spend more than its `balance`.
+    Unfunded {
+        balance: u64,
+    },
+    /// The replica is overloaded (its consensus thread's queue is full): retry elsewhere.
+    Busy,
+}
+
+impl Refusal {
+    /// Whether another replica, or the same one later, may take the transaction.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Refusal::MempoolFull | Refusal::Busy | Refusal::SenderLimit { .. }
+        )
+    }
 }
 
 impl std::fmt::Display for Refusal {
@@ -180,6 +204,15 @@ impl std::fmt::Display for Refusal {
             }
             Refusal::MempoolFull => write!(f, "the replica's mempool is full; retry later"),
             Refusal::Invalid(why) => write!(f, "{why}"),
+            Refusal::SenderLimit { pending } => write!(
+                f,
+                "the sender already has {pending} transfers waiting here; retry when some commit"
+            ),
+            Refusal::Unfunded { balance } => write!(
+                f,
+                "the sender's waiting transfers would spend more than its balance of {balance}"
+            ),
+            Refusal::Busy => write!(f, "the replica is overloaded; retry another replica"),
         }
     }
 }
@@ -343,6 +376,15 @@ impl Encode for Refusal {
                 out.push(3);
                 codec::put_bytes(out, why.as_bytes());
             }
+            Refusal::SenderLimit { pending } => {
+                out.push(4);
+                codec::put_u32(out, *pending);
+            }
+            Refusal::Unfunded { balance } => {
+                out.push(5);
+                codec::put_u64(out, *balance);
+            }
+            Refusal::Busy => out.push(6),
         }
     }
 }
@@ -355,6 +397,9 @@ impl Decode for Refusal {
             1 => Refusal::StaleNonce { expected: r.u64()? },
             2 => Refusal::MempoolFull,
             3 => Refusal::Invalid(r.string("refusal", 1024)?),
+            4 => Refusal::SenderLimit { pending: r.u32()? },
+            5 => Refusal::Unfunded { balance: r.u64()? },
+            6 => Refusal::Busy,
             tag => {
                 return Err(DecodeError::BadTag {
                     what: "refusal",

@@ -154,7 +154,7 @@ fn transport_metrics(stats: &MeshStats) -> String {
         "# HELP quire_peers_connected Replicas we hold a connection to.\n# TYPE quire_peers_connected gauge\nquire_peers_connected {}",
         connected_peers(stats)
     );
-    let per_peer: [PeerCounter; 8] = [
+    let per_peer: [PeerCounter; 10] = [
         (
             "quire_transport_frames_sent_total",
             "Frames written to a peer.",
@@ -195,6 +195,16 @@ fn transport_metrics(stats: &MeshStats) -> String {
             "Reconnections to a peer.",
             |p| p.reconnects,
         ),
+        (
+            "quire_transport_connection_errors_total",
+            "Failed dials, lost connections and broken inbound streams of a peer.",
+            |p| p.connection_errors,
+        ),
+        (
+            "quire_transport_dropped_connection_total",
+            "Frames to a peer lost with a failed write.",
+            |p| p.dropped_connection,
+        ),
     ];
     for (name, help, get) in per_peer {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
@@ -202,6 +212,29 @@ fn transport_metrics(stats: &MeshStats) -> String {
             let _ = writeln!(out, "{name}{{peer=\"{peer}\"}} {}", get(p));
         }
     }
+    let gauges: [(&str, &str, &std::collections::BTreeMap<u32, u64>); 2] = [
+        (
+            "quire_transport_queued_bytes",
+            "Bytes waiting to be sent to a peer.",
+            &stats.queued_bytes,
+        ),
+        (
+            "quire_transport_inbound_queued_bytes",
+            "Bytes received from a peer, waiting for verification.",
+            &stats.inbound_queued_bytes,
+        ),
+    ];
+    for (name, help, values) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (peer, v) in values {
+            let _ = writeln!(out, "{name}{{peer=\"{peer}\"}} {v}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP quire_transport_clients_accepted_total Client connections handed to the RPC server.\n# TYPE quire_transport_clients_accepted_total counter\nquire_transport_clients_accepted_total {}",
+        stats.clients_accepted
+    );
     let _ = writeln!(
         out,
         "# HELP quire_transport_clients_refused_total Client connections refused (busy).\n# TYPE quire_transport_clients_refused_total counter\nquire_transport_clients_refused_total {}",
@@ -291,9 +324,14 @@ async fn serve(loaded: Loaded) -> Result<(), StartError> {
         Arc::new(move || connected_peers(&peers_mesh.stats()) as u32),
         signatures.clone(),
     ));
+    let client_slots = rpc_server::connection_slots();
     tokio::spawn(async move {
         while let Some(conn) = mesh_events.clients.recv().await {
-            tokio::spawn(rpc_server::serve_connection(rpc.clone(), conn));
+            tokio::spawn(rpc_server::serve_connection(
+                rpc.clone(),
+                client_slots.clone(),
+                conn,
+            ));
         }
     });
 

@@ -1,8 +1,15 @@
 //! Serving clients: each client connection may open bidirectional streams; each stream carries
 //! request frames and gets one response frame per request, in order. Bad frames and requests are
 //! counted and close the stream; the replica keeps serving everyone else.
+//!
+//! Bounded everywhere a client can fill it: connections at once ([`CONNECTIONS_MAX`]), streams
+//! per connection (QUIC flow control, `quire_wire::tls`), bytes of partly read requests per
+//! connection ([`CONNECTION_BYTES_MAX`], grown only as bytes arrive), and time — a request must
+//! arrive within [`REQUEST_READ_DEADLINE`] of its first byte and be answered within
+//! [`REQUEST_DEADLINE`]. Store reads run on the blocking pool, not on the runtime's workers.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,16 +20,24 @@ use quire_chain::store::Store;
 use quire_chain::tx::Transaction;
 use quire_chain::{Hash, Keypair, ReplicaId, TxId};
 use quire_rocks::RocksStore;
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 
 use crate::driver::{Event, Shared};
 use crate::rpc::{
     Attestation, BlockRef, HEADERS_MAX, NodeStatus, Refusal, Request, Response, Statement, TxStatus,
 };
-use crate::transport::frame::{read_frame, write_frame};
+use crate::transport::frame::{Budget, FrameError, read_frame_within, write_frame};
 
-/// Largest request frame a client may send (a Submit of SUBMIT_MAX raw payloads fits).
+/// Largest request frame a client may send (a Submit of SUBMIT_MAX raw payloads of 1 KiB fits).
 pub const REQUEST_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Client connections served at once; more are closed as busy.
+pub const CONNECTIONS_MAX: usize = 256;
+/// Bytes of partly read requests one connection may hold over all its streams.
+pub const CONNECTION_BYTES_MAX: usize = 24 * 1024 * 1024;
+/// A request's bytes must all arrive within this long of the first byte of its frame.
+pub const REQUEST_READ_DEADLINE: Duration = Duration::from_secs(10);
+/// A request not answered within this long gets an error instead.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 /// Client transactions remembered as "pending here" for status queries.
 const RECENT_MAX: usize = 200_000;
 
@@ -83,38 +98,100 @@ pub async fn deliver(events: &SyncSender<Event>, mut event: Event) -> bool {
     }
 }
 
-/// Serves one client connection until it closes.
-pub async fn serve_connection(ctx: Arc<RpcContext>, conn: quinn::Connection) {
+/// Bytes of one connection's partly read requests.
+struct ConnectionBytes(AtomicUsize);
+
+impl Budget for ConnectionBytes {
+    fn take(&self, bytes: usize) -> bool {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                held.checked_add(bytes)
+                    .filter(|n| *n <= CONNECTION_BYTES_MAX)
+            })
+            .is_ok()
+    }
+    fn give_back(&self, bytes: usize) {
+        self.0.fetch_sub(bytes, Ordering::Relaxed);
+    }
+    fn size(&self) -> usize {
+        CONNECTION_BYTES_MAX
+    }
+}
+
+/// Client connections being served (a permit each).
+pub fn connection_slots() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(CONNECTIONS_MAX))
+}
+
+/// Serves one client connection until it closes, if there is a slot for it.
+pub async fn serve_connection(
+    ctx: Arc<RpcContext>,
+    slots: Arc<Semaphore>,
+    conn: quinn::Connection,
+) {
+    let Ok(_slot) = slots.try_acquire_owned() else {
+        ctx.shared.metrics.rpc_error("too_many_connections");
+        conn.close(2u32.into(), b"busy: too many client connections");
+        return;
+    };
+    let budget = Arc::new(ConnectionBytes(AtomicUsize::new(0)));
+    let mut streams = tokio::task::JoinSet::new();
     loop {
-        match conn.accept_bi().await {
-            Ok((send, recv)) => {
-                let ctx = ctx.clone();
-                tokio::spawn(serve_stream(ctx, send, recv));
-            }
-            Err(_) => return,
+        tokio::select! {
+            accepted = conn.accept_bi() => match accepted {
+                Ok((send, recv)) => {
+                    streams.spawn(serve_stream(ctx.clone(), budget.clone(), send, recv));
+                }
+                Err(_) => break,
+            },
+            Some(_) = streams.join_next(), if !streams.is_empty() => {}
         }
     }
+    // The connection is gone: its streams (and what they hold) go with it.
+    streams.abort_all();
 }
 
 async fn serve_stream(
     ctx: Arc<RpcContext>,
+    budget: Arc<ConnectionBytes>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
     loop {
-        let frame = match read_frame(&mut recv, REQUEST_BYTES_MAX).await {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => {
-                ctx.shared.metrics.rpc_error("bad_frame");
+        let read = read_frame_within(&mut recv, REQUEST_BYTES_MAX, &*budget);
+        let frame = match tokio::time::timeout(REQUEST_READ_DEADLINE, read).await {
+            Ok(Ok(Some((frame, claim)))) => {
+                drop(claim);
+                frame
+            }
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => {
+                ctx.shared.metrics.rpc_error(match e {
+                    FrameError::OverBudget { .. } => "over_budget",
+                    FrameError::TooLarge { .. } => "oversized_frame",
+                    _ => "bad_frame",
+                });
                 tracing::debug!(error = %e, "bad client frame");
+                let _ = recv.stop(1u32.into());
+                break;
+            }
+            Err(_) => {
+                ctx.shared.metrics.rpc_error("read_deadline");
                 let _ = recv.stop(1u32.into());
                 break;
             }
         };
         ctx.shared.metrics.rpc_request();
         let response = match Request::from_bytes(&frame) {
-            Ok(request) => handle(&ctx, request).await,
+            Ok(request) => {
+                match tokio::time::timeout(REQUEST_DEADLINE, handle(&ctx, request)).await {
+                    Ok(response) => response,
+                    Err(_) => {
+                        ctx.shared.metrics.rpc_error("deadline");
+                        Response::Error("the replica did not answer in time".into())
+                    }
+                }
+            }
             Err(e) => {
                 ctx.shared.metrics.rpc_error("malformed_request");
                 Response::Error(format!("malformed request: {e}"))
@@ -125,6 +202,15 @@ async fn serve_stream(
         }
     }
     let _ = send.finish();
+}
+
+/// Runs a store read on the blocking pool.
+async fn read_store<T: Send + 'static>(
+    ctx: &RpcContext,
+    read: impl FnOnce(&RocksStore) -> T + Send + 'static,
+) -> Option<T> {
+    let store = ctx.store.clone();
+    tokio::task::spawn_blocking(move || read(&store)).await.ok()
 }
 
 async fn handle(ctx: &RpcContext, request: Request) -> Response {
@@ -147,37 +233,48 @@ async fn handle(ctx: &RpcContext, request: Request) -> Response {
             }
         }
         Request::Block(which) => {
-            let height = match which {
-                BlockRef::Latest => ctx.store.head().height,
-                BlockRef::Height(h) => h,
-            };
-            match ctx.store.block(height) {
-                Ok(Some(record)) => Response::Block {
+            let read = read_store(ctx, move |store| {
+                let height = match which {
+                    BlockRef::Latest => store.head().height,
+                    BlockRef::Height(h) => h,
+                };
+                store.block(height)
+            });
+            match read.await {
+                Some(Ok(Some(record))) => Response::Block {
                     attestation: Some(attest_block(ctx, &record.block.header)),
                     block: Some(record.block),
                 },
-                Ok(None) => Response::Block {
+                Some(Ok(None)) => Response::Block {
                     block: None,
                     attestation: None,
                 },
-                Err(e) => storage_error(ctx, e),
+                Some(Err(e)) => storage_error(ctx, e),
+                None => shutting_down(),
             }
         }
         Request::Headers { from, count } => {
             let count = count.min(HEADERS_MAX);
-            let mut out = Vec::new();
-            for h in from..from.saturating_add(count) {
-                match ctx.store.block(h) {
-                    Ok(Some(r)) => out.push((r.block.header, r.block.certificate)),
-                    Ok(None) => break,
-                    Err(e) => return storage_error(ctx, e),
+            let read = read_store(ctx, move |store| {
+                let mut out = Vec::new();
+                for h in from..from.saturating_add(count) {
+                    match store.block(h)? {
+                        Some(r) => out.push((r.block.header, r.block.certificate)),
+                        None => break,
+                    }
                 }
+                Ok(out)
+            });
+            match read.await {
+                Some(Ok(headers)) => Response::Headers(headers),
+                Some(Err(e)) => storage_error(ctx, e),
+                None => shutting_down(),
             }
-            Response::Headers(out)
         }
-        Request::Attest(height) => match ctx.store.header(height) {
-            Ok(h) => Response::Attestation(h.map(|h| attest_block(ctx, &h))),
-            Err(e) => storage_error(ctx, e),
+        Request::Attest(height) => match read_store(ctx, move |store| store.header(height)).await {
+            Some(Ok(h)) => Response::Attestation(h.map(|h| attest_block(ctx, &h))),
+            Some(Err(e)) => storage_error(ctx, e),
+            None => shutting_down(),
         },
         Request::Checkpoint => {
             let stable = ctx.shared.stable.lock().ok().and_then(|s| s.clone());
@@ -207,6 +304,10 @@ async fn handle(ctx: &RpcContext, request: Request) -> Response {
             })
         }
     }
+}
+
+fn shutting_down() -> Response {
+    Response::Error("replica is shutting down".into())
 }
 
 fn storage_error(ctx: &RpcContext, e: quire_chain::store::StoreError) -> Response {
@@ -378,9 +479,10 @@ fn remember(ctx: &RpcContext, txs: &[Transaction]) {
 }
 
 async fn tx_status(ctx: &RpcContext, id: TxId) -> Response {
-    let location = match ctx.store.tx_location(&id) {
-        Ok(l) => l,
-        Err(e) => return storage_error(ctx, e),
+    let location = match read_store(ctx, move |store| store.tx_location(&id)).await {
+        Some(Ok(l)) => l,
+        Some(Err(e)) => return storage_error(ctx, e),
+        None => return shutting_down(),
     };
     let Some(location) = location else {
         let seen = ctx.recent.lock().is_ok_and(|r| r.0.contains(&id));
@@ -394,10 +496,12 @@ async fn tx_status(ctx: &RpcContext, id: TxId) -> Response {
             TxStatus::Unknown
         });
     };
-    let record = match ctx.store.block(location.height) {
-        Ok(Some(r)) => r,
-        Ok(None) => return Response::Error("indexed block is missing".into()),
-        Err(e) => return storage_error(ctx, e),
+    let height = location.height;
+    let record = match read_store(ctx, move |store| store.block(height)).await {
+        Some(Ok(Some(r))) => r,
+        Some(Ok(None)) => return Response::Error("indexed block is missing".into()),
+        Some(Err(e)) => return storage_error(ctx, e),
+        None => return shutting_down(),
     };
     let index = location.index as usize;
     let ids: Vec<Hash> = record.block.txs.iter().map(|t| t.id().0).collect();

@@ -51,7 +51,11 @@ pub(crate) const META_HEAD: &[u8] = b"head";
 
 pub struct RocksStore {
     pub(crate) db: DB,
+    /// The durable head. Held only to read or replace it, never across a disk write, so readers
+    /// (client RPC) never wait for an fsync.
     head: Mutex<Header>,
+    /// Serialises writers: held across the whole synced write.
+    writing: Mutex<()>,
 }
 
 fn engine(e: rocksdb::Error) -> StoreError {
@@ -80,6 +84,7 @@ impl RocksStore {
         let store = RocksStore {
             db,
             head: Mutex::new(genesis_header),
+            writing: Mutex::new(()),
         };
         match store.get(CF_META, META_CHAIN_ID)? {
             None => store.initialise(genesis)?,
@@ -293,12 +298,12 @@ impl Store for RocksStore {
         if writes.is_empty() {
             return Ok(());
         }
-        // The head lock is held across the write so that a concurrent reader never sees a head
-        // that is not yet durable, and two writers cannot interleave.
-        let mut head = self.head_lock();
-        check_extends(*head, &writes.blocks)?;
+        // One writer at a time; readers keep seeing the old head until the new one is durable.
+        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let head = *self.head_lock();
+        check_extends(head, &writes.blocks)?;
         let mut batch = WriteBatch::default();
-        let mut new_head = *head;
+        let mut new_head = head;
         for executed in &writes.blocks {
             let record = &executed.record;
             let header = record.block.header;
@@ -332,7 +337,7 @@ impl Store for RocksStore {
             }
         }
         self.commit(batch)?;
-        *head = new_head;
+        *self.head_lock() = new_head;
         Ok(())
     }
 }

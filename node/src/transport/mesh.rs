@@ -286,7 +286,16 @@ impl Mesh {
                 .map_or(0, |q| q.max_capacity() - q.capacity());
             (*id, &link.counters, queued as u64)
         });
-        MeshStats::collect(peers, &self.shared.endpoint)
+        let mut stats = MeshStats::collect(peers, &self.shared.endpoint);
+        for (id, link) in &self.shared.links {
+            stats
+                .queued_bytes
+                .insert(*id, link.queued_bytes.load(Ordering::Relaxed));
+        }
+        for (id, q) in self.inbox.queued() {
+            stats.inbound_queued_bytes.insert(id, q.bytes as u64);
+        }
+        stats
     }
 
     /// Stops all tasks, closes every connection and waits (briefly) for peers to hear about it.

@@ -80,8 +80,12 @@ pub(super) struct EndpointCounters {
 pub struct MeshStats {
     /// One entry per other replica.
     pub peers: BTreeMap<ReplicaId, PeerStats>,
-    /// Frames waiting in each peer's queue right now.
+    /// Frames waiting in each peer's queue right now…
     pub queued_frames: BTreeMap<ReplicaId, u64>,
+    /// …their bytes…
+    pub queued_bytes: BTreeMap<ReplicaId, u64>,
+    /// …and bytes received from each peer, waiting for verification.
+    pub inbound_queued_bytes: BTreeMap<ReplicaId, u64>,
     /// Client connections handed to the node.
     pub clients_accepted: u64,
     /// Client connections closed because the node's client queue was full or gone.

@@ -1,8 +1,9 @@
 //! Length-prefixed frames on QUIC streams: a u32 big-endian length, then that many bytes.
 //!
 //! A stream carries many frames, so one long-lived stream per peer amortises the per-message cost
-//! of QUIC. The reader checks the announced length against its cap *before* allocating, so a peer
-//! cannot make us reserve gigabytes by sending four bytes.
+//! of QUIC. The reader checks the announced length against its cap, and then grows its buffer
+//! only as the bytes arrive: a peer that announces 16 MiB and sends nothing costs nothing, and
+//! one that trickles costs what it sent (callers can bound that too, with a [`Budget`]).
 
 use quinn::{ReadExactError, RecvStream, SendStream};
 use thiserror::Error;
@@ -24,6 +25,8 @@ pub enum FrameError {
     },
     #[error("reading a frame: {0}")]
     Read(#[from] quinn::ReadError),
+    #[error("the reader's byte budget is spent ({budget_bytes} bytes)")]
+    OverBudget { budget_bytes: usize },
     #[error("writing a frame: {0}")]
     Write(#[from] quinn::WriteError),
 }
@@ -39,12 +42,62 @@ pub async fn write_frame(stream: &mut SendStream, frame: &[u8]) -> Result<(), Fr
     Ok(())
 }
 
+/// Bytes a reader may hold in partly read frames, shared by several streams (all of one client's
+/// streams, say): each frame takes what it has received from it, and gives it back when done.
+pub trait Budget: Sync {
+    /// Takes `bytes` more, or refuses.
+    fn take(&self, bytes: usize) -> bool;
+    fn give_back(&self, bytes: usize);
+    /// The budget's size, for errors.
+    fn size(&self) -> usize;
+}
+
+/// No limit beyond the frame cap.
+pub struct Unlimited;
+
+impl Budget for Unlimited {
+    fn take(&self, _: usize) -> bool {
+        true
+    }
+    fn give_back(&self, _: usize) {}
+    fn size(&self) -> usize {
+        usize::MAX
+    }
+}
+
+/// A frame's claim on a [`Budget`], given back when the frame is dropped or handed on.
+pub struct Claim<'a> {
+    budget: &'a dyn Budget,
+    bytes: usize,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.budget.give_back(self.bytes);
+    }
+}
+
+/// Bytes read at once while a frame grows (a bound on what one read can make us allocate ahead).
+const CHUNK_BYTES: usize = 64 * 1024;
+
 /// Reads one frame of at most `max_bytes`. `Ok(None)` means the peer finished the stream cleanly
 /// between frames; a stream that ends inside a frame is [`FrameError::Truncated`].
 pub async fn read_frame(
     stream: &mut RecvStream,
     max_bytes: usize,
 ) -> Result<Option<Vec<u8>>, FrameError> {
+    Ok(read_frame_within(stream, max_bytes, &Unlimited)
+        .await?
+        .map(|(frame, _)| frame))
+}
+
+/// As [`read_frame`], holding the frame's bytes against `budget` while it is read; the claim
+/// returned with the frame keeps them taken until the caller drops it.
+pub async fn read_frame_within<'a>(
+    stream: &mut RecvStream,
+    max_bytes: usize,
+    budget: &'a dyn Budget,
+) -> Result<Option<(Vec<u8>, Claim<'a>)>, FrameError> {
     let mut prefix = [0u8; LEN_BYTES];
     match stream.read_exact(&mut prefix).await {
         Ok(()) => {}
@@ -59,12 +112,28 @@ pub async fn read_frame(
             len_bytes: u64::from(len_bytes),
             max_bytes,
         })?;
-    let mut frame = vec![0u8; len];
-    stream
-        .read_exact(&mut frame)
-        .await
-        .map_err(|e| truncated_or_read(e, len))?;
-    Ok(Some(frame))
+    let mut claim = Claim { budget, bytes: 0 };
+    let mut frame = Vec::with_capacity(len.min(CHUNK_BYTES));
+    while frame.len() < len {
+        let want = (len - frame.len()).min(CHUNK_BYTES);
+        let chunk = match stream.read_chunk(want, true).await? {
+            Some(chunk) => chunk.bytes,
+            None => {
+                return Err(FrameError::Truncated {
+                    expected_bytes: len,
+                    got_bytes: frame.len(),
+                });
+            }
+        };
+        if !budget.take(chunk.len()) {
+            return Err(FrameError::OverBudget {
+                budget_bytes: budget.size(),
+            });
+        }
+        claim.bytes += chunk.len();
+        frame.extend_from_slice(&chunk);
+    }
+    Ok(Some((frame, claim)))
 }
 
 fn truncated_or_read(error: ReadExactError, expected_bytes: usize) -> FrameError {

@@ -66,7 +66,7 @@ const IDLE_TIMEOUT_MS: u32 = 10_000;
 /// A replica opens one uni stream per connection, and each open stream may hold a frame being
 /// read, so few are allowed; clients open a bi stream per request.
 const UNI_STREAMS_MAX: u32 = 4;
-const BIDI_STREAMS_MAX: u32 = 256;
+const BIDI_STREAMS_MAX: u32 = 64;
 
 /// The ed25519 key a DER certificate carries, or `None` if it is malformed or not ed25519.
 pub fn certificate_key(cert: &CertificateDer<'_>) -> Option<[u8; 32]> {

@@ -20,7 +20,7 @@ use thiserror::Error;
 use crate::checkpoint::CheckpointVotes;
 use crate::config::{Params, ParamsError};
 use crate::known::KnownGood;
-use crate::log::Slot;
+use crate::log::{Slot, record as log_record};
 use crate::mempool::Mempool;
 use crate::message::{
     Body, FetchBlocks, Forward, Message, NewView, Proposal, Signed, StableCheckpoint, Status,
@@ -234,7 +234,73 @@ impl Replica {
             replica.view_changes.insert(replica.id, (vc, batches));
         }
         replica.next_seq = replica.first_free_seq();
+        replica.restore_own_votes();
         Ok(replica)
+    }
+
+    /// After a restart, the votes this replica had sent in the current view are rebuilt from
+    /// what it persisted (each PrePrepare it accepted stands for its Prepare, each prepared
+    /// certificate for its Commit) and sent again: peers that missed them before the crash still
+    /// get them, and the slot can commit without waiting for a view change. Ed25519 signatures
+    /// are deterministic, so these are the very votes sent before, byte for byte — never a
+    /// different vote for a (view, seq).
+    fn restore_own_votes(&mut self) {
+        if self.changing {
+            return;
+        }
+        let (view, id, primary) = (self.view, self.id, self.primary());
+        let mut resend = Vec::new();
+        let seqs: Vec<u64> = self
+            .log
+            .range(self.head.height + 1..)
+            .map(|(s, _)| *s)
+            .collect();
+        for seq in seqs {
+            let Some(slot) = self.log.get(&seq) else {
+                continue;
+            };
+            let accepted = slot
+                .pre_prepare
+                .as_ref()
+                .map(|(pp, _)| pp.body.0)
+                .filter(|v| v.view == view);
+            let committed_to = slot
+                .prepared
+                .as_ref()
+                .map(|(p, _)| p.slot())
+                .filter(|v| v.view == view && slot.commit_sent_view == Some(view));
+            if let Some(vote) = accepted
+                && id != primary
+            {
+                let prepare = self.sign(crate::message::Prepare(vote));
+                let slot = self.slot_mut(seq);
+                log_record(
+                    &mut slot.prepares,
+                    vote.view,
+                    id,
+                    vote.digest,
+                    prepare.signature,
+                );
+                resend.push(Message::Prepare(prepare));
+            }
+            if let Some(vote) = committed_to {
+                let commit = self.sign(quire_chain::cert::CommitStatement {
+                    view: vote.view,
+                    seq: vote.seq,
+                    digest: vote.digest,
+                });
+                let slot = self.slot_mut(seq);
+                log_record(
+                    &mut slot.commits,
+                    vote.view,
+                    id,
+                    vote.digest,
+                    commit.signature,
+                );
+                resend.push(Message::Commit(commit));
+            }
+        }
+        self.out.extend(resend.into_iter().map(Output::Broadcast));
     }
 
     // ---- accessors ------------------------------------------------------------------------

@@ -8,7 +8,7 @@ use quire_chain::{Batch, Hash};
 
 use crate::message::{Message, NewView, Proposal, Signed, SlotVote, ViewChange};
 use crate::persist;
-use crate::replica::{Output, Replica};
+use crate::replica::{Output, Replica, Reply};
 use crate::stats::Drop;
 use crate::view_change;
 
@@ -80,6 +80,8 @@ impl Replica {
         if target < self.view || (target == self.view && !self.changing) {
             // It is behind; if we started this view, hand it the NewView.
             if target == self.view
+                && self.new_view.is_some()
+                && self.may_reply(from, Reply::NewView)
                 && let Some((nv, nv_batches)) = self.new_view.clone()
             {
                 self.out.push(Output::Send(

@@ -27,6 +27,12 @@ pub trait Outbox {
     fn send(&mut self, to: ReplicaId, kind: Option<Kind>, frame: Arc<Vec<u8>>);
     /// To every replica but the sender.
     fn broadcast(&mut self, kind: Option<Kind>, frame: Arc<Vec<u8>>);
+    /// Takes a block request (`Output::ServeBlocks`) to carry out elsewhere — the node reads and
+    /// sends blocks on a thread of their own, so a peer's fetches never hold up the consensus
+    /// thread. `false` (the default) has the executor read the store and send them here.
+    fn serve_blocks(&mut self, _to: ReplicaId, _from: u64, _to_height: u64) -> bool {
+        false
+    }
 }
 
 /// Carries out one step's (or one group of steps') outputs: durable write, then sends. Returns
@@ -78,6 +84,9 @@ where
             from,
             to_height,
         } => {
+            if outbox.serve_blocks(to, from, to_height) {
+                return;
+            }
             let blocks = read_blocks(store, from, to_height);
             if !blocks.is_empty() {
                 let reply: Message = replica.blocks_reply(blocks);
@@ -91,7 +100,7 @@ where
 
 /// Consecutive blocks `from..=to` as far as the store has them (the core bounds the range). A
 /// read error ends the reply early: the peer asks again elsewhere.
-fn read_blocks<S: Store + ?Sized>(store: &S, from: u64, to: u64) -> Vec<Block> {
+pub fn read_blocks<S: Store + ?Sized>(store: &S, from: u64, to: u64) -> Vec<Block> {
     (from..=to)
         .map_while(|h| store.block(h).ok().flatten())
         .map(|r| r.block)

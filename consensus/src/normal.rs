@@ -13,7 +13,7 @@ use crate::message::{
     Message, Prepare, PreparedProof, Proposal, Signed, SlotVote, StableCheckpoint, Status,
 };
 use crate::persist;
-use crate::replica::{Output, PeerStatus, Replica};
+use crate::replica::{Output, PeerStatus, Replica, Reply};
 use crate::stats::{Drop, Misbehaviour};
 
 impl Replica {
@@ -509,6 +509,8 @@ impl Replica {
         // A replica in an older view missed the NewView: hand it over.
         if status.view < self.view
             && !self.changing
+            && self.new_view.is_some()
+            && self.may_reply(m.from, Reply::NewView)
             && let Some((nv, batches)) = self.new_view.clone()
         {
             self.out.push(Output::Send(

@@ -128,6 +128,17 @@ pub struct Replica {
     pub(crate) out: Vec<Output>,
     /// What the mempool said to each client transaction of the last `Input::Requests`.
     pub(crate) admissions: Vec<Admission>,
+    /// When each peer was last sent a reply that costs more than its request (PBFT.md trap 12).
+    pub(crate) replied: BTreeMap<(ReplicaId, Reply), u64>,
+}
+
+/// Replies much larger than what asks for them, rate-limited per peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Reply {
+    /// The NewView of the current view, to a replica still in an older one.
+    NewView,
+    /// Blocks from the chain store, for state transfer.
+    Blocks,
 }
 
 /// Whether the mempool took one client transaction, or why not.
@@ -197,6 +208,7 @@ impl Replica {
             stats: Stats::default(),
             out: Vec::new(),
             admissions: Vec::new(),
+            replied: BTreeMap::new(),
         };
         let low = replica.stable.seq;
         let accepted: BTreeMap<u64, (Signed<Proposal>, Arc<Batch>)> = recovered
@@ -668,6 +680,26 @@ impl Replica {
             .max()
             .unwrap_or(0);
         proposed.max(self.head.height).max(self.stable.seq) + 1
+    }
+
+    /// Whether `peer` may be sent another `reply` now: at most one NewView per two status
+    /// intervals and one block reply per tick. Honest peers ask that often at most (a catching
+    /// up replica asks for the next blocks when the last arrive); a faulty one asking faster gets
+    /// no more. Counts the refusals.
+    pub(crate) fn may_reply(&mut self, peer: ReplicaId, reply: Reply) -> bool {
+        let gap = match reply {
+            Reply::NewView => 2 * self.params.status_interval_ticks,
+            Reply::Blocks => 1,
+        };
+        let tick = self.tick;
+        // Bounded: one entry per (validator, kind).
+        let last = self.replied.entry((peer, reply)).or_insert(0);
+        if *last != 0 && tick.saturating_sub(*last) < gap {
+            self.stats.drop(Drop::RateLimited);
+            return false;
+        }
+        *last = tick.max(1);
+        true
     }
 
     /// A reply to a FetchBlocks, built from blocks the caller read from its store.

@@ -32,6 +32,8 @@ pub enum Drop {
     SenderLimit,
     /// Blocks that do not continue this replica's chain.
     UnwantedBlocks,
+    /// A request for an expensive reply (a NewView, blocks) from a peer that had one just now.
+    RateLimited,
 }
 
 impl Drop {
@@ -46,7 +48,7 @@ impl Drop {
         }
     }
 
-    pub const ALL: [Drop; 11] = [
+    pub const ALL: [Drop; 12] = [
         Drop::StaleView,
         Drop::FutureView,
         Drop::ChangingView,
@@ -58,6 +60,7 @@ impl Drop {
         Drop::StaleTransaction,
         Drop::SenderLimit,
         Drop::UnwantedBlocks,
+        Drop::RateLimited,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -73,6 +76,7 @@ impl Drop {
             Drop::StaleTransaction => "stale_transaction",
             Drop::SenderLimit => "sender_limit",
             Drop::UnwantedBlocks => "unwanted_blocks",
+            Drop::RateLimited => "rate_limited",
         }
     }
 }

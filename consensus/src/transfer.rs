@@ -6,7 +6,7 @@
 use quire_chain::ReplicaId;
 
 use crate::message::{BLOCKS_PER_REPLY_MAX, Blocks, FetchBlocks, Signed};
-use crate::replica::{Output, Replica};
+use crate::replica::{Output, Replica, Reply};
 use crate::stats::Drop;
 
 #[derive(Clone, Debug)]
@@ -120,7 +120,7 @@ impl Replica {
 
     pub(crate) fn on_fetch(&mut self, m: Signed<FetchBlocks>) {
         let FetchBlocks { from, to } = m.body;
-        if from > self.head.height {
+        if from > self.head.height || !self.may_reply(m.from, Reply::Blocks) {
             return;
         }
         let to_height = to

@@ -25,11 +25,13 @@ pub trait Transport: Send + Sync {
     fn broadcast(&self, frame: Arc<Vec<u8>>);
 }
 
-/// The transport as the executor's outbox, counting what leaves by kind.
+/// The transport as the executor's outbox, counting what leaves by kind; block requests go to
+/// the block server's thread.
 struct CountingOutbox<'a> {
     transport: &'a dyn Transport,
     metrics: &'a Metrics,
     peers: u64,
+    blocks: Option<&'a crate::block_server::Requests>,
 }
 
 impl Outbox for CountingOutbox<'_> {
@@ -45,6 +47,20 @@ impl Outbox for CountingOutbox<'_> {
             self.metrics.sent(kind, self.peers);
         }
         self.transport.broadcast(frame);
+    }
+
+    fn serve_blocks(&mut self, to: ReplicaId, from: u64, to_height: u64) -> bool {
+        let Some(blocks) = self.blocks else {
+            return false;
+        };
+        if !blocks.offer(crate::block_server::Request {
+            to,
+            from,
+            to_height,
+        }) {
+            self.metrics.ingress_dropped(to, "block_server_busy");
+        }
+        true
     }
 }
 
@@ -102,6 +118,8 @@ pub struct Driver {
     transport: Arc<dyn Transport>,
     shared: Arc<Shared>,
     tick: Duration,
+    /// Where block requests go; without one (tests), the driver serves them itself.
+    blocks: Option<crate::block_server::Requests>,
     /// When each client transaction reached this replica (for commit latency).
     submitted_at: HashMap<TxId, Instant>,
     published: Instant,
@@ -134,9 +152,16 @@ impl Driver {
             transport,
             shared,
             tick,
+            blocks: None,
             submitted_at: HashMap::new(),
             published: Instant::now(),
         }
+    }
+
+    /// Serves block requests on `server`'s thread instead of the driver's.
+    pub fn with_block_server(mut self, server: crate::block_server::Requests) -> Driver {
+        self.blocks = Some(server);
+        self
     }
 
     /// Runs until a Shutdown event or until every sender is gone. A failed disk write stops
@@ -239,6 +264,7 @@ impl Driver {
             transport: self.transport.as_ref(),
             metrics: &self.shared.metrics,
             peers: (self.verifier.validators.n() as u64).saturating_sub(1),
+            blocks: self.blocks.as_ref(),
         };
         let committed = exec::carry_out(&self.actor.replica, &*self.store, &mut outbox, outputs)?;
         self.committed(&committed);

@@ -3,6 +3,7 @@
 //! [`rpc_server`] (the protocol itself, [`rpc`], is the `quire-wire` crate the client shares),
 //! Prometheus [`metrics`] and the loopback [`http`] admin API.
 
+pub mod block_server;
 pub mod config;
 pub mod driver;
 pub mod http;

@@ -281,13 +281,25 @@ async fn serve(loaded: Loaded) -> Result<(), StartError> {
     let shared = Arc::new(Shared::default());
     let signatures = Arc::new(verify_pool::SignatureCache::new(1 << 18));
     let (events, inbox) = std::sync::mpsc::sync_channel::<Event>(16_384);
+    let transport: Arc<dyn Transport> = Arc::new(MeshTransport(mesh.clone()));
+    let (block_requests, block_server) = crate::block_server::BlockServer {
+        id: config.id,
+        key: loaded.key.clone(),
+        chain_id: loaded.genesis.chain_id(),
+        store: loaded.store.clone(),
+        transport: transport.clone(),
+        metrics: shared.metrics.clone(),
+    }
+    .start()
+    .map_err(StartError::Runtime)?;
     let driver = Driver::new(
         actor,
         loaded.store.clone(),
-        Arc::new(MeshTransport(mesh.clone())),
+        transport,
         shared.clone(),
         Duration::from_millis(config.tick_ms),
-    );
+    )
+    .with_block_server(block_requests);
     let driver_thread = std::thread::Builder::new()
         .name(format!("driver-{}", config.id))
         .spawn(move || driver.run(inbox))
@@ -353,9 +365,11 @@ async fn serve(loaded: Loaded) -> Result<(), StartError> {
     let result = wait_for_exit(&driver_thread).await;
     let _ = events.try_send(Event::Shutdown);
     mesh.shutdown().await;
-    // The inbox is closed now; the pool's threads stop within a pop timeout.
+    // The inbox is closed now; the pool's threads stop within a pop timeout. The block server
+    // stops once the driver, its only sender, is gone.
     let _ =
         tokio::task::spawn_blocking(move || pool.into_iter().for_each(|t| drop(t.join()))).await;
+    drop(block_server);
     match tokio::task::spawn_blocking(move || driver_thread.join()).await {
         Ok(Ok(Err(e))) => Err(StartError::Storage(e)),
         _ => result,

@@ -12,6 +12,7 @@
 //! raw_payloads = false      # may unsigned, unexecuted payloads be ordered (benchmarks only)
 //! checkpoint_interval = 32  # K: a checkpoint every K sequence numbers
 //! log_window = 128          # L: the watermark window (h, h + L], a multiple of K, at least 2K
+//! rotation_blocks = 1024    # every this many blocks the primary rotates (0: never)
 //! [[validators]]
 //! id = 0
 //! public_key = "…64 hex digits…"
@@ -99,6 +100,10 @@ pub struct Protocol {
     pub checkpoint_interval: u64,
     /// L: the watermark window `(h, h + L]`; a multiple of K and at least 2K.
     pub log_window: u64,
+    /// Every this many blocks, every replica moves to the next view (a scheduled view change,
+    /// PBFT.md trap 11): a replica that changed views alone is back within this many blocks, and
+    /// no primary keeps the role forever. 0 turns it off.
+    pub rotation_blocks: u64,
 }
 
 impl Default for Protocol {
@@ -109,6 +114,7 @@ impl Default for Protocol {
             raw_payloads: false,
             checkpoint_interval: 32,
             log_window: 128,
+            rotation_blocks: 1024,
         }
     }
 }
@@ -143,6 +149,7 @@ impl Protocol {
         codec::put_bool(out, self.raw_payloads);
         codec::put_u64(out, self.checkpoint_interval);
         codec::put_u64(out, self.log_window);
+        codec::put_u64(out, self.rotation_blocks);
     }
 }
 
@@ -409,7 +416,7 @@ mod tests {
             net.genesis.chain_id()
         );
         // Every protocol rule is covered: two networks that differ in one cannot share votes.
-        let changes: [fn(&mut Protocol); 5] = [
+        let changes: [fn(&mut Protocol); 6] = [
             |p| p.consensus = ConsensusMode::Pow,
             |p| p.batch_txs_max += 1,
             |p| p.raw_payloads = !p.raw_payloads,
@@ -418,6 +425,7 @@ mod tests {
                 p.log_window *= 2;
             },
             |p| p.log_window += p.checkpoint_interval,
+            |p| p.rotation_blocks += 1,
         ];
         for change in changes {
             let mut file = net.genesis.to_file();

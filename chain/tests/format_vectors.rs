@@ -202,7 +202,7 @@ fn the_example_genesis_file_is_the_example_network() {
     pin(
         "chain id from the genesis file",
         genesis.chain_id().0,
-        "21db4fc221f46102d6fa49d85f4a449edcaded5366097dbc66b66687c5dcd501",
+        "19b4df7af51997bf2f4e5ea85ed9d1cff8824d37fcc72c62b32d5fdaea71462e",
     );
 }
 
@@ -213,12 +213,13 @@ fn the_chain_id_is_the_tagged_hash_of_the_genesis_preimage() {
     let mut pre = Vec::new();
     pre.extend_from_slice(&(b"quire-test".len() as u32).to_be_bytes());
     pre.extend_from_slice(b"quire-test");
-    // The protocol rules: consensus (0 = pbft), batch_txs_max, raw_payloads, K, L.
+    // The protocol rules: consensus (0 = pbft), batch_txs_max, raw_payloads, K, L, rotation.
     pre.push(0);
     pre.extend_from_slice(&512u32.to_be_bytes());
     pre.push(0);
     pre.extend_from_slice(&32u64.to_be_bytes());
     pre.extend_from_slice(&128u64.to_be_bytes());
+    pre.extend_from_slice(&1024u64.to_be_bytes()); // rotation_blocks
     pre.extend_from_slice(&1u32.to_be_bytes()); // f
     pre.extend_from_slice(&4u32.to_be_bytes()); // n
     for (i, k) in net.validator_keys.iter().enumerate() {
@@ -240,16 +241,16 @@ fn the_chain_id_is_the_tagged_hash_of_the_genesis_preimage() {
         &pre,
         concat!(
             "0000000a71756972652d74657374000000020000000000000000002000000000",
-            "00000080000000010000000400000000995b9ed8f7b464b87a05b82ec194debe",
-            "e08c83bcd68021b375a9bea625e304b30000000e3132372e302e302e313a3731",
-            "3030000000018931f05c263e7079de0125d48545645a7575defd9d39c6ca16cc",
-            "5db2e4996fab0000000e3132372e302e302e313a3731303100000002e5ed1fbc",
-            "21cb5b94084b91a09885c1f6863357c9be6f598a7a2fe3a49e3481ae0000000e",
-            "3132372e302e302e313a37313032000000033fe2ac50bdd3394845edc29102c8",
-            "f468cc8b8e222359c518835c6e1aa4956aab0000000e3132372e302e302e313a",
-            "3731303300000002798153c25836e38302acec74b68bb588741396708385ada4",
-            "291d773aac6bfc0500000000000f4240dd7905a991a539cdbffec85548c9ebe8",
-            "3bfacd40a60cfeb3324ea66083d3f86700000000000f4240"
+            "000000800000000000000400000000010000000400000000995b9ed8f7b464b8",
+            "7a05b82ec194debee08c83bcd68021b375a9bea625e304b30000000e3132372e",
+            "302e302e313a37313030000000018931f05c263e7079de0125d48545645a7575",
+            "defd9d39c6ca16cc5db2e4996fab0000000e3132372e302e302e313a37313031",
+            "00000002e5ed1fbc21cb5b94084b91a09885c1f6863357c9be6f598a7a2fe3a4",
+            "9e3481ae0000000e3132372e302e302e313a37313032000000033fe2ac50bdd3",
+            "394845edc29102c8f468cc8b8e222359c518835c6e1aa4956aab0000000e3132",
+            "372e302e302e313a3731303300000002798153c25836e38302acec74b68bb588",
+            "741396708385ada4291d773aac6bfc0500000000000f4240dd7905a991a539cd",
+            "bffec85548c9ebe83bfacd40a60cfeb3324ea66083d3f86700000000000f4240"
         ),
     );
     let chain_id = Hash::tagged(tags::GENESIS, &[&pre]);
@@ -257,7 +258,7 @@ fn the_chain_id_is_the_tagged_hash_of_the_genesis_preimage() {
     pin(
         "chain id",
         chain_id.0,
-        "21db4fc221f46102d6fa49d85f4a449edcaded5366097dbc66b66687c5dcd501",
+        "19b4df7af51997bf2f4e5ea85ed9d1cff8824d37fcc72c62b32d5fdaea71462e",
     );
 }
 
@@ -294,8 +295,8 @@ fn a_transfer_signs_its_fields_under_the_transfer_tag_and_chain_id() {
         "transfer 0 signing bytes",
         &signed,
         concat!(
-            "1671756972652f76312f7369676e2f7472616e7366657221db4fc221f46102d6",
-            "fa49d85f4a449edcaded5366097dbc66b66687c5dcd501798153c25836e38302",
+            "1671756972652f76312f7369676e2f7472616e7366657219b4df7af51997bf2f",
+            "4e5ea85ed9d1cff8824d37fcc72c62b32d5fdaea71462e798153c25836e38302",
             "acec74b68bb588741396708385ada4291d773aac6bfc05dd7905a991a539cdbf",
             "fec85548c9ebe83bfacd40a60cfeb3324ea66083d3f86700000000000000fa00",
             "00000000000000"
@@ -306,8 +307,8 @@ fn a_transfer_signs_its_fields_under_the_transfer_tag_and_chain_id() {
         "transfer 0 signature",
         t.signature.0,
         concat!(
-            "0b6e099ac93338a03cb813429135c692c98f44031efa10785355bce78ce1469f",
-            "b4e5e5973644e3c320007d7814742a9d09ad0355b5e78351671be6e406939505"
+            "cc9abecb4103b74921536fb1fc616b24796241b8a53002cf840f9da2f53ee904",
+            "b2fda9d8eb8b8e37ed4224f9c9543c8adc66c145180dd84df76580453be4000a"
         ),
     );
     assert_eq!(net.account_keys[0].sign_raw(&signed), t.signature);
@@ -324,9 +325,9 @@ fn a_transfer_signs_its_fields_under_the_transfer_tag_and_chain_id() {
         concat!(
             "00798153c25836e38302acec74b68bb588741396708385ada4291d773aac6bfc",
             "05dd7905a991a539cdbffec85548c9ebe83bfacd40a60cfeb3324ea66083d3f8",
-            "6700000000000000fa00000000000000000b6e099ac93338a03cb813429135c6",
-            "92c98f44031efa10785355bce78ce1469fb4e5e5973644e3c320007d7814742a",
-            "9d09ad0355b5e78351671be6e406939505"
+            "6700000000000000fa0000000000000000cc9abecb4103b74921536fb1fc616b",
+            "24796241b8a53002cf840f9da2f53ee904b2fda9d8eb8b8e37ed4224f9c9543c",
+            "8adc66c145180dd84df76580453be4000a"
         ),
     );
     assert_eq!(Transaction::from_bytes(&encoded).unwrap(), tx);
@@ -609,7 +610,7 @@ fn a_batch_digest_covers_view_proposer_timestamp_and_tx_root() {
     pin(
         "batch encoding sha256",
         sha256(&encoded),
-        "8b32876ae1ac7ab418f4227ea52162242858dca82c121638e748e3143e96e4e2",
+        "bc5a9bca0f811d178643cd0a8c30ba5e7e55fade459cb863c38b79371abb1a5d",
     );
     let digest = Hash::tagged(
         tags::BATCH,
@@ -731,7 +732,7 @@ fn executing_the_batch_at_seq_1_derives_header_1() {
     pin(
         "block 1 encoding sha256",
         sha256(&block_bytes),
-        "8341284c39a451ac8268c66bdd5c495984118d71804c59a386a3827ebba4880e",
+        "e696cc920862e13a142cbf5adca5a641f4ff92d92cae8f39b0b6c8d4c2693597",
     );
     assert_eq!(Block::from_bytes(&block_bytes).unwrap(), record.block);
     let record_bytes = record.to_bytes();
@@ -739,7 +740,7 @@ fn executing_the_batch_at_seq_1_derives_header_1() {
     pin(
         "block 1 record encoding sha256",
         sha256(&record_bytes),
-        "49f6848ec7b86f8225774727e9da20a74763f20e85d5acd7ac03217fd8390008",
+        "c1a0ea92048b5a759dd8561c3315a7767467ff863132cfd9e06168c704fa9161",
     );
     assert_eq!(BlockRecord::from_bytes(&record_bytes).unwrap(), *record);
 
@@ -803,24 +804,24 @@ fn a_commit_certificate_is_the_statement_and_a_quorum_of_ordered_votes() {
         "commit signing bytes",
         &signed,
         concat!(
-            "1471756972652f76312f7369676e2f636f6d6d697421db4fc221f46102d6fa49",
-            "d85f4a449edcaded5366097dbc66b66687c5dcd5010000000000000000000000",
+            "1471756972652f76312f7369676e2f636f6d6d697419b4df7af51997bf2f4e5e",
+            "a85ed9d1cff8824d37fcc72c62b32d5fdaea71462e0000000000000000000000",
             "0000000001a51779230471c181fda038f4f51fc03083c025425dc3e627f71c31",
             "17f5268849"
         ),
     );
     let votes = [
         concat!(
-            "849a657e482b5adbeafa6e265d51f723331bb624dbda9f447c5fb4031f18f02c",
-            "eaeb517524b86ccdfeff9670910b6627c35533400553d76e798ca6bd52a4cd07"
+            "10000b88b28a9c39c555e24ff4765a664ce77e49822057ceff22d3624e6ef284",
+            "b2c36b8161d5a735a34f847ce92f1d6874e6519c56184c8e767afade9cda860e"
         ),
         concat!(
-            "5df9ba0d9719359b870b5e62f0a582e9311df5e27655ad4bef158c2747cb9967",
-            "36876ed016c799776a34ca9cd85461fa8a53b48e3453a39064bde02ef0be7800"
+            "5d44af44395657523491fdd31458da249b75eac2b764065a6d8e619649e65329",
+            "ca925c774528864880da5094b10d27a42e4b5ceea07aa1ef7907e3be04ed3d05"
         ),
         concat!(
-            "e3831085fa21e87d735e581ecde64b4db815f7a461ce71995f5f8e20db72c2d8",
-            "a4f7472a93311612f2ff03189169d1136cfdf5fadc6389b514b233c6c219ca06"
+            "b2799697dd70e527a8386ce58d40f905c63215be54ea6b28f2d8333e647b629c",
+            "ff302ac73280c74ec183fcb8dac4fff2b58959824d831259f7114014a23d6c08"
         ),
     ];
     assert_eq!(cert.votes.len(), net.genesis.validators.quorum());
@@ -840,13 +841,13 @@ fn a_commit_certificate_is_the_statement_and_a_quorum_of_ordered_votes() {
         cert.to_bytes(),
         concat!(
             "00000000000000000000000000000001a51779230471c181fda038f4f51fc030",
-            "83c025425dc3e627f71c3117f52688490000000300000000849a657e482b5adb",
-            "eafa6e265d51f723331bb624dbda9f447c5fb4031f18f02ceaeb517524b86ccd",
-            "feff9670910b6627c35533400553d76e798ca6bd52a4cd07000000015df9ba0d",
-            "9719359b870b5e62f0a582e9311df5e27655ad4bef158c2747cb996736876ed0",
-            "16c799776a34ca9cd85461fa8a53b48e3453a39064bde02ef0be780000000002",
-            "e3831085fa21e87d735e581ecde64b4db815f7a461ce71995f5f8e20db72c2d8",
-            "a4f7472a93311612f2ff03189169d1136cfdf5fadc6389b514b233c6c219ca06"
+            "83c025425dc3e627f71c3117f5268849000000030000000010000b88b28a9c39",
+            "c555e24ff4765a664ce77e49822057ceff22d3624e6ef284b2c36b8161d5a735",
+            "a34f847ce92f1d6874e6519c56184c8e767afade9cda860e000000015d44af44",
+            "395657523491fdd31458da249b75eac2b764065a6d8e619649e65329ca925c77",
+            "4528864880da5094b10d27a42e4b5ceea07aa1ef7907e3be04ed3d0500000002",
+            "b2799697dd70e527a8386ce58d40f905c63215be54ea6b28f2d8333e647b629c",
+            "ff302ac73280c74ec183fcb8dac4fff2b58959824d831259f7114014a23d6c08"
         ),
     );
 
@@ -861,9 +862,9 @@ fn a_commit_certificate_is_the_statement_and_a_quorum_of_ordered_votes() {
         &message,
         concat!(
             "020000000000000000000000000000000000000001a51779230471c181fda038",
-            "f4f51fc03083c025425dc3e627f71c3117f5268849849a657e482b5adbeafa6e",
-            "265d51f723331bb624dbda9f447c5fb4031f18f02ceaeb517524b86ccdfeff96",
-            "70910b6627c35533400553d76e798ca6bd52a4cd07"
+            "f4f51fc03083c025425dc3e627f71c3117f526884910000b88b28a9c39c555e2",
+            "4ff4765a664ce77e49822057ceff22d3624e6ef284b2c36b8161d5a735a34f84",
+            "7ce92f1d6874e6519c56184c8e767afade9cda860e"
         ),
     );
 }
@@ -891,8 +892,8 @@ fn checkpoints_and_attestations_vouch_for_a_block_hash() {
         "checkpoint signing bytes",
         &signed,
         concat!(
-            "1871756972652f76312f7369676e2f636865636b706f696e7421db4fc221f461",
-            "02d6fa49d85f4a449edcaded5366097dbc66b66687c5dcd50100000000000000",
+            "1871756972652f76312f7369676e2f636865636b706f696e7419b4df7af51997",
+            "bf2f4e5ea85ed9d1cff8824d37fcc72c62b32d5fdaea71462e00000000000000",
             "010e8b09feb98cfe9ddc89078564a8ab139315761ff07b8180da1fd4185eb8b0",
             "ba"
         ),
@@ -901,8 +902,8 @@ fn checkpoints_and_attestations_vouch_for_a_block_hash() {
         "checkpoint vote of validator 0",
         checkpoint.sign(&net.validator_keys[0], &chain_id).0,
         concat!(
-            "e7adfde73fd1f295ad1ad475ba88047a7f6e00e1eeccc04c7b66c4124e4d81ce",
-            "e7c0e8aee4e7b362f16a63f618d737df3a215e9744e64cac08b97b11a6775f08"
+            "715ee3204aeb8d9ca7116368ef69b9b04914d46f3ce1216069c5c2601efd51d4",
+            "4d55fc3e04be93529606917acb524862529e4e7e8ba6e2bfa61af3bb9fd1d500"
         ),
     );
 
@@ -915,20 +916,20 @@ fn checkpoints_and_attestations_vouch_for_a_block_hash() {
         "attestation signing bytes",
         &signed,
         concat!(
-            "1971756972652f76312f7369676e2f6174746573746174696f6e21db4fc221f4",
-            "6102d6fa49d85f4a449edcaded5366097dbc66b66687c5dcd501000000000000",
+            "1971756972652f76312f7369676e2f6174746573746174696f6e19b4df7af519",
+            "97bf2f4e5ea85ed9d1cff8824d37fcc72c62b32d5fdaea71462e000000000000",
             "00010e8b09feb98cfe9ddc89078564a8ab139315761ff07b8180da1fd4185eb8",
             "b0ba"
         ),
     );
     let attestations = [
         concat!(
-            "31b548977bbfb3dc2f46579fbdb9d087abbba3654ba405ddd04b25d94ab49ccf",
-            "795806884a435453dda2908f6e082724674ea7d1e97bb7873b98541ebf2dd70a"
+            "66c59453bdbcd0e9efd8d993d1b102aca77c586041b71c27c7727a3687496c82",
+            "fd6c16ccce6370a6278da4e324876d128a98700e18bf748d8bd7cbe049fe2b0d"
         ),
         concat!(
-            "24ee55f2cd9a47dc5b01c270bd8cb2437218dd5d06c840851ac7a7b745d3245a",
-            "b00d08424e705bd321144866a6385888bc677a4495374e0f858543eae6b5ed01"
+            "8707feab23ee9eb9ceee511a6de4bac94b4f717a2f74911f67b39d1d8845a3c2",
+            "c3cb14aa48d6638e64233410c18ce821918ca2e45e6ed150648b3d3dc8bdcb0a"
         ),
     ];
     for (i, expected) in attestations.iter().enumerate() {

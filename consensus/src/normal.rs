@@ -333,6 +333,7 @@ impl Replica {
         cert: quire_chain::CommitCertificate,
         claimed: Option<(&quire_chain::Header, quire_chain::ReplicaId)>,
     ) {
+        let decided_view = cert.statement.view;
         let verdicts = self.known_good.verdicts(&self.ledger, &batch.txs);
         let executed = execute(
             &mut self.ledger,
@@ -370,6 +371,24 @@ impl Replica {
             .is_multiple_of(self.verifier.protocol.checkpoint_interval)
         {
             self.send_checkpoint(header.height, header.hash());
+        }
+        self.rotate_if_scheduled(header.height, decided_view, claimed.is_some());
+    }
+
+    /// The scheduled rotation (PBFT.md trap 11): after every `rotation_blocks`-th block, every
+    /// replica that decided it in its current view moves to the next view, as if its timer had
+    /// fired. They all do at the same block, so the view change completes at once; a replica
+    /// that had moved to that view alone — a short partition, a spurious timeout — is in it
+    /// again, and votes again. A replica that got the block by state transfer does not rotate (it
+    /// is behind; the NewView reaches it through its Status).
+    fn rotate_if_scheduled(&mut self, height: u64, decided_view: u64, fetched: bool) {
+        let every = self.verifier.protocol.rotation_blocks;
+        if every == 0 || !height.is_multiple_of(every) || fetched || self.changing {
+            return;
+        }
+        if decided_view == self.view {
+            self.stats.rotations += 1;
+            self.start_view_change(self.view + 1);
         }
     }
 

@@ -141,8 +141,10 @@ pub struct Stats {
     pub drops: BTreeMap<Drop, u64>,
     pub rejects: BTreeMap<Reject, u64>,
     pub misbehaviour: BTreeMap<(Misbehaviour, ReplicaId), u64>,
-    /// View changes this replica started (timeouts and the join rule).
+    /// View changes this replica started (timeouts, the join rule and rotations).
     pub view_changes: u64,
+    /// Of those, scheduled rotations (`rotation_blocks`).
+    pub rotations: u64,
     /// New views this replica entered.
     pub new_views: u64,
     /// The most consecutive view changes without progress.

@@ -105,6 +105,8 @@ impl SimConfig {
                 raw_payloads: true,
                 checkpoint_interval: 8,
                 log_window: 32,
+                // Often enough that every seed goes through scheduled rotations too.
+                rotation_blocks: 48,
                 ..Protocol::default()
             },
             params: Params {

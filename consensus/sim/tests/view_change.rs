@@ -4,6 +4,7 @@
 
 mod support;
 
+use quire_chain::store::Store;
 use quire_consensus::Behaviour;
 use quire_sim::workload::Target;
 use support::Cluster;
@@ -97,4 +98,44 @@ fn the_view_change_timeout_doubles_until_progress() {
         assert_eq!(r.view(), 2, "replica {i}");
         assert!(r.stats().view_change_streak_max >= 2, "replica {i}");
     }
+}
+
+/// PBFT.md trap 11: a backup cut off long enough to time out moves to the next view alone and
+/// must not rejoin by going back (its ViewChange may be in the next NewView's proof). The
+/// scheduled rotation brings the others to its view: within `rotation_blocks` blocks of the heal
+/// it votes again — its signature is in new commit certificates.
+#[test]
+fn a_replica_that_changed_views_alone_votes_again_after_the_next_rotation() {
+    let mut c = Cluster::with(4, |cfg| cfg.protocol.rotation_blocks = 16);
+    c.submit(4, Target::All);
+    c.run(50);
+    c.isolate(3);
+    c.run(400);
+    assert!(c.sim.replica(3).unwrap().is_changing_view());
+    assert_eq!(c.view(3), 1);
+    assert_eq!(c.view(0), 0, "the others stay in view 0");
+    c.heal();
+    let healed_at = c.height(0);
+    // Still alone: nobody else wants view 1.
+    c.submit(3, Target::All);
+    c.run(100);
+    assert!(c.sim.replica(3).unwrap().is_changing_view());
+    // Load until the next rotation (one transfer a block here: small batches).
+    for _ in 0..40 {
+        c.submit(1, Target::All);
+        c.run(20);
+    }
+    assert!(c.height(0) >= healed_at + 16);
+    assert_eq!(c.view(0), c.view(3), "all in the rotated view");
+    assert!(!c.sim.replica(3).unwrap().is_changing_view());
+    let head = c.sim.stores[0].head().height;
+    let signed_by_3 = (head.saturating_sub(10)..=head)
+        .filter_map(|h| c.sim.stores[0].block(h).unwrap())
+        .filter_map(|r| r.block.certificate)
+        .any(|cert| cert.votes.iter().any(|v| v.replica == 3));
+    assert!(
+        signed_by_3,
+        "replica 3's commits are in none of the last certificates"
+    );
+    c.assert_all_executed();
 }

@@ -42,6 +42,11 @@ impl CheckpointVotes {
         (recorded, Some(stable))
     }
 
+    /// The block hash `replica` voted for at `seq`, if its vote is held.
+    pub fn vote_of(&self, seq: u64, replica: ReplicaId) -> Option<Hash> {
+        self.votes.get(&(seq, replica)).map(|(h, _)| *h)
+    }
+
     /// Forgets votes at or below the stable checkpoint.
     pub fn collect_garbage(&mut self, stable_seq: u64) {
         self.votes = self.votes.split_off(&(stable_seq + 1, 0));

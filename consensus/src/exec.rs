@@ -164,6 +164,9 @@ mod tests {
         fn write(&self, _: &WriteSet) -> Result<(), StoreError> {
             Err(StoreError::Engine("disk full".into()))
         }
+        fn reset_chain(&self, _: &quire_chain::Genesis) -> Result<(), StoreError> {
+            Err(StoreError::Engine("disk full".into()))
+        }
     }
 
     fn replica(net: &TestNet, store: &dyn Store) -> Replica {

@@ -44,6 +44,6 @@ pub use byzantine::{Actor, Behaviour};
 pub use config::Params;
 pub use exec::{Outbox, carry_out};
 pub use message::{Kind, Message};
-pub use replica::{Admission, Durable, Input, Output, Replica, ReplicaError};
+pub use replica::{Admission, Divergence, Durable, Input, Output, Replica, ReplicaError};
 pub use stats::{Drop, Misbehaviour, Stats};
 pub use verify::{Reject, Verified, Verifier};

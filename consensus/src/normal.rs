@@ -358,6 +358,10 @@ impl Replica {
             // An honest primary proposes only transactions whose signatures it checked.
             self.stats.blame(Misbehaviour::InvalidBatch, batch.proposer);
         }
+        if header.height == self.stable.seq {
+            // The checkpoint was certified before this replica got here.
+            self.check_agreement(header.height, header.hash(), self.stable.block_hash);
+        }
         self.head = header;
         self.mempool.executed(&batch.txs, &self.ledger);
         self.stats.blocks_executed += 1;
@@ -452,6 +456,9 @@ impl Replica {
             return;
         }
         let seq = checkpoint.seq;
+        if let Some(ours) = self.checkpoints.vote_of(seq, self.id) {
+            self.check_agreement(seq, ours, checkpoint.block_hash);
+        }
         self.persist(persist::stable(&checkpoint));
         let kept = self.log.split_off(&(seq + 1));
         let dropped = std::mem::replace(&mut self.log, kept);

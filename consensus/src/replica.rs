@@ -130,6 +130,18 @@ pub struct Replica {
     pub(crate) admissions: Vec<Admission>,
     /// When each peer was last sent a reply that costs more than its request (PBFT.md trap 12).
     pub(crate) replied: BTreeMap<(ReplicaId, Reply), u64>,
+    /// Set when this replica's executed chain turned out to differ from a checkpoint a quorum
+    /// certified: from then on it signs nothing and commits nothing, until it is rebuilt.
+    pub(crate) diverged: Option<Divergence>,
+}
+
+/// This replica's block at `height` is not the one 2f+1 replicas certified: its state is wrong
+/// (a corrupted store, a bug). It must not vote on anything until it has recovered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Divergence {
+    pub height: u64,
+    pub ours: quire_chain::Hash,
+    pub certified: quire_chain::Hash,
 }
 
 /// Replies much larger than what asks for them, rate-limited per peer.
@@ -209,6 +221,7 @@ impl Replica {
             out: Vec::new(),
             admissions: Vec::new(),
             replied: BTreeMap::new(),
+            diverged: None,
         };
         let low = replica.stable.seq;
         let accepted: BTreeMap<u64, (Signed<Proposal>, Arc<Batch>)> = recovered
@@ -315,6 +328,19 @@ impl Replica {
         self.out.extend(resend.into_iter().map(Output::Broadcast));
     }
 
+    /// Starts this replica again from `durable` (its chain rebuilt after a divergence, say):
+    /// same identity, parameters and network, nothing else kept from memory.
+    pub fn restart_from(&mut self, durable: Durable) -> Result<(), ReplicaError> {
+        *self = Replica::recover(
+            self.id,
+            self.key.clone(),
+            self.verifier.clone(),
+            self.params.clone(),
+            durable,
+        )?;
+        Ok(())
+    }
+
     // ---- accessors ------------------------------------------------------------------------
 
     pub fn id(&self) -> ReplicaId {
@@ -401,8 +427,13 @@ impl Replica {
             })
             .collect();
         format!(
-            "r{} view={}{} height={} stable={} next_seq={} mempool={} fetch={:?} vcs={:?} {}",
+            "r{}{} view={}{} height={} stable={} next_seq={} mempool={} fetch={:?} vcs={:?} {}",
             self.id,
+            if self.diverged.is_some() {
+                " DIVERGED"
+            } else {
+                ""
+            },
             self.view,
             if self.changing { "(changing)" } else { "" },
             self.head.height,
@@ -448,6 +479,10 @@ impl Replica {
     // ---- the step function ----------------------------------------------------------------
 
     pub fn step(&mut self, input: Input) -> Vec<Output> {
+        if self.diverged.is_some() {
+            // Signs nothing, commits nothing: its state is wrong. The caller rebuilds it.
+            return Vec::new();
+        }
         match input {
             Input::Message(m) => {
                 let (message, good_txs) = m.into_parts();
@@ -459,7 +494,33 @@ impl Replica {
             Input::Requests(txs) => self.on_requests(txs),
             Input::Tick { now_ms } => self.on_tick(now_ms),
         }
+        if self.diverged.is_some() {
+            self.out.clear();
+        }
         std::mem::take(&mut self.out)
+    }
+
+    /// Whether this replica found its chain differs from a certified checkpoint (see
+    /// [`Divergence`]); its caller should rebuild its chain by state transfer.
+    pub fn diverged(&self) -> Option<Divergence> {
+        self.diverged
+    }
+
+    /// Compares this replica's block hash at `height` with the one a quorum certified.
+    pub(crate) fn check_agreement(
+        &mut self,
+        height: u64,
+        ours: quire_chain::Hash,
+        certified: quire_chain::Hash,
+    ) {
+        if ours != certified && self.diverged.is_none() {
+            self.stats.diverged += 1;
+            self.diverged = Some(Divergence {
+                height,
+                ours,
+                certified,
+            });
+        }
     }
 
     fn on_message(&mut self, message: Message) {

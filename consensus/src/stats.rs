@@ -145,6 +145,8 @@ pub struct Stats {
     pub view_changes: u64,
     /// Of those, scheduled rotations (`rotation_blocks`).
     pub rotations: u64,
+    /// Times this replica found its chain differs from a certified checkpoint.
+    pub diverged: u64,
     /// New views this replica entered.
     pub new_views: u64,
     /// The most consecutive view changes without progress.

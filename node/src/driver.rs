@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use quire_chain::block::Executed;
 use quire_chain::smt::SmtProof;
+use quire_chain::store::Store;
 use quire_chain::{Account, Address, Header, ReplicaId, Transaction, TxId};
 use quire_consensus::exec::{self, Outbox};
 use quire_consensus::message::{Kind, StableCheckpoint};
@@ -118,6 +119,8 @@ pub struct Driver {
     transport: Arc<dyn Transport>,
     shared: Arc<Shared>,
     tick: Duration,
+    /// The network's genesis (a diverged replica starts over from it).
+    genesis: quire_chain::Genesis,
     /// Where block requests go; without one (tests), the driver serves them itself.
     blocks: Option<crate::block_server::Requests>,
     /// When each client transaction reached this replica (for commit latency).
@@ -139,6 +142,7 @@ fn now_ms() -> u64 {
 impl Driver {
     pub fn new(
         actor: Actor,
+        genesis: quire_chain::Genesis,
         store: Arc<RocksStore>,
         transport: Arc<dyn Transport>,
         shared: Arc<Shared>,
@@ -152,6 +156,7 @@ impl Driver {
             transport,
             shared,
             tick,
+            genesis,
             blocks: None,
             submitted_at: HashMap::new(),
             published: Instant::now(),
@@ -196,6 +201,9 @@ impl Driver {
                 next_tick = (next_tick + self.tick).max(now);
             }
             self.carry_out(outputs)?;
+            if let Some(d) = self.actor.replica.diverged() {
+                self.rebuild(d)?;
+            }
             self.shared.watermarks.set(self.actor.replica.watermarks());
             if self.published.elapsed() >= Duration::from_millis(50) {
                 self.publish();
@@ -268,6 +276,37 @@ impl Driver {
         };
         let committed = exec::carry_out(&self.actor.replica, &*self.store, &mut outbox, outputs)?;
         self.committed(&committed);
+        Ok(())
+    }
+
+    /// This replica's chain differs from a checkpoint 2f+1 replicas certified: its state is
+    /// wrong (a corrupted disk, a bug). It has stopped signing; now it says so, forgets its chain
+    /// (keeping its votes, so it never contradicts one) and starts again from the genesis,
+    /// fetching and re-executing the certified chain from its peers.
+    fn rebuild(
+        &mut self,
+        d: quire_consensus::Divergence,
+    ) -> Result<(), quire_chain::store::StoreError> {
+        tracing::error!(
+            height = d.height,
+            ours = %d.ours,
+            certified = %d.certified,
+            "DIVERGED: this replica's block differs from the one 2f+1 replicas certified; \
+             it stops signing, discards its chain and recovers by state transfer"
+        );
+        self.shared.metrics.diverged();
+        self.store.reset_chain(&self.genesis)?;
+        let durable = quire_consensus::Durable {
+            head: self.store.head(),
+            ledger: self.store.ledger(self.genesis.chain_id())?,
+            consensus: self.store.consensus_entries()?,
+        };
+        self.actor.replica.restart_from(durable).map_err(|e| {
+            quire_chain::store::StoreError::Corrupt(format!(
+                "cannot restart the core after a divergence: {e}"
+            ))
+        })?;
+        self.publish();
         Ok(())
     }
 

@@ -79,6 +79,8 @@ struct Inner {
     ingress_dropped: BTreeMap<(u32, &'static str), u64>,
     /// Signatures checked for each peer's messages (what its budget is charged).
     ingress_signatures: BTreeMap<u32, u64>,
+    /// Times this replica's chain diverged from a certified checkpoint (and was rebuilt).
+    diverged: u64,
 }
 
 /// Shared between the driver (writer) and the HTTP server (reader).
@@ -108,6 +110,7 @@ impl Default for Metrics {
                 rpc_errors: BTreeMap::new(),
                 ingress_dropped: BTreeMap::new(),
                 ingress_signatures: BTreeMap::new(),
+                diverged: 0,
             }),
         }
     }
@@ -159,6 +162,11 @@ impl Metrics {
 
     pub fn rpc_error(&self, reason: &'static str) {
         *self.lock().rpc_errors.entry(reason).or_default() += 1;
+    }
+
+    /// This replica found its chain differs from a certified checkpoint, and rebuilt it.
+    pub fn diverged(&self) {
+        self.lock().diverged += 1;
     }
 
     pub fn ingress_dropped(&self, peer: u32, reason: &'static str) {
@@ -260,6 +268,12 @@ impl Metrics {
             "quire_client_transactions_accepted_total",
             "Client transactions admitted.",
             m.submitted,
+        );
+        counter(
+            &mut out,
+            "quire_diverged_total",
+            "Times this replica's chain differed from a checkpoint 2f+1 replicas certified (it then stops signing and rebuilds its chain).",
+            m.diverged,
         );
         counter(
             &mut out,

@@ -294,6 +294,7 @@ async fn serve(loaded: Loaded) -> Result<(), StartError> {
     .map_err(StartError::Runtime)?;
     let driver = Driver::new(
         actor,
+        loaded.genesis.clone(),
         loaded.store.clone(),
         transport,
         shared.clone(),

@@ -294,6 +294,33 @@ impl Store for RocksStore {
         Ok(out)
     }
 
+    fn reset_chain(&self, genesis: &Genesis) -> Result<(), StoreError> {
+        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut batch = WriteBatch::default();
+        for family in [CF_BLOCKS, CF_HEIGHTS, CF_STATE, CF_TXINDEX] {
+            let cf = self.cf(family)?;
+            for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+                let (key, _) = item.map_err(engine)?;
+                batch.delete_cf(cf, key);
+            }
+        }
+        let block = genesis.block();
+        let hash = block.hash();
+        let record = BlockRecord {
+            block,
+            outcomes: Vec::new(),
+        };
+        batch.put_cf(self.cf(CF_BLOCKS)?, hash.0, record.to_bytes());
+        batch.put_cf(self.cf(CF_HEIGHTS)?, 0u64.to_be_bytes(), hash.0);
+        for (address, account) in &genesis.accounts {
+            batch.put_cf(self.cf(CF_STATE)?, address.0, account.to_bytes());
+        }
+        batch.put_cf(self.cf(CF_META)?, META_HEAD, head_value(0, &hash));
+        self.commit(batch)?;
+        *self.head_lock() = record.block.header;
+        Ok(())
+    }
+
     fn write(&self, writes: &WriteSet) -> Result<(), StoreError> {
         if writes.is_empty() {
             return Ok(());

@@ -115,3 +115,27 @@ fn a_corrupt_store_opens_with_an_error_naming_what_is_wrong() {
         "certificate",
     );
 }
+
+/// A diverged replica's chain is forgotten in one durable write, back to the genesis, while its
+/// consensus log (its votes) stays; the store reopens cleanly and can grow again.
+#[test]
+fn reset_chain_keeps_the_consensus_log_and_reopens() {
+    let net = TestNet::new(4, 4);
+    let dir = temp_dir("rocks-reset");
+    {
+        let store = RocksStore::open(&dir, &net.genesis).unwrap();
+        commit_blocks(&net, &store, 4);
+        store.reset_chain(&net.genesis).unwrap();
+        assert_eq!(store.head(), net.genesis.block().header);
+        assert!(store.block(1).unwrap().is_none());
+        assert_eq!(store.consensus_entries().unwrap().len(), 1);
+    }
+    let store = RocksStore::open(&dir, &net.genesis).unwrap();
+    assert_eq!(store.head().height, 0);
+    let mut ledger = store.ledger(net.chain_id()).unwrap();
+    assert_eq!(ledger.state_root(), net.genesis.block().header.state_root);
+    commit_blocks(&net, &store, 2);
+    assert_eq!(store.head().height, 2);
+    drop(store);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -45,6 +45,12 @@ impl MemoryStore {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Overwrites one account, as a corrupted disk might: for tests of what a replica does when
+    /// its state is wrong.
+    pub fn tamper_account(&self, address: Address, account: Account) {
+        self.lock().accounts.insert(address, account);
+    }
+
     /// A copy of everything stored, as a crashed replica's disk would be found.
     pub fn snapshot(&self) -> MemoryStore {
         MemoryStore {
@@ -86,6 +92,17 @@ impl Store for MemoryStore {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
+    }
+
+    fn reset_chain(&self, genesis: &Genesis) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.blocks = vec![BlockRecord {
+            block: genesis.block(),
+            outcomes: Vec::new(),
+        }];
+        inner.tx_index.clear();
+        inner.accounts = genesis.accounts.iter().copied().collect();
+        Ok(())
     }
 
     fn write(&self, writes: &WriteSet) -> Result<(), StoreError> {

@@ -74,6 +74,12 @@ pub trait Store: Send + Sync {
     /// Applies `writes` atomically and durably.
     fn write(&self, writes: &WriteSet) -> Result<(), StoreError>;
 
+    /// Forgets the chain above the genesis block (blocks, the transaction index, the account
+    /// state back to the genesis balances) and keeps the consensus log, atomically and durably:
+    /// how a replica whose state diverged from a certified checkpoint starts over and fetches
+    /// the chain again (its votes stay remembered, so it never contradicts them).
+    fn reset_chain(&self, genesis: &crate::genesis::Genesis) -> Result<(), StoreError>;
+
     fn header(&self, height: u64) -> Result<Option<Header>, StoreError> {
         Ok(self.block(height)?.map(|r| r.block.header))
     }

@@ -182,6 +182,8 @@ pub struct Sim {
     violation: Option<(u64, u64, Violation)>,
     /// Scripted isolation for scenario tests: these replicas hear and reach no one.
     pub isolated: BTreeSet<ReplicaId>,
+    /// Replicas rebuilt after their chain diverged from a certified checkpoint, in order.
+    pub rebuilt: Vec<ReplicaId>,
 }
 
 const TICK_MS: u64 = 10;
@@ -219,6 +221,7 @@ impl Sim {
             trace_hasher: Vec::new(),
             violation: None,
             isolated: BTreeSet::new(),
+            rebuilt: Vec::new(),
             cfg,
         };
         for i in 0..sim.cfg.nodes as u32 {
@@ -362,6 +365,33 @@ impl Sim {
             self.note(detail);
         }
         self.carry_out(i, outputs);
+        let diverged = self.actors[i as usize]
+            .as_ref()
+            .and_then(|a| a.replica.diverged());
+        if let Some(d) = diverged {
+            self.rebuild(i, d);
+        }
+    }
+
+    /// What the node does with a replica whose chain differs from a certified checkpoint: it
+    /// forgets its chain (keeping its votes) and starts again, catching up by state transfer.
+    fn rebuild(&mut self, i: ReplicaId, d: quire_consensus::Divergence) {
+        self.note(format!(
+            "t={} r{i} diverged at {}: ours {} certified {}; rebuilding",
+            self.tick,
+            d.height,
+            d.ours.short(),
+            d.certified.short()
+        ));
+        self.rebuilt.push(i);
+        if let Err(e) = self.stores[i as usize].reset_chain(&self.net.genesis) {
+            self.fail(Violation::StorageFailed {
+                replica: i,
+                reason: e.to_string(),
+            });
+            return;
+        }
+        self.restart(i);
     }
 
     /// Carries out a step as the node's driver does, through the same executor: persist, then

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
+mod support;
+
 use std::sync::Arc;
 
 use quire_chain::cert::CommitStatement;
@@ -127,4 +129,49 @@ fn a_restarted_backup_sends_its_prepare_and_commit_again() {
         carry_out(&restarted, &store, &mut sent, outputs).unwrap();
     }
     assert_eq!(restarted.last_executed(), 1);
+}
+
+/// A replica whose state is wrong (here: a corrupted account on its disk) executes blocks to
+/// other state roots than everyone else. When the next checkpoint is certified by the others,
+/// it finds its block differs, stops signing, forgets its chain and fetches the certified one
+/// again — and ends with exactly the others' chain.
+#[test]
+fn a_diverged_replica_stops_signing_and_recovers_by_state_transfer() {
+    use quire_chain::Account;
+    let mut c = support::Cluster::with(4, |cfg| {
+        cfg.params.batch_txs_max = 1;
+        cfg.protocol.checkpoint_interval = 4;
+        cfg.protocol.log_window = 8;
+    });
+    c.submit(6, quire_sim::workload::Target::All);
+    c.run(100);
+    // Replica 3's disk goes bad: one balance is off. (Not judged as honest any more.)
+    let victim = c.sim.net.account_keys[5].address();
+    let real = c.sim.stores[3].account(&victim).unwrap().unwrap();
+    c.sim.stores[3].tamper_account(
+        victim,
+        Account {
+            balance: real.balance + 5,
+            ..real
+        },
+    );
+    c.make(3, quire_consensus::Behaviour::Honest);
+    c.crash(3);
+    c.restart(3);
+    assert!(c.sim.rebuilt.is_empty());
+    c.submit(12, quire_sim::workload::Target::All);
+    c.run(400);
+    assert_eq!(c.sim.rebuilt, vec![3], "replica 3 found it diverged, once");
+    let head = c.sim.stores[0].head();
+    assert!(head.height >= 18);
+    assert_eq!(
+        c.sim.stores[3].head(),
+        head,
+        "rebuilt to the certified chain"
+    );
+    assert_eq!(
+        c.sim.stores[3].account(&victim).unwrap(),
+        c.sim.stores[0].account(&victim).unwrap()
+    );
+    c.assert_all_executed();
 }

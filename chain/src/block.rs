@@ -421,7 +421,7 @@ mod tests {
         assert_ne!(sealed.hash(), h.hash());
         let b = Block {
             header: h,
-            txs: vec![Transaction::Raw(vec![7; 10])],
+            txs: vec![Transaction::raw(vec![7; 10])],
             certificate: None,
         };
         let bytes = b.to_bytes();

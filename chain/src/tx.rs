@@ -59,7 +59,46 @@ pub enum Transaction {
     Transfer(SignedTransfer),
     /// Opaque bytes that consensus orders and commits but the ledger does not execute: the
     /// workload other BFT systems benchmark with.
-    Raw(Vec<u8>),
+    Raw(RawPayload),
+}
+
+/// A raw payload: its bytes, shared (a clone of the transaction — into a batch, a block, a
+/// message — copies no payload), and its id, hashed once when the payload is made or decoded.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RawPayload {
+    bytes: std::sync::Arc<[u8]>,
+    id: TxId,
+}
+
+impl RawPayload {
+    pub fn new(bytes: Vec<u8>) -> RawPayload {
+        let id = TxId(Hash::tagged(
+            tags::TX_ID,
+            &[&[1], &(bytes.len() as u32).to_be_bytes(), &bytes],
+        ));
+        RawPayload {
+            bytes: bytes.into(),
+            id,
+        }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+impl fmt::Debug for RawPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "raw({} bytes, {:?})", self.bytes.len(), self.id)
+    }
 }
 
 impl Transaction {
@@ -71,11 +110,14 @@ impl Transaction {
             Transaction::Transfer(t) => {
                 TxId(Hash::tagged(tags::TX_ID, &[&[0], &t.transfer.fields()]))
             }
-            Transaction::Raw(bytes) => TxId(Hash::tagged(
-                tags::TX_ID,
-                &[&[1], &(bytes.len() as u32).to_be_bytes(), bytes],
-            )),
+            // Hashed once, when the payload was made (a payload can be 64 KiB).
+            Transaction::Raw(payload) => payload.id,
         }
+    }
+
+    /// A raw payload transaction.
+    pub fn raw(bytes: Vec<u8>) -> Transaction {
+        Transaction::Raw(RawPayload::new(bytes))
     }
 
     pub fn as_transfer(&self) -> Option<&SignedTransfer> {
@@ -101,7 +143,7 @@ impl Transaction {
     pub fn encoded_len(&self) -> usize {
         match self {
             Transaction::Transfer(_) => 1 + 80 + 64,
-            Transaction::Raw(b) => 1 + 4 + b.len(),
+            Transaction::Raw(payload) => 1 + 4 + payload.len(),
         }
     }
 }
@@ -114,9 +156,9 @@ impl Encode for Transaction {
                 out.extend_from_slice(&t.transfer.fields());
                 t.signature.encode(out);
             }
-            Transaction::Raw(bytes) => {
+            Transaction::Raw(payload) => {
                 out.push(1);
-                codec::put_bytes(out, bytes);
+                codec::put_bytes(out, payload.bytes());
             }
         }
     }
@@ -139,7 +181,7 @@ impl Decode for Transaction {
                     signature,
                 }))
             }
-            1 => Ok(Transaction::Raw(r.bytes("raw payload", RAW_PAYLOAD_MAX)?)),
+            1 => Ok(Transaction::raw(r.bytes("raw payload", RAW_PAYLOAD_MAX)?)),
             tag => Err(DecodeError::BadTag {
                 what: "transaction",
                 tag,
@@ -310,7 +352,7 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(Transaction::from_bytes(&bytes[..cut]).is_err());
         }
-        let raw = Transaction::Raw(vec![1, 2, 3]);
+        let raw = Transaction::raw(vec![1, 2, 3]);
         assert_eq!(Transaction::from_bytes(&raw.to_bytes()).unwrap(), raw);
         assert!(Transaction::from_bytes(&[9]).is_err());
         // An oversized raw payload is refused from its length alone.
@@ -320,6 +362,27 @@ mod tests {
             Transaction::from_bytes(&big),
             Err(DecodeError::TooLong { .. })
         ));
+    }
+
+    /// A raw payload's id is hashed once, when it is made or decoded; it is the id of its
+    /// encoding (docs/chain-format.md §6.3) however the payload reached us, and clones share the
+    /// bytes.
+    #[test]
+    fn a_payload_hashed_once_has_the_id_of_its_bytes() {
+        let bytes = vec![0xab; 700];
+        let made = Transaction::raw(bytes.clone());
+        let expected = TxId(Hash::tagged(
+            tags::TX_ID,
+            &[&[1], &700u32.to_be_bytes(), &bytes],
+        ));
+        assert_eq!(made.id(), expected);
+        let decoded = Transaction::from_bytes(&made.to_bytes()).unwrap();
+        assert_eq!(decoded.id(), expected);
+        assert_eq!(decoded, made);
+        let (Transaction::Raw(a), Transaction::Raw(b)) = (&made, &made.clone()) else {
+            unreachable!()
+        };
+        assert!(std::ptr::eq(a.bytes().as_ptr(), b.bytes().as_ptr()));
     }
 
     #[test]

@@ -55,7 +55,7 @@ fn transfer_0(net: &TestNet) -> Transaction {
 
 /// Transaction 1: a raw payload, ordered but not executed.
 fn raw_1() -> Transaction {
-    Transaction::Raw(vec![0xde, 0xad, 0xbe, 0xef])
+    Transaction::raw(vec![0xde, 0xad, 0xbe, 0xef])
 }
 
 /// Transaction 2: account 1 tries to pay account 0 more than it has (rejected at execution).

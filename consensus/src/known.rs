@@ -80,7 +80,7 @@ mod tests {
         let txs = vec![
             good.clone(),
             bad,
-            Transaction::Raw(vec![1]),
+            Transaction::raw(vec![1]),
             net.transfer(2, 0, 1, 0),
         ];
         let fresh = KnownGood::new(8);

@@ -497,12 +497,12 @@ mod tests {
         let net = TestNet::new(4, 3);
         let ledger = net.genesis.ledger();
         let mut pool = Mempool::with_bytes(100, 2 * 1029);
-        pool.insert(Transaction::Raw(vec![1; 1024]), 0, &ledger)
+        pool.insert(Transaction::raw(vec![1; 1024]), 0, &ledger)
             .unwrap();
-        pool.insert(Transaction::Raw(vec![2; 1024]), 0, &ledger)
+        pool.insert(Transaction::raw(vec![2; 1024]), 0, &ledger)
             .unwrap();
         assert_eq!(
-            pool.insert(Transaction::Raw(vec![3; 1024]), 0, &ledger),
+            pool.insert(Transaction::raw(vec![3; 1024]), 0, &ledger),
             Err(Refusal::Full)
         );
     }

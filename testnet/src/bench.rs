@@ -172,7 +172,7 @@ fn prepare_load(args: &BenchArgs, net: &Testnet) -> Result<Vec<Transaction>> {
                 let tag = [run.to_be_bytes(), i.to_be_bytes()].concat();
                 let n = tag.len().min(payload.len());
                 payload[..n].copy_from_slice(&tag[..n]);
-                Transaction::Raw(payload)
+                Transaction::raw(payload)
             })
             .collect());
     }

@@ -90,7 +90,7 @@ impl Workload {
                 let payload = rng.next_u64().to_be_bytes().to_vec();
                 out.push((
                     Target::One(rng.below(replicas as u64) as u32),
-                    Transaction::Raw(payload),
+                    Transaction::raw(payload),
                 ));
             }
         }

@@ -101,7 +101,7 @@ fn raw_payloads_are_refused_at_every_entry_point_when_the_genesis_forbids_them()
         raw_payloads: true,
         ..Protocol::default()
     });
-    let raw = Transaction::Raw(vec![7; 64]);
+    let raw = Transaction::raw(vec![7; 64]);
     for (net, expect_refused) in [(&forbidding, true), (&allowing, false)] {
         let verifier = Verifier::new(&net.genesis);
         let mut txs = transfers(net, 2);

@@ -172,6 +172,7 @@ pub fn request_kind(request: &Request) -> &'static str {
         Request::Attest(_) => "Attest",
         Request::Checkpoint => "Checkpoint",
         Request::Status => "Status",
+        Request::WaitBlock { .. } => "WaitBlock",
     }
 }
 

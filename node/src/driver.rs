@@ -109,6 +109,8 @@ pub struct Shared {
     /// The watermarks the verification pool filters stale messages with.
     pub watermarks: Arc<crate::verify_pool::Published>,
     pub stable: Mutex<Option<StableCheckpoint>>,
+    /// The committed height, for RPC requests waiting for a block.
+    pub height: tokio::sync::watch::Sender<u64>,
     pub head_hash: Mutex<quire_chain::Hash>,
 }
 
@@ -296,6 +298,7 @@ impl Driver {
         );
         self.shared.metrics.diverged();
         self.store.reset_chain(&self.genesis)?;
+        self.shared.height.send_replace(0);
         let durable = quire_consensus::Durable {
             head: self.store.head(),
             ledger: self.store.ledger(self.genesis.chain_id())?,
@@ -311,6 +314,11 @@ impl Driver {
     }
 
     fn committed(&mut self, blocks: &[Executed]) {
+        if let Some(last) = blocks.last() {
+            self.shared
+                .height
+                .send_replace(last.record.block.header.height);
+        }
         let now = Instant::now();
         for executed in blocks {
             let block = &executed.record.block;

@@ -279,6 +279,7 @@ async fn serve(loaded: Loaded) -> Result<(), StartError> {
         Mesh::start(mesh_config).map_err(|e| StartError::Transport(e.to_string()))?;
     let mesh = Arc::new(mesh);
     let shared = Arc::new(Shared::default());
+    shared.height.send_replace(loaded.store.head().height);
     let signatures = Arc::new(verify_pool::SignatureCache::new(1 << 18));
     let (events, inbox) = std::sync::mpsc::sync_channel::<Event>(16_384);
     let transport: Arc<dyn Transport> = Arc::new(MeshTransport(mesh.clone()));

@@ -24,7 +24,8 @@ use tokio::sync::{Semaphore, oneshot};
 
 use crate::driver::{Event, Shared};
 use crate::rpc::{
-    Attestation, BlockRef, HEADERS_MAX, NodeStatus, Refusal, Request, Response, Statement, TxStatus,
+    Attestation, BlockRef, HEADERS_MAX, NodeStatus, Refusal, Request, Response, Statement,
+    TxStatus, WAIT_MS_MAX,
 };
 use crate::transport::frame::{Budget, FrameError, read_frame_within, write_frame};
 
@@ -231,6 +232,12 @@ async fn handle(ctx: &RpcContext, request: Request) -> Response {
                 },
                 Err(_) => Response::Error("replica is shutting down".into()),
             }
+        }
+        Request::WaitBlock { height, wait_ms } => {
+            let mut committed = ctx.shared.height.subscribe();
+            let wait = Duration::from_millis(u64::from(wait_ms.min(WAIT_MS_MAX)));
+            let _ = tokio::time::timeout(wait, committed.wait_for(|h| *h >= height)).await;
+            Box::pin(handle(ctx, Request::Block(BlockRef::Height(height)))).await
         }
         Request::Block(which) => {
             let read = read_store(ctx, move |store| {

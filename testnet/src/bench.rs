@@ -238,7 +238,7 @@ async fn follow(
     window: Duration,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) {
-    let mut follower = Follower::from_head(client, vec![replica], Duration::from_millis(5)).await;
+    let mut follower = Follower::from_head(client, vec![replica], Duration::from_millis(250)).await;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         let Some(block) = follower.next_block().await else {
             continue;

@@ -18,7 +18,7 @@ pub struct Follower {
     client: Arc<Client>,
     candidates: Vec<u32>,
     which: usize,
-    /// How long to wait before asking again for a block not committed yet.
+    /// How long the replica may hold a request for a block not committed yet.
     poll: Duration,
     last_block: Instant,
     /// The height of the next block to read.
@@ -64,11 +64,14 @@ impl Follower {
             tokio::time::sleep(self.poll).await;
             return None;
         };
-        match self
-            .client
-            .call(replica, &Request::Block(BlockRef::Height(self.next)))
-            .await
-        {
+        // The replica holds the request until the block commits (or `poll` passes): the follower
+        // sees each commit when it happens, so measured latencies carry no polling delay.
+        let wait_ms = u32::try_from(self.poll.as_millis()).unwrap_or(u32::MAX);
+        let request = Request::WaitBlock {
+            height: self.next,
+            wait_ms,
+        };
+        match self.client.call(replica, &request).await {
             Ok(Response::Block {
                 block: Some(block), ..
             }) => {
@@ -81,7 +84,6 @@ impl Follower {
                     self.which += 1;
                     self.last_block = Instant::now();
                 }
-                tokio::time::sleep(self.poll).await;
             }
             Err(_) => {
                 self.which += 1;

@@ -171,6 +171,9 @@ fn honest(world: &World, me: ReplicaId, request: Request) -> Response {
             block: Some(genesis_block),
             attestation: None,
         },
+        Request::WaitBlock { height, .. } => {
+            honest(world, me, Request::Block(BlockRef::Height(height)))
+        }
         Request::Block(_) => Response::Block {
             block: None,
             attestation: None,

@@ -157,7 +157,17 @@ pub enum Request {
     /// The latest stable checkpoint and its certificate.
     Checkpoint,
     Status,
+    /// The block at `height`, waiting up to `wait_ms` (at most [`WAIT_MS_MAX`]) for it to be
+    /// committed: answered `Block` as soon as it is, or with no block at the deadline. Lets a
+    /// follower see each commit when it happens instead of polling.
+    WaitBlock {
+        height: u64,
+        wait_ms: u32,
+    },
 }
+
+/// The longest a [`Request::WaitBlock`] is held.
+pub const WAIT_MS_MAX: u32 = 5_000;
 
 /// Why the node refused one submitted transaction. `MempoolFull` and `Busy` are about this
 /// replica now: retry later or at another replica. The others are about the transaction.
@@ -334,6 +344,11 @@ impl Encode for Request {
             }
             Request::Checkpoint => out.push(6),
             Request::Status => out.push(7),
+            Request::WaitBlock { height, wait_ms } => {
+                out.push(8);
+                codec::put_u64(out, *height);
+                codec::put_u32(out, *wait_ms);
+            }
         }
     }
 }
@@ -353,6 +368,10 @@ impl Decode for Request {
             5 => Request::Attest(r.u64()?),
             6 => Request::Checkpoint,
             7 => Request::Status,
+            8 => Request::WaitBlock {
+                height: r.u64()?,
+                wait_ms: r.u32()?,
+            },
             tag => {
                 return Err(DecodeError::BadTag {
                     what: "request",

@@ -276,7 +276,7 @@ async fn follow(
     load: Arc<Mutex<Load>>,
     stop: Arc<AtomicBool>,
 ) {
-    let mut follower = Follower::new(client, candidates, Duration::from_millis(20));
+    let mut follower = Follower::new(client, candidates, Duration::from_millis(250));
     while !stop.load(Ordering::Relaxed) {
         let Some(block) = follower.next_block().await else {
             continue;

@@ -10,6 +10,8 @@ use crate::keys::{Address, Keypair, Signature, sign_tags, signing_bytes};
 
 /// Largest raw payload (bytes). Transfers are fixed-size.
 pub const RAW_PAYLOAD_MAX: usize = 64 * 1024;
+/// A transfer's encoding: kind, fields, signature.
+pub const TRANSFER_ENCODED_LEN: usize = 1 + 80 + 64;
 
 /// `{from, to, amount, nonce}`: move `amount` from `from` to `to`; `nonce` is `from`'s count of
 /// transfers so far, so each transfer can be executed once only.
@@ -142,7 +144,7 @@ impl Transaction {
 
     pub fn encoded_len(&self) -> usize {
         match self {
-            Transaction::Transfer(_) => 1 + 80 + 64,
+            Transaction::Transfer(_) => TRANSFER_ENCODED_LEN,
             Transaction::Raw(payload) => 1 + 4 + payload.len(),
         }
     }

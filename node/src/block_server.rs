@@ -69,8 +69,9 @@ impl BlockServer {
                 &self.key,
                 &self.chain_id,
             ));
-            self.metrics.sent(reply.kind(), 1);
-            self.transport.send(r.to, Arc::new(reply.to_bytes()));
+            let frame = reply.to_bytes();
+            self.metrics.sent(reply.kind(), 1, frame.len());
+            self.transport.send(r.to, Arc::new(frame));
         }
     }
 }

@@ -38,14 +38,14 @@ struct CountingOutbox<'a> {
 impl Outbox for CountingOutbox<'_> {
     fn send(&mut self, to: ReplicaId, kind: Option<Kind>, frame: Arc<Vec<u8>>) {
         if let Some(kind) = kind {
-            self.metrics.sent(kind, 1);
+            self.metrics.sent(kind, 1, frame.len());
         }
         self.transport.send(to, frame);
     }
 
     fn broadcast(&mut self, kind: Option<Kind>, frame: Arc<Vec<u8>>) {
         if let Some(kind) = kind {
-            self.metrics.sent(kind, self.peers);
+            self.metrics.sent(kind, self.peers, frame.len());
         }
         self.transport.broadcast(frame);
     }
@@ -111,6 +111,9 @@ pub struct Shared {
     pub stable: Mutex<Option<StableCheckpoint>>,
     /// The committed height, for RPC requests waiting for a block.
     pub height: tokio::sync::watch::Sender<u64>,
+    /// Transactions in the mempool after the last round, so client RPC can refuse a Submit the
+    /// mempool could not take before spending a signature check on it.
+    pub mempool_len: std::sync::atomic::AtomicU64,
     pub head_hash: Mutex<quire_chain::Hash>,
 }
 
@@ -207,6 +210,10 @@ impl Driver {
                 self.rebuild(d)?;
             }
             self.shared.watermarks.set(self.actor.replica.watermarks());
+            self.shared.mempool_len.store(
+                self.actor.replica.mempool_len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
             if self.published.elapsed() >= Duration::from_millis(50) {
                 self.publish();
             }

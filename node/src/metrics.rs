@@ -66,6 +66,7 @@ pub struct ReplicaState {
 struct Inner {
     replica: ReplicaState,
     sent: BTreeMap<Kind, u64>,
+    sent_bytes: BTreeMap<Kind, u64>,
     received: BTreeMap<Kind, u64>,
     blocks: u64,
     txs: u64,
@@ -95,6 +96,7 @@ impl Default for Metrics {
             inner: Mutex::new(Inner {
                 replica: ReplicaState::default(),
                 sent: BTreeMap::new(),
+                sent_bytes: BTreeMap::new(),
                 received: BTreeMap::new(),
                 blocks: 0,
                 txs: 0,
@@ -129,8 +131,11 @@ impl Metrics {
         self.lock().replica.clone()
     }
 
-    pub fn sent(&self, kind: Kind, copies: u64) {
-        *self.lock().sent.entry(kind).or_default() += copies;
+    /// `copies` messages of `kind`, each `bytes` long, left for other replicas.
+    pub fn sent(&self, kind: Kind, copies: u64, bytes: usize) {
+        let mut m = self.lock();
+        *m.sent.entry(kind).or_default() += copies;
+        *m.sent_bytes.entry(kind).or_default() += copies * bytes as u64;
     }
 
     pub fn received(&self, kind: Kind) {
@@ -153,7 +158,11 @@ impl Metrics {
     }
 
     pub fn refused(&self, reason: &'static str) {
-        *self.lock().refused.entry(reason).or_default() += 1;
+        self.refused_many(reason, 1);
+    }
+
+    pub fn refused_many(&self, reason: &'static str, count: u64) {
+        *self.lock().refused.entry(reason).or_default() += count;
     }
 
     pub fn rpc_request(&self) {
@@ -305,6 +314,18 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
+            "# HELP quire_message_bytes_sent_total Bytes of consensus messages sent, by kind.\n# TYPE quire_message_bytes_sent_total counter"
+        );
+        for k in Kind::ALL {
+            let v = m.sent_bytes.get(&k).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "quire_message_bytes_sent_total{{kind=\"{}\"}} {v}",
+                k.name()
+            );
+        }
+        let _ = writeln!(
+            out,
             "# HELP quire_messages_received_total Verified consensus messages received, by kind.\n# TYPE quire_messages_received_total counter"
         );
         for k in Kind::ALL {
@@ -396,7 +417,7 @@ mod tests {
         let m = Metrics::default();
         m.block(10);
         m.commit_latency(0.02);
-        m.sent(Kind::Commit, 3);
+        m.sent(Kind::Commit, 3, 10);
         let text = m.render(1, "");
         assert!(text.contains("quire_blocks_committed_total 1"));
         assert!(text.contains("quire_batch_size_bucket{le=\"32\"} 1"));

@@ -337,6 +337,7 @@ async fn serve(loaded: Loaded) -> Result<(), StartError> {
         loaded.genesis.protocol.raw_payloads,
         Arc::new(move || connected_peers(&peers_mesh.stats()) as u32),
         signatures.clone(),
+        config.params.mempool_max,
     ));
     let client_slots = rpc_server::connection_slots();
     tokio::spawn(async move {

@@ -53,6 +53,8 @@ pub struct RpcContext {
     pub peers_connected: Arc<dyn Fn() -> u32 + Send + Sync>,
     /// Signatures already checked on this replica (shared with the verification pool).
     pub signatures: Arc<crate::verify_pool::SignatureCache>,
+    /// The mempool's capacity (transactions).
+    pub mempool_max: usize,
     recent: Mutex<(HashSet<TxId>, VecDeque<TxId>)>,
 }
 
@@ -68,6 +70,7 @@ impl RpcContext {
         raw_payloads: bool,
         peers_connected: Arc<dyn Fn() -> u32 + Send + Sync>,
         signatures: Arc<crate::verify_pool::SignatureCache>,
+        mempool_max: usize,
     ) -> RpcContext {
         RpcContext {
             id,
@@ -79,6 +82,7 @@ impl RpcContext {
             raw_payloads,
             peers_connected,
             signatures,
+            mempool_max,
             recent: Mutex::new((HashSet::new(), VecDeque::new())),
         }
     }
@@ -344,6 +348,15 @@ const SUBMIT_QUEUE_WAIT: Duration = Duration::from_millis(50);
 /// mempool; one that is not gets the reason, so a client can retry elsewhere or later.
 async fn submit(ctx: &RpcContext, txs: Vec<Transaction>) -> Response {
     let received = Instant::now();
+    // Overload costs the client a retry, not this replica a signature check per refused
+    // transaction: a full mempool refuses before anything is verified.
+    let queued = ctx.shared.mempool_len.load(Ordering::Relaxed);
+    if queued.saturating_add(txs.len() as u64) > ctx.mempool_max as u64 {
+        ctx.shared
+            .metrics
+            .refused_many("mempool_full", txs.len() as u64);
+        return Response::Submitted(vec![Err(Refusal::MempoolFull); txs.len()]);
+    }
     let chain_id = ctx.chain_id;
     let checked = {
         let txs = txs.clone();

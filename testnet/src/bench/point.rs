@@ -1,0 +1,332 @@
+//! One measured point: an open-loop load at one offered rate for a while, timed from submission
+//! to commit, with the messages the replicas sent meanwhile.
+//!
+//! Open loop: the generator sends at the offered rate whatever the replicas do, so a slow
+//! system shows up as latency and a backlog. It honours refusals, as a well-behaved client
+//! does: a transaction a replica refused for now (mempool full, busy, sender limit) is offered
+//! again a little later, and counted as refused; one refused for good is dropped and counted.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use quire_chain::{Transaction, TxId};
+use quire_client::Client;
+use quire_wire::rpc::{Request, Response};
+
+use super::scrape::Counters;
+use super::{Target, percentile};
+use crate::follow::Follower;
+use crate::ops::Testnet;
+
+/// What one point measured.
+#[derive(Clone, Debug, Default)]
+pub struct Point {
+    pub offered_rate: u64,
+    pub duration_s: f64,
+    pub submitted: u64,
+    /// Refusals (a transaction refused twice counts twice).
+    pub refused: u64,
+    pub committed: u64,
+    pub committed_tps: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub latency_max_ms: f64,
+    pub view_changes: u64,
+    pub blocks: u64,
+    pub mean_batch: f64,
+    /// Messages sent by all replicas per committed block, by kind.
+    pub messages_per_block: BTreeMap<String, f64>,
+    /// Their bytes per committed block, by kind.
+    pub bytes_per_block: BTreeMap<String, f64>,
+    /// The load average of the machine when the point ended.
+    pub load_average: String,
+}
+
+impl Point {
+    pub fn json(&self) -> String {
+        let map = |m: &BTreeMap<String, f64>| {
+            let items: Vec<String> = m.iter().map(|(k, v)| format!("\"{k}\": {v:.2}")).collect();
+            format!("{{{}}}", items.join(", "))
+        };
+        format!(
+            "{{\"offered_rate\": {}, \"duration_s\": {:.3}, \"submitted\": {}, \"refused\": {}, \"committed\": {}, \"committed_tps\": {:.1}, \"latency_p50_ms\": {:.2}, \"latency_p99_ms\": {:.2}, \"latency_max_ms\": {:.2}, \"view_changes\": {}, \"blocks\": {}, \"mean_batch\": {:.1}, \"messages_per_block\": {}, \"bytes_per_block\": {}, \"load_average\": \"{}\"}}",
+            self.offered_rate,
+            self.duration_s,
+            self.submitted,
+            self.refused,
+            self.committed,
+            self.committed_tps,
+            self.latency_p50_ms,
+            self.latency_p99_ms,
+            self.latency_max_ms,
+            self.view_changes,
+            self.blocks,
+            self.mean_batch,
+            map(&self.messages_per_block),
+            map(&self.bytes_per_block),
+            self.load_average
+        )
+    }
+
+    /// The normal case's messages per block: PrePrepare, Prepare and Commit.
+    pub fn normal_case_messages(&self) -> f64 {
+        ["pre_prepare", "prepare", "commit"]
+            .iter()
+            .filter_map(|k| self.messages_per_block.get(*k))
+            .sum()
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    /// First submission of each transaction not yet seen committed.
+    sent_at: HashMap<TxId, Instant>,
+    latencies_ms: Vec<f64>,
+    committed_in_window: u64,
+    blocks: u64,
+    block_txs: u64,
+    submitted: u64,
+    refused: u64,
+    /// Transactions refused for now, to offer again once their time comes.
+    retry: VecDeque<(Instant, Transaction)>,
+}
+
+/// How long a transaction refused for now waits before it is offered again.
+const RETRY_AFTER: Duration = Duration::from_millis(50);
+/// How long the backlog may take to commit after the load stops (its latency counts).
+const DRAIN: Duration = Duration::from_secs(15);
+
+pub(crate) async fn views(client: &Client, n: u32) -> u64 {
+    let mut max = 0;
+    for i in 0..n {
+        if let Ok(Response::Status(s)) = client.call(i, &Request::Status).await {
+            max = max.max(s.view);
+        }
+    }
+    max
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Offers `load` at `rate` for as long as it lasts (`load.len() / rate` seconds) and measures.
+pub async fn measure(
+    net: &Testnet,
+    client: Arc<Client>,
+    load: Vec<Transaction>,
+    rate: u64,
+    target: Target,
+    out: &mut dyn Write,
+) -> Result<Point> {
+    let n = net.n();
+    let view_before = views(&client, n).await;
+    let counters_before = tokio::task::block_in_place(|| Counters::scrape(net));
+    let tally = Arc::new(Mutex::new(Tally {
+        sent_at: HashMap::with_capacity(load.len()),
+        latencies_ms: Vec::with_capacity(load.len()),
+        ..Tally::default()
+    }));
+    let window = Duration::from_secs_f64(load.len() as f64 / rate.max(1) as f64);
+    let start = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Follow the chain at a replica that is not the first primary, to keep its load off it.
+    let follower = tokio::spawn(follow(
+        client.clone(),
+        tally.clone(),
+        1 % n,
+        start,
+        window,
+        stop.clone(),
+    ));
+    let step = Duration::from_millis(10);
+    let per_step = (rate as f64 * step.as_secs_f64()).max(1.0);
+    let mut sent = 0usize;
+    let mut owed = 0.0;
+    let mut tick = 0u64;
+    let mut inflight = tokio::task::JoinSet::new();
+    let mut last_progress = Instant::now();
+    while sent < load.len() {
+        owed += per_step;
+        let count = (owed as usize).min(load.len() - sent);
+        owed -= count as f64;
+        let mut chunk: Vec<Transaction> = load[sent..sent + count].to_vec();
+        sent += count;
+        let now = Instant::now();
+        if let Ok(mut t) = tally.lock() {
+            for tx in &chunk {
+                t.sent_at.insert(tx.id(), now);
+            }
+            t.submitted += chunk.len() as u64;
+            while t.retry.front().is_some_and(|(at, _)| *at <= now) {
+                if let Some((_, tx)) = t.retry.pop_front() {
+                    chunk.push(tx);
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            let to = match target {
+                Target::Primary => (view_before % n as u64) as u32,
+                Target::All => (tick % n as u64) as u32,
+            };
+            inflight.spawn(submit(client.clone(), tally.clone(), to, chunk));
+        }
+        while inflight.try_join_next().is_some() {}
+        tick += 1;
+        if last_progress.elapsed() >= Duration::from_millis(500)
+            && let Ok(t) = tally.lock()
+        {
+            progress(out, start.elapsed(), window, &t);
+            last_progress = Instant::now();
+        }
+        tokio::time::sleep_until((start + step * tick as u32).into()).await;
+    }
+    drain(&client, &tally, n, view_before).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = follower.await;
+    while inflight.join_next().await.is_some() {}
+    writeln!(out)?;
+    let view_after = views(&client, n).await;
+    let counters_after = tokio::task::block_in_place(|| Counters::scrape(net));
+    let t = tally
+        .lock()
+        .map_err(|_| anyhow::anyhow!("tally poisoned"))?;
+    let mut lat = t.latencies_ms.clone();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let blocks = t.blocks.max(1) as f64;
+    let per_block = |name: &str| {
+        counters_after
+            .delta_by(&counters_before, name, "kind")
+            .into_iter()
+            .filter(|(_, v)| *v > 0.0)
+            .map(|(k, v)| (k, v / blocks))
+            .collect()
+    };
+    Ok(Point {
+        offered_rate: rate,
+        duration_s: window.as_secs_f64(),
+        submitted: t.submitted,
+        refused: t.refused,
+        committed: lat.len() as u64,
+        committed_tps: t.committed_in_window as f64 / window.as_secs_f64(),
+        latency_p50_ms: percentile(&lat, 0.5),
+        latency_p99_ms: percentile(&lat, 0.99),
+        latency_max_ms: lat.last().copied().unwrap_or(0.0),
+        view_changes: view_after.saturating_sub(view_before),
+        blocks: t.blocks,
+        mean_batch: t.block_txs as f64 / blocks,
+        messages_per_block: per_block("quire_messages_sent_total"),
+        bytes_per_block: per_block("quire_message_bytes_sent_total"),
+        load_average: load_average(),
+    })
+}
+
+/// Submits one chunk and files what was refused: for now → offered again later, for good →
+/// dropped (and no longer waited for).
+async fn submit(client: Arc<Client>, tally: Arc<Mutex<Tally>>, to: u32, chunk: Vec<Transaction>) {
+    let answers = match client.call(to, &Request::Submit(chunk.clone())).await {
+        Ok(Response::Submitted(r)) => r,
+        // The replica did not answer: everything in the chunk is offered again.
+        _ => vec![Err(quire_wire::rpc::Refusal::Busy); chunk.len()],
+    };
+    let Ok(mut t) = tally.lock() else {
+        return;
+    };
+    let later = Instant::now() + RETRY_AFTER;
+    for (tx, answer) in chunk.into_iter().zip(answers) {
+        let Err(refusal) = answer else {
+            continue;
+        };
+        t.refused += 1;
+        if refusal.is_transient() {
+            t.retry.push_back((later, tx));
+        } else {
+            t.sent_at.remove(&tx.id());
+        }
+    }
+}
+
+/// Lets the backlog (and what waits for a retry) commit.
+async fn drain(client: &Arc<Client>, tally: &Arc<Mutex<Tally>>, n: u32, view: u64) {
+    let until = Instant::now() + DRAIN;
+    let to = (view % n as u64) as u32;
+    while Instant::now() < until {
+        let (pending, due) = match tally.lock() {
+            Ok(mut t) => {
+                let now = Instant::now();
+                let mut due = Vec::new();
+                while t.retry.front().is_some_and(|(at, _)| *at <= now) {
+                    if let Some((_, tx)) = t.retry.pop_front() {
+                        due.push(tx);
+                    }
+                }
+                (t.sent_at.len(), due)
+            }
+            Err(_) => return,
+        };
+        if pending == 0 {
+            return;
+        }
+        if !due.is_empty() {
+            submit(client.clone(), tally.clone(), to, due).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Follows the chain at one replica and times every benchmark transaction it sees committed.
+async fn follow(
+    client: Arc<Client>,
+    tally: Arc<Mutex<Tally>>,
+    replica: u32,
+    start: Instant,
+    window: Duration,
+    stop: Arc<AtomicBool>,
+) {
+    let mut follower = Follower::from_head(client, vec![replica], Duration::from_millis(250)).await;
+    while !stop.load(Ordering::Relaxed) {
+        let Some(block) = follower.next_block().await else {
+            continue;
+        };
+        let now = Instant::now();
+        if let Ok(mut t) = tally.lock() {
+            t.blocks += 1;
+            t.block_txs += block.txs.len() as u64;
+            for tx in &block.txs {
+                if let Some(at) = t.sent_at.remove(&tx.id()) {
+                    t.latencies_ms
+                        .push(now.duration_since(at).as_secs_f64() * 1000.0);
+                    if now.duration_since(start) <= window {
+                        t.committed_in_window += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn progress(out: &mut dyn Write, elapsed: Duration, total: Duration, t: &Tally) {
+    let width = 30;
+    let done =
+        ((elapsed.as_secs_f64() / total.as_secs_f64()) * width as f64).min(width as f64) as usize;
+    let tps = t.committed_in_window as f64 / elapsed.as_secs_f64().max(0.001);
+    let _ = write!(
+        out,
+        "\r[{}{}] {:>3}/{} s  submitted {:>8}  committed {:>8}  refused {:>7}  {:>7.0} tx/s ",
+        "#".repeat(done),
+        " ".repeat(width - done),
+        elapsed.as_secs(),
+        total.as_secs(),
+        t.submitted,
+        t.committed_in_window,
+        t.refused,
+        tps
+    );
+    let _ = out.flush();
+}

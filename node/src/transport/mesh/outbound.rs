@@ -23,6 +23,19 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// at once (say, the peer refuses our certificate after the handshake) does not, so a
 /// misconfigured link is retried slowly rather than twenty times a second.
 const CONNECTION_HEALTHY: Duration = Duration::from_secs(1);
+/// A coalesced write holds at most this many frames…
+const COALESCE_FRAMES_MAX: u64 = 256;
+/// …and about this many bytes.
+const COALESCE_BYTES_MAX: usize = 4 << 20;
+
+/// A frame shared by several peers' queues, as a buffer quinn can take without copying.
+struct Shared(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+}
 
 pub(super) struct Outbound {
     pub(super) peer: ReplicaId,
@@ -120,8 +133,58 @@ impl Outbound {
                 let _ = stream.finish();
                 return Ok(());
             };
-            self.write(&mut stream, outgoing).await?;
+            if self.link.delay().is_zero() {
+                self.write_coalesced(&mut stream, outgoing).await?;
+            } else {
+                self.write(&mut stream, outgoing).await?;
+            }
         }
+    }
+
+    /// Writes `first` and whatever else is already queued (up to a bound) in one call, handing
+    /// quinn the frames' buffers without copying them: an isolated message costs tens of
+    /// microseconds of CPU, a coalesced one a fraction (../shared/STACK.md).
+    async fn write_coalesced(
+        &mut self,
+        stream: &mut SendStream,
+        first: Outgoing,
+    ) -> Result<(), TransportError> {
+        let counters = &self.link.counters;
+        let mut chunks = Vec::new();
+        let (mut frames, mut bytes) = (0u64, 0usize);
+        let mut next = Some(first);
+        while let Some(outgoing) = next.take() {
+            let len = outgoing.frame.len();
+            self.link
+                .queued_bytes
+                .fetch_sub(len as u64, Ordering::Relaxed);
+            if self.link.is_blocked() {
+                bump(&counters.dropped_blocked_out);
+            } else {
+                chunks.push(bytes::Bytes::copy_from_slice(&(len as u32).to_be_bytes()));
+                chunks.push(bytes::Bytes::from_owner(Shared(outgoing.frame)));
+                frames += 1;
+                bytes += len;
+            }
+            if frames < COALESCE_FRAMES_MAX && bytes < COALESCE_BYTES_MAX {
+                next = self.queue.try_recv().ok();
+            }
+        }
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        if let Err(source) = stream.write_all_chunks(&mut chunks).await {
+            counters
+                .dropped_connection
+                .fetch_add(frames, Ordering::Relaxed);
+            return Err(TransportError::Send {
+                peer: self.peer,
+                source: crate::transport::FrameError::Write(source),
+            });
+        }
+        counters.frames_sent.fetch_add(frames, Ordering::Relaxed);
+        add(&counters.bytes_sent, bytes);
+        Ok(())
     }
 
     async fn write(

@@ -565,6 +565,11 @@ impl Replica {
             let forward = self.sign(Forward(fresh));
             self.out
                 .push(Output::Send(primary, Message::Forward(forward)));
+        } else {
+            // Changing views, this replica does not know who will propose: it hands the
+            // transactions to everyone, so they are not stuck here if it is changing alone.
+            let forward = self.sign(Forward(fresh));
+            self.out.push(Output::Broadcast(Message::Forward(forward)));
         }
     }
 

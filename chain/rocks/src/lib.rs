@@ -356,9 +356,7 @@ impl Store for RocksStore {
             for (i, tx) in record.block.txs.iter().enumerate() {
                 let id = tx.id();
                 let takes = replaces_index_entry(record, i);
-                if (takes || !index.contains_key(&id.0.0))
-                    && (takes || self.tx_location(&id)?.is_none())
-                {
+                if takes || (!index.contains_key(&id.0.0) && self.tx_location(&id)?.is_none()) {
                     let mut v = [0u8; 12];
                     v[..8].copy_from_slice(&header.height.to_be_bytes());
                     v[8..].copy_from_slice(&(i as u32).to_be_bytes());

@@ -68,7 +68,8 @@ pub enum Transaction {
 /// message — copies no payload), and its id, hashed once when the payload is made or decoded.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RawPayload {
-    bytes: std::sync::Arc<[u8]>,
+    // `Arc<Vec>`, not `Arc<[u8]>`: the decoded Vec moves in without a copy.
+    bytes: std::sync::Arc<Vec<u8>>,
     id: TxId,
 }
 
@@ -79,7 +80,7 @@ impl RawPayload {
             &[&[1], &(bytes.len() as u32).to_be_bytes(), &bytes],
         ));
         RawPayload {
-            bytes: bytes.into(),
+            bytes: std::sync::Arc::new(bytes),
             id,
         }
     }

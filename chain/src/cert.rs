@@ -10,7 +10,7 @@ use thiserror::Error;
 
 use crate::codec::{self, Decode, DecodeError, Encode, Reader};
 use crate::hash::Hash;
-use crate::keys::{Keypair, Signature, sign_tags};
+use crate::keys::{Keypair, Signature, sign_tags, signing_bytes};
 use crate::validators::{ReplicaId, ValidatorSet};
 
 /// Something validators sign.
@@ -120,6 +120,29 @@ pub enum CertError {
     WrongStatement(String),
 }
 
+/// One vote's signature, ready to check.
+#[derive(Clone, Debug)]
+pub struct VoteToCheck {
+    pub signed: Vec<u8>,
+    pub signature: Signature,
+    pub key: crate::keys::PublicKey,
+    pub replica: ReplicaId,
+}
+
+/// Checks the signatures of votes (of one certificate or of many), in batches; the first bad one
+/// is named.
+pub fn check_votes(votes: &[VoteToCheck]) -> Result<(), CertError> {
+    let items: Vec<crate::sig::Item<'_>> = votes
+        .iter()
+        .map(|v| (v.signed.as_slice(), &v.signature, Some(v.key)))
+        .collect();
+    let verdicts = crate::sig::verify_many(&items);
+    match votes.iter().zip(verdicts).find(|(_, ok)| !ok) {
+        Some((v, _)) => Err(CertError::BadSignature(v.replica)),
+        None => Ok(()),
+    }
+}
+
 /// A statement and the votes of at least a quorum of distinct validators, in replica order.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Certificate<S> {
@@ -147,6 +170,18 @@ impl<S: Statement> Certificate<S> {
 
     /// Checks that a quorum of distinct validators signed the statement on this chain.
     pub fn verify(&self, chain_id: &Hash, validators: &ValidatorSet) -> Result<(), CertError> {
+        let votes = self.votes_to_check(chain_id, validators)?;
+        check_votes(&votes)
+    }
+
+    /// Everything [`verify`](Self::verify) checks but the signatures (a quorum of distinct
+    /// validators, in order), and the signatures to check: so that many certificates can be
+    /// checked in one batch ([`check_votes`]).
+    pub fn votes_to_check(
+        &self,
+        chain_id: &Hash,
+        validators: &ValidatorSet,
+    ) -> Result<Vec<VoteToCheck>, CertError> {
         let need = validators.quorum();
         if self.votes.len() < need {
             return Err(CertError::TooFew {
@@ -154,8 +189,9 @@ impl<S: Statement> Certificate<S> {
                 need,
             });
         }
-        let fields = self.statement.to_bytes();
+        let signed = signing_bytes(S::TAG, chain_id, &self.statement.to_bytes());
         let mut previous: Option<ReplicaId> = None;
+        let mut out = Vec::with_capacity(self.votes.len());
         for vote in &self.votes {
             if previous.is_some_and(|p| vote.replica <= p) {
                 return Err(CertError::DuplicateOrUnordered(vote.replica));
@@ -164,10 +200,14 @@ impl<S: Statement> Certificate<S> {
             let key = validators
                 .key(vote.replica)
                 .ok_or(CertError::UnknownSigner(vote.replica))?;
-            key.verify(S::TAG, chain_id, &fields, &vote.signature)
-                .map_err(|_| CertError::BadSignature(vote.replica))?;
+            out.push(VoteToCheck {
+                signed: signed.clone(),
+                signature: vote.signature,
+                key: *key,
+                replica: vote.replica,
+            });
         }
-        Ok(())
+        Ok(out)
     }
 }
 

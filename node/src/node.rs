@@ -8,7 +8,7 @@ use std::time::Duration;
 use quire_chain::Genesis;
 use quire_chain::keys::Keypair;
 use quire_chain::store::Store;
-use quire_consensus::{Actor, Durable, Replica, Verifier};
+use quire_consensus::{Actor, Behaviour, Durable, Replica, Verifier};
 use quire_rocks::RocksStore;
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::driver::{Driver, Event, Shared, Transport};
 use crate::http::{self, HttpContext, Links};
 use crate::rpc_server::{self, RpcContext};
+use crate::slowloris::Slowloris;
 use crate::transport::{Mesh, MeshConfig, MeshStats, PeerStats};
 use crate::verify_pool;
 
@@ -124,17 +125,24 @@ impl Transport for MeshTransport {
     }
 }
 
-struct MeshLinks(Arc<Mesh>);
+/// The admin API's handle on the transport: link faults, and the slowloris attack.
+struct MeshLinks {
+    mesh: Arc<Mesh>,
+    slowloris: Slowloris,
+}
 
 impl Links for MeshLinks {
     fn set_blocked(&self, peers: std::collections::BTreeSet<u32>) {
-        self.0.set_blocked(peers);
+        self.mesh.set_blocked(peers);
     }
     fn set_delay(&self, peer: u32, delay: Duration) {
-        self.0.set_delay(peer, delay);
+        self.mesh.set_delay(peer, delay);
     }
     fn metrics(&self) -> String {
-        transport_metrics(&self.0.stats())
+        transport_metrics(&self.mesh.stats()) + &self.slowloris.metrics()
+    }
+    fn set_behaviour(&self, behaviour: Behaviour) {
+        self.slowloris.set(behaviour == Behaviour::Slowloris);
     }
 }
 
@@ -359,7 +367,10 @@ async fn serve(loaded: Loaded) -> Result<(), StartError> {
         config.admin,
         shared.clone(),
         events.clone(),
-        Arc::new(MeshLinks(mesh.clone())),
+        Arc::new(MeshLinks {
+            mesh: mesh.clone(),
+            slowloris: Slowloris::start(config.id, &loaded.genesis.validators),
+        }),
         loaded.genesis.validators.n(),
     ));
     tokio::spawn(http::serve(listener, http_ctx));

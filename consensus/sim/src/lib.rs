@@ -8,6 +8,7 @@
 //! boundary is exercised too. The same seed gives the same run, byte for byte.
 
 pub mod checker;
+pub mod disk;
 pub mod network;
 pub mod rng;
 pub mod workload;
@@ -16,17 +17,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use quire_chain::genesis::Protocol;
-use quire_chain::store::{MemoryStore, Store};
+use quire_chain::store::Store;
 use quire_chain::testkit::TestNet;
 use quire_chain::{Hash, ReplicaId, Transaction};
 
 pub use checker::{Checker, Violation};
+pub use disk::{CrashPoint, Disk, Trigger};
 pub use network::Faults;
 use network::{Network, Packet};
 use quire_consensus::exec::{self, Outbox};
 use quire_consensus::message::{Kind, Message};
 use quire_consensus::{
-    Actor, Behaviour, Durable, Input, Params, Reject, Replica, Verified, Verifier,
+    Actor, Behaviour, Durable, Input, Params, Pressure, Reject, Replica, Verified, Verifier,
 };
 use rng::Rng;
 use workload::{Target, Workload};
@@ -165,7 +167,7 @@ pub struct Sim {
     verifier: Verifier,
     rng: Rng,
     pub actors: Vec<Option<Actor>>,
-    pub stores: Vec<MemoryStore>,
+    pub stores: Vec<Disk>,
     honest: Vec<bool>,
     network: Network,
     pub checker: Checker,
@@ -187,6 +189,10 @@ pub struct Sim {
 }
 
 const TICK_MS: u64 = 10;
+/// Chance (per 10,000 writing steps of an honest replica) of a fault at the write.
+const CRASH_PER_10K: u64 = 4;
+/// The same, for a write of several blocks.
+const MULTI_BLOCK_CRASH_PER_10K: u64 = 400;
 
 impl Sim {
     pub fn new(cfg: SimConfig) -> Sim {
@@ -194,7 +200,7 @@ impl Sim {
         let genesis = &net.genesis;
         let verifier = Verifier::new(genesis);
         let mut rng = Rng::new(cfg.seed);
-        let stores: Vec<MemoryStore> = (0..cfg.nodes).map(|_| MemoryStore::new(genesis)).collect();
+        let stores: Vec<Disk> = (0..cfg.nodes).map(|_| Disk::new(genesis)).collect();
         let mut ids: Vec<ReplicaId> = (0..cfg.nodes as u32).collect();
         rng.shuffle(&mut ids);
         let faulty: BTreeSet<ReplicaId> =
@@ -268,7 +274,9 @@ impl Sim {
             durable,
         )
         .expect("a replica recovers from its own store");
-        Actor::new(replica, self.cfg.seed)
+        let mut actor = Actor::new(replica, self.cfg.seed);
+        actor.set_pressure(Pressure::SIM);
+        actor
     }
 
     pub fn honest(&self, i: ReplicaId) -> bool {
@@ -395,34 +403,53 @@ impl Sim {
     }
 
     /// Carries out a step as the node's driver does, through the same executor: persist, then
-    /// send, then commit (here: judge the committed blocks).
+    /// send, then commit (here: judge the committed blocks). A fault armed on the replica's disk
+    /// may cut the step short; the process then dies, and restarts later from its disk.
     fn carry_out(&mut self, i: ReplicaId, outputs: Vec<quire_consensus::Output>) {
         let Some(actor) = self.actors[i as usize].as_ref() else {
             return;
         };
+        let random = self.maybe_arm_crash(i, &outputs);
+        let disk = &self.stores[i as usize];
         let mut outbox = SimOutbox {
             from: i,
             nodes: self.cfg.nodes as u32,
             network: &mut self.network,
             rng: &mut self.rng,
             tick: self.tick,
+            disk,
+            frames_left: None,
+            frames_sent: 0,
         };
-        let committed = match exec::carry_out(
-            &actor.replica,
-            &self.stores[i as usize],
-            &mut outbox,
-            outputs,
-        ) {
-            Ok(committed) => committed,
-            Err(e) => {
-                self.fail(Violation::StorageFailed {
-                    replica: i,
-                    reason: e.to_string(),
-                });
-                return;
+        let result = exec::carry_out(&actor.replica, disk, &mut outbox, outputs);
+        let frames_sent = outbox.frames_sent;
+        match (result, disk.take_fired()) {
+            (Ok(committed), None) => self.judge(i, &committed),
+            (Ok(committed), Some((point, _))) => {
+                self.judge(i, &committed);
+                self.crashed_at(i, point, random);
             }
-        };
-        for executed in &committed {
+            (Err(_), Some((point, durable))) => {
+                // The executor's contract: a write that did not return sends nothing.
+                if frames_sent > 0 {
+                    self.fail(Violation::SentWithoutWrite {
+                        replica: i,
+                        frames: frames_sent,
+                    });
+                }
+                self.judge(i, &durable);
+                self.crashed_at(i, point, random);
+            }
+            (Err(e), None) => self.fail(Violation::StorageFailed {
+                replica: i,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Judges blocks that became durable at replica `i`.
+    fn judge(&mut self, i: ReplicaId, committed: &[quire_chain::block::Executed]) {
+        for executed in committed {
             let h = executed.record.block.header;
             self.note(format!(
                 "t={} commit r{i} h{} {}",
@@ -436,6 +463,71 @@ impl Sim {
                 self.fail(v);
             }
         }
+    }
+
+    /// Now and then, before the network heals, a step of an honest replica meets a fault at its
+    /// write (more often when the write holds several blocks: those steps are rare and deserve
+    /// it). At most one replica is down at a time. Returns whether a fault was armed.
+    fn maybe_arm_crash(&mut self, i: ReplicaId, outputs: &[quire_consensus::Output]) -> bool {
+        use quire_consensus::Output;
+        if !self.cfg.crashes
+            || self.tick >= self.cfg.heal_tick
+            || !self.honest(i)
+            || self.actors.iter().any(Option::is_none)
+            || self.stores[i as usize].is_armed()
+        {
+            return false;
+        }
+        let blocks = outputs
+            .iter()
+            .filter(|o| matches!(o, Output::Commit(_)))
+            .count();
+        let writes = blocks > 0 || outputs.iter().any(|o| matches!(o, Output::Persist(_)));
+        if !writes {
+            return false;
+        }
+        let per_10k = if blocks >= 2 {
+            MULTI_BLOCK_CRASH_PER_10K
+        } else {
+            CRASH_PER_10K
+        };
+        if self.rng.below(10_000) >= per_10k {
+            return false;
+        }
+        let frames: usize = outputs
+            .iter()
+            .map(|o| match o {
+                Output::Broadcast(_) => self.cfg.nodes.saturating_sub(1),
+                Output::Persist(_) | Output::Commit(_) => 0,
+                _ => 1,
+            })
+            .sum();
+        let point = match self.rng.below(5) {
+            0 => CrashPoint::MidWrite { lands: false },
+            1 => CrashPoint::MidWrite { lands: true },
+            2 => CrashPoint::AfterWrite,
+            3 => CrashPoint::MidSends {
+                frames: self.rng.below(frames as u64 + 1) as usize,
+            },
+            _ => CrashPoint::WriteFails,
+        };
+        self.stores[i as usize].arm(Trigger::NextWrite, point);
+        true
+    }
+
+    /// Ends replica `i`'s process after a fault at its disk; one the simulator chose restarts
+    /// after a while (a scripted one waits for the test).
+    fn crashed_at(&mut self, i: ReplicaId, point: CrashPoint, random: bool) {
+        self.note(format!("t={} r{i} {point}", self.tick));
+        self.crash(i);
+        if random {
+            self.restart_at[i as usize] = Some(self.tick + self.rng.between(30, 300));
+        }
+    }
+
+    /// Arms a fault on replica `i`'s disk for the next write `trigger` matches (scenario tests).
+    pub fn inject(&mut self, i: ReplicaId, trigger: Trigger, point: CrashPoint) {
+        self.stores[i as usize].arm(trigger, point);
     }
 
     fn fail(&mut self, v: Violation) {
@@ -702,17 +794,30 @@ impl Sim {
     }
 }
 
-/// The simulated network as the executor's outbox: every frame becomes a packet.
+/// The simulated network as the executor's outbox: every frame becomes a packet — until the
+/// process dies halfway through its sends (a [`CrashPoint::MidSends`] on its disk).
 struct SimOutbox<'a> {
     from: ReplicaId,
     nodes: u32,
     network: &'a mut Network,
     rng: &'a mut Rng,
     tick: u64,
+    disk: &'a Disk,
+    /// Frames that may still leave (known at the first send, when the write is done).
+    frames_left: Option<usize>,
+    frames_sent: usize,
 }
 
 impl Outbox for SimOutbox<'_> {
     fn send(&mut self, to: ReplicaId, _: Option<Kind>, bytes: Arc<Vec<u8>>) {
+        let left = self
+            .frames_left
+            .get_or_insert_with(|| self.disk.frames_before_crash().unwrap_or(usize::MAX));
+        if *left == 0 {
+            return;
+        }
+        *left -= 1;
+        self.frames_sent += 1;
         let packet = Packet {
             from: self.from,
             to,

@@ -4,6 +4,18 @@
 //! [`Behaviour`], drops, alters, duplicates, delays or invents messages around each step. The
 //! simulator and the real node both drive `Actor`s, so an attack tried in one is the same attack
 //! in the other, and a node can switch behaviour at run time.
+//!
+//! Most behaviours go for safety (equivocation, double votes, lies in view changes). Those in
+//! the submodules go for liveness: they send only validly signed messages that cost the receiver
+//! far more than the sender — [`forward_flood`] (transactions to verify), [`replay`] (old view
+//! changes and checkpoints to verify again) and [`amplify`] (cheap requests with expensive
+//! answers). `slowloris` is about connections and bytes, not messages: the node runs it as a
+//! transport task (`node/src/slowloris.rs`), and at the message level it is honest (see
+//! [`Behaviour::Slowloris`]).
+
+mod amplify;
+mod forward_flood;
+mod replay;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -41,10 +53,23 @@ pub enum Behaviour {
     DelayVotes,
     /// Floods its peers with junk bytes and useless but validly signed messages.
     Flood,
+    /// Forwards floods of validly signed transactions: already committed ones (free to replay),
+    /// and conflicting and future-nonce ones from an unfunded key of its own.
+    ForwardFlood,
+    /// Replays old, validly signed ViewChanges, NewViews and Checkpoints, over and over.
+    Replay,
+    /// Asks for expensive answers: Status claiming a stale view (the answer is a whole NewView)
+    /// and endless FetchBlocks (each answer up to a reply's worth of blocks).
+    Amplify,
+    /// Opens client connections and streams to every peer and trickles frame bytes into them.
+    /// That attack lives in the node's transport (`node/src/slowloris.rs`); the messages of a
+    /// slowloris replica are honest. The simulator cannot model it: its network delivers whole
+    /// frames and has no connections, streams, flow control or read buffers to exhaust.
+    Slowloris,
 }
 
 impl Behaviour {
-    pub const ALL: [Behaviour; 12] = [
+    pub const ALL: [Behaviour; 16] = [
         Behaviour::Honest,
         Behaviour::Silent,
         Behaviour::Equivocate,
@@ -57,6 +82,10 @@ impl Behaviour {
         Behaviour::LyingViewChange,
         Behaviour::DelayVotes,
         Behaviour::Flood,
+        Behaviour::ForwardFlood,
+        Behaviour::Replay,
+        Behaviour::Amplify,
+        Behaviour::Slowloris,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -73,6 +102,10 @@ impl Behaviour {
             Behaviour::LyingViewChange => "lying-view-change",
             Behaviour::DelayVotes => "delay-votes",
             Behaviour::Flood => "flood",
+            Behaviour::ForwardFlood => "forward-flood",
+            Behaviour::Replay => "replay",
+            Behaviour::Amplify => "amplify",
+            Behaviour::Slowloris => "slowloris",
         }
     }
 
@@ -104,6 +137,40 @@ pub const DELAY_TICKS: u64 = 30;
 /// Junk messages `flood` sends per tick.
 const FLOOD_PER_TICK: usize = 8;
 
+/// How hard the liveness attacks (`forward-flood`, `replay`, `amplify`) push.
+///
+/// The node uses [`Pressure::NODE`]: with its 10 ms tick, thousands of messages and ~100,000
+/// transactions a second to every peer, for a few percent of one core of the attacker's own
+/// (signatures are made once and sent many times). The simulator uses [`Pressure::SIM`]: the same
+/// attacks with fewer messages — in virtual time a victim's work costs nothing, so volume would
+/// only slow the machine that runs the seeds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pressure {
+    /// Ticks between two bursts.
+    pub every_ticks: u64,
+    /// Transactions in each forward-flood Forward (at most `FORWARD_MAX`).
+    pub forward_txs: usize,
+    /// Of those, freshly signed with its own key (conflicting pairs, future nonces).
+    pub fresh_txs: usize,
+    /// Messages per burst: archived messages (replay), FetchBlocks (amplify).
+    pub messages: usize,
+}
+
+impl Pressure {
+    pub const NODE: Pressure = Pressure {
+        every_ticks: 1,
+        forward_txs: 1024,
+        fresh_txs: 32,
+        messages: 4,
+    };
+    pub const SIM: Pressure = Pressure {
+        every_ticks: 10,
+        forward_txs: 48,
+        fresh_txs: 4,
+        messages: 2,
+    };
+}
+
 /// A replica with a behaviour: honest by default, switchable at any time.
 pub struct Actor {
     pub replica: Replica,
@@ -118,12 +185,20 @@ pub struct Actor {
     held: Vec<Message>,
     delayed: VecDeque<(u64, Output)>,
     tick: u64,
+    pressure: Pressure,
+    forward: forward_flood::ForwardFlood,
+    archive: replay::Archive,
+    amplifier: amplify::Amplifier,
 }
 
 impl Actor {
     pub fn new(replica: Replica, seed: u64) -> Actor {
         let rng = seed ^ (replica.id() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         Actor {
+            forward: forward_flood::ForwardFlood::new(seed, replica.id()),
+            archive: replay::Archive::default(),
+            amplifier: amplify::Amplifier::default(),
+            pressure: Pressure::NODE,
             replica,
             behaviour: Behaviour::Honest,
             colluders: BTreeSet::new(),
@@ -140,11 +215,35 @@ impl Actor {
     }
 
     pub fn set_behaviour(&mut self, behaviour: Behaviour) {
-        self.behaviour = behaviour;
+        let previous = std::mem::replace(&mut self.behaviour, behaviour);
         if behaviour.is_honest() {
             self.seen.clear();
             self.held.clear();
         }
+        if behaviour != previous {
+            // What a liveness attack remembers is for that attack only.
+            self.forward.clear();
+            self.archive.clear();
+            self.amplifier.clear();
+            match behaviour {
+                Behaviour::ForwardFlood => self.forward.seed(&self.replica),
+                Behaviour::Replay => self.archive.seed(&self.replica),
+                _ => {}
+            }
+        }
+    }
+
+    pub fn pressure(&self) -> Pressure {
+        self.pressure
+    }
+
+    pub fn set_pressure(&mut self, pressure: Pressure) {
+        self.pressure = pressure;
+    }
+
+    /// Messages the `replay` behaviour holds (for tests).
+    pub fn archived(&self) -> usize {
+        self.archive.len()
     }
 
     pub fn set_colluders(&mut self, colluders: BTreeSet<ReplicaId>) {
@@ -163,8 +262,10 @@ impl Actor {
         if let Input::Tick { .. } = input {
             self.tick += 1;
         }
+        self.observe_input(&input);
         let mut extra = self.on_input(&input);
         let outputs = self.replica.step(input);
+        self.observe_outputs(&outputs);
         let mut outputs = match self.behaviour {
             Behaviour::Honest => outputs,
             _ => self.rewrite(outputs),
@@ -174,6 +275,40 @@ impl Actor {
             outputs = self.delay(outputs);
         }
         outputs
+    }
+
+    /// What the liveness attacks remember of a replica's inputs…
+    fn observe_input(&mut self, input: &Input) {
+        match self.behaviour {
+            Behaviour::ForwardFlood => self.forward.observe_input(input),
+            Behaviour::Replay => self.archive.observe_input(input),
+            _ => {}
+        }
+    }
+
+    /// …and of its outputs.
+    fn observe_outputs(&mut self, outputs: &[Output]) {
+        match self.behaviour {
+            Behaviour::ForwardFlood => self.forward.observe_outputs(outputs),
+            Behaviour::Replay => self.archive.observe_outputs(outputs, self.replica.id()),
+            _ => {}
+        }
+    }
+
+    /// A burst of a liveness attack, every `pressure.every_ticks` ticks.
+    fn liveness_burst(&mut self) -> Vec<Output> {
+        let p = self.pressure;
+        if !self.tick.is_multiple_of(p.every_ticks.max(1)) {
+            return Vec::new();
+        }
+        match self.behaviour {
+            Behaviour::ForwardFlood => self
+                .forward
+                .burst(&self.replica, p.forward_txs, p.fresh_txs),
+            Behaviour::Replay => self.archive.burst(&self.replica, p.messages),
+            Behaviour::Amplify => self.amplifier.burst(&self.replica, p.messages),
+            _ => Vec::new(),
+        }
     }
 
     /// Messages a faulty replica sends in reaction to what it receives.
@@ -209,6 +344,10 @@ impl Actor {
                 }
             }
             (Behaviour::Flood, Input::Tick { .. }) => out = self.flood(),
+            (
+                Behaviour::ForwardFlood | Behaviour::Replay | Behaviour::Amplify,
+                Input::Tick { .. },
+            ) => out = self.liveness_burst(),
             _ => {}
         }
         out
@@ -392,7 +531,13 @@ impl Actor {
     /// The messages a faulty replica sends in place of one honest message.
     fn rewrite_message(&mut self, m: Message) -> Vec<Message> {
         match self.behaviour {
-            Behaviour::Honest | Behaviour::DelayVotes | Behaviour::Flood => vec![m],
+            Behaviour::Honest
+            | Behaviour::DelayVotes
+            | Behaviour::Flood
+            | Behaviour::ForwardFlood
+            | Behaviour::Replay
+            | Behaviour::Amplify
+            | Behaviour::Slowloris => vec![m],
             Behaviour::Silent => vec![],
             Behaviour::Equivocate | Behaviour::DoubleVote => self.double_vote(m),
             Behaviour::ForgeSignature => vec![forge(m)],

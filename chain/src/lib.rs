@@ -16,6 +16,7 @@ pub mod keys;
 pub mod ledger;
 pub mod merkle;
 pub mod sig;
+pub mod sim_signatures;
 pub mod smt;
 pub mod store;
 pub mod testkit;

@@ -59,6 +59,10 @@ pub struct SimArgs {
     /// With --seed: write the full trace to this file.
     #[arg(long)]
     pub trace: Option<std::path::PathBuf>,
+    /// Sign and verify with ed25519 instead of the simulator's keyed-hash signatures (every
+    /// check is made either way; ed25519 makes a seed ~10× slower).
+    #[arg(long)]
+    pub real_signatures: bool,
 }
 
 impl SimArgs {
@@ -74,6 +78,7 @@ impl SimArgs {
         cfg.crashes = !self.no_crashes;
         cfg.load_per_mille = self.load;
         cfg.trace = self.trace.is_some();
+        cfg.real_signatures = self.real_signatures;
         cfg
     }
 
@@ -98,6 +103,9 @@ impl SimArgs {
         }
         if self.no_crashes {
             cmd += " --no-crashes";
+        }
+        if self.real_signatures {
+            cmd += " --real-signatures";
         }
         cmd + " --trace trace.txt"
     }

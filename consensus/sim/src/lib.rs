@@ -13,7 +13,7 @@ pub mod network;
 pub mod rng;
 pub mod workload;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use quire_chain::genesis::Protocol;
@@ -28,7 +28,7 @@ use network::{Network, Packet};
 use quire_consensus::exec::{self, Outbox};
 use quire_consensus::message::{Kind, Message};
 use quire_consensus::{
-    Actor, Behaviour, Durable, Input, Params, Pressure, Reject, Replica, Verified, Verifier,
+    Actor, Behaviour, Durable, Input, Params, Pressure, Replica, Verifier,
 };
 use rng::Rng;
 use workload::{Target, Workload};
@@ -79,6 +79,9 @@ pub struct SimConfig {
     pub params: Params,
     /// Keep the full trace (for replay and determinism checks).
     pub trace: bool,
+    /// Sign and verify with ed25519 rather than simulated signatures
+    /// (`quire_chain::sim_signatures`): ~10× slower, for runs that want the real curve too.
+    pub real_signatures: bool,
 }
 
 impl SimConfig {
@@ -123,6 +126,7 @@ impl SimConfig {
                 mempool_max: 10_000,
             },
             trace: false,
+            real_signatures: false,
         }
     }
 
@@ -178,7 +182,6 @@ pub struct Sim {
     partition_until: Option<u64>,
     /// The height the cluster had when the network healed.
     healed_height: Option<u64>,
-    verify_cache: BTreeMap<(Hash, ReplicaId), Result<Verified, Reject>>,
     trace: Vec<String>,
     trace_hasher: Vec<u8>,
     violation: Option<(u64, u64, Violation)>,
@@ -196,6 +199,12 @@ const MULTI_BLOCK_CRASH_PER_10K: u64 = 400;
 
 impl Sim {
     pub fn new(cfg: SimConfig) -> Sim {
+        // The whole cluster runs in this thread, so the choice of signatures is the thread's.
+        if cfg.real_signatures {
+            quire_chain::sim_signatures::disable_for_this_thread();
+        } else {
+            quire_chain::sim_signatures::enable_for_this_thread();
+        }
         let net = TestNet::with_protocol(cfg.nodes, cfg.accounts, cfg.seed, cfg.protocol);
         let genesis = &net.genesis;
         let verifier = Verifier::new(genesis);
@@ -222,7 +231,6 @@ impl Sim {
             restart_at: vec![None; cfg.nodes],
             partition_until: None,
             healed_height: None,
-            verify_cache: BTreeMap::new(),
             trace: Vec::new(),
             trace_hasher: Vec::new(),
             violation: None,
@@ -313,14 +321,30 @@ impl Sim {
     }
 
     fn note(&mut self, line: String) {
-        self.trace_hasher.extend_from_slice(line.as_bytes());
+        self.hash_into_trace(&[line.as_bytes()]);
+        if self.cfg.trace {
+            self.trace.push(line);
+        }
+    }
+
+    /// A frequent event (a delivery): `compact` goes into the trace hash, and the line is only
+    /// spelled out (prefixed with the tick) when the trace is kept.
+    fn event(&mut self, compact: &[&[u8]], line: impl FnOnce() -> String) {
+        self.hash_into_trace(compact);
+        if self.cfg.trace {
+            let line = format!("t={} {}", self.tick, line());
+            self.trace.push(line);
+        }
+    }
+
+    fn hash_into_trace(&mut self, parts: &[&[u8]]) {
+        for part in parts {
+            self.trace_hasher.extend_from_slice(part);
+        }
         self.trace_hasher.push(b'\n');
         if self.trace_hasher.len() > 1 << 16 {
             let h = Hash::tagged("quire/sim-trace", &[&self.trace_hasher]);
             self.trace_hasher = h.0.to_vec();
-        }
-        if self.cfg.trace {
-            self.trace.push(line);
         }
     }
 
@@ -406,10 +430,13 @@ impl Sim {
     /// send, then commit (here: judge the committed blocks). A fault armed on the replica's disk
     /// may cut the step short; the process then dies, and restarts later from its disk.
     fn carry_out(&mut self, i: ReplicaId, outputs: Vec<quire_consensus::Output>) {
+        if self.actors[i as usize].is_none() {
+            return;
+        }
+        let random = self.maybe_arm_crash(i, &outputs);
         let Some(actor) = self.actors[i as usize].as_ref() else {
             return;
         };
-        let random = self.maybe_arm_crash(i, &outputs);
         let disk = &self.stores[i as usize];
         let mut outbox = SimOutbox {
             from: i,
@@ -546,36 +573,27 @@ impl Sim {
         {
             return;
         }
-        let key = (Hash::tagged("quire/sim-packet", &[&p.bytes]), from);
-        let verdict = match self.verify_cache.get(&key) {
-            Some(v) => v.clone(),
-            None => {
-                let v = self.verifier.decode(&p.bytes, Some(from));
-                if self.verify_cache.len() > 50_000 {
-                    self.verify_cache.clear();
-                }
-                self.verify_cache.insert(key, v.clone());
-                v
-            }
-        };
+        let (id, verdict) = p.frame.checked(&self.verifier);
         match verdict {
             Ok(v) => {
-                let detail = match v.message() {
-                    Message::PrePrepare { proposal, .. } => {
-                        let s = proposal.body.0;
-                        format!(" v{} s{} {}", s.view, s.seq, s.digest.short())
-                    }
-                    _ => String::new(),
-                };
-                self.note(format!(
-                    "t={} {from}->{to} {} {}{detail}",
-                    self.tick,
-                    v.message().kind().name(),
-                    key.0.short()
-                ));
+                let (kind, id) = (v.message().kind(), *id);
+                let m = v.message();
+                let compact = [from as u8, to as u8, kind as u8];
+                self.event(&[&self.tick.to_be_bytes(), &compact, &id.to_be_bytes()], || {
+                    let detail = match m {
+                        Message::PrePrepare { proposal, .. } => {
+                            let s = proposal.body.0;
+                            format!(" v{} s{} {}", s.view, s.seq, s.digest.short())
+                        }
+                        _ => String::new(),
+                    };
+                    format!("{from}->{to} {} {id:016x}{detail}", kind.name())
+                });
+                let v = v.clone();
                 self.step(to, Input::Message(v));
             }
             Err(reject) => {
+                let reject = *reject;
                 self.note(format!(
                     "t={} {from}->{to} rejected {}",
                     self.tick,
@@ -808,8 +826,8 @@ struct SimOutbox<'a> {
     frames_sent: usize,
 }
 
-impl Outbox for SimOutbox<'_> {
-    fn send(&mut self, to: ReplicaId, _: Option<Kind>, bytes: Arc<Vec<u8>>) {
+impl SimOutbox<'_> {
+    fn send_frame(&mut self, to: ReplicaId, frame: &Arc<network::Frame>) {
         let left = self
             .frames_left
             .get_or_insert_with(|| self.disk.frames_before_crash().unwrap_or(usize::MAX));
@@ -821,15 +839,23 @@ impl Outbox for SimOutbox<'_> {
         let packet = Packet {
             from: self.from,
             to,
-            bytes,
+            frame: frame.clone(),
         };
         self.network.send(self.rng, self.tick, packet);
     }
+}
 
-    fn broadcast(&mut self, kind: Option<Kind>, bytes: Arc<Vec<u8>>) {
+impl Outbox for SimOutbox<'_> {
+    fn send(&mut self, to: ReplicaId, _: Option<Kind>, bytes: Arc<Vec<u8>>) {
+        let frame = network::Frame::new(self.from, bytes);
+        self.send_frame(to, &frame);
+    }
+
+    fn broadcast(&mut self, _: Option<Kind>, bytes: Arc<Vec<u8>>) {
         let from = self.from;
+        let frame = network::Frame::new(from, bytes);
         for to in (0..self.nodes).filter(|to| *to != from) {
-            self.send(to, kind, bytes.clone());
+            self.send_frame(to, &frame);
         }
     }
 }

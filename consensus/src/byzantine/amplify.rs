@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use quire_chain::ReplicaId;
+
 use crate::message::{BLOCKS_PER_REPLY_MAX, Message, Status};
 use crate::replica::{Output, Replica};
 
@@ -18,7 +20,7 @@ pub(super) struct Amplifier {
     stale_status: Option<Message>,
     /// Signed FetchBlocks by the first height they ask for.
     fetches: BTreeMap<u64, Message>,
-    /// The next range to ask for, counted in replies.
+    /// Requests sent so far (which peer and which range come next).
     next_range: u64,
 }
 
@@ -27,9 +29,15 @@ impl Amplifier {
         *self = Amplifier::default();
     }
 
-    /// One burst: a stale Status, and `fetches` FetchBlocks for ranges the peers have (every
-    /// executed block, a reply's worth at a time, round and round), to every peer.
-    pub(super) fn burst(&mut self, replica: &Replica, fetches: usize) -> Vec<Output> {
+    /// One burst: a stale Status to every peer, and `fetches` FetchBlocks for ranges the peers
+    /// have (every executed block, a reply's worth at a time, round and round), each to the next
+    /// peer in turn.
+    pub(super) fn burst(
+        &mut self,
+        replica: &Replica,
+        peers: &[ReplicaId],
+        fetches: usize,
+    ) -> Vec<Output> {
         let status = self
             .stale_status
             .get_or_insert_with(|| {
@@ -44,11 +52,14 @@ impl Amplifier {
         let mut out = vec![Output::Broadcast(status)];
         let per_reply = BLOCKS_PER_REPLY_MAX as u64;
         let ranges = replica.head.height.div_ceil(per_reply);
-        if ranges == 0 {
+        if ranges == 0 || peers.is_empty() {
             return out;
         }
         for _ in 0..fetches {
-            let from = (self.next_range % ranges) * per_reply + 1;
+            // Every peer in turn, and each peer every range in turn.
+            let n = peers.len() as u64;
+            let to = peers[(self.next_range % n) as usize];
+            let from = (self.next_range / n % ranges) * per_reply + 1;
             self.next_range += 1;
             if self.fetches.len() >= FETCHES_KEPT_MAX && !self.fetches.contains_key(&from) {
                 self.fetches.clear();
@@ -57,7 +68,7 @@ impl Amplifier {
                 .fetches
                 .entry(from)
                 .or_insert_with(|| replica.fetch_request(from, from + per_reply - 1));
-            out.push(Output::Broadcast(request.clone()));
+            out.push(Output::Send(to, request.clone()));
         }
         out
     }

@@ -139,11 +139,12 @@ const FLOOD_PER_TICK: usize = 8;
 
 /// How hard the liveness attacks (`forward-flood`, `replay`, `amplify`) push.
 ///
-/// The node uses [`Pressure::NODE`]: with its 10 ms tick, thousands of messages and ~100,000
-/// transactions a second to every peer, for a few percent of one core of the attacker's own
-/// (signatures are made once and sent many times). The simulator uses [`Pressure::SIM`]: the same
-/// attacks with fewer messages — in virtual time a victim's work costs nothing, so volume would
-/// only slow the machine that runs the seeds.
+/// The node uses [`Pressure::NODE`]: with its 10 ms tick, per second and to every peer, 100
+/// Forwards of 1,024 transactions, 400 replayed messages, 100 stale Status and 400 FetchBlocks —
+/// for a few percent of one core of the attacker's own (it signs a message once and sends it
+/// many times). The simulator uses [`Pressure::SIM`]: the same attacks with fewer messages, since
+/// in virtual time a victim's work costs nothing and volume would only slow the machine that runs
+/// the seeds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pressure {
     /// Ticks between two bursts.
@@ -152,8 +153,10 @@ pub struct Pressure {
     pub forward_txs: usize,
     /// Of those, freshly signed with its own key (conflicting pairs, future nonces).
     pub fresh_txs: usize,
-    /// Messages per burst: archived messages (replay), FetchBlocks (amplify).
-    pub messages: usize,
+    /// Archived messages replayed to every peer per burst.
+    pub replays: usize,
+    /// FetchBlocks per burst, each to the next peer in turn.
+    pub fetches: usize,
 }
 
 impl Pressure {
@@ -161,13 +164,15 @@ impl Pressure {
         every_ticks: 1,
         forward_txs: 1024,
         fresh_txs: 32,
-        messages: 4,
+        replays: 4,
+        fetches: 12,
     };
     pub const SIM: Pressure = Pressure {
         every_ticks: 10,
-        forward_txs: 48,
+        forward_txs: 32,
         fresh_txs: 4,
-        messages: 2,
+        replays: 2,
+        fetches: 1,
     };
 }
 
@@ -305,8 +310,11 @@ impl Actor {
             Behaviour::ForwardFlood => self
                 .forward
                 .burst(&self.replica, p.forward_txs, p.fresh_txs),
-            Behaviour::Replay => self.archive.burst(&self.replica, p.messages),
-            Behaviour::Amplify => self.amplifier.burst(&self.replica, p.messages),
+            Behaviour::Replay => self.archive.burst(&self.replica, p.replays),
+            Behaviour::Amplify => {
+                let peers = self.others();
+                self.amplifier.burst(&self.replica, &peers, p.fetches)
+            }
             _ => Vec::new(),
         }
     }

@@ -13,7 +13,7 @@ pub mod network;
 pub mod rng;
 pub mod workload;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use quire_chain::genesis::Protocol;
@@ -161,6 +161,10 @@ pub struct Report {
     pub messages: u64,
     pub dropped: u64,
     pub steps: u64,
+    /// Faults that went off at a replica's disk (crashes around a write, refused writes), and
+    /// of those, how many hit a write of several blocks.
+    pub disk_faults: u64,
+    pub multi_block_disk_faults: u64,
     pub trace: Vec<String>,
     pub trace_hash: Hash,
 }
@@ -189,6 +193,11 @@ pub struct Sim {
     pub isolated: BTreeSet<ReplicaId>,
     /// Replicas rebuilt after their chain diverged from a certified checkpoint, in order.
     pub rebuilt: Vec<ReplicaId>,
+    /// Verified frames delivered, and their bytes, by (from, to, kind).
+    delivered: BTreeMap<(ReplicaId, ReplicaId, Kind), (u64, u64)>,
+    /// Faults that went off at a disk (and of those, in a write of several blocks).
+    disk_faults: u64,
+    multi_block_disk_faults: u64,
 }
 
 const TICK_MS: u64 = 10;
@@ -236,6 +245,9 @@ impl Sim {
             violation: None,
             isolated: BTreeSet::new(),
             rebuilt: Vec::new(),
+            delivered: BTreeMap::new(),
+            disk_faults: 0,
+            multi_block_disk_faults: 0,
             cfg,
         };
         for i in 0..sim.cfg.nodes as u32 {
@@ -448,13 +460,17 @@ impl Sim {
             frames_left: None,
             frames_sent: 0,
         };
+        let blocks = outputs
+            .iter()
+            .filter(|o| matches!(o, quire_consensus::Output::Commit(_)))
+            .count();
         let result = exec::carry_out(&actor.replica, disk, &mut outbox, outputs);
         let frames_sent = outbox.frames_sent;
         match (result, disk.take_fired()) {
             (Ok(committed), None) => self.judge(i, &committed),
             (Ok(committed), Some((point, _))) => {
                 self.judge(i, &committed);
-                self.crashed_at(i, point, random);
+                self.crashed_at(i, point, random, blocks);
             }
             (Err(_), Some((point, durable))) => {
                 // The executor's contract: a write that did not return sends nothing.
@@ -465,7 +481,7 @@ impl Sim {
                     });
                 }
                 self.judge(i, &durable);
-                self.crashed_at(i, point, random);
+                self.crashed_at(i, point, random, blocks);
             }
             (Err(e), None) => self.fail(Violation::StorageFailed {
                 replica: i,
@@ -544,8 +560,12 @@ impl Sim {
 
     /// Ends replica `i`'s process after a fault at its disk; one the simulator chose restarts
     /// after a while (a scripted one waits for the test).
-    fn crashed_at(&mut self, i: ReplicaId, point: CrashPoint, random: bool) {
-        self.note(format!("t={} r{i} {point}", self.tick));
+    fn crashed_at(&mut self, i: ReplicaId, point: CrashPoint, random: bool, blocks: usize) {
+        self.note(format!("t={} r{i} {point} ({blocks} blocks in the write)", self.tick));
+        self.disk_faults += 1;
+        if blocks >= 2 {
+            self.multi_block_disk_faults += 1;
+        }
         self.crash(i);
         if random {
             self.restart_at[i as usize] = Some(self.tick + self.rng.between(30, 300));
@@ -578,6 +598,9 @@ impl Sim {
             Ok(v) => {
                 let (kind, id) = (v.message().kind(), *id);
                 let m = v.message();
+                let counted = self.delivered.entry((from, to, kind)).or_default();
+                counted.0 += 1;
+                counted.1 += p.frame.bytes.len() as u64;
                 let compact = [from as u8, to as u8, kind as u8];
                 self.event(&[&self.tick.to_be_bytes(), &compact, &id.to_be_bytes()], || {
                     let detail = match m {
@@ -800,10 +823,20 @@ impl Sim {
             messages: self.network.sent,
             dropped: self.network.dropped,
             steps: self.steps,
+            disk_faults: self.disk_faults,
+            multi_block_disk_faults: self.multi_block_disk_faults,
             trace_hash: Hash::tagged("quire/sim-trace", &[&self.trace_hasher]),
             trace: self.trace,
             violation: self.violation,
         }
+    }
+
+    /// Verified frames of `kind` delivered from `from` to `to`, and their bytes.
+    pub fn delivered(&self, from: ReplicaId, to: ReplicaId, kind: Kind) -> (u64, u64) {
+        self.delivered
+            .get(&(from, to, kind))
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Messages still in flight (for tests).

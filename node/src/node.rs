@@ -125,10 +125,12 @@ impl Transport for MeshTransport {
     }
 }
 
-/// The admin API's handle on the transport: link faults, and the slowloris attack.
+/// The admin API's handle on the transport: link faults, the slowloris attack, and what the
+/// verification pool throws away unread.
 struct MeshLinks {
     mesh: Arc<Mesh>,
     slowloris: Slowloris,
+    discarding: Arc<verify_pool::Discarding>,
 }
 
 impl Links for MeshLinks {
@@ -143,6 +145,7 @@ impl Links for MeshLinks {
     }
     fn set_behaviour(&self, behaviour: Behaviour) {
         self.slowloris.set(behaviour == Behaviour::Slowloris);
+        self.discarding.set(behaviour);
     }
 }
 
@@ -315,6 +318,8 @@ async fn serve(loaded: Loaded) -> Result<(), StartError> {
         .spawn(move || driver.run(inbox))
         .map_err(StartError::Runtime)?;
 
+    // What the behaviour throws away unread (an amplifier's answers), before any verifying.
+    let discarding = Arc::new(verify_pool::Discarding::default());
     // Replica frames → verification pool → driver.
     let pool = verify_pool::start(
         verify_pool::PoolContext {
@@ -328,6 +333,7 @@ async fn serve(loaded: Loaded) -> Result<(), StartError> {
                 signatures_per_s: config.peer_signatures_per_s,
                 burst_signatures: config.peer_signatures_per_s.saturating_mul(2),
             },
+            discarding: discarding.clone(),
         },
         config.verify_threads,
     )
@@ -370,6 +376,7 @@ async fn serve(loaded: Loaded) -> Result<(), StartError> {
         Arc::new(MeshLinks {
             mesh: mesh.clone(),
             slowloris: Slowloris::start(config.id, &loaded.genesis.validators),
+            discarding,
         }),
         loaded.genesis.validators.n(),
     ));

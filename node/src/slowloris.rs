@@ -2,8 +2,8 @@
 //! messages, so it lives in the node rather than in the consensus core (where the behaviour is
 //! honest): while it is on, this replica opens plain client connections to every peer — no
 //! certificate, as anyone on the network could — opens streams on them, announces frames of the
-//! largest size a request may have and trickles their bytes in, a few at a time. A couple of
-//! streams per connection push a good part of their frame at once and then stall, so a receiver
+//! largest size a request may have and trickles their bytes in, a few at a time. A few streams
+//! per connection push a good part of their frame at once and then stall, so a receiver
 //! that buffers unfinished frames holds real memory for them. Whatever a peer closes is opened
 //! again, at a bounded rate.
 //!
@@ -30,9 +30,10 @@ const CONNECTIONS_PER_PEER: usize = 8;
 /// Streams opened on each connection (QUIC lets a client open up to the server's limit).
 const STREAMS_PER_CONNECTION: usize = 64;
 /// Of those, streams that send a large part of their frame at once, then stall.
-const HOLDERS_PER_CONNECTION: usize = 2;
-/// What a holder sends before it stalls: 2 × 8 × 4 MiB = 64 MiB held per victim at most, enough
-/// to see in its RSS and too little to hurt the machine.
+const HOLDERS_PER_CONNECTION: usize = 4;
+/// What a holder sends before it stalls: 8 × 4 × 4 MiB = 128 MiB per victim that buffers
+/// unfinished requests (the issue saw 8 streams of 8 MiB hold 80 MiB), enough to see in its
+/// memory and too little to hurt the machine.
 const HOLD_BYTES: usize = 4 * 1024 * 1024;
 /// A trickling stream sends this many bytes…
 const TRICKLE_BYTES: usize = 1;
@@ -245,5 +246,136 @@ async fn trickle(mut send: SendStream, hold: bool, stats: Arc<SlowlorisStats>) {
         stats
             .bytes_sent
             .fetch_add(TRICKLE_BYTES as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::AtomicUsize;
+
+    use quire_chain::Keypair;
+    use quire_chain::validators::Validator;
+
+    use super::*;
+    use crate::transport::tls::server_config;
+
+    /// Generous: a loaded 2-core machine must not make this flake.
+    const WAIT: Duration = Duration::from_secs(20);
+
+    #[derive(Default)]
+    struct Seen {
+        connections: AtomicUsize,
+        streams: AtomicUsize,
+        /// Streams whose first four bytes announced the largest request.
+        announced_max: AtomicUsize,
+        /// Bytes received after the announcements.
+        bytes: AtomicU64,
+        /// Streams that delivered a holder's worth at once.
+        holders: AtomicUsize,
+    }
+
+    /// A peer's client-facing endpoint that reads whatever arrives and counts it.
+    async fn victim(identity: &Keypair, seen: Arc<Seen>) -> (Endpoint, SocketAddr) {
+        let config = server_config(identity, Arc::new(BTreeMap::new())).unwrap();
+        let endpoint = Endpoint::server(config, SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let addr = endpoint.local_addr().unwrap();
+        let accept = endpoint.clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = accept.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let Ok(conn) = incoming.await else { return };
+                    seen.connections.fetch_add(1, Ordering::Relaxed);
+                    while let Ok((_send, mut recv)) = conn.accept_bi().await {
+                        let seen = seen.clone();
+                        tokio::spawn(async move {
+                            seen.streams.fetch_add(1, Ordering::Relaxed);
+                            let mut prefix = [0u8; 4];
+                            if recv.read_exact(&mut prefix).await.is_err() {
+                                return;
+                            }
+                            if u32::from_be_bytes(prefix) as usize == REQUEST_BYTES_MAX {
+                                seen.announced_max.fetch_add(1, Ordering::Relaxed);
+                            }
+                            let mut total = 0usize;
+                            let mut buf = vec![0u8; 64 * 1024];
+                            while let Ok(Some(n)) = recv.read(&mut buf).await {
+                                total += n;
+                                seen.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                                if total == HOLD_BYTES {
+                                    seen.holders.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        });
+                    }
+                });
+            }
+        });
+        (endpoint, addr)
+    }
+
+    async fn eventually(what: &str, condition: impl Fn() -> bool) {
+        let waited = tokio::time::timeout(WAIT, async {
+            while !condition() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(waited.is_ok(), "timed out waiting for {what}");
+    }
+
+    /// Switched on, the attack really does it: its connections, all their streams, announcing
+    /// the largest request, trickling bytes, the holders' megabytes; switched off, it stops.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slowloris_opens_connections_and_streams_and_trickles_bytes() {
+        let (me, peer) = (Keypair::from_secret([1; 32]), Keypair::from_secret([2; 32]));
+        let seen = Arc::new(Seen::default());
+        let (_endpoint, addr) = victim(&peer, seen.clone()).await;
+        let validators = ValidatorSet::new(
+            vec![
+                Validator {
+                    id: 0,
+                    key: me.public(),
+                    address: "127.0.0.1:1".into(),
+                },
+                Validator {
+                    id: 1,
+                    key: peer.public(),
+                    address: addr.to_string(),
+                },
+            ],
+            Some(0),
+        )
+        .unwrap();
+        let attack = Slowloris::start(0, &validators);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(seen.connections.load(Ordering::Relaxed), 0, "idle until on");
+        attack.set(true);
+        assert!(attack.is_on());
+        let streams = CONNECTIONS_PER_PEER * STREAMS_PER_CONNECTION;
+        eventually("every connection", || {
+            seen.connections.load(Ordering::Relaxed) >= CONNECTIONS_PER_PEER
+        })
+        .await;
+        eventually("every stream announcing the largest request", || {
+            seen.announced_max.load(Ordering::Relaxed) >= streams
+        })
+        .await;
+        eventually("the holders' bytes", || {
+            seen.holders.load(Ordering::Relaxed) >= CONNECTIONS_PER_PEER * HOLDERS_PER_CONNECTION
+        })
+        .await;
+        let held = seen.bytes.load(Ordering::Relaxed);
+        eventually("trickled bytes", || {
+            seen.bytes.load(Ordering::Relaxed) >= held + streams as u64 / 2
+        })
+        .await;
+        assert!(attack.metrics().contains("quire_slowloris_streams_opened_total"));
+        attack.set(false);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let after_off = seen.bytes.load(Ordering::Relaxed);
+        tokio::time::sleep(TRICKLE_EVERY * 3).await;
+        assert_eq!(seen.bytes.load(Ordering::Relaxed), after_off, "still trickling");
     }
 }

@@ -133,6 +133,9 @@ impl Store for Disk {
     fn consensus_entries(&self) -> Result<ConsensusEntries, StoreError> {
         self.store.consensus_entries()
     }
+    fn reset_chain(&self, genesis: &Genesis) -> Result<(), StoreError> {
+        self.store.reset_chain(genesis)
+    }
 
     fn write(&self, writes: &WriteSet) -> Result<(), StoreError> {
         let mut state = self.state();

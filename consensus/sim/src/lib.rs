@@ -193,7 +193,7 @@ pub struct Sim {
     pub isolated: BTreeSet<ReplicaId>,
     /// Replicas rebuilt after their chain diverged from a certified checkpoint, in order.
     pub rebuilt: Vec<ReplicaId>,
-    /// Verified frames delivered, and their bytes, by (from, to, kind).
+    /// Frames delivered (read or not), and their bytes, by (from, to, the kind they claim).
     delivered: BTreeMap<(ReplicaId, ReplicaId, Kind), (u64, u64)>,
     /// Faults that went off at a disk (and of those, in a write of several blocks).
     disk_faults: u64,
@@ -586,11 +586,22 @@ impl Sim {
 
     fn deliver(&mut self, p: Packet) {
         let (from, to) = (p.from, p.to);
-        if self.actors[to as usize].is_none()
-            || self.network.cut(from, to)
+        let Some(actor) = self.actors[to as usize].as_ref() else {
+            return;
+        };
+        if self.network.cut(from, to)
             || self.isolated.contains(&from)
             || self.isolated.contains(&to)
         {
+            return;
+        }
+        let claimed = Kind::of_frame(&p.frame.bytes);
+        if let Some(kind) = claimed {
+            let counted = self.delivered.entry((from, to, kind)).or_default();
+            counted.0 += 1;
+            counted.1 += p.frame.bytes.len() as u64;
+        }
+        if claimed.is_some_and(|k| actor.behaviour().discards(k)) {
             return;
         }
         let (id, verdict) = p.frame.checked(&self.verifier);
@@ -598,9 +609,6 @@ impl Sim {
             Ok(v) => {
                 let (kind, id) = (v.message().kind(), *id);
                 let m = v.message();
-                let counted = self.delivered.entry((from, to, kind)).or_default();
-                counted.0 += 1;
-                counted.1 += p.frame.bytes.len() as u64;
                 let compact = [from as u8, to as u8, kind as u8];
                 self.event(&[&self.tick.to_be_bytes(), &compact, &id.to_be_bytes()], || {
                     let detail = match m {
@@ -831,7 +839,7 @@ impl Sim {
         }
     }
 
-    /// Verified frames of `kind` delivered from `from` to `to`, and their bytes.
+    /// Frames claiming `kind` delivered from `from` to `to` (read or not), and their bytes.
     pub fn delivered(&self, from: ReplicaId, to: ReplicaId, kind: Kind) -> (u64, u64) {
         self.delivered
             .get(&(from, to, kind))

@@ -23,7 +23,9 @@ use quire_chain::cert::{CheckpointStatement, CommitStatement};
 use quire_chain::tx::Transaction;
 use quire_chain::{Batch, Hash, ReplicaId};
 
-use crate::message::{Body, Message, NewView, Prepare, Proposal, Signed, SlotVote, ViewChange};
+use crate::message::{
+    Body, Kind, Message, NewView, Prepare, Proposal, Signed, SlotVote, ViewChange,
+};
 use crate::replica::{Input, Output, Replica};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -123,6 +125,17 @@ impl Behaviour {
     pub fn is_honest(&self) -> bool {
         *self == Behaviour::Honest
     }
+
+    /// Frames of `kind` this behaviour throws away unread: an amplifier asks for NewViews and
+    /// blocks to make others send them, not to read them (checking every answer would cost it
+    /// far more than the asking, and throttle its own attack). Whoever delivers frames to an
+    /// actor — the node's frame pump, the simulator's network — drops these before verifying.
+    pub fn discards(&self, kind: Kind) -> bool {
+        matches!(
+            (self, kind),
+            (Behaviour::Amplify, Kind::Blocks | Kind::NewView)
+        )
+    }
 }
 
 impl std::fmt::Display for Behaviour {
@@ -140,7 +153,7 @@ const FLOOD_PER_TICK: usize = 8;
 /// How hard the liveness attacks (`forward-flood`, `replay`, `amplify`) push.
 ///
 /// The node uses [`Pressure::NODE`]: with its 10 ms tick, per second and to every peer, 100
-/// Forwards of 1,024 transactions, 400 replayed messages, 100 stale Status and 400 FetchBlocks —
+/// Forwards of 1,024 transactions, 6,400 replayed messages, 100 stale Status and 400 FetchBlocks —
 /// for a few percent of one core of the attacker's own (it signs a message once and sends it
 /// many times). The simulator uses [`Pressure::SIM`]: the same attacks with fewer messages, since
 /// in virtual time a victim's work costs nothing and volume would only slow the machine that runs
@@ -164,7 +177,7 @@ impl Pressure {
         every_ticks: 1,
         forward_txs: 1024,
         fresh_txs: 32,
-        replays: 4,
+        replays: 64,
         fetches: 12,
     };
     pub const SIM: Pressure = Pressure {
@@ -797,5 +810,50 @@ fn set_from(m: &mut Message, from: ReplicaId) {
         Message::Forward(x) => x.from = from,
         Message::FetchBlocks(x) => x.from = from,
         Message::Blocks(x) => x.from = from,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Status;
+    use quire_chain::Keypair;
+    use quire_chain::codec::Encode;
+
+    /// Every behaviour is named on the command line and in scenario files as it is parsed.
+    #[test]
+    fn every_behaviour_parses_from_its_name() {
+        for b in Behaviour::ALL {
+            assert_eq!(Behaviour::parse(b.name()), Ok(b));
+        }
+        for name in ["forward-flood", "replay", "amplify", "slowloris"] {
+            assert!(Behaviour::parse(name).is_ok(), "{name}");
+        }
+    }
+
+    /// Only an amplifier throws its answers away, and it can tell them by their first byte.
+    #[test]
+    fn an_amplifier_discards_the_answers_it_provoked_unread() {
+        let status = Message::Status(Signed::sign(
+            Status {
+                view: 0,
+                changing_view: false,
+                last_executed: 0,
+                stable_seq: 0,
+            },
+            0,
+            &Keypair::from_secret([1; 32]),
+            &Hash([2; 32]),
+        ));
+        assert_eq!(Kind::of_frame(&status.to_bytes()), Some(Kind::Status));
+        assert_eq!(Kind::of_frame(&[9]), Some(Kind::Blocks));
+        assert_eq!(Kind::of_frame(&[10]), None);
+        assert_eq!(Kind::of_frame(&[]), None);
+        for b in Behaviour::ALL {
+            for k in Kind::ALL {
+                let expected = b == Behaviour::Amplify && matches!(k, Kind::Blocks | Kind::NewView);
+                assert_eq!(b.discards(k), expected, "{b} {k:?}");
+            }
+        }
     }
 }

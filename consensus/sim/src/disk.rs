@@ -86,6 +86,11 @@ impl Disk {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Overwrites one account, as a corrupted disk might (see [`MemoryStore::tamper_account`]).
+    pub fn tamper_account(&self, address: Address, account: Account) {
+        self.store.tamper_account(address, account);
+    }
+
     /// The next write that `trigger` matches meets `point`.
     pub fn arm(&self, trigger: Trigger, point: CrashPoint) {
         self.state().armed = Some((trigger, point));

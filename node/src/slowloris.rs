@@ -84,7 +84,8 @@ impl Slowloris {
     }
 
     pub fn set(&self, on: bool) {
-        self.on.send_if_modified(|current| std::mem::replace(current, on) != on);
+        self.on
+            .send_if_modified(|current| std::mem::replace(current, on) != on);
     }
 
     pub fn is_on(&self) -> bool {
@@ -371,11 +372,19 @@ mod tests {
             seen.bytes.load(Ordering::Relaxed) >= held + streams as u64 / 2
         })
         .await;
-        assert!(attack.metrics().contains("quire_slowloris_streams_opened_total"));
+        assert!(
+            attack
+                .metrics()
+                .contains("quire_slowloris_streams_opened_total")
+        );
         attack.set(false);
         tokio::time::sleep(Duration::from_secs(1)).await;
         let after_off = seen.bytes.load(Ordering::Relaxed);
         tokio::time::sleep(TRICKLE_EVERY * 3).await;
-        assert_eq!(seen.bytes.load(Ordering::Relaxed), after_off, "still trickling");
+        assert_eq!(
+            seen.bytes.load(Ordering::Relaxed),
+            after_off,
+            "still trickling"
+        );
     }
 }

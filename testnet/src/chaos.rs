@@ -104,7 +104,9 @@ fn fault(rng: &mut Rng, plan: &ChaosPlan, byzantine: u32, at: f64) -> (String, f
             let behaviour = all[rng.below(all.len() as u64) as usize];
             let text = step(
                 at,
-                &format!("action = \"byzantine\"\nreplica = {byzantine}\nbehaviour = \"{behaviour}\""),
+                &format!(
+                    "action = \"byzantine\"\nreplica = {byzantine}\nbehaviour = \"{behaviour}\""
+                ),
             ) + &step(end, &format!("action = \"honest\"\nreplica = {byzantine}"));
             (text, end)
         }

@@ -273,9 +273,7 @@ fn run(dir: &Path, command: Command) -> Result<()> {
                     plan, &reports, keep, &mut out,
                 ))?
             } else {
-                runtime()?.block_on(quire_testnet::scenario::run(
-                    plan, &reports, keep, &mut out,
-                ))?
+                runtime()?.block_on(quire_testnet::scenario::run(plan, &reports, keep, &mut out))?
             };
             writeln!(out, "{}", outcome.judgement.verdict())?;
             writeln!(
@@ -316,8 +314,7 @@ fn run(dir: &Path, command: Command) -> Result<()> {
                 &mut out,
             ))?;
             write!(out, "{}", quire_testnet::chaos::table(&outcome.judgement))?;
-            let (highest, primary_faults) =
-                quire_testnet::chaos::views(&scenario, &outcome.record);
+            let (highest, primary_faults) = quire_testnet::chaos::views(&scenario, &outcome.record);
             writeln!(
                 out,
                 "   highest view {highest}; {primary_faults} faults hit the primary of the moment"

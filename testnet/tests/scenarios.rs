@@ -106,9 +106,15 @@ fn attack(name: &str) {
     assert!(j.against_baseline && j.intervals.iter().any(|i| i.attack));
     for i in j.intervals.iter().filter(|i| i.attack) {
         let ratio = i.ratio().unwrap();
-        assert!(ratio >= required - NOISE_MARGIN, "{name}: {ratio}\n{report}");
+        assert!(
+            ratio >= required - NOISE_MARGIN,
+            "{name}: {ratio}\n{report}"
+        );
     }
-    assert!(j.memory.iter().filter(|m| !m.faulty).count() >= 3, "{report}");
+    assert!(
+        j.memory.iter().filter(|m| !m.faulty).count() >= 3,
+        "{report}"
+    );
 }
 
 fn holds(name: &str) {

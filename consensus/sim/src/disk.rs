@@ -157,7 +157,11 @@ impl Store for Disk {
         if lands {
             self.store.write(writes)?;
         }
-        let durable = if lands { writes.blocks.clone() } else { Vec::new() };
+        let durable = if lands {
+            writes.blocks.clone()
+        } else {
+            Vec::new()
+        };
         state.fired = Some((point, durable));
         match point {
             // The process lives on until its sends are cut.

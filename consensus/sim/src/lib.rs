@@ -27,9 +27,7 @@ pub use network::Faults;
 use network::{Network, Packet};
 use quire_consensus::exec::{self, Outbox};
 use quire_consensus::message::{Kind, Message};
-use quire_consensus::{
-    Actor, Behaviour, Durable, Input, Params, Pressure, Replica, Verifier,
-};
+use quire_consensus::{Actor, Behaviour, Durable, Input, Params, Pressure, Replica, Verifier};
 use rng::Rng;
 use workload::{Target, Workload};
 
@@ -561,7 +559,10 @@ impl Sim {
     /// Ends replica `i`'s process after a fault at its disk; one the simulator chose restarts
     /// after a while (a scripted one waits for the test).
     fn crashed_at(&mut self, i: ReplicaId, point: CrashPoint, random: bool, blocks: usize) {
-        self.note(format!("t={} r{i} {point} ({blocks} blocks in the write)", self.tick));
+        self.note(format!(
+            "t={} r{i} {point} ({blocks} blocks in the write)",
+            self.tick
+        ));
         self.disk_faults += 1;
         if blocks >= 2 {
             self.multi_block_disk_faults += 1;
@@ -610,16 +611,19 @@ impl Sim {
                 let (kind, id) = (v.message().kind(), *id);
                 let m = v.message();
                 let compact = [from as u8, to as u8, kind as u8];
-                self.event(&[&self.tick.to_be_bytes(), &compact, &id.to_be_bytes()], || {
-                    let detail = match m {
-                        Message::PrePrepare { proposal, .. } => {
-                            let s = proposal.body.0;
-                            format!(" v{} s{} {}", s.view, s.seq, s.digest.short())
-                        }
-                        _ => String::new(),
-                    };
-                    format!("{from}->{to} {} {id:016x}{detail}", kind.name())
-                });
+                self.event(
+                    &[&self.tick.to_be_bytes(), &compact, &id.to_be_bytes()],
+                    || {
+                        let detail = match m {
+                            Message::PrePrepare { proposal, .. } => {
+                                let s = proposal.body.0;
+                                format!(" v{} s{} {}", s.view, s.seq, s.digest.short())
+                            }
+                            _ => String::new(),
+                        };
+                        format!("{from}->{to} {} {id:016x}{detail}", kind.name())
+                    },
+                );
                 let v = v.clone();
                 self.step(to, Input::Message(v));
             }

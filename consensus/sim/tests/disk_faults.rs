@@ -33,7 +33,10 @@ fn a_replica_whose_disk_refuses_a_write_stops_and_sends_nothing() {
     c.sim.inject(2, Trigger::NextWrite, CrashPoint::WriteFails);
     c.submit_to_all(8);
     c.run(30);
-    assert!(c.sim.replica(2).is_none(), "replica 2 went on after a failed write");
+    assert!(
+        c.sim.replica(2).is_none(),
+        "replica 2 went on after a failed write"
+    );
     let sent = sent_by(&c, 2);
     assert_eq!(c.sim.stores[2].head(), head);
     c.submit_to_all(8);

@@ -147,7 +147,14 @@ fn replay_sends_old_valid_view_changes_new_views_and_checkpoints() {
     // signed): nobody blames it for anything.
     let (frames, _) = c.sim.delivered(3, 1, Kind::NewView);
     assert!(frames > 10, "{frames} NewViews replayed to replica 1");
-    let blamed: u64 = c.sim.replica(1).unwrap().stats().misbehaviour.values().sum();
+    let blamed: u64 = c
+        .sim
+        .replica(1)
+        .unwrap()
+        .stats()
+        .misbehaviour
+        .values()
+        .sum();
     assert_eq!(blamed, 0);
 }
 
@@ -175,7 +182,9 @@ fn amplify_gets_new_views_and_blocks_for_small_requests() {
         "no NewView resent"
     );
     assert!(
-        honest.iter().any(|i| c.sim.delivered(*i, 3, Kind::Blocks).0 > 0),
+        honest
+            .iter()
+            .any(|i| c.sim.delivered(*i, 3, Kind::Blocks).0 > 0),
         "no blocks served"
     );
     println!("amplify: {asked} bytes asked, {answered} bytes answered");

@@ -14,18 +14,18 @@
 //! [`Behaviour::Slowloris`]).
 
 mod amplify;
+mod corrupt;
+mod equivocate;
 mod forward_flood;
+mod noise;
 mod replay;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use quire_chain::cert::{CheckpointStatement, CommitStatement};
-use quire_chain::tx::Transaction;
-use quire_chain::{Batch, Hash, ReplicaId};
+use quire_chain::cert::CommitStatement;
+use quire_chain::{Hash, ReplicaId};
 
-use crate::message::{
-    Body, Kind, Message, NewView, Prepare, Proposal, Signed, SlotVote, ViewChange,
-};
+use crate::message::{Body, Kind, Message, Prepare, Signed};
 use crate::replica::{Input, Output, Replica};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -148,7 +148,7 @@ impl std::fmt::Display for Behaviour {
 /// is slow but not replaced).
 pub const DELAY_TICKS: u64 = 30;
 /// Junk messages `flood` sends per tick.
-const FLOOD_PER_TICK: usize = 8;
+pub(crate) const FLOOD_PER_TICK: usize = 8;
 
 /// How hard the liveness attacks (`forward-flood`, `replay`, `amplify`) push.
 ///
@@ -320,9 +320,10 @@ impl Actor {
             return Vec::new();
         }
         match self.behaviour {
-            Behaviour::ForwardFlood => self
-                .forward
-                .burst(&self.replica, p.forward_txs, p.fresh_txs),
+            Behaviour::ForwardFlood => {
+                self.forward
+                    .burst(&self.replica, p.forward_txs, p.fresh_txs)
+            }
             Behaviour::Replay => self.archive.burst(&self.replica, p.replays),
             Behaviour::Amplify => {
                 let peers = self.others();
@@ -415,45 +416,6 @@ impl Actor {
         result
     }
 
-    /// An equivocating backup working with an equivocating primary (it has colluders).
-    fn colluding_backup(&self) -> bool {
-        self.behaviour == Behaviour::Equivocate
-            && !self.colluders.is_empty()
-            && !self.replica.is_primary()
-    }
-
-    /// Sends a vote only to the side whose PrePrepare carried its digest (and to colluders), so
-    /// that each honest replica hears the accomplice vote for what it was told, first.
-    /// Until both digests of the slot are known, the vote is held.
-    fn directed(&mut self, m: Message) -> Vec<Output> {
-        let (view, seq, digest) = match &m {
-            Message::Prepare(p) => (p.body.0.view, p.body.0.seq, p.body.0.digest),
-            Message::Commit(c) => (c.body.view, c.body.seq, c.body.digest),
-            _ => return vec![Output::Broadcast(m)],
-        };
-        let Some(digests) = self.seen.get(&(view, seq)).filter(|d| d.len() > 1) else {
-            self.held.push(m);
-            if self.held.len() > 4096 {
-                self.held.remove(0);
-            }
-            return Vec::new();
-        };
-        let earliest = digests.iter().min_by_key(|(_, ts)| **ts).map(|(d, _)| *d);
-        let (a, b) = self.sides();
-        // Colluders (the primary among them) hear the vote for the original batch only: the
-        // primary needs it to prepare, commit, and so hand out both sides' commits.
-        let side: Vec<ReplicaId> = if earliest == Some(digest) {
-            a
-        } else {
-            b.into_iter()
-                .filter(|r| !self.colluders.contains(r))
-                .collect()
-        };
-        side.into_iter()
-            .map(|to| Output::Send(to, m.clone()))
-            .collect()
-    }
-
     fn rewrite_broadcast(&mut self, m: Message) -> Vec<Output> {
         if self.colluding_backup() && matches!(m, Message::Prepare(_) | Message::Commit(_)) {
             return self.directed(m);
@@ -473,82 +435,6 @@ impl Actor {
         }
     }
 
-    /// Splits the honest replicas into two sides; colluders get both.
-    fn sides(&self) -> (Vec<ReplicaId>, Vec<ReplicaId>) {
-        let honest: Vec<ReplicaId> = self
-            .others()
-            .into_iter()
-            .filter(|r| !self.colluders.contains(r))
-            .collect();
-        let half = honest.len().div_ceil(2);
-        let mut a = honest[..half].to_vec();
-        let mut b = honest[half..].to_vec();
-        a.extend(self.colluders.iter().filter(|r| **r != self.replica.id()));
-        b.extend(self.colluders.iter().filter(|r| **r != self.replica.id()));
-        (a, b)
-    }
-
-    fn alternative(&self, batch: &Batch) -> Batch {
-        let mut alt = batch.clone();
-        alt.timestamp_ms = alt.timestamp_ms.wrapping_add(1);
-        alt
-    }
-
-    fn equivocate(&mut self, proposal: Signed<Proposal>, batch: Batch) -> Vec<Output> {
-        let vote = proposal.body.0;
-        let alt = self.alternative(&batch);
-        let alt_vote = SlotVote {
-            digest: alt.digest(),
-            ..vote
-        };
-        let alt_proposal = self.sign(Proposal(alt_vote));
-        self.seen.entry((vote.view, vote.seq)).or_default().extend([
-            (vote.digest, batch.timestamp_ms),
-            (alt_vote.digest, alt.timestamp_ms),
-        ]);
-        self.prune_seen();
-        let (a, b) = self.sides();
-        let mut out: Vec<Output> = a
-            .into_iter()
-            .map(|r| {
-                Output::Send(
-                    r,
-                    Message::PrePrepare {
-                        proposal: proposal.clone(),
-                        batch: batch.clone(),
-                    },
-                )
-            })
-            .collect();
-        out.extend(b.into_iter().map(|r| {
-            Output::Send(
-                r,
-                Message::PrePrepare {
-                    proposal: alt_proposal.clone(),
-                    batch: alt.clone(),
-                },
-            )
-        }));
-        out
-    }
-
-    fn split_commit(&mut self, c: CommitStatement) -> Vec<Output> {
-        let digests = self.seen.get(&(c.view, c.seq)).cloned().unwrap_or_default();
-        let other = digests.into_keys().find(|d| *d != c.digest);
-        let (a, b) = self.sides();
-        let mine = Message::Commit(self.sign(c));
-        let mut out: Vec<Output> = a
-            .into_iter()
-            .map(|r| Output::Send(r, mine.clone()))
-            .collect();
-        let theirs = match other {
-            Some(digest) => Message::Commit(self.sign(CommitStatement { digest, ..c })),
-            None => mine,
-        };
-        out.extend(b.into_iter().map(|r| Output::Send(r, theirs.clone())));
-        out
-    }
-
     /// The messages a faulty replica sends in place of one honest message.
     fn rewrite_message(&mut self, m: Message) -> Vec<Message> {
         match self.behaviour {
@@ -561,255 +447,13 @@ impl Actor {
             | Behaviour::Slowloris => vec![m],
             Behaviour::Silent => vec![],
             Behaviour::Equivocate | Behaviour::DoubleVote => self.double_vote(m),
-            Behaviour::ForgeSignature => vec![forge(m)],
+            Behaviour::ForgeSignature => vec![corrupt::forge(m)],
             Behaviour::Impersonate => self.impersonate(m),
             Behaviour::StaleView => vec![self.shift_view(m, false)],
             Behaviour::FutureView => vec![self.shift_view(m, true)],
             Behaviour::InvalidBatch => vec![self.corrupt_batch(m)],
             Behaviour::LyingViewChange => vec![self.lie_in_view_change(m)],
         }
-    }
-
-    fn double_vote(&mut self, m: Message) -> Vec<Message> {
-        let (vote, commit) = match &m {
-            Message::Prepare(p) => (p.body.0, false),
-            Message::Commit(c) => (
-                SlotVote {
-                    view: c.body.view,
-                    seq: c.body.seq,
-                    digest: c.body.digest,
-                },
-                true,
-            ),
-            _ => return vec![m],
-        };
-        let mut digests: BTreeSet<Hash> = self
-            .seen
-            .get(&(vote.view, vote.seq))
-            .map(|d| d.keys().copied().collect())
-            .unwrap_or_default();
-        digests.remove(&vote.digest);
-        if digests.is_empty() {
-            // No rival digest known: invent one, so honest replicas see conflicting votes.
-            let mut fake = [0u8; 32];
-            fake[..8].copy_from_slice(&self.random().to_be_bytes());
-            digests.insert(Hash(fake));
-        }
-        let mut out = vec![m];
-        for digest in digests {
-            let v = SlotVote { digest, ..vote };
-            out.push(if commit {
-                Message::Commit(self.sign(CommitStatement {
-                    view: v.view,
-                    seq: v.seq,
-                    digest,
-                }))
-            } else {
-                Message::Prepare(self.sign(Prepare(v)))
-            });
-        }
-        out
-    }
-
-    fn impersonate(&mut self, m: Message) -> Vec<Message> {
-        let others = self.others();
-        if others.is_empty() {
-            return vec![m];
-        }
-        let victim = others[(self.random() % others.len() as u64) as usize];
-        let mut fake = m.clone();
-        set_from(&mut fake, victim);
-        vec![m, fake]
-    }
-
-    fn shift_view(&mut self, m: Message, forward: bool) -> Message {
-        let shift = |v: u64| {
-            if forward { v + 5 } else { v.saturating_sub(1) }
-        };
-        match m {
-            Message::Prepare(p) => {
-                let v = SlotVote {
-                    view: shift(p.body.0.view),
-                    ..p.body.0
-                };
-                Message::Prepare(self.sign(Prepare(v)))
-            }
-            Message::Commit(c) => Message::Commit(self.sign(CommitStatement {
-                view: shift(c.body.view),
-                ..c.body
-            })),
-            Message::PrePrepare { proposal, batch } => {
-                let v = SlotVote {
-                    view: shift(proposal.body.0.view),
-                    ..proposal.body.0
-                };
-                Message::PrePrepare {
-                    proposal: self.sign(Proposal(v)),
-                    batch,
-                }
-            }
-            other => other,
-        }
-    }
-
-    fn corrupt_batch(&mut self, m: Message) -> Message {
-        let Message::PrePrepare { proposal, batch } = m else {
-            return m;
-        };
-        let mut bad = batch.clone();
-        if let Some(first) = batch.txs.iter().find_map(Transaction::as_transfer) {
-            // A replay of a transfer already in the batch (a double spend)…
-            bad.txs.push(Transaction::Transfer(*first));
-            // …and a transfer whose signature does not verify.
-            let mut forged = *first;
-            forged.transfer.amount = forged.transfer.amount.wrapping_add(1);
-            bad.txs.push(Transaction::Transfer(forged));
-        } else {
-            return Message::PrePrepare { proposal, batch };
-        }
-        let v = SlotVote {
-            digest: bad.digest(),
-            ..proposal.body.0
-        };
-        Message::PrePrepare {
-            proposal: self.sign(Proposal(v)),
-            batch: bad,
-        }
-    }
-
-    fn lie_in_view_change(&mut self, m: Message) -> Message {
-        match m {
-            Message::ViewChange { view_change, .. } => {
-                let vc = ViewChange {
-                    prepared: Vec::new(),
-                    ..view_change.body
-                };
-                Message::ViewChange {
-                    view_change: self.sign(vc),
-                    batches: Vec::new(),
-                }
-            }
-            Message::NewView { new_view, .. } => {
-                // Replace every re-proposal with a null batch: drops prepared certificates.
-                let null = Batch::null().digest();
-                let proposals = new_view
-                    .body
-                    .proposals
-                    .iter()
-                    .map(|p| {
-                        self.sign(Proposal(SlotVote {
-                            digest: null,
-                            ..p.body.0
-                        }))
-                    })
-                    .collect();
-                let nv = NewView {
-                    proposals,
-                    ..new_view.body
-                };
-                Message::NewView {
-                    new_view: self.sign(nv),
-                    batches: Vec::new(),
-                }
-            }
-            other => other,
-        }
-    }
-
-    fn delay(&mut self, outputs: Vec<Output>) -> Vec<Output> {
-        let mut now = Vec::new();
-        for o in outputs {
-            match o {
-                Output::Send(..) | Output::Broadcast(..)
-                    if self.behaviour == Behaviour::DelayVotes =>
-                {
-                    self.delayed.push_back((self.tick + DELAY_TICKS, o));
-                }
-                other => now.push(other),
-            }
-        }
-        while self.delayed.front().is_some_and(|(t, _)| *t <= self.tick) {
-            if let Some((_, o)) = self.delayed.pop_front() {
-                now.push(o);
-            }
-        }
-        // Switching back to honest releases everything at once.
-        if self.behaviour != Behaviour::DelayVotes {
-            now.extend(self.delayed.drain(..).map(|(_, o)| o));
-        }
-        now
-    }
-
-    fn flood(&mut self) -> Vec<Output> {
-        let others = self.others();
-        let mut out = Vec::new();
-        let view = self.replica.view();
-        for _ in 0..FLOOD_PER_TICK {
-            if others.is_empty() {
-                break;
-            }
-            let to = others[(self.random() % others.len() as u64) as usize];
-            let (r1, r2) = (self.random(), self.random());
-            let junk = match r1 % 4 {
-                0 => {
-                    let len = (r2 % 512) as usize;
-                    let bytes: Vec<u8> = (0..len).map(|_| self.random() as u8).collect();
-                    out.push(Output::SendRaw(to, bytes));
-                    continue;
-                }
-                1 => Message::Prepare(self.sign(Prepare(SlotVote {
-                    view,
-                    seq: r2 % 1_000_000 + 1_000,
-                    digest: Hash([7; 32]),
-                }))),
-                2 => Message::Checkpoint(self.sign(CheckpointStatement {
-                    seq: r2 % 1_000_000,
-                    block_hash: Hash([9; 32]),
-                })),
-                _ => Message::ViewChange {
-                    view_change: self.sign(ViewChange {
-                        new_view: view + 1_000 + r2 % 1_000,
-                        checkpoint: self.replica.stable_checkpoint().clone(),
-                        prepared: Vec::new(),
-                    }),
-                    batches: Vec::new(),
-                },
-            };
-            out.push(Output::Send(to, junk));
-        }
-        out
-    }
-}
-
-fn forge(mut m: Message) -> Message {
-    let flip = |s: &mut quire_chain::Signature| s.0[0] ^= 0x55;
-    match &mut m {
-        Message::PrePrepare { proposal, .. } => flip(&mut proposal.signature),
-        Message::Prepare(x) => flip(&mut x.signature),
-        Message::Commit(x) => flip(&mut x.signature),
-        Message::Checkpoint(x) => flip(&mut x.signature),
-        Message::ViewChange { view_change, .. } => flip(&mut view_change.signature),
-        Message::NewView { new_view, .. } => flip(&mut new_view.signature),
-        Message::Status(x) => flip(&mut x.signature),
-        Message::Forward(x) => flip(&mut x.signature),
-        Message::FetchBlocks(x) => flip(&mut x.signature),
-        Message::Blocks(x) => flip(&mut x.signature),
-    }
-    m
-}
-
-fn set_from(m: &mut Message, from: ReplicaId) {
-    match m {
-        Message::PrePrepare { proposal, .. } => proposal.from = from,
-        Message::Prepare(x) => x.from = from,
-        Message::Commit(x) => x.from = from,
-        Message::Checkpoint(x) => x.from = from,
-        Message::ViewChange { view_change, .. } => view_change.from = from,
-        Message::NewView { new_view, .. } => new_view.from = from,
-        Message::Status(x) => x.from = from,
-        Message::Forward(x) => x.from = from,
-        Message::FetchBlocks(x) => x.from = from,
-        Message::Blocks(x) => x.from = from,
     }
 }
 

@@ -533,7 +533,8 @@ fn markdown(plan: &Plan, record: &Record, j: &Judgement) -> String {
             i.baseline_tps,
             i.drop_percent(),
             i.twin_tps.map_or("-".into(), |t| format!("{t:.0}")),
-            i.ratio().map_or("-".into(), |r| format!("{:.0}%", 100.0 * r)),
+            i.ratio()
+                .map_or("-".into(), |r| format!("{:.0}%", 100.0 * r)),
             seconds(i.stall_s),
             i.recovery_s.map_or("never".into(), seconds)
         );
@@ -677,5 +678,132 @@ mod tests {
         assert!((recovery[1] - 1.0).abs() < 1e-9, "{recovery:?}");
         assert_eq!(j.intervals[0].tps, 0.0);
         assert!(j.intervals[1].tps > 0.0);
+    }
+
+    fn attack_plan(extra_expect: &str) -> Plan {
+        let text = format!(
+            "name = \"a\"\nnodes = 4\n[load]\nrate = 10\nduration = 30\n\
+            [[steps]]\nat = 10\naction = \"byzantine\"\nreplica = 3\nbehaviour = \"amplify\"\n\
+            [[steps]]\nat = 20\naction = \"honest\"\nreplica = 3\n\
+            [expect]\nsafety = \"holds\"\n{extra_expect}\n"
+        );
+        match Plan::parse(&text) {
+            Ok(p) => p,
+            Err(e) => panic!("{e:#}"),
+        }
+    }
+
+    /// A safety check that found nothing wrong with replicas 0..3.
+    fn safe() -> Option<crate::check::CheckReport> {
+        Some(crate::check::CheckReport {
+            judged: (0..3).map(|r| (r, 10)).collect(),
+            excluded: BTreeMap::new(),
+            findings: Vec::new(),
+            agreed_height: 10,
+            replayed_height: 10,
+        })
+    }
+
+    /// Commits every `every_s` from `from` to `to` (seconds).
+    fn steady(from: f64, to: f64, every_s: f64) -> Vec<Commit> {
+        let mut out = Vec::new();
+        let mut t = from;
+        while t < to {
+            out.push(commit(t, t + 0.05));
+            t += every_s;
+        }
+        out
+    }
+
+    /// An attack's throughput is the same window of a run without it that it is measured
+    /// against, not the start of its own run; falling below the bar fails the run.
+    #[test]
+    fn an_attack_is_judged_against_the_same_window_without_it() {
+        let plan = attack_plan("throughput_ratio_min = 0.8");
+        let baseline = Baseline {
+            commits: steady(0.0, 30.0, 0.1),
+        };
+        let mut commits = steady(0.0, 10.0, 0.1);
+        commits.extend(steady(10.0, 20.0, 0.2)); // half the rate under attack
+        commits.extend(steady(20.0, 30.0, 0.1));
+        let record = Record {
+            commits,
+            check: safe(),
+            ..Record::default()
+        };
+        let j = judge(&plan, &record, Some(&baseline));
+        let attack = &j.intervals[0];
+        assert!(attack.attack);
+        let ratio = attack.ratio().unwrap_or(0.0);
+        assert!((ratio - 0.5).abs() < 0.05, "{ratio}");
+        assert!(!j.pass);
+        assert!(
+            j.reasons.iter().any(|r| r.contains("without the attack")),
+            "{:?}",
+            j.reasons
+        );
+        // Without a baseline run the bar is not judged (and the report says so).
+        let j = judge(&plan, &record, None);
+        assert!(j.pass, "{:?}", j.reasons);
+        assert!(!j.against_baseline);
+    }
+
+    /// How long commits stopped is the longest gap from the start of a fault until shortly
+    /// after its end, the gap at the start included.
+    #[test]
+    fn the_longest_stop_of_commits_counts_from_the_start_of_the_fault() {
+        assert!((longest_stall(&[1.0, 2.0, 8.0, 9.0], 1.5, 10.0) - 6.0).abs() < 1e-9);
+        assert!((longest_stall(&[1.0, 5.0, 5.5], 2.0, 6.0) - 3.0).abs() < 1e-9);
+        // Nothing committed until well after the end: the gap runs to the next commit.
+        assert!((longest_stall(&[1.0, 30.0], 2.0, 6.0) - 28.0).abs() < 1e-9);
+        // Nothing ever again: the gap runs to the end of the window.
+        assert!((longest_stall(&[1.0], 2.0, 6.0) - 4.0).abs() < 1e-9);
+        let plan = attack_plan("stall_max_s = 2");
+        let mut commits = steady(0.0, 12.0, 0.1);
+        commits.extend(steady(15.0, 30.0, 0.1));
+        let record = Record {
+            commits,
+            ..Record::default()
+        };
+        let j = judge(&plan, &record, None);
+        assert!(
+            (j.intervals[0].stall_s - 3.0).abs() < 0.11,
+            "{}",
+            j.intervals[0].stall_s
+        );
+        assert!(!j.pass);
+    }
+
+    /// Memory is bounded for the honest replicas: one of them above the bound fails the run,
+    /// the faulty one does not.
+    #[test]
+    fn an_honest_replica_above_its_memory_bound_fails_the_run() {
+        use crate::scenario::run::Memory;
+        let plan = attack_plan("rss_mib_max = 100");
+        let memory = |replica, rss_mib: u64| Memory {
+            t_s: 15.0,
+            replica,
+            rss_kib: rss_mib * 1024,
+        };
+        let mut record = Record {
+            commits: steady(0.0, 30.0, 0.1),
+            memory: vec![memory(0, 40), memory(1, 50), memory(2, 60), memory(3, 900)],
+            check: safe(),
+            ..Record::default()
+        };
+        let j = judge(&plan, &record, None);
+        assert!(
+            j.pass,
+            "the faulty replica's memory is not judged: {:?}",
+            j.reasons
+        );
+        assert_eq!(
+            j.memory.iter().find(|m| m.replica == 3).map(|m| m.faulty),
+            Some(true)
+        );
+        record.memory.push(memory(1, 101));
+        let j = judge(&plan, &record, None);
+        assert!(!j.pass);
+        assert!(j.reasons[0].contains("replica 1"), "{:?}", j.reasons);
     }
 }

@@ -159,10 +159,10 @@ fn primary_at(plan: &Plan, record: &Record, t: f64) -> Option<u32> {
     record
         .samples
         .iter()
+        .rev()
         .filter(|s| s.t_s <= t && !plan.malicious.contains(&s.replica))
         .filter_map(|s| s.state.map(|(view, _, changing)| (view, changing)))
-        .filter(|(_, changing)| !changing)
-        .last()
+        .find(|(_, changing)| !changing)
         .map(|(view, _)| (view % n) as u32)
 }
 

@@ -29,5 +29,5 @@ pub use genesis::Genesis;
 pub use hash::Hash;
 pub use keys::{Address, Keypair, PublicKey, Signature};
 pub use ledger::{Account, Ledger};
-pub use tx::{RawPayload, Transaction, Transfer, TxId};
+pub use tx::{RawPayload, SignedId, Transaction, Transfer, TxId};
 pub use validators::{ReplicaId, ValidatorSet};

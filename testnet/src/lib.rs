@@ -8,6 +8,8 @@ pub mod generate;
 pub mod layout;
 pub mod ops;
 pub mod plot;
+pub mod pow;
+pub mod pow_sim;
 pub mod process;
 pub mod scenario;
 pub mod sim;

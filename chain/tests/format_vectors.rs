@@ -981,7 +981,7 @@ fn proof_of_work_rules_headers_work_and_undo_records() {
         "0fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
     );
     pin("pow rules in the chain id", &rules, "00000000000003e80fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff000000001000000004000000060000000000001388");
-    pin("pow chain id", net.chain_id().0, "8829d4011f8c079d8845344176b20f8551c643d389bba50d0fc2dbb326e94ceb");
+    pin("pow chain id", net.chain_id().0, "99c1947b6a3cc769ed85453d42ed9e9d3831584acc98619adc3313fcbe97ce80");
     assert_eq!(work(&params.initial_target).to_string(), "16");
 
     let genesis = net.genesis.block().header;
@@ -989,7 +989,7 @@ fn proof_of_work_rules_headers_work_and_undo_records() {
     pin(
         "pow genesis block hash",
         genesis.hash().0,
-        "287e2eabdb67872722833c6fce67a2219aec53ea0e85840b52d259f429ce99c6",
+        "e4656654e81d170be9d9cebc5955b4ca98f825aea2d0e9fe86039dd2a4d812a1",
     );
     let store = MemoryStore::new(&net.genesis);
     let mut chain = PowChain::open(&net.genesis, &store, Limits::default()).unwrap();
@@ -997,8 +997,8 @@ fn proof_of_work_rules_headers_work_and_undo_records() {
     assert!(grind(&mut block.header, 0, 1 << 20));
     let header = block.header;
     assert!(meets_target(&header.hash(), &params.initial_target));
-    pin("pow header 1", header.to_bytes(), "0000000000000001287e2eabdb67872722833c6fce67a2219aec53ea0e85840b52d259f429ce99c6fc46e656afb6ceb78297a1455d9ca5d44554e70a58e549122c2d9b5d45203960cd7b85f146fa5156800c7a73141186f65df8c5888e672a117a8fe2fc60ffe3916fcbde9c50f9efbde504d469fb196ab41b260c3e79ccfd0bf52d9dd5ab126e5b0000000000000000000000000000018bcfe56800010fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff0000000000000000");
-    pin("pow header 1 hash", header.hash().0, "0657c6f6b49d459738036de28e98df826eb7284c580625edb22472ece9129341");
+    pin("pow header 1", header.to_bytes(), "0000000000000001e4656654e81d170be9d9cebc5955b4ca98f825aea2d0e9fe86039dd2a4d812a1fc46e656afb6ceb78297a1455d9ca5d44554e70a58e549122c2d9b5d45203960cd7b85f146fa5156800c7a73141186f65df8c5888e672a117a8fe2fc60ffe3916fcbde9c50f9efbde504d469fb196ab41b260c3e79ccfd0bf52d9dd5ab126e5b0000000000000000000000000000018bcfe56800010fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff0000000000000013");
+    pin("pow header 1 hash", header.hash().0, "0ac7f3d33a9965bd88378875d2ab941e72f401c67dc6f0005a38fcf06ed2620a");
     let Received::NewHead(change) = chain.receive(&store, block.clone(), 1_700_000_000_000).unwrap() else {
         panic!("block 1 extends the genesis");
     };

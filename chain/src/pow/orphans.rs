@@ -136,7 +136,7 @@ mod tests {
                     nonce,
                 }),
             },
-            txs: vec![crate::tx::Transaction::Raw(vec![0; payload])],
+            txs: vec![crate::tx::Transaction::Raw(crate::tx::RawPayload::new(vec![0; payload]))],
             certificate: None,
         }
     }

@@ -19,6 +19,8 @@ use super::miner::Miner;
 use super::{PowBehaviour, PowEvent};
 use crate::driver::{Event, Shared, Transport};
 use crate::metrics::ReplicaState;
+use quire_consensus::Admission;
+use quire_consensus::mempool::Refusal as MempoolRefusal;
 
 /// What the HTTP layer reads: this mode's metrics, rendered by the driver.
 #[derive(Default)]
@@ -74,6 +76,7 @@ pub struct PowDriver {
     submitted_at: HashMap<TxId, Instant>,
     counters: Counters,
     published: Instant,
+    mempool_max: usize,
 }
 
 impl PowDriver {
@@ -108,6 +111,7 @@ impl PowDriver {
             submitted_at: HashMap::new(),
             counters: Counters::default(),
             published: Instant::now(),
+            mempool_max,
         }
     }
 
@@ -163,24 +167,22 @@ impl PowDriver {
 
     fn handle(&mut self, event: Event) -> Result<(), StoreError> {
         match event {
-            Event::Frame { from, bytes } => match PowMessage::from_bytes(&bytes) {
+            Event::Pow(PowEvent::Frame { from, bytes }) => match PowMessage::from_bytes(&bytes) {
                 Ok(message) => self.on_message(from, message)?,
                 Err(e) => {
                     tracing::debug!(from, error = %e, "dropped a malformed frame");
                     *self.counters.frames_refused.entry("malformed").or_default() += 1;
                 }
             },
-            Event::Requests { txs, received } => {
-                for tx in txs {
-                    let id = tx.id();
-                    if self.mempool.insert(self.chain.ledger(), tx) {
-                        self.template_dirty = true;
-                        if self.submitted_at.len() < LATENCY_TRACKED_MAX {
-                            self.submitted_at.entry(id).or_insert(received);
-                        }
-                    }
-                }
+            Event::Requests {
+                txs,
+                received,
+                reply,
+            } => {
+                let answers = txs.into_iter().map(|tx| self.admit(tx, received)).collect();
+                let _ = reply.send(answers);
             }
+            Event::Verified { .. } | Event::Rejected { .. } => {}
             Event::Account { address, reply } => {
                 let head = *self.chain.head();
                 let (account, proof) = self.chain.ledger_mut().prove(&address);
@@ -209,6 +211,36 @@ impl PowDriver {
             }
             Event::Pow(PowEvent::Mined(block)) => self.on_mined(*block)?,
             Event::Shutdown => {}
+        }
+        Ok(())
+    }
+
+    /// The mempool's truthful answer to one client transaction.
+    fn admit(&mut self, tx: quire_chain::Transaction, received: Instant) -> Admission {
+        let id = tx.id();
+        if self.mempool.contains(&id) {
+            return Err(MempoolRefusal::Duplicate);
+        }
+        if let Some(t) = tx.as_transfer() {
+            let next = self.chain.ledger().account(&t.transfer.from).nonce;
+            if t.transfer.nonce < next {
+                return Err(MempoolRefusal::StaleNonce { expected: next });
+            }
+        }
+        if self.mempool.len() >= self.mempool_max {
+            return Err(MempoolRefusal::Full);
+        }
+        let nonce = tx.as_transfer().map(|t| t.transfer.nonce);
+        if !self.mempool.insert(self.chain.ledger(), tx) {
+            // Another transfer already waits with this sender and nonce: this one is its
+            // conflict, and the nonce is taken.
+            return Err(MempoolRefusal::StaleNonce {
+                expected: nonce.map_or(0, |n| n + 1),
+            });
+        }
+        self.template_dirty = true;
+        if self.submitted_at.len() < LATENCY_TRACKED_MAX {
+            self.submitted_at.entry(id).or_insert(received);
         }
         Ok(())
     }

@@ -56,6 +56,11 @@ impl PowBehaviour {
 /// Events only a proof-of-work driver handles.
 #[derive(Debug)]
 pub enum PowEvent {
+    /// A frame from an authenticated replica connection.
+    Frame {
+        from: quire_chain::ReplicaId,
+        bytes: Vec<u8>,
+    },
     Mined(Box<Block>),
     SetBehaviour(PowBehaviour),
     SetHashRate(u64),
@@ -136,14 +141,25 @@ pub async fn serve(loaded: Loaded) -> Result<(), StartError> {
         .spawn(move || driver.run(inbox))
         .map_err(StartError::Runtime)?;
 
+    // Replica frames → driver. Blocks verify themselves (work, then execution) in the driver;
+    // the inbox bounds what each peer can queue in bytes.
+    let frames = mesh_events.frames.clone();
     let frames_to = events.clone();
-    tokio::spawn(async move {
-        while let Some((from, bytes)) = mesh_events.frames.recv().await {
-            if !rpc_server::deliver(&frames_to, Event::Frame { from, bytes }).await {
-                break;
+    let frame_thread = std::thread::Builder::new()
+        .name(format!("pow-frames-{}", config.id))
+        .spawn(move || {
+            while !frames.is_closed() {
+                if let Some((from, bytes)) = frames.pop(Duration::from_millis(100)) {
+                    if frames_to
+                        .send(Event::Pow(PowEvent::Frame { from, bytes }))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
             }
-        }
-    });
+        })
+        .map_err(StartError::Runtime)?;
     let peers_mesh = mesh.clone();
     let rpc = Arc::new(RpcContext::new(
         config.id,
@@ -154,10 +170,16 @@ pub async fn serve(loaded: Loaded) -> Result<(), StartError> {
         events.clone(),
         loaded.genesis.protocol.raw_payloads,
         Arc::new(move || connected_peers(&peers_mesh.stats()) as u32),
+        Arc::new(crate::verify_pool::SignatureCache::new(1 << 16)),
     ));
+    let client_slots = rpc_server::connection_slots();
     tokio::spawn(async move {
         while let Some(conn) = mesh_events.clients.recv().await {
-            tokio::spawn(rpc_server::serve_connection(rpc.clone(), conn));
+            tokio::spawn(rpc_server::serve_connection(
+                rpc.clone(),
+                client_slots.clone(),
+                conn,
+            ));
         }
     });
     let listener = TcpListener::bind(config.http)
@@ -185,7 +207,11 @@ pub async fn serve(loaded: Loaded) -> Result<(), StartError> {
     let _ = events.try_send(Event::Shutdown);
     miner.stop();
     mesh.shutdown().await;
-    let _ = tokio::task::spawn_blocking(move || miner_thread.join()).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = miner_thread.join();
+        let _ = frame_thread.join();
+    })
+    .await;
     match tokio::task::spawn_blocking(move || driver_thread.join()).await {
         Ok(Ok(Err(e))) => Err(StartError::Storage(e)),
         _ => result,

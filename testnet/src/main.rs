@@ -105,6 +105,8 @@ enum Command {
     Resume { replica: u32 },
     /// Open-loop load against a fresh benchmark testnet: committed tx/s and latency.
     Bench(quire_testnet::bench::BenchArgs),
+    /// The same load on a PBFT testnet, then on a proof-of-work testnet: a comparison report.
+    Compare(quire_testnet::compare::CompareArgs),
     /// Run the deterministic simulator over many seeds and check safety and progress.
     Sim(sim::SimArgs),
     /// The simulator's proof-of-work experiments beside their closed forms: double-spend,
@@ -315,6 +317,9 @@ fn run(dir: &Path, command: Command) -> Result<()> {
             if !outcome.judgement.pass {
                 bail!("the scenario's expectations were not met");
             }
+        }
+        Command::Compare(args) => {
+            runtime()?.block_on(quire_testnet::compare::run(dir, &args, &mut out))?;
         }
         Command::Bench(args) => {
             runtime()?.block_on(quire_testnet::bench::run(dir, &args, &mut out))?;

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use crate::block::{Batch, Executed, Header, execute};
 use crate::cert::{Certificate, CommitStatement, Statement};
 use crate::genesis::{ConsensusMode, Genesis, Protocol};
-use crate::pow::{PowChain, PowParams, grind, target_for_hashes};
 use crate::hash::Hash;
 use crate::keys::Keypair;
 use crate::ledger::Ledger;
+use crate::pow::{PowChain, PowParams, grind, target_for_hashes};
 use crate::tx::{Transaction, Transfer};
 use crate::validators::{Validator, ValidatorSet};
 
@@ -149,7 +149,12 @@ pub fn easy_pow(hashes_per_block: u128) -> PowParams {
 
 /// Mines a block on `chain`'s head: its template, with the nonce ground until the header's real
 /// hash meets the target.
-pub fn mine(chain: &mut PowChain, candidates: &[Transaction], miner: u32, now_ms: u64) -> crate::Block {
+pub fn mine(
+    chain: &mut PowChain,
+    candidates: &[Transaction],
+    miner: u32,
+    now_ms: u64,
+) -> crate::Block {
     let mut block = chain.template(candidates, miner, now_ms);
     let mut start = 0;
     while !grind(&mut block.header, start, 1 << 16) {

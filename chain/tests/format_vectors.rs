@@ -980,8 +980,16 @@ fn proof_of_work_rules_headers_work_and_undo_records() {
         params.initial_target.0,
         "0fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
     );
-    pin("pow rules in the chain id", &rules, "00000000000003e80fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff000000001000000004000000060000000000001388");
-    pin("pow chain id", net.chain_id().0, "99c1947b6a3cc769ed85453d42ed9e9d3831584acc98619adc3313fcbe97ce80");
+    pin(
+        "pow rules in the chain id",
+        &rules,
+        "00000000000003e80fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff000000001000000004000000060000000000001388",
+    );
+    pin(
+        "pow chain id",
+        net.chain_id().0,
+        "99c1947b6a3cc769ed85453d42ed9e9d3831584acc98619adc3313fcbe97ce80",
+    );
     assert_eq!(work(&params.initial_target).to_string(), "16");
 
     let genesis = net.genesis.block().header;
@@ -997,13 +1005,28 @@ fn proof_of_work_rules_headers_work_and_undo_records() {
     assert!(grind(&mut block.header, 0, 1 << 20));
     let header = block.header;
     assert!(meets_target(&header.hash(), &params.initial_target));
-    pin("pow header 1", header.to_bytes(), "0000000000000001e4656654e81d170be9d9cebc5955b4ca98f825aea2d0e9fe86039dd2a4d812a1fc46e656afb6ceb78297a1455d9ca5d44554e70a58e549122c2d9b5d45203960cd7b85f146fa5156800c7a73141186f65df8c5888e672a117a8fe2fc60ffe3916fcbde9c50f9efbde504d469fb196ab41b260c3e79ccfd0bf52d9dd5ab126e5b0000000000000000000000000000018bcfe56800010fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff0000000000000013");
-    pin("pow header 1 hash", header.hash().0, "0ac7f3d33a9965bd88378875d2ab941e72f401c67dc6f0005a38fcf06ed2620a");
-    let Received::NewHead(change) = chain.receive(&store, block.clone(), 1_700_000_000_000).unwrap() else {
+    pin(
+        "pow header 1",
+        header.to_bytes(),
+        "0000000000000001e4656654e81d170be9d9cebc5955b4ca98f825aea2d0e9fe86039dd2a4d812a1fc46e656afb6ceb78297a1455d9ca5d44554e70a58e549122c2d9b5d45203960cd7b85f146fa5156800c7a73141186f65df8c5888e672a117a8fe2fc60ffe3916fcbde9c50f9efbde504d469fb196ab41b260c3e79ccfd0bf52d9dd5ab126e5b0000000000000000000000000000018bcfe56800010fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff0000000000000013",
+    );
+    pin(
+        "pow header 1 hash",
+        header.hash().0,
+        "0ac7f3d33a9965bd88378875d2ab941e72f401c67dc6f0005a38fcf06ed2620a",
+    );
+    let Received::NewHead(change) = chain
+        .receive(&store, block.clone(), 1_700_000_000_000)
+        .unwrap()
+    else {
         panic!("block 1 extends the genesis");
     };
     let undo: &Undo = &change.write.blocks[0].1;
-    pin("undo record of block 1", undo.to_bytes(), "00000002798153c25836e38302acec74b68bb588741396708385ada4291d773aac6bfc050100000000000f42400000000000000000dd7905a991a539cdbffec85548c9ebe83bfacd40a60cfeb3324ea66083d3f8670100000000000f42400000000000000000");
+    pin(
+        "undo record of block 1",
+        undo.to_bytes(),
+        "00000002798153c25836e38302acec74b68bb588741396708385ada4291d773aac6bfc050100000000000f42400000000000000000dd7905a991a539cdbffec85548c9ebe83bfacd40a60cfeb3324ea66083d3f8670100000000000f42400000000000000000",
+    );
     store.write_pow(&change.write).unwrap();
     // A parent 500 ms after its own parent: the child's target tightens by (15 + 0.5) / 16.
     let mut parent = header;

@@ -43,7 +43,9 @@ pub enum PowClientError {
     NoChain(String),
     #[error("transaction {0} is not on the most-work chain")]
     NotOnChain(TxId),
-    #[error("transaction {tx} did not reach {wanted} confirmations within {waited_ms} ms (it has {got})")]
+    #[error(
+        "transaction {tx} did not reach {wanted} confirmations within {waited_ms} ms (it has {got})"
+    )]
     Timeout {
         tx: TxId,
         wanted: u64,
@@ -53,7 +55,11 @@ pub enum PowClientError {
 }
 
 /// Checks a chain of headers from the genesis; returns its cumulative work.
-pub fn verify_headers(rules: &PowRules, genesis: &Header, headers: &[Header]) -> Result<Work, PowFault> {
+pub fn verify_headers(
+    rules: &PowRules,
+    genesis: &Header,
+    headers: &[Header],
+) -> Result<Work, PowFault> {
     if headers.first() != Some(genesis) {
         return Err(PowFault::WrongGenesis);
     }
@@ -103,7 +109,9 @@ pub struct BestChain {
 
 impl BestChain {
     pub fn head(&self) -> &Header {
-        self.headers.last().expect("a verified chain holds at least the genesis")
+        self.headers
+            .last()
+            .expect("a verified chain holds at least the genesis")
     }
 
     /// Confirmations of the block at `height` with this hash: 0 if it is not on this chain.
@@ -196,7 +204,11 @@ impl Client {
             }
         }
         let mut best = best.ok_or_else(|| {
-            PowClientError::NoChain(format!("{} refused, {} unreachable", refused.len(), unreachable.len()))
+            PowClientError::NoChain(format!(
+                "{} refused, {} unreachable",
+                refused.len(),
+                unreachable.len()
+            ))
         })?;
         best.refused = refused;
         best.unreachable = unreachable;
@@ -285,7 +297,9 @@ mod tests {
                 store.write_pow(&ch.write).unwrap();
             }
         }
-        (0..=blocks as u64).map(|h| store.header(h).unwrap().unwrap()).collect()
+        (0..=blocks as u64)
+            .map(|h| store.header(h).unwrap().unwrap())
+            .collect()
     }
 
     /// A replica serving a header with too little work, a wrong link or a wrong target is

@@ -170,7 +170,10 @@ mod tests {
         fn write_pow(&self, _: &quire_chain::store::PowWrite) -> Result<(), StoreError> {
             Err(StoreError::Engine("disk full".into()))
         }
-        fn undo(&self, h: &quire_chain::Hash) -> Result<Option<quire_chain::pow::Undo>, StoreError> {
+        fn undo(
+            &self,
+            h: &quire_chain::Hash,
+        ) -> Result<Option<quire_chain::pow::Undo>, StoreError> {
             self.0.undo(h)
         }
     }

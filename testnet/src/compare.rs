@@ -54,7 +54,10 @@ fn metric_sum(texts: &[String], name: &str) -> f64 {
         .iter()
         .flat_map(|t| t.lines())
         .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && (l[name.len()..].starts_with(' ') || l[name.len()..].starts_with('{')))
+        .filter(|l| {
+            l.starts_with(name)
+                && (l[name.len()..].starts_with(' ') || l[name.len()..].starts_with('{'))
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -112,9 +115,17 @@ pub async fn run(dir: &Path, args: &CompareArgs, out: &mut dyn Write) -> Result<
     });
     std::fs::create_dir_all(&folder)
         .with_context(|| format!("cannot create {}", folder.display()))?;
-    writeln!(out, "PBFT: {} replicas, {} tx/s for {} s", args.nodes, args.rate, args.duration)?;
+    writeln!(
+        out,
+        "PBFT: {} replicas, {} tx/s for {} s",
+        args.nodes, args.rate, args.duration
+    )?;
     let pbft = pbft_side(dir, args, out).await?;
-    writeln!(out, "proof of work: {} replicas, {} tx/s for {} s", args.nodes, args.rate, args.duration)?;
+    writeln!(
+        out,
+        "proof of work: {} replicas, {} tx/s for {} s",
+        args.nodes, args.rate, args.duration
+    )?;
     let pow = pow_side(dir, args, out).await?;
     let report = render(args, &pbft, &pow);
     let path = folder.join("report.md");
@@ -158,7 +169,9 @@ async fn pbft_side(dir: &Path, args: &CompareArgs, out: &mut dyn Write) -> Resul
 }
 
 async fn pow_side(dir: &Path, args: &CompareArgs, out: &mut dyn Write) -> Result<PowSide> {
-    let run_dir = dir.join("compare").join(format!("pow-{}", std::process::id()));
+    let run_dir = dir
+        .join("compare")
+        .join(format!("pow-{}", std::process::id()));
     let mut plan = Plan {
         nodes: args.nodes,
         accounts: args.accounts + 1,
@@ -241,7 +254,10 @@ async fn measure_pow(net: &Testnet, args: &CompareArgs, out: &mut dyn Write) -> 
         tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
     }
     let load_end = Instant::now();
-    writeln!(out, "load sent; waiting for 6 confirmations of the last blocks")?;
+    writeln!(
+        out,
+        "load sent; waiting for 6 confirmations of the last blocks"
+    )?;
     let head_at_end = seen.last().map_or(0, |s| s.1);
     let settle_deadline = Instant::now() + Duration::from_secs(120);
     while seen.last().map_or(0, |s| s.1) < head_at_end + 8 && Instant::now() < settle_deadline {
@@ -269,15 +285,25 @@ async fn measure_pow(net: &Testnet, args: &CompareArgs, out: &mut dyn Write) -> 
     let mut committed_in_window = 0u64;
     let first_height = seen.first().map_or(1, |s| s.1);
     for h in first_height..=head {
-        let Ok(Response::Block { block: Some(block), .. }) =
-            client.call(1 % net.n(), &Request::Block(BlockRef::Height(h))).await
+        let Ok(Response::Block {
+            block: Some(block), ..
+        }) = client
+            .call(1 % net.n(), &Request::Block(BlockRef::Height(h)))
+            .await
         else {
             continue;
         };
         for tx in &block.txs {
-            let Some(at) = sent_at.get(&tx.id()) else { continue };
+            let Some(at) = sent_at.get(&tx.id()) else {
+                continue;
+            };
             committed += 1;
-            if seen_at.get(h as usize).copied().flatten().is_some_and(|t| t <= load_end) {
+            if seen_at
+                .get(h as usize)
+                .copied()
+                .flatten()
+                .is_some_and(|t| t <= load_end)
+            {
                 committed_in_window += 1;
             }
             for k in [1u64, 3, 6] {
@@ -302,7 +328,10 @@ async fn measure_pow(net: &Testnet, args: &CompareArgs, out: &mut dyn Write) -> 
         });
     let mut reorg_depths = BTreeMap::new();
     for text in &after {
-        for l in text.lines().filter(|l| l.starts_with("quire_pow_reorg_depth{")) {
+        for l in text
+            .lines()
+            .filter(|l| l.starts_with("quire_pow_reorg_depth{"))
+        {
             if let (Some(d), Some(v)) = (
                 l.split('"').nth(1),
                 l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()),
@@ -336,8 +365,9 @@ async fn measure_pow(net: &Testnet, args: &CompareArgs, out: &mut dyn Write) -> 
 /// Records the head of replica 1 (height, hash) with the time it was seen.
 async fn observe(client: &Client, seen: &mut Vec<(Instant, u64, Hash)>) {
     let replica = 1 % client.network().replicas.len().max(1) as u32;
-    if let Ok(Response::Block { block: Some(b), .. }) =
-        client.call(replica, &Request::Block(BlockRef::Latest)).await
+    if let Ok(Response::Block { block: Some(b), .. }) = client
+        .call(replica, &Request::Block(BlockRef::Latest))
+        .await
     {
         let key = (b.header.height, b.hash());
         if seen.last().is_none_or(|(_, h, x)| (*h, *x) != key) {
@@ -356,34 +386,60 @@ fn render(args: &CompareArgs, pbft: &PbftSide, pow: &PowSide) -> String {
     let lat = |k: u64| {
         pow.latency_ms
             .get(&k)
-            .map_or("—".to_string(), |(p50, p99)| format!("{p50:.0} / {p99:.0}"))
+            .map_or("—".to_string(), |(p50, p99)| {
+                format!("{p50:.0} / {p99:.0}")
+            })
     };
     let _ = writeln!(s, "| | PBFT | PoW |\n|---|---|---|");
-    let _ = writeln!(s, "| committed tx/s (in the load window) | {:.1} | {:.1} |", pbft.tps, pow.tps);
+    let _ = writeln!(
+        s,
+        "| committed tx/s (in the load window) | {:.1} | {:.1} |",
+        pbft.tps, pow.tps
+    );
     let _ = writeln!(
         s,
         "| submit → final, p50 / p99 ms | {:.0} / {:.0} (certified commit) | k=1: {} · k=3: {} · k=6: {} |",
-        pbft.p50_ms, pbft.p99_ms, lat(1), lat(3), lat(6)
+        pbft.p50_ms,
+        pbft.p99_ms,
+        lat(1),
+        lat(3),
+        lat(6)
     );
-    let _ = writeln!(s, "| blocks | {} | {} (mean interval {:.0} ms) |", pbft.blocks, pow.blocks, pow.interval_ms);
+    let _ = writeln!(
+        s,
+        "| blocks | {} | {} (mean interval {:.0} ms) |",
+        pbft.blocks, pow.blocks, pow.interval_ms
+    );
     let approx = 1.0 - (-pow.delay_ms / pow.interval_ms).exp();
     let _ = writeln!(
         s,
         "| stale-block rate | 0 (no forks by construction) | {:.4} (1 − e^(−d/T) = {:.4} for d = {:.2} ms, T = {:.0} ms) |",
         pow.stale_rate, approx, pow.delay_ms, pow.interval_ms
     );
-    let depths: Vec<String> = pow.reorg_depths.iter().map(|(d, c)| format!("{d}: {c:.0}")).collect();
+    let depths: Vec<String> = pow
+        .reorg_depths
+        .iter()
+        .map(|(d, c)| format!("{d}: {c:.0}"))
+        .collect();
     let _ = writeln!(
         s,
         "| reorg depths (summed over replicas) | none | {} |",
-        if depths.is_empty() { "none".to_string() } else { depths.join(", ") }
+        if depths.is_empty() {
+            "none".to_string()
+        } else {
+            depths.join(", ")
+        }
     );
     let _ = writeln!(
         s,
         "| transactions orphaned → re-included / returned / reversed | 0 | {:.0} / {:.0} / {:.0} |",
         pow.reincluded, pow.returned, pow.reversed
     );
-    let _ = writeln!(s, "| hashes per committed transaction | 0 | {:.0} |", pow.hashes_per_tx);
+    let _ = writeln!(
+        s,
+        "| hashes per committed transaction | 0 | {:.0} |",
+        pow.hashes_per_tx
+    );
     let _ = writeln!(
         s,
         "| messages / bytes sent per committed block (all replicas) | {:.0} / {:.0} | {:.0} / {:.0} |",

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use quire_chain::genesis::{ConsensusMode, Genesis, Protocol};
-use quire_chain::pow::PowParams;
 use quire_chain::keys::Keypair;
+use quire_chain::pow::PowParams;
 use quire_chain::validators::{Validator, ValidatorSet};
 use quire_client::network::{AccountEntry, NetworkFile, ReplicaEntry};
 use quire_node::config::{ConfigFile, ParamsFile, PowFile};

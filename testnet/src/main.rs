@@ -233,7 +233,9 @@ fn run(dir: &Path, command: Command) -> Result<()> {
                 return Ok(());
             }
             let b = Behaviour::parse(&behaviour).map_err(|e| {
-                anyhow::anyhow!("{e} (selfish-mine, double-spend and withhold need a proof-of-work testnet)")
+                anyhow::anyhow!(
+                    "{e} (selfish-mine, double-spend and withhold need a proof-of-work testnet)"
+                )
             })?;
             net.set_behaviour_with(replica, b, &colluders)?;
             writeln!(out, "replica {replica} is now {b}")?;

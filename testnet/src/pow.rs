@@ -101,7 +101,10 @@ fn finals(net: &Testnet) -> Vec<(TxId, u64, Hash, u64)> {
 pub async fn first_transfer(net: &Testnet) -> Result<(u64, u128)> {
     let client = Client::new(net.network.clone())?;
     let from = net.account_key(0)?;
-    let to = net.account_key(1).or_else(|_| net.account_key(0))?.address();
+    let to = net
+        .account_key(1)
+        .or_else(|_| net.account_key(0))?
+        .address();
     let start = Instant::now();
     let tx = Transfer {
         from: from.address(),
@@ -172,7 +175,9 @@ impl PowCheckReport {
                 show(r.stale_blocks),
                 show(r.reorgs),
                 show(r.reorg_depth_max),
-                r.problem.as_ref().map_or(String::new(), |p| format!(" — {p}"))
+                r.problem
+                    .as_ref()
+                    .map_or(String::new(), |p| format!(" — {p}"))
             );
         }
         if self.disagreements.is_empty() {
@@ -183,7 +188,10 @@ impl PowCheckReport {
             );
         }
         for (h, a, b) in &self.disagreements {
-            let _ = writeln!(out, "  FORK k deep: replicas {a} and {b} differ at height {h}");
+            let _ = writeln!(
+                out,
+                "  FORK k deep: replicas {a} and {b} differ at height {h}"
+            );
         }
         match &self.reexecuted {
             Ok(h) => {
@@ -255,7 +263,9 @@ pub async fn check(net: &Testnet, faulty: &BTreeSet<ReplicaId>) -> Result<PowChe
     for (x, a) in honest.iter().enumerate() {
         for b in &honest[x + 1..] {
             let top = deep(a).min(deep(b));
-            if let Some(h) = (0..=top).find(|h| a.hashes.get(*h as usize) != b.hashes.get(*h as usize)) {
+            if let Some(h) =
+                (0..=top).find(|h| a.hashes.get(*h as usize) != b.hashes.get(*h as usize))
+            {
                 disagreements.push((h, a.id, b.id));
             }
         }
@@ -296,7 +306,10 @@ async fn reexecute(
     let mut chain =
         PowChain::open(genesis, &store, Limits::default()).map_err(|e| e.to_string())?;
     for h in 1..=r.height {
-        let block = match client.call(r.id, &Request::Block(BlockRef::Height(h))).await {
+        let block = match client
+            .call(r.id, &Request::Block(BlockRef::Height(h)))
+            .await
+        {
             Ok(Response::Block { block: Some(b), .. }) => b,
             // The replica moved on (a reorg under our feet): judge what we have.
             Ok(_) => break,
@@ -311,7 +324,9 @@ async fn reexecute(
             Err(e) => return Err(e.to_string()),
         }
     }
-    let mut ledger = store.ledger(genesis.chain_id()).map_err(|e| e.to_string())?;
+    let mut ledger = store
+        .ledger(genesis.chain_id())
+        .map_err(|e| e.to_string())?;
     if ledger.state_root() != store.head().state_root {
         return Err("the re-executed state does not match the head's state root".into());
     }

@@ -64,7 +64,10 @@ pub fn run(args: &PowSimArgs) -> Result<String> {
                 "selfish mining, γ = 0, fixed difficulty, {blocks} blocks per α, seed {}",
                 args.seed
             );
-            let _ = writeln!(out, "| α | pool's share of the main chain | Eyal & Sirer | difference |");
+            let _ = writeln!(
+                out,
+                "| α | pool's share of the main chain | Eyal & Sirer | difference |"
+            );
             let _ = writeln!(out, "|---|---|---|---|");
             for alpha in [0.2, 0.25, 0.33, 0.4] {
                 let r = selfish::run(alpha, blocks, args.seed);
@@ -83,7 +86,13 @@ pub fn run(args: &PowSimArgs) -> Result<String> {
             let _ = writeln!(
                 out,
                 "4 equal miners, T = 1000 ms, d = {} ms, {} blocks: stale rate {:.4} (1 − e^(−d/T) = {:.4}), {} reorgs, deepest {}, agreed below the tip: {}",
-                r.delay_ms, r.blocks_found, r.stale_rate, r.approximation, r.reorgs, r.reorg_depth_max, r.agreed
+                r.delay_ms,
+                r.blocks_found,
+                r.stale_rate,
+                r.approximation,
+                r.reorgs,
+                r.reorg_depth_max,
+                r.agreed
             );
         }
         other => bail!("unknown experiment '{other}': double-spend, selfish or network"),

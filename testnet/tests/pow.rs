@@ -87,7 +87,10 @@ async fn a_pow_testnet_commits_to_k_confirmations_and_a_restarted_replica_catche
 async fn pow_commands_are_refused_on_a_pbft_testnet() {
     let net = support::start("pow-on-pbft", 4, 2).await;
     let err = pow::hashpower(&net.tn, 0, 1000).unwrap_err().to_string();
-    assert!(err.contains("needs a pow testnet") && err.contains("runs pbft"), "{err}");
+    assert!(
+        err.contains("needs a pow testnet") && err.contains("runs pbft"),
+        "{err}"
+    );
     let err = pow::set_behaviour(&net.tn, 0, "selfish-mine")
         .unwrap_err()
         .to_string();
@@ -98,6 +101,9 @@ async fn pow_commands_are_refused_on_a_pbft_testnet() {
         .http(0, "POST", "/admin/hashpower?rate=5")
         .unwrap_err();
     assert!(format!("{err:#}").contains("runs PBFT"), "{err:#}");
-    let err = pow::check(&net.tn, &Default::default()).await.err().unwrap();
+    let err = pow::check(&net.tn, &Default::default())
+        .await
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("runs pbft"), "{err}");
 }

@@ -26,11 +26,11 @@ use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, Wri
 
 use quire_chain::block::{BlockRecord, Header};
 use quire_chain::codec::{Decode, Encode};
+use quire_chain::genesis::ConsensusMode;
 use quire_chain::genesis::Genesis;
 use quire_chain::hash::Hash;
 use quire_chain::keys::Address;
 use quire_chain::ledger::{Account, Ledger};
-use quire_chain::genesis::ConsensusMode;
 use quire_chain::pow::{Undo, meets_target};
 use quire_chain::store::{
     ConsensusEntries, PowWrite, Store, StoreError, TxLocation, WriteSet, check_extends,
@@ -381,7 +381,9 @@ impl Store for RocksStore {
             None => head,
             Some(r) => {
                 self.record_by_hash(&r.header.parent_hash)?
-                    .ok_or_else(|| corrupt(format!("fork point {} is missing", r.header.parent_hash)))?
+                    .ok_or_else(|| {
+                        corrupt(format!("fork point {} is missing", r.header.parent_hash))
+                    })?
                     .block
                     .header
             }

@@ -47,7 +47,10 @@ fn mine_on(net: &TestNet, m: &mut (MemoryStore, PowChain), count: usize, salt: u
         .map(|i| {
             let head = *m.1.head();
             let from = ((head.height + salt + i as u64) % 8) as usize;
-            let nonce = m.1.ledger().account(&net.account_keys[from].address()).nonce;
+            let nonce =
+                m.1.ledger()
+                    .account(&net.account_keys[from].address())
+                    .nonce;
             let tx = net.transfer(from, (from + 1 + salt as usize) % 8, 1 + salt, nonce);
             let block = mine(&mut m.1, &[tx], (salt % 4) as u32, head.timestamp_ms + 1);
             if let Received::NewHead(c) = m.1.receive(&m.0, block.clone(), u64::MAX / 2).unwrap() {
@@ -74,7 +77,11 @@ fn pow_crash_child() {
         // A mines 1, B 2, A 2 more, B 2 more, …: the lead swaps every time and the replica
         // reorgs one block deeper each time.
         for round in 0..12u64 {
-            let (m, salt) = if round % 2 == 0 { (&mut a, 1) } else { (&mut b, 2) };
+            let (m, salt) = if round % 2 == 0 {
+                (&mut a, 1)
+            } else {
+                (&mut b, 2)
+            };
             let count = if round == 0 { 1 } else { 2 };
             for block in mine_on(&net, m, count, salt) {
                 match replica.receive(&store, block, u64::MAX / 2).unwrap() {
@@ -131,7 +138,9 @@ fn a_killed_replica_recovers_a_consistent_head_mid_reorg() {
                 }
             }
         });
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         std::thread::sleep(Duration::from_millis(200 + (seed >> 33) % 300));
         child.kill().unwrap();
         child.wait().unwrap();
@@ -158,6 +167,9 @@ fn a_killed_replica_recovers_a_consistent_head_mid_reorg() {
         last_height = store.head().height;
     }
     eprintln!("pow crash test: head {last_height}, {reorgs_seen} reorgs reported across 12 kills");
-    assert!(reorgs_seen > 12, "the child reorged only {reorgs_seen} times");
+    assert!(
+        reorgs_seen > 12,
+        "the child reorged only {reorgs_seen} times"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

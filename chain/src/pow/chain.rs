@@ -149,15 +149,19 @@ pub struct PowChain {
 impl PowChain {
     /// Rebuilds the chain from the store: the main chain's headers and the state at its head.
     /// (Side branches are not kept across restarts; peers serve them again if they win.)
-    pub fn open(genesis: &Genesis, store: &dyn Store, limits: Limits) -> Result<PowChain, PowError> {
+    pub fn open(
+        genesis: &Genesis,
+        store: &dyn Store,
+        limits: Limits,
+    ) -> Result<PowChain, PowError> {
         let rules = PowRules::new(genesis).ok_or(PowError::NotPow)?;
         let head = store.head();
         let mut tree = BlockTree::new(genesis.block().header);
         let mut main = vec![tree.genesis()];
         for height in 1..=head.height {
-            let record = store
-                .block(height)?
-                .ok_or_else(|| PowError::Corrupt(format!("main-chain block {height} is missing")))?;
+            let record = store.block(height)?.ok_or_else(|| {
+                PowError::Corrupt(format!("main-chain block {height} is missing"))
+            })?;
             let header = record.block.header;
             if !tree.insert(header, header.hash()) {
                 return Err(PowError::Corrupt(format!(
@@ -196,7 +200,11 @@ impl PowChain {
     }
 
     pub fn head(&self) -> &Header {
-        let hash = self.main.last().copied().unwrap_or_else(|| self.tree.genesis());
+        let hash = self
+            .main
+            .last()
+            .copied()
+            .unwrap_or_else(|| self.tree.genesis());
         &self
             .tree
             .get(&hash)
@@ -261,9 +269,7 @@ impl PowChain {
             return Ok(Some(b.clone()));
         }
         match self.tree.get(hash) {
-            Some(n) if self.on_main(hash) => {
-                Ok(store.block(n.header.height)?.map(|r| r.block))
-            }
+            Some(n) if self.on_main(hash) => Ok(store.block(n.header.height)?.map(|r| r.block)),
             _ => Ok(None),
         }
     }
@@ -373,10 +379,10 @@ impl PowChain {
         let received = self.follow_best(store)?;
         // The block (or an ancestor it made us try) failed execution: the sender's fault, unless
         // the head moved anyway (that change must be written).
-        if matches!(received, Received::Side) {
-            if let Some((_, e)) = self.failures.first() {
-                return Err(PowError::Refused(e.clone()));
-            }
+        if matches!(received, Received::Side)
+            && let Some((_, e)) = self.failures.first()
+        {
+            return Err(PowError::Refused(e.clone()));
         }
         Ok(received)
     }
@@ -384,15 +390,15 @@ impl PowChain {
     /// Links a block whose parent is in the tree.
     fn link(&mut self, block: Block, hash: Hash) -> Result<(), BlockReject> {
         let parent_hash = block.header.parent_hash;
-        let parent = self
-            .tree
-            .get(&parent_hash)
-            .map(|n| n.header)
-            .ok_or(BlockReject::WrongHeight {
-                hash,
-                got: block.header.height,
-                parent: 0,
-            })?;
+        let parent =
+            self.tree
+                .get(&parent_hash)
+                .map(|n| n.header)
+                .ok_or(BlockReject::WrongHeight {
+                    hash,
+                    got: block.header.height,
+                    parent: 0,
+                })?;
         let floor = self.head().height.saturating_sub(self.limits.undo_depth);
         if parent.height < floor {
             return Err(BlockReject::BelowUndoFloor {
@@ -483,13 +489,13 @@ impl PowChain {
         let mut rollback = Vec::new();
         let mut rolled_back = Vec::new();
         for height in (fork_height + 1..=head.height).rev() {
-            let record = store
-                .block(height)?
-                .ok_or_else(|| PowError::Corrupt(format!("main-chain block {height} is missing")))?;
+            let record = store.block(height)?.ok_or_else(|| {
+                PowError::Corrupt(format!("main-chain block {height} is missing"))
+            })?;
             let hash = record.block.hash();
-            let undo = store
-                .undo(&hash)?
-                .ok_or_else(|| PowError::Corrupt(format!("undo record of block {height} is missing")))?;
+            let undo = store.undo(&hash)?.ok_or_else(|| {
+                PowError::Corrupt(format!("undo record of block {height} is missing"))
+            })?;
             if let Some(l) = scratch.as_mut() {
                 l.restore(&undo.accounts);
             }
@@ -571,7 +577,10 @@ impl PowChain {
         rolled_back: &[Block],
         applied: &[Block],
     ) -> (Vec<Transaction>, Vec<Transaction>) {
-        let adopted: HashSet<TxId> = applied.iter().flat_map(|b| b.txs.iter().map(|t| t.id())).collect();
+        let adopted: HashSet<TxId> = applied
+            .iter()
+            .flat_map(|b| b.txs.iter().map(|t| t.id()))
+            .collect();
         let (mut returned, mut reversed) = (Vec::new(), Vec::new());
         for tx in rolled_back.iter().rev().flat_map(|b| b.txs.iter()) {
             if adopted.contains(&tx.id()) {
@@ -599,10 +608,10 @@ impl PowChain {
         let mut out = Vec::new();
         while self.undo_floor < floor {
             self.undo_floor += 1;
-            if let Some(h) = self.main_hash(self.undo_floor) {
-                if store.undo(&h)?.is_some() {
-                    out.push(h);
-                }
+            if let Some(h) = self.main_hash(self.undo_floor)
+                && store.undo(&h)?.is_some()
+            {
+                out.push(h);
             }
         }
         // Scanning the tree costs its size: do it every so often, not every block.
@@ -623,5 +632,12 @@ impl PowChain {
 
 /// A block's encoded size without encoding it.
 fn encoded_len(block: &Block) -> usize {
-    Header::MIN_LEN + 40 + 5 + block.txs.iter().map(Transaction::encoded_len).sum::<usize>()
+    Header::MIN_LEN
+        + 40
+        + 5
+        + block
+            .txs
+            .iter()
+            .map(Transaction::encoded_len)
+            .sum::<usize>()
 }

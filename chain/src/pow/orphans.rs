@@ -136,7 +136,9 @@ mod tests {
                     nonce,
                 }),
             },
-            txs: vec![crate::tx::Transaction::Raw(crate::tx::RawPayload::new(vec![0; payload]))],
+            txs: vec![crate::tx::Transaction::Raw(crate::tx::RawPayload::new(
+                vec![0; payload],
+            ))],
             certificate: None,
         }
     }
@@ -150,7 +152,10 @@ mod tests {
             assert!(pool.bytes() <= 10_000);
         }
         assert!(pool.evicted > 4900);
-        assert!(!pool.insert(block(1, 99_999, 20_000)), "larger than the pool");
+        assert!(
+            !pool.insert(block(1, 99_999, 20_000)),
+            "larger than the pool"
+        );
         let mut small = OrphanPool::new(1 << 20, 3);
         for i in 0..10 {
             small.insert(block(1, i, 1));

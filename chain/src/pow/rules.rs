@@ -265,13 +265,10 @@ impl PowRules {
             .collect();
         let undo = Undo::before(ledger, &block.txs);
         let (outcomes, changes) = ledger.apply(&block.txs, &ok);
-        let failed = outcomes
-            .iter()
-            .enumerate()
-            .find_map(|(index, o)| match o {
-                Outcome::Rejected(reason) => Some((index, *reason)),
-                _ => None,
-            });
+        let failed = outcomes.iter().enumerate().find_map(|(index, o)| match o {
+            Outcome::Rejected(reason) => Some((index, *reason)),
+            _ => None,
+        });
         let ids = block.tx_ids();
         let result = match failed {
             Some((index, reason)) => Err(BlockReject::InvalidTransaction {
@@ -307,6 +304,7 @@ impl PowRules {
     /// A block for a miner to seal: on `parent` (whose state `ledger` holds), with as many of
     /// `candidates` as apply in order, up to the genesis's limit, stamped `timestamp_ms` (moved
     /// past the parent's if the clock is behind it). Its nonce is 0; the miner grinds it.
+    #[allow(clippy::too_many_arguments)] // the block's fields, each one needed
     pub fn template(
         &self,
         ledger: &mut Ledger,

@@ -40,7 +40,10 @@ impl Replica {
     /// Mines a block at `timestamp_ms` and takes it as its own.
     fn mine(&mut self, txs: &[Transaction], timestamp_ms: u64) -> Block {
         let block = mine(&mut self.chain, txs, 0, timestamp_ms);
-        assert!(matches!(self.deliver(block.clone()), Ok(Received::NewHead(_))));
+        assert!(matches!(
+            self.deliver(block.clone()),
+            Ok(Received::NewHead(_))
+        ));
         block
     }
 
@@ -126,7 +129,8 @@ fn ties_go_to_the_first_seen() {
 
 /// A reorg leaves exactly the winning branch's state (the state root of executing it from the
 /// genesis), in memory and in the store; an abandoned transaction the new branch did not spend
-/// returns to the mempool, and the double spend the new branch carries reverses the other.
+/// returns to the mempool, and the double spend the new branch carries reverses the payment
+/// that was visible at k = 1 (and was never final at k).
 #[test]
 fn a_reorg_restores_the_winning_branch_and_returns_orphaned_transactions() {
     let net = net();
@@ -138,9 +142,12 @@ fn a_reorg_restores_the_winning_branch_and_returns_orphaned_transactions() {
     let other = net.transfer(2, 3, 40, 0);
     let double_spend = net.transfer(0, 4, 500, 0);
     let a = x.mine(&[pay_merchant.clone(), other.clone()], 2000);
-    // The merchant sees its payment at one confirmation.
+    // The merchant sees its payment at one confirmation: visible at k = 1, never final at the
+    // genesis's k (a client calls a transfer final only at k confirmations).
+    let k = net.genesis.pow.unwrap().confirmations as u64;
     assert_eq!(x.chain.confirmations(&a.hash()), 1);
-    let b1 = y.mine(&[double_spend.clone()], 1500);
+    assert!(x.chain.confirmations(&a.hash()) < k);
+    let b1 = y.mine(std::slice::from_ref(&double_spend), 1500);
     let b2 = y.mine(&[net.transfer(5, 3, 1, 0)], 2500);
     x.deliver(b1.clone()).unwrap();
     let Received::NewHead(change) = x.deliver(b2.clone()).unwrap() else {
@@ -160,7 +167,10 @@ fn a_reorg_restores_the_winning_branch_and_returns_orphaned_transactions() {
     // The index follows the new branch: the payment is gone, the double spend is there.
     assert_eq!(x.store.tx_location(&pay_merchant.id()).unwrap(), None);
     assert_eq!(
-        x.store.tx_location(&double_spend.id()).unwrap().map(|l| l.height),
+        x.store
+            .tx_location(&double_spend.id())
+            .unwrap()
+            .map(|l| l.height),
         Some(2)
     );
     assert_eq!(x.chain.stats.reorgs, 1);
@@ -278,7 +288,10 @@ fn orphans_are_linked_when_their_parent_arrives() {
         assert_eq!(missing, blocks[i - 1].hash());
     }
     assert_eq!(x.chain.orphans().len(), 3);
-    assert!(matches!(x.deliver(blocks[0].clone()), Ok(Received::NewHead(_))));
+    assert!(matches!(
+        x.deliver(blocks[0].clone()),
+        Ok(Received::NewHead(_))
+    ));
     assert_eq!(x.chain.head().hash(), blocks[3].hash());
     assert!(x.chain.orphans().is_empty());
 }
@@ -320,11 +333,21 @@ fn a_reorg_deeper_than_the_undo_depth_is_refused() {
     assert!(
         outcome.iter().any(|r| matches!(
             r,
-            Ok(Received::ReorgRefused { .. }) | Err(PowError::Refused(BlockReject::BelowUndoFloor { .. }))
+            Ok(Received::ReorgRefused { .. })
+                | Err(PowError::Refused(BlockReject::BelowUndoFloor { .. }))
         )),
         "{outcome:?}"
     );
-    assert!(x.chain.stats.reorgs_refused + x.chain.stats.rejected.get("below_undo_floor").copied().unwrap_or(0) > 0);
+    assert!(
+        x.chain.stats.reorgs_refused
+            + x.chain
+                .stats
+                .rejected
+                .get("below_undo_floor")
+                .copied()
+                .unwrap_or(0)
+            > 0
+    );
     assert_ne!(x.chain.head().hash(), deep[8].hash());
 }
 
@@ -365,7 +388,10 @@ fn pow_and_pbft_genesis_files_cannot_be_mixed() {
     assert!(text.contains("[pow]"), "{text}");
     assert_eq!(Genesis::from_toml(&text).unwrap(), pow.genesis);
     let bad = text.replace("retarget_damping = 16", "retarget_damping = 0");
-    assert!(matches!(Genesis::from_toml(&bad), Err(GenesisError::BadProtocol(_))));
+    assert!(matches!(
+        Genesis::from_toml(&bad),
+        Err(GenesisError::BadProtocol(_))
+    ));
 }
 
 /// Undo records round-trip, and restoring one takes the ledger back exactly.
@@ -384,7 +410,11 @@ fn undo_records_restore_the_prior_state() {
     .sign(&net.account_keys[0], &net.chain_id());
     let undo = Undo::before(&ledger, std::slice::from_ref(&tx));
     assert_eq!(Undo::from_bytes(&undo.to_bytes()).unwrap(), undo);
-    assert!(undo.accounts.iter().any(|(a, acct)| *a == stranger && acct.is_none()));
+    assert!(
+        undo.accounts
+            .iter()
+            .any(|(a, acct)| *a == stranger && acct.is_none())
+    );
     let ok = ledger.verify_signatures(std::slice::from_ref(&tx));
     ledger.apply(&[tx], &ok);
     assert_ne!(ledger.state_root(), before);

@@ -28,10 +28,7 @@ impl Undo {
         addresses.sort();
         addresses.dedup();
         Undo {
-            accounts: addresses
-                .into_iter()
-                .map(|a| (a, ledger.get(&a)))
-                .collect(),
+            accounts: addresses.into_iter().map(|a| (a, ledger.get(&a))).collect(),
         }
     }
 }

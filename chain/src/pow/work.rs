@@ -63,7 +63,8 @@ pub fn next_target(params: &PowParams, parent: &Header, grandparent: Option<&Hea
     let interval = params.target_interval_ms as u128;
     let damping = params.retarget_damping as u128;
     let clamp_ms = interval * params.retarget_clamp as u128;
-    let dt = (parent.timestamp_ms.saturating_sub(grandparent.timestamp_ms) as u128).clamp(1, clamp_ms);
+    let dt =
+        (parent.timestamp_ms.saturating_sub(grandparent.timestamp_ms) as u128).clamp(1, clamp_ms);
     let next = to_number(&seal.target) * BigUint::from(interval * (damping - 1) + dt)
         / BigUint::from(interval * damping);
     let limit = to_number(&params.target_limit);
@@ -137,8 +138,8 @@ mod tests {
         assert!(to_number(&at(2000)) > to_number(&t));
         // A stalled network eases by at most (N − 1 + clamp) / N per block.
         let n = params.retarget_damping as u64;
-        let most = to_number(&t) * BigUint::from(n - 1 + params.retarget_clamp as u64)
-            / BigUint::from(n);
+        let most =
+            to_number(&t) * BigUint::from(n - 1 + params.retarget_clamp as u64) / BigUint::from(n);
         assert_eq!(to_number(&at(1_000_000)), most);
         // A burst tightens by at most (N − 1) / N (plus the 1 ms floor).
         assert!(to_number(&at(0)) >= to_number(&t) * BigUint::from(n - 1) / BigUint::from(n));
@@ -151,11 +152,17 @@ mod tests {
         );
         assert_eq!(capped, params.target_limit);
         // Blocks 1 and 2, and fixed difficulty, carry the initial target.
-        assert_eq!(next_target(&params, &header(1, 7, easy), Some(&header(0, 0, easy))), t);
+        assert_eq!(
+            next_target(&params, &header(1, 7, easy), Some(&header(0, 0, easy))),
+            t
+        );
         let fixed = PowParams {
             retarget: Retarget::Fixed,
             ..params
         };
-        assert_eq!(next_target(&fixed, &header(9, 10, easy), Some(&header(8, 9, easy))), t);
+        assert_eq!(
+            next_target(&fixed, &header(9, 10, easy), Some(&header(8, 9, easy))),
+            t
+        );
     }
 }

@@ -9,9 +9,9 @@ use super::{PowWrite, Store, StoreError, TxLocation, WriteSet, check_extends, ch
 use crate::block::{BlockRecord, Header};
 use crate::genesis::Genesis;
 use crate::hash::Hash;
-use crate::pow::Undo;
 use crate::keys::Address;
 use crate::ledger::Account;
+use crate::pow::Undo;
 use crate::tx::TxId;
 
 #[derive(Clone, Default)]

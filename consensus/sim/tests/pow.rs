@@ -49,7 +49,10 @@ fn double_spend_success_matches_rosenfeld_at_q_0_3() {
 fn selfish_mining_share_matches_eyal_and_sirer() {
     for alpha in [0.2, 0.25, 0.33, 0.4] {
         let row = selfish::run(alpha, 40_000, SEED);
-        eprintln!("alpha={alpha}: share {:.4} formula {:.4}", row.share, row.formula);
+        eprintln!(
+            "alpha={alpha}: share {:.4} formula {:.4}",
+            row.share, row.formula
+        );
         assert!((row.share - row.formula).abs() < 0.02, "{row:?}");
     }
 }

@@ -14,7 +14,7 @@ use quire_chain::store::{Store, StoreError};
 use quire_chain::{Block, Hash, ReplicaId, TxId};
 use quire_rocks::RocksStore;
 
-use super::message::{BLOCKS_PER_REPLY_MAX, PowMessage};
+use super::message::{BLOCKS_PER_REPLY_MAX, PowMessage, TXS_MAX};
 use super::miner::Miner;
 use super::{PowBehaviour, PowEvent};
 use crate::driver::{Event, Shared, Transport};
@@ -77,6 +77,7 @@ pub struct PowDriver {
     counters: Counters,
     published: Instant,
     mempool_max: usize,
+    relay_buffer: Vec<quire_chain::Transaction>,
 }
 
 impl PowDriver {
@@ -112,6 +113,7 @@ impl PowDriver {
             counters: Counters::default(),
             published: Instant::now(),
             mempool_max,
+            relay_buffer: Vec::new(),
         }
     }
 
@@ -142,6 +144,7 @@ impl PowDriver {
     }
 
     fn housekeeping(&mut self) {
+        self.flush_relay();
         if self.template_dirty && self.template_at.elapsed() >= TEMPLATE_EVERY
             || self.template_at.elapsed() >= Duration::from_secs(2)
         {
@@ -179,7 +182,14 @@ impl PowDriver {
                 received,
                 reply,
             } => {
-                let answers = txs.into_iter().map(|tx| self.admit(tx, received)).collect();
+                let mut answers = Vec::with_capacity(txs.len());
+                for tx in txs {
+                    let answer = self.admit(tx.clone(), received);
+                    if answer.is_ok() {
+                        self.relay(tx);
+                    }
+                    answers.push(answer);
+                }
                 let _ = reply.send(answers);
             }
             Event::Verified { .. } | Event::Rejected { .. } => {}
@@ -245,6 +255,45 @@ impl PowDriver {
         Ok(())
     }
 
+    /// Client transactions admitted here go to every peer, so whoever mines next holds them.
+    fn relay(&mut self, tx: quire_chain::Transaction) {
+        if self.relay_buffer.len() < TXS_MAX {
+            self.relay_buffer.push(tx);
+        }
+    }
+
+    fn flush_relay(&mut self) {
+        if self.relay_buffer.is_empty() {
+            return;
+        }
+        let txs = std::mem::take(&mut self.relay_buffer);
+        self.transport
+            .broadcast(Arc::new(PowMessage::Txs(txs).to_bytes()));
+    }
+
+    /// Transactions relayed by a peer: checked like a client's (strict signature, the genesis's
+    /// payload rule, not stale), then into the mempool; what fails is counted and dropped.
+    fn on_relayed(&mut self, txs: Vec<quire_chain::Transaction>) {
+        let chain_id = self.chain.rules().chain_id;
+        let raw_allowed = self.chain.rules().protocol.raw_payloads;
+        for tx in txs {
+            let ok = (raw_allowed || tx.as_transfer().is_some())
+                && self.chain.verdicts().verify(&tx, &chain_id);
+            if !ok {
+                *self
+                    .counters
+                    .frames_refused
+                    .entry("relayed_invalid_tx")
+                    .or_default() += 1;
+                continue;
+            }
+            if self.mempool.len() < self.mempool_max && self.mempool.insert(self.chain.ledger(), tx)
+            {
+                self.template_dirty = true;
+            }
+        }
+    }
+
     fn on_message(&mut self, from: ReplicaId, message: PowMessage) -> Result<(), StoreError> {
         match message {
             PowMessage::Block(block) => {
@@ -261,13 +310,14 @@ impl PowDriver {
                 }
             }
             PowMessage::GetBlocks(locator) => {
-                let blocks = self
-                    .chain
-                    .blocks_after(&*self.store, &locator, BLOCKS_PER_REPLY_MAX)?;
+                let blocks =
+                    self.chain
+                        .blocks_after(&*self.store, &locator, BLOCKS_PER_REPLY_MAX)?;
                 self.counters.blocks_served += blocks.len() as u64;
                 let reply = PowMessage::Blocks(blocks);
                 self.transport.send(from, Arc::new(reply.to_bytes()));
             }
+            PowMessage::Txs(txs) => self.on_relayed(txs),
             PowMessage::Tip { hash, work, .. } => {
                 let claimed = num_bigint::BigUint::from_bytes_be(&work.0);
                 match self.chain.work(&hash) {
@@ -492,37 +542,142 @@ impl PowDriver {
         let s = &self.chain.stats;
         let mut out = String::new();
         let mut line = |name: &str, kind: &str, help: &str, v: String| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
         };
         let head = self.chain.head().height;
-        line("quire_pow_height", "gauge", "Height of the main chain's head.", head.to_string());
-        line("quire_pow_head_work", "gauge", "Cumulative work of the head (expected hashes).", self.chain.head_work().to_string());
-        line("quire_pow_blocks_mined_total", "counter", "Blocks this replica's miner sealed.", self.counters.mined.to_string());
-        line("quire_pow_blocks_withheld_total", "counter", "Mined blocks never published (withhold).", self.counters.withheld.to_string());
-        line("quire_pow_blocks_connected_total", "counter", "Valid blocks linked into the block tree.", s.blocks_connected.to_string());
-        line("quire_pow_stale_blocks", "gauge", "Valid blocks linked but not on the main chain.", s.blocks_connected.saturating_sub(head).to_string());
-        line("quire_pow_reorgs_total", "counter", "Reorganisations (at least one block rolled back).", s.reorgs.to_string());
-        line("quire_pow_reorg_depth_max", "gauge", "Deepest reorganisation.", s.reorg_depth_max.to_string());
-        line("quire_pow_reorgs_refused_total", "counter", "Reorganisations deeper than the undo depth, refused.", s.reorgs_refused.to_string());
-        line("quire_pow_txs_returned_total", "counter", "Transactions of abandoned blocks returned to the mempool.", s.txs_returned.to_string());
-        line("quire_pow_txs_reincluded_total", "counter", "Transactions of abandoned blocks the new branch also holds.", s.txs_reincluded.to_string());
-        line("quire_pow_txs_reversed_total", "counter", "Transactions of abandoned blocks whose nonce the new branch spent otherwise.", s.txs_reversed.to_string());
-        line("quire_pow_orphans", "gauge", "Blocks waiting for their parent.", self.chain.orphans().len().to_string());
-        line("quire_pow_orphans_evicted_total", "counter", "Orphans pushed out of the bounded pool.", self.chain.orphans().evicted.to_string());
-        line("quire_pow_hashes_total", "counter", "Header hashes the miner computed.", self.miner.hashes().to_string());
-        line("quire_pow_hash_rate", "gauge", "The miner's set rate (hashes per second).", self.miner.rate().to_string());
-        line("quire_pow_false_work_claims_total", "counter", "Tips announcing more work than their headers carry.", self.counters.false_work_claims.to_string());
-        line("quire_pow_blocks_served_total", "counter", "Blocks sent to peers that asked.", self.counters.blocks_served.to_string());
-        let _ = writeln!(out, "# HELP quire_pow_reorg_depth Reorganisations by depth.\n# TYPE quire_pow_reorg_depth counter");
+        line(
+            "quire_pow_height",
+            "gauge",
+            "Height of the main chain's head.",
+            head.to_string(),
+        );
+        line(
+            "quire_pow_head_work",
+            "gauge",
+            "Cumulative work of the head (expected hashes).",
+            self.chain.head_work().to_string(),
+        );
+        line(
+            "quire_pow_blocks_mined_total",
+            "counter",
+            "Blocks this replica's miner sealed.",
+            self.counters.mined.to_string(),
+        );
+        line(
+            "quire_pow_blocks_withheld_total",
+            "counter",
+            "Mined blocks never published (withhold).",
+            self.counters.withheld.to_string(),
+        );
+        line(
+            "quire_pow_blocks_connected_total",
+            "counter",
+            "Valid blocks linked into the block tree.",
+            s.blocks_connected.to_string(),
+        );
+        line(
+            "quire_pow_stale_blocks",
+            "gauge",
+            "Valid blocks linked but not on the main chain.",
+            s.blocks_connected.saturating_sub(head).to_string(),
+        );
+        line(
+            "quire_pow_reorgs_total",
+            "counter",
+            "Reorganisations (at least one block rolled back).",
+            s.reorgs.to_string(),
+        );
+        line(
+            "quire_pow_reorg_depth_max",
+            "gauge",
+            "Deepest reorganisation.",
+            s.reorg_depth_max.to_string(),
+        );
+        line(
+            "quire_pow_reorgs_refused_total",
+            "counter",
+            "Reorganisations deeper than the undo depth, refused.",
+            s.reorgs_refused.to_string(),
+        );
+        line(
+            "quire_pow_txs_returned_total",
+            "counter",
+            "Transactions of abandoned blocks returned to the mempool.",
+            s.txs_returned.to_string(),
+        );
+        line(
+            "quire_pow_txs_reincluded_total",
+            "counter",
+            "Transactions of abandoned blocks the new branch also holds.",
+            s.txs_reincluded.to_string(),
+        );
+        line(
+            "quire_pow_txs_reversed_total",
+            "counter",
+            "Transactions of abandoned blocks whose nonce the new branch spent otherwise.",
+            s.txs_reversed.to_string(),
+        );
+        line(
+            "quire_pow_orphans",
+            "gauge",
+            "Blocks waiting for their parent.",
+            self.chain.orphans().len().to_string(),
+        );
+        line(
+            "quire_pow_orphans_evicted_total",
+            "counter",
+            "Orphans pushed out of the bounded pool.",
+            self.chain.orphans().evicted.to_string(),
+        );
+        line(
+            "quire_pow_hashes_total",
+            "counter",
+            "Header hashes the miner computed.",
+            self.miner.hashes().to_string(),
+        );
+        line(
+            "quire_pow_hash_rate",
+            "gauge",
+            "The miner's set rate (hashes per second).",
+            self.miner.rate().to_string(),
+        );
+        line(
+            "quire_pow_false_work_claims_total",
+            "counter",
+            "Tips announcing more work than their headers carry.",
+            self.counters.false_work_claims.to_string(),
+        );
+        line(
+            "quire_pow_blocks_served_total",
+            "counter",
+            "Blocks sent to peers that asked.",
+            self.counters.blocks_served.to_string(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP quire_pow_reorg_depth Reorganisations by depth.\n# TYPE quire_pow_reorg_depth counter"
+        );
         for (depth, count) in &s.reorg_depths {
             let _ = writeln!(out, "quire_pow_reorg_depth{{depth=\"{depth}\"}} {count}");
         }
-        let _ = writeln!(out, "# HELP quire_pow_blocks_refused_total Blocks refused, by reason.\n# TYPE quire_pow_blocks_refused_total counter");
+        let _ = writeln!(
+            out,
+            "# HELP quire_pow_blocks_refused_total Blocks refused, by reason.\n# TYPE quire_pow_blocks_refused_total counter"
+        );
         for (reason, count) in &s.rejected {
-            let _ = writeln!(out, "quire_pow_blocks_refused_total{{reason=\"{reason}\"}} {count}");
+            let _ = writeln!(
+                out,
+                "quire_pow_blocks_refused_total{{reason=\"{reason}\"}} {count}"
+            );
         }
         for (reason, count) in &self.counters.frames_refused {
-            let _ = writeln!(out, "quire_pow_blocks_refused_total{{reason=\"{reason}\"}} {count}");
+            let _ = writeln!(
+                out,
+                "quire_pow_blocks_refused_total{{reason=\"{reason}\"}} {count}"
+            );
         }
         out
     }

@@ -4,11 +4,13 @@
 //! and a network runs one mode or the other.
 
 use quire_chain::codec::{self, Decode, DecodeError, Encode, Reader};
-use quire_chain::{Block, Hash};
+use quire_chain::{Block, Hash, Transaction};
 
 /// Most hashes in a locator and most blocks in one reply.
 pub const BLOCKS_PER_REPLY_MAX: usize = 64;
 pub const LOCATOR_MAX: usize = 64;
+/// Most transactions in one relay.
+pub const TXS_MAX: usize = 4096;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PowMessage {
@@ -18,13 +20,20 @@ pub enum PowMessage {
     GetBlocks(Vec<Hash>),
     Blocks(Vec<Block>),
     /// The sender's head, announced now and then so a replica that fell behind asks.
-    Tip { height: u64, hash: Hash, work: Hash },
+    Tip {
+        height: u64,
+        hash: Hash,
+        work: Hash,
+    },
+    /// Client transactions a replica admitted, relayed so that whoever mines next has them.
+    Txs(Vec<Transaction>),
 }
 
 const TAG_BLOCK: u8 = 0x50;
 const TAG_GET_BLOCKS: u8 = 0x51;
 const TAG_BLOCKS: u8 = 0x52;
 const TAG_TIP: u8 = 0x53;
+const TAG_TXS: u8 = 0x54;
 
 impl PowMessage {
     pub fn name(&self) -> &'static str {
@@ -33,6 +42,7 @@ impl PowMessage {
             PowMessage::GetBlocks(_) => "get_blocks",
             PowMessage::Blocks(_) => "blocks",
             PowMessage::Tip { .. } => "tip",
+            PowMessage::Txs(_) => "txs",
         }
     }
 }
@@ -58,6 +68,10 @@ impl Encode for PowMessage {
                 hash.encode(out);
                 work.encode(out);
             }
+            PowMessage::Txs(txs) => {
+                out.push(TAG_TXS);
+                codec::put_seq(out, txs);
+            }
         }
     }
 }
@@ -74,6 +88,7 @@ impl Decode for PowMessage {
                 hash: Hash::decode(r)?,
                 work: Hash::decode(r)?,
             },
+            TAG_TXS => PowMessage::Txs(r.seq("relayed transactions", TXS_MAX)?),
             tag => {
                 return Err(DecodeError::BadTag {
                     what: "pow message",
@@ -90,7 +105,8 @@ mod tests {
 
     #[test]
     fn messages_round_trip_and_bad_bytes_are_refused() {
-        let net = quire_chain::testkit::TestNet::with_pow(4, 2, 0, quire_chain::testkit::easy_pow(2));
+        let net =
+            quire_chain::testkit::TestNet::with_pow(4, 2, 0, quire_chain::testkit::easy_pow(2));
         let block = net.genesis.block();
         for m in [
             PowMessage::Block(Box::new(block.clone())),
@@ -101,6 +117,7 @@ mod tests {
                 hash: Hash([3; 32]),
                 work: Hash([4; 32]),
             },
+            PowMessage::Txs(vec![net.transfer(0, 1, 5, 0)]),
         ] {
             let bytes = m.to_bytes();
             assert_eq!(PowMessage::from_bytes(&bytes).unwrap(), m);

@@ -80,7 +80,12 @@ impl Links for PowLinks {
         self.mesh.set_delay(peer, delay);
     }
     fn metrics(&self) -> String {
-        let pow = self.pow.metrics.lock().map(|m| m.clone()).unwrap_or_default();
+        let pow = self
+            .pow
+            .metrics
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
         format!("{}{pow}", self.mesh.metrics())
     }
 }
@@ -92,12 +97,11 @@ pub async fn serve(loaded: Loaded) -> Result<(), StartError> {
         undo_depth: config.pow.undo_depth,
         ..Limits::default()
     };
-    let chain = PowChain::open(&loaded.genesis, &*loaded.store, limits).map_err(|e| {
-        StartError::Store {
+    let chain =
+        PowChain::open(&loaded.genesis, &*loaded.store, limits).map_err(|e| StartError::Store {
             path: config.data_dir.clone(),
             source: quire_chain::store::StoreError::Corrupt(e.to_string()),
-        }
-    })?;
+        })?;
     tracing::info!(
         id = config.id,
         height = chain.head().height,
@@ -149,13 +153,12 @@ pub async fn serve(loaded: Loaded) -> Result<(), StartError> {
         .name(format!("pow-frames-{}", config.id))
         .spawn(move || {
             while !frames.is_closed() {
-                if let Some((from, bytes)) = frames.pop(Duration::from_millis(100)) {
-                    if frames_to
+                if let Some((from, bytes)) = frames.pop(Duration::from_millis(100))
+                    && frames_to
                         .send(Event::Pow(PowEvent::Frame { from, bytes }))
                         .is_err()
-                    {
-                        return;
-                    }
+                {
+                    return;
                 }
             }
         })

@@ -23,7 +23,10 @@ pub fn rosenfeld(q: f64, z: u64) -> f64 {
         return 1.0;
     }
     let sum: f64 = (0..=z)
-        .map(|m| choose(m + z - 1, m) * (p.powi(z as i32) * q.powi(m as i32) - q.powi(z as i32) * p.powi(m as i32)))
+        .map(|m| {
+            choose(m + z - 1, m)
+                * (p.powi(z as i32) * q.powi(m as i32) - q.powi(z as i32) * p.powi(m as i32))
+        })
         .sum();
     1.0 - sum
 }

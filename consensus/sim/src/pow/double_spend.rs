@@ -125,7 +125,11 @@ fn trial(
                 merchant.deliver(block, now_ms);
             }
             return merchant.chain.confirmations(&paid) == 0
-                && merchant.chain.ledger().account(&net.account_keys[2].address()).balance
+                && merchant
+                    .chain
+                    .ledger()
+                    .account(&net.account_keys[2].address())
+                    .balance
                     > quire_chain::testkit::TEST_BALANCE;
         }
         if merchant.chain.head().height >= attacker.chain.head().height + GIVE_UP {

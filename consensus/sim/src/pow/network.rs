@@ -45,9 +45,9 @@ pub fn run(miners: usize, delay_ms: u64, interval_ms: u64, blocks: u64, seed: u6
     let mut queue: BinaryHeap<Reverse<(u64, u64, usize)>> = BinaryHeap::new();
     let mut events: Vec<Option<Event>> = Vec::new();
     let push = |queue: &mut BinaryHeap<Reverse<(u64, u64, usize)>>,
-                    events: &mut Vec<Option<Event>>,
-                    at_us: u64,
-                    e: Event| {
+                events: &mut Vec<Option<Event>>,
+                at_us: u64,
+                e: Event| {
         events.push(Some(e));
         let i = events.len() - 1;
         queue.push(Reverse((at_us, i as u64, i)));
@@ -85,7 +85,11 @@ pub fn run(miners: usize, delay_ms: u64, interval_ms: u64, blocks: u64, seed: u6
             nodes[j].deliver(*block, at_us / 1000 + 1);
         }
     }
-    let main_chain = nodes.iter().map(|n| n.chain.head().height).max().unwrap_or(0);
+    let main_chain = nodes
+        .iter()
+        .map(|n| n.chain.head().height)
+        .max()
+        .unwrap_or(0);
     let settled = main_chain.saturating_sub(6);
     let agreed = nodes
         .iter()
@@ -99,7 +103,11 @@ pub fn run(miners: usize, delay_ms: u64, interval_ms: u64, blocks: u64, seed: u6
         stale_rate: 1.0 - main_chain as f64 / found as f64,
         approximation: 1.0 - (-(delay_ms as f64) / interval_ms as f64).exp(),
         reorgs: nodes.iter().map(|n| n.chain.stats.reorgs).sum(),
-        reorg_depth_max: nodes.iter().map(|n| n.chain.stats.reorg_depth_max).max().unwrap_or(0),
+        reorg_depth_max: nodes
+            .iter()
+            .map(|n| n.chain.stats.reorg_depth_max)
+            .max()
+            .unwrap_or(0),
         agreed,
     }
 }

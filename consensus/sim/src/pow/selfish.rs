@@ -74,7 +74,11 @@ pub fn run(alpha: f64, blocks: u64, seed: u64) -> Row {
     let mut pool_blocks = 0;
     for h in 1..=head {
         let hash = honest.chain.main_hash(h).unwrap_or(Hash::ZERO);
-        if honest.chain.header(&hash).is_some_and(|hd| hd.proposer == 1) {
+        if honest
+            .chain
+            .header(&hash)
+            .is_some_and(|hd| hd.proposer == 1)
+        {
             pool_blocks += 1;
         }
     }

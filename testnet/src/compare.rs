@@ -147,24 +147,23 @@ async fn pbft_side(dir: &Path, args: &CompareArgs, out: &mut dyn Write) -> Resul
         pipeline: None,
         target: Target::Primary,
         out: Some(dir.join("compare").join("pbft-bench.json")),
-        keep: true,
+        keep: false,
+        sweep: false,
+        rates: Vec::new(),
+        knee_p99_ms: 100.0,
+        overload: false,
+        catchup: None,
+        mempool: 100_000,
+        verify_threads: 1,
     };
-    let result = bench::run(dir, &bench_args, out).await?;
-    let run_dir = dir
-        .join("bench")
-        .join(format!("run-{}", std::process::id()));
-    let net = Testnet::open(&run_dir)?;
-    let texts = metrics(&net);
-    net.stop_all()?;
-    let _ = std::fs::remove_dir_all(&run_dir);
-    let blocks = result.blocks.max(1) as f64;
+    let p = bench::run(dir, &bench_args, out).await?.point;
     Ok(PbftSide {
-        tps: result.committed_tps,
-        p50_ms: result.latency_p50_ms,
-        p99_ms: result.latency_p99_ms,
-        blocks: result.blocks,
-        frames_per_block: metric_sum(&texts, "quire_transport_frames_sent_total") / blocks,
-        bytes_per_block: metric_sum(&texts, "quire_transport_bytes_sent_total") / blocks,
+        tps: p.committed_tps,
+        p50_ms: p.latency_p50_ms,
+        p99_ms: p.latency_p99_ms,
+        blocks: p.blocks,
+        frames_per_block: p.messages_per_block.values().sum(),
+        bytes_per_block: p.bytes_per_block.values().sum(),
     })
 }
 

@@ -393,6 +393,8 @@ impl PowDriver {
     /// Persists a head change, then brings the mempool and the miner up to date.
     fn apply(&mut self, change: &Change) -> Result<(), StoreError> {
         self.store.write_pow(&change.write)?;
+        // RPC requests waiting for a block (WaitBlock) see the new head once it is durable.
+        self.shared.height.send_replace(change.new_head.height);
         let now = Instant::now();
         let mut included = HashSet::new();
         for block in &change.applied {

@@ -174,6 +174,7 @@ pub async fn serve(loaded: Loaded) -> Result<(), StartError> {
         loaded.genesis.protocol.raw_payloads,
         Arc::new(move || connected_peers(&peers_mesh.stats()) as u32),
         Arc::new(crate::verify_pool::SignatureCache::new(1 << 16)),
+        config.params.mempool_max,
     ));
     let client_slots = rpc_server::connection_slots();
     tokio::spawn(async move {

@@ -82,28 +82,36 @@ async fn a_pow_testnet_commits_to_k_confirmations_and_a_restarted_replica_catche
     assert!(report.agreed_up_to >= 8);
 }
 
-/// A PoW command on a PBFT testnet, or a PBFT behaviour on a PoW one, gets a clear error.
+/// A PoW command on a PBFT testnet, or a PBFT behaviour on a PoW one, gets a clear error from
+/// the tool before any replica is asked (the replica's own refusal is tested in
+/// `node/src/pow/admin.rs`). No processes: the testnet's files are enough.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pow_commands_are_refused_on_a_pbft_testnet() {
-    let net = support::start("pow-on-pbft", 4, 2).await;
-    let err = pow::hashpower(&net.tn, 0, 1000).unwrap_err().to_string();
+    let dir = support::temp_dir("pow-on-pbft");
+    let layout = quire_testnet::layout::Layout::new(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    quire_testnet::generate::generate(
+        &layout,
+        &Plan {
+            nodes: 4,
+            accounts: 2,
+            base_port: 0,
+            ..Plan::default()
+        },
+    )
+    .unwrap();
+    let net = quire_testnet::ops::Testnet::open(&dir).unwrap();
+    assert!(!pow::is_pow(&net));
+    let err = pow::hashpower(&net, 0, 1000).unwrap_err().to_string();
     assert!(
         err.contains("needs a pow testnet") && err.contains("runs pbft"),
         "{err}"
     );
-    let err = pow::set_behaviour(&net.tn, 0, "selfish-mine")
+    let err = pow::set_behaviour(&net, 0, "selfish-mine")
         .unwrap_err()
         .to_string();
     assert!(err.contains("runs pbft"), "{err}");
-    // The replica itself refuses too, whatever the tool does.
-    let err = net
-        .tn
-        .http(0, "POST", "/admin/hashpower?rate=5")
-        .unwrap_err();
-    assert!(format!("{err:#}").contains("runs PBFT"), "{err:#}");
-    let err = pow::check(&net.tn, &Default::default())
-        .await
-        .err()
-        .unwrap();
+    let err = pow::check(&net, &Default::default()).await.err().unwrap();
     assert!(err.to_string().contains("runs pbft"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -99,6 +99,8 @@ pub enum Event {
         behaviour: Behaviour,
         colluders: std::collections::BTreeSet<ReplicaId>,
     },
+    /// Proof of work only (a PBFT driver ignores them).
+    Pow(crate::pow::PowEvent),
     Shutdown,
 }
 
@@ -271,7 +273,7 @@ impl Driver {
                 self.actor.set_colluders(colluders);
                 self.publish();
             }
-            Event::Shutdown => {}
+            Event::Pow(_) | Event::Shutdown => {}
         }
     }
 

@@ -7,97 +7,9 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
-use common::{Role, World, fake_network};
-use quire_client::network::{AccountEntry, NetworkFile, ReplicaEntry};
-
-/// Writes genesis, account keys and the network file for `network` into a fresh directory.
-fn write_network(world: &World, network: &quire_client::Network) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "quire-cli-net-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    fs::create_dir_all(dir.join("accounts")).unwrap();
-    fs::write(dir.join("genesis.toml"), world.net.genesis.to_toml()).unwrap();
-    let mut accounts = Vec::new();
-    for (i, key) in world.net.account_keys.iter().enumerate() {
-        let rel = format!("accounts/account-{i}.toml");
-        key.write_file(&dir.join(&rel)).unwrap();
-        accounts.push(AccountEntry {
-            name: format!("account-{i}"),
-            key: rel,
-            address: key.address().to_string(),
-        });
-    }
-    let file = NetworkFile {
-        chain_id: world.net.chain_id().to_hex(),
-        genesis: "genesis.toml".into(),
-        replicas: network
-            .replicas
-            .iter()
-            .map(|r| ReplicaEntry {
-                id: r.id,
-                public_key: r.key.to_hex(),
-                quic: r.quic.to_string(),
-                http: r.http.to_string(),
-                pid_file: None,
-            })
-            .collect(),
-        accounts,
-    };
-    fs::write(dir.join("network.toml"), toml::to_string(&file).unwrap()).unwrap();
-    dir
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs the CLI off the async runtime, so the fake replicas keep serving meanwhile.
-async fn quire(dir: &Path, args: &[&str]) -> Run {
-    let network = dir.join("network.toml");
-    let mut all: Vec<String> = vec![
-        "--network".into(),
-        network.display().to_string(),
-        "--timeout-ms".into(),
-        "500".into(),
-    ];
-    all.extend(args.iter().map(|a| a.to_string()));
-    tokio::task::spawn_blocking(move || {
-        let output = Command::new(env!("CARGO_BIN_EXE_quire"))
-            .args(&all)
-            .output()
-            .unwrap();
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8(output.stdout).unwrap(),
-            stderr: String::from_utf8(output.stderr).unwrap(),
-        }
-    })
-    .await
-    .unwrap()
-}
-
-fn assert_ok(run: &Run, expect: &[&str]) {
-    assert_eq!(
-        run.code, 0,
-        "stdout: {}\nstderr: {}",
-        run.stdout, run.stderr
-    );
-    for e in expect {
-        assert!(
-            run.stdout.contains(e),
-            "{e:?} missing from:\n{}",
-            run.stdout
-        );
-    }
-}
+use common::{Role, World, assert_ok, fake_network, quire, write_network};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_prints_its_verified_result() {

@@ -152,6 +152,39 @@ impl Client {
     ) -> Result<PendingTransfer, ClientError> {
         let (tx, proven_at) = self.prepare_transfer(from, to, amount).await?;
         let nonce = tx.as_transfer().map_or(0, |t| t.transfer.nonce);
+        self.submit_pending(from, to, amount, tx, nonce, proven_at)
+            .await
+    }
+
+    /// [`Client::start_transfer`] with `nonce` as given rather than the proven next one, for
+    /// recovery tools and tests. A nonce that turns out to be used is handled like any other:
+    /// once proven safe, the transfer is signed again with the next one.
+    pub async fn start_transfer_at(
+        &self,
+        from: &Keypair,
+        to: Address,
+        amount: u64,
+        nonce: u64,
+    ) -> Result<PendingTransfer, ClientError> {
+        let tx = Transfer {
+            from: from.address(),
+            to,
+            amount,
+            nonce,
+        }
+        .sign(from, &self.network.chain_id());
+        self.submit_pending(from, to, amount, tx, nonce, 0).await
+    }
+
+    async fn submit_pending(
+        &self,
+        from: &Keypair,
+        to: Address,
+        amount: u64,
+        tx: Transaction,
+        nonce: u64,
+        proven_at: u64,
+    ) -> Result<PendingTransfer, ClientError> {
         let mut pending = PendingTransfer {
             from: from.clone(),
             to,
@@ -160,6 +193,7 @@ impl Client {
             nonce,
             steps: Vec::new(),
         };
+        let mut proven_at = proven_at;
         for _ in 0..=REPLACEMENTS_MAX {
             let submission = self.submit_tx(&pending.tx).await;
             pending.steps.push(TransferStep::Submitted {
@@ -176,7 +210,12 @@ impl Client {
                 return Err(refused(&pending, submission));
             }
             match self.replace_if_dead(&mut pending).await? {
-                Verdict::Replaced(step) => pending.steps.push(step),
+                Verdict::Replaced(step) => {
+                    if let TransferStep::Replaced { proven_at: at, .. } = &step {
+                        proven_at = *at;
+                    }
+                    pending.steps.push(step);
+                }
                 _ => return Err(refused(&pending, submission)),
             }
         }

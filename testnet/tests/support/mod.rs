@@ -52,7 +52,11 @@ pub async fn start(label: &str, nodes: usize, accounts: usize) -> Net {
 }
 
 pub async fn start_with(label: &str, plan: Plan) -> Net {
-    let dir = temp_dir(label);
+    start_at(temp_dir(label), plan).await
+}
+
+/// A testnet in `dir` (removed, with everything in it, when the test ends).
+pub async fn start_at(dir: PathBuf, plan: Plan) -> Net {
     let tn = ops::up(&dir, &plan, &mut std::io::sink())
         .await
         .unwrap_or_else(|e| panic!("testnet did not come up in {}: {e:#}", dir.display()));

@@ -26,6 +26,12 @@ impl Submission {
         !self.accepted_by.is_empty()
     }
 
+    /// Whether every refusal says "not now" (full, busy, too many from this sender): worth
+    /// trying again shortly.
+    pub fn transient(&self) -> bool {
+        !self.refusals.is_empty() && self.refusals.iter().all(|r| r.refusal.is_transient())
+    }
+
     /// Whether some replica says the transaction's nonce is already used.
     pub fn stale(&self) -> bool {
         self.refusals

@@ -27,6 +27,9 @@ const REPLACEMENTS_MAX: usize = 3;
 /// Polls in a row on which no replica holds the transfer before it counts as dropped (one
 /// answer may race with a forward or a commit).
 const UNKNOWN_POLLS_DROPPED: u32 = 2;
+/// How often a first submission that every replica refused as "not now" (mempool full, busy,
+/// sender limit) is tried again, with a growing pause, before the refusals are reported.
+const TRANSIENT_RETRIES_MAX: u32 = 8;
 
 /// One thing the client did to get a transfer committed, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,7 +198,7 @@ impl Client {
         };
         let mut proven_at = proven_at;
         for _ in 0..=REPLACEMENTS_MAX {
-            let submission = self.submit_tx(&pending.tx).await;
+            let submission = self.submit_until_taken(&pending.tx).await;
             pending.steps.push(TransferStep::Submitted {
                 tx: pending.id(),
                 nonce: pending.nonce,
@@ -223,6 +226,22 @@ impl Client {
             tx: pending.id(),
             refusals: Vec::new(),
         })
+    }
+
+    /// [`Client::submit_tx`], again after a growing pause while every replica refuses it only
+    /// for now (back-pressure).
+    async fn submit_until_taken(&self, tx: &Transaction) -> Submission {
+        let mut pause = self.options.poll_interval;
+        let mut submission = self.submit_tx(tx).await;
+        for _ in 0..TRANSIENT_RETRIES_MAX {
+            if submission.accepted() || !submission.transient() {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+            submission = self.submit_tx(tx).await;
+        }
+        submission
     }
 
     /// Waits until the transfer is proven committed, resubmitting or replacing it as needed

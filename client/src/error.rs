@@ -59,9 +59,7 @@ pub enum VerifyError {
     NotGenesis,
     #[error("the merkle proof does not place transaction {tx} in block {height}")]
     BadMerkleProof { tx: TxId, height: u64 },
-    #[error(
-        "the outcome proof does not match block {height}'s outcomes root for transaction {tx}"
-    )]
+    #[error("the outcome proof does not match block {height}'s outcomes root for transaction {tx}")]
     BadOutcomeProof { tx: TxId, height: u64 },
     #[error("the proof of account {address} does not match the state root of block {height}")]
     BadAccountProof { address: Address, height: u64 },

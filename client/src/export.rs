@@ -162,7 +162,11 @@ impl BlockExport {
         if self.chain_id != genesis.chain_id() {
             return Err(invalid(
                 "chain_id",
-                format!("{} is not this network's ({})", self.chain_id, genesis.chain_id()),
+                format!(
+                    "{} is not this network's ({})",
+                    self.chain_id,
+                    genesis.chain_id()
+                ),
             ));
         }
         let header = &self.block.header;
@@ -185,17 +189,23 @@ impl BlockExport {
             self.check_attestations(genesis)?;
         }
         self.check_proofs()?;
-        verify_block_response(genesis, None, &self.block, &self.outcomes, &self.attestations)
-            .map_err(|e| match e {
-                crate::error::VerifyError::BadBlock {
-                    source: BlockError::WrongOutcomesRoot { .. },
-                    ..
-                } => invalid(
-                    "outcomes",
-                    "do not match the header's outcomes_root".to_string(),
-                ),
-                other => invalid("block", other.to_string()),
-            })
+        verify_block_response(
+            genesis,
+            None,
+            &self.block,
+            &self.outcomes,
+            &self.attestations,
+        )
+        .map_err(|e| match e {
+            crate::error::VerifyError::BadBlock {
+                source: BlockError::WrongOutcomesRoot { .. },
+                ..
+            } => invalid(
+                "outcomes",
+                "do not match the header's outcomes_root".to_string(),
+            ),
+            other => invalid("block", other.to_string()),
+        })
     }
 
     fn certificate_field(&self, e: BlockError) -> ExportError {
@@ -204,9 +214,10 @@ impl BlockExport {
                 .certificate
                 .as_ref()
                 .and_then(|c| c.votes.iter().position(|v| v.replica == replica))
-                .map_or_else(|| "block.certificate.votes".to_string(), |i| {
-                    format!("block.certificate.votes[{i}]")
-                })
+                .map_or_else(
+                    || "block.certificate.votes".to_string(),
+                    |i| format!("block.certificate.votes[{i}]"),
+                )
         };
         let reason = e.to_string();
         match e {
@@ -279,7 +290,8 @@ impl BlockExport {
                 ));
             }
             let leaf = outcome_leaf(&id, outcome);
-            if outcome_proof.index != i as u64 || !outcome_proof.verify(&leaf, &header.outcomes_root)
+            if outcome_proof.index != i as u64
+                || !outcome_proof.verify(&leaf, &header.outcomes_root)
             {
                 return Err(invalid(
                     format!("proofs[{i}].outcome"),
@@ -407,9 +419,8 @@ impl Fields<'_> {
         for i in 0..count {
             votes.push(Vote {
                 replica: self.get(&format!("block.certificate.votes[{i}].replica"))?,
-                signature: self.get::<Signature>(&format!(
-                    "block.certificate.votes[{i}].signature"
-                ))?,
+                signature: self
+                    .get::<Signature>(&format!("block.certificate.votes[{i}].signature"))?,
             });
         }
         Ok(CommitCertificate { statement, votes })

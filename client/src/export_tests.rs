@@ -50,7 +50,10 @@ fn a_truncated_file_is_refused_naming_the_field_it_ends_in() {
     let header_at = 1 + MAGIC.len() + 32;
     let e = refusal(&bytes[..header_at + 100], &chain);
     assert_eq!(e.field(), "block.header.state_root", "{e}");
-    assert!(e.to_string().contains(&format!("byte {}", header_at + 72)), "{e}");
+    assert!(
+        e.to_string().contains(&format!("byte {}", header_at + 72)),
+        "{e}"
+    );
     // Cut inside the last field of the file.
     let e = refusal(&bytes[..bytes.len() - 10], &chain);
     assert_eq!(e.field(), "proofs[1].outcome", "{e}");
@@ -62,11 +65,14 @@ fn a_truncated_file_is_refused_naming_the_field_it_ends_in() {
     assert_eq!(e.field(), "magic");
 }
 
+/// One way to break an export.
+type Corrupt = Box<dyn Fn(&mut BlockExport)>;
+
 #[test]
 fn corrupt_fields_are_named() {
     let chain = Chain::new();
     let good = export(&chain);
-    let cases: Vec<(&str, Box<dyn Fn(&mut BlockExport)>)> = vec![
+    let cases: Vec<(&str, Corrupt)> = vec![
         ("chain_id", Box::new(|e| e.chain_id = Hash([9; 32]))),
         (
             "block.certificate.votes[1].signature",
@@ -76,10 +82,7 @@ fn corrupt_fields_are_named() {
                 }
             }),
         ),
-        (
-            "block.header.tx_root",
-            Box::new(|e| e.block.txs.swap(0, 1)),
-        ),
+        ("block.header.tx_root", Box::new(|e| e.block.txs.swap(0, 1))),
         (
             "block.certificate.statement.seq",
             Box::new(|e| {
@@ -88,15 +91,21 @@ fn corrupt_fields_are_named() {
                 }
             }),
         ),
-        ("outcomes", Box::new(|e| {
-            e.outcomes.pop();
-        })),
+        (
+            "outcomes",
+            Box::new(|e| {
+                e.outcomes.pop();
+            }),
+        ),
         (
             "attestations[0].signature",
             Box::new(|e| e.attestations[0].signature.0[0] ^= 1),
         ),
         ("attestations", Box::new(|e| e.attestations.truncate(1))),
-        ("proofs[1].tx", Box::new(|e| e.proofs[1].0 = e.proofs[0].0.clone())),
+        (
+            "proofs[1].tx",
+            Box::new(|e| e.proofs[1].0 = e.proofs[0].0.clone()),
+        ),
         (
             "proofs[0].outcome",
             Box::new(|e| e.proofs[0].1 = e.proofs[1].1.clone()),

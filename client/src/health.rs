@@ -144,10 +144,10 @@ impl Health {
     /// Whether `replica` failed to answer within [`REMEMBER_FOR`], or has left a call
     /// unanswered for longer than [`SLOW`] since it last answered.
     pub fn suspect(&self, replica: ReplicaId) -> bool {
-        let failed = self.lock().get(&replica).is_some_and(|at| {
-            at.elapsed()
-                .is_ok_and(|elapsed| elapsed < REMEMBER_FOR)
-        });
+        let failed = self
+            .lock()
+            .get(&replica)
+            .is_some_and(|at| at.elapsed().is_ok_and(|elapsed| elapsed < REMEMBER_FOR));
         failed
             || lock(&self.waiting)
                 .get(&replica)
@@ -234,7 +234,10 @@ mod tests {
         let health = Health::in_memory();
         let call = health.call(1);
         drop(call);
-        assert!(!health.suspect(1), "abandoned at once: maybe only a little slower");
+        assert!(
+            !health.suspect(1),
+            "abandoned at once: maybe only a little slower"
+        );
         lock(&health.waiting).insert(1, Instant::now() - SLOW);
         assert!(health.suspect(1));
         health.call(1).answered(true);

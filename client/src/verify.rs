@@ -142,7 +142,11 @@ pub fn attesters(
 
 /// The distinct validators that validly attest a *different* block at `header`'s height: f+1 of
 /// them prove `header` is not the chain's (at least one honest replica executed another).
-pub fn contradicting(genesis: &Genesis, header: &Header, pool: &[Attestation]) -> BTreeSet<ReplicaId> {
+pub fn contradicting(
+    genesis: &Genesis,
+    header: &Header,
+    pool: &[Attestation],
+) -> BTreeSet<ReplicaId> {
     let hash = header.hash();
     pool.iter()
         .filter(|a| a.statement.height == header.height && a.statement.block_hash != hash)

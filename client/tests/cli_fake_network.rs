@@ -113,7 +113,11 @@ async fn a_replica_whose_evidence_does_not_verify_is_named_in_the_output_and_jso
     let tx = world.tx().to_string();
     let run = quire(&dir, &["--json", "tx", &tx]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stderr.contains("set aside: replica 0:"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("set aside: replica 0:"),
+        "{}",
+        run.stderr
+    );
     let value: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
     assert_eq!(value["status"], "committed");
     assert_eq!(value["outcome"]["kind"], "applied");

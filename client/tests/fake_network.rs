@@ -75,7 +75,10 @@ async fn the_chain_verifies_from_genesis() {
     assert_eq!(report.height, 1);
     assert_eq!(report.head_hash, world.head().hash());
     assert_eq!(report.checkpoint, Some(1));
-    assert_eq!(report.checkpoint_certificate, Some(world.checkpoint.clone()));
+    assert_eq!(
+        report.checkpoint_certificate,
+        Some(world.checkpoint.clone())
+    );
     assert!(report.attesters.len() >= 2);
 }
 

@@ -156,3 +156,27 @@ async fn a_lone_liar_cannot_make_a_commit() {
         report.faults
     );
 }
+
+#[tokio::test]
+async fn replicas_that_only_claim_a_nonce_is_used_cannot_make_the_client_sign_again() {
+    // Signing the transfer again with another nonce is safe only once the sender's proven state
+    // shows the nonce used: a refusal is a claim, and here the proven nonce is still free.
+    let world = Arc::new(World::new());
+    let fake = fake_network(
+        &world,
+        [
+            Role::Liar(Lie::StaleNonce),
+            Role::Liar(Lie::StaleNonce),
+            Role::Silent,
+            Role::Silent,
+        ],
+    );
+    let client = Client::with_options(fake.network.clone(), options()).unwrap();
+    let from = &world.net.account_keys[0];
+    let to = world.net.account_keys[1].address();
+    let err = client.start_transfer(from, to, 3).await.unwrap_err();
+    let ClientError::Refused { refusals, .. } = &err else {
+        panic!("{err}");
+    };
+    assert!(refusals.iter().all(|r| r.replica < 2), "{err}");
+}

@@ -57,7 +57,10 @@ fn mth(leaves: &[[u8; 32]]) -> [u8; 32] {
 
 /// `merkle_root(items)`: leaves `H(merkle-leaf, item)`, the count bound into the root.
 fn merkle_root(items: &[[u8; 32]]) -> [u8; 32] {
-    let leaves: Vec<[u8; 32]> = items.iter().map(|i| h("quire/v1/merkle-leaf", &[i])).collect();
+    let leaves: Vec<[u8; 32]> = items
+        .iter()
+        .map(|i| h("quire/v1/merkle-leaf", &[i]))
+        .collect();
     h(
         "quire/v1/merkle-root",
         &[&(items.len() as u64).to_be_bytes(), &mth(&leaves)],
@@ -146,11 +149,14 @@ struct Header {
     timestamp_ms: u64,
 }
 
+/// A commit certificate: view, seq, digest, and (replica, signature) votes.
+type Cert = (u64, u64, [u8; 32], Vec<(u32, [u8; 64])>);
+
 struct Export {
     chain_id: [u8; 32],
     header: Header,
     tx_ids: Vec<[u8; 32]>,
-    cert: (u64, u64, [u8; 32], Vec<(u32, [u8; 64])>),
+    cert: Cert,
     outcomes: Vec<Vec<u8>>,
     attestations: Vec<(u32, u64, [u8; 32], [u8; 64])>,
     proofs: Vec<(Proof, Proof)>,
@@ -307,7 +313,10 @@ fn verify(e: &Export, keys: &[VerifyingKey], f: usize, chain_id: &[u8; 32]) {
     assert_eq!(e.proofs.len(), e.tx_ids.len());
     for (i, (tx, outcome)) in e.proofs.iter().enumerate() {
         assert_eq!((tx.index, outcome.index), (i as u64, i as u64));
-        assert!(verify_merkle(tx, &e.tx_ids[i], &hd.tx_root), "proofs[{i}].tx");
+        assert!(
+            verify_merkle(tx, &e.tx_ids[i], &hd.tx_root),
+            "proofs[{i}].tx"
+        );
         assert!(
             verify_merkle(outcome, &leaves[i], &hd.outcomes_root),
             "proofs[{i}].outcome"
@@ -350,9 +359,11 @@ async fn an_export_decodes_by_the_documented_layout_and_verifies_independently()
     let signed = signing_bytes("quire/v1/sign/commit", &chain_id, &statement);
     let (replica, mut sig) = votes[0];
     sig[5] ^= 1;
-    assert!(keys[replica as usize]
-        .verify_strict(&signed, &Signature::from_bytes(&sig))
-        .is_err());
+    assert!(
+        keys[replica as usize]
+            .verify_strict(&signed, &Signature::from_bytes(&sig))
+            .is_err()
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

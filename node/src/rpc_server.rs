@@ -8,9 +8,9 @@
 //! arrive within [`REQUEST_READ_DEADLINE`] of its first byte and be answered within
 //! [`REQUEST_DEADLINE`]. Store reads run on the blocking pool, not on the runtime's workers.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quire_chain::codec::{Decode, Encode};

@@ -116,7 +116,9 @@ async fn json_evidence_reverifies_from_the_json_alone_and_the_export_checks_out(
     }
     let receipt = last.unwrap();
     net.wait_for("a stable checkpoint", Duration::from_secs(30), || async {
-        net.status(0).await.is_some_and(|s| s.stable_checkpoint >= 4)
+        net.status(0)
+            .await
+            .is_some_and(|s| s.stable_checkpoint >= 4)
     })
     .await;
     let no_cache = [("QUIRE_CACHE_DIR", "")];
@@ -151,7 +153,9 @@ async fn json_evidence_reverifies_from_the_json_alone_and_the_export_checks_out(
         assert_eq!(Transaction::from_bytes(&bytes(&t["bytes"])).unwrap(), *tx);
         assert_eq!(t["id"].as_str().unwrap(), tx.id().to_string());
     }
-    assert!(check_attestations(&v["evidence"]["attestations"], &h, &genesis) > genesis.validators.f());
+    assert!(
+        check_attestations(&v["evidence"]["attestations"], &h, &genesis) > genesis.validators.f()
+    );
 
     // tx: merkle proof and outcome proof against the attested header.
     let id = receipt.tx;
@@ -168,10 +172,16 @@ async fn json_evidence_reverifies_from_the_json_alone_and_the_export_checks_out(
     let tx = Transaction::from_bytes(&bytes(&e["transaction"]["bytes"])).unwrap();
     assert_eq!(tx.id(), id);
     let t = tx.as_transfer().unwrap();
-    assert_eq!(bytes(&e["transaction"]["signed_bytes"]), t.signing_bytes(&genesis.chain_id()));
+    assert_eq!(
+        bytes(&e["transaction"]["signed_bytes"]),
+        t.signing_bytes(&genesis.chain_id())
+    );
     assert!(tx.verify_signature(&genesis.chain_id()));
     assert!(check_attestations(&e["attestations"], &h, &genesis) > genesis.validators.f());
-    assert!(v.get("outcome_attesters").is_none(), "no signed statement covers outcomes alone");
+    assert!(
+        v.get("outcome_attesters").is_none(),
+        "no signed statement covers outcomes alone"
+    );
 
     // balance: the account proof against the attested state root.
     let v = json(&support::quire(&net, &["--json", "balance", "account-0"], &no_cache).await);
@@ -193,7 +203,7 @@ async fn json_evidence_reverifies_from_the_json_alone_and_the_export_checks_out(
     assert_eq!(e["protocol"]["checkpoint_interval"], 4);
     let c = &e["checkpoint"];
     let seq = c["seq"].as_u64().unwrap();
-    assert!(seq >= 4 && seq % 4 == 0, "{c}");
+    assert!(seq >= 4 && seq.is_multiple_of(4), "{c}");
     let checkpoint_header = header(&c["header"]);
     assert_eq!(checkpoint_header.height, seq);
     let statement = CheckpointStatement {
@@ -229,7 +239,11 @@ async fn json_evidence_reverifies_from_the_json_alone_and_the_export_checks_out(
     assert_eq!(run.code, 0, "{}", run.stderr);
     let run = support::quire(&net, &["verify-export", &file_s], &no_cache).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stdout.contains("verifies against the genesis"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("verifies against the genesis"),
+        "{}",
+        run.stdout
+    );
     let good = std::fs::read(&file).unwrap();
     std::fs::write(&file, &good[..good.len() / 2]).unwrap();
     let run = support::quire(&net, &["verify-export", &file_s], &no_cache).await;

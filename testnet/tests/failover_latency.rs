@@ -98,7 +98,14 @@ async fn transfer_wait_with_one_replica_dead_takes_about_as_long_as_with_all_up(
     );
     // Generous ceilings only (a loaded machine is slow): calls that waited out the dead
     // replica's 3 s timeout at one step break the first, at two steps the second.
-    assert!(one_down.p50_ms < 2500.0, "{}", show("one down", &one_down, n));
-    assert!(times.iter().all(|t| *t < Duration::from_secs(6)), "{times:?}");
+    assert!(
+        one_down.p50_ms < 2500.0,
+        "{}",
+        show("one down", &one_down, n)
+    );
+    assert!(
+        times.iter().all(|t| *t < Duration::from_secs(6)),
+        "{times:?}"
+    );
     let _ = std::fs::remove_dir_all(&cache);
 }

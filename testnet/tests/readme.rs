@@ -54,7 +54,11 @@ const NOT_RUN: [&str; 4] = ["up", "run", "bench", "sim"];
 fn runnable(block: &str) -> bool {
     commands(block).iter().all(|words| {
         let first = words[0].as_str();
-        let program = first.rsplit('=').next().unwrap_or(first).trim_start_matches("$(");
+        let program = first
+            .rsplit('=')
+            .next()
+            .unwrap_or(first)
+            .trim_start_matches("$(");
         match program {
             "quire" => true,
             "quire-testnet" => !NOT_RUN.contains(&words.get(1).map_or("", String::as_str)),
@@ -64,8 +68,15 @@ fn runnable(block: &str) -> bool {
 }
 
 fn help(program: &Path, sub: &str) -> String {
-    let out = Command::new(program).args([sub, "--help"]).output().unwrap();
-    assert!(out.status.success(), "{} {sub} --help failed", program.display());
+    let out = Command::new(program)
+        .args([sub, "--help"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{} {sub} --help failed",
+        program.display()
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -91,7 +102,10 @@ fn check(words: &[String], repo: &Path) {
             }
         }
         "cargo" => {
-            let at = words.iter().position(|w| w == "--path").expect("cargo --path");
+            let at = words
+                .iter()
+                .position(|w| w == "--path")
+                .expect("cargo --path");
             let path = repo.join(&words[at + 1]).join("Cargo.toml");
             assert!(path.is_file(), "{} does not exist", path.display());
         }
@@ -126,7 +140,10 @@ fn run(block: &str, dir: &Path, cache: &Path) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("---- block ----\n{block}---- stdout ----\n{stdout}---- stderr ----\n{stderr}");
-    assert!(out.status.success(), "a README block failed:\n{block}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "a README block failed:\n{block}\n{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 

@@ -36,7 +36,10 @@ async fn restart_then_submit(rounds: u32) {
     let mut committed = Vec::new();
     for round in 0..rounds {
         let victim = round % 4;
-        assert!(net.tn.kill(victim).unwrap(), "replica {victim} was not running");
+        assert!(
+            net.tn.kill(victim).unwrap(),
+            "replica {victim} was not running"
+        );
         // The others go on without it, so it restarts behind: the sender's nonce moves on.
         let load = Instant::now();
         for _ in 0..4 {
@@ -102,7 +105,10 @@ async fn restart_then_submit(rounds: u32) {
         }
     }
     eprintln!("{behind} of {rounds} restarted replicas answered while behind");
-    assert!(behind > 0, "no restarted replica was ever behind: the test tests nothing");
+    assert!(
+        behind > 0,
+        "no restarted replica was ever behind: the test tests nothing"
+    );
     // Every transfer is in the chain exactly once, and the sender's nonce counts them all.
     let height = net.assert_chains_identical(&[0, 1, 2, 3]).await;
     let mut seen = std::collections::BTreeMap::new();
@@ -121,7 +127,11 @@ async fn restart_then_submit(rounds: u32) {
 /// Makes every other replica drop (or stop dropping) all traffic with `victim`.
 fn isolate(net: &support::Net, victim: u32, cut: bool) {
     for j in (0..4).filter(|j| *j != victim) {
-        let peers = if cut { victim.to_string() } else { String::new() };
+        let peers = if cut {
+            victim.to_string()
+        } else {
+            String::new()
+        };
         net.tn
             .http(j, "POST", &format!("/admin/block?peers={peers}"))
             .unwrap();

@@ -155,7 +155,12 @@ pub fn merkle(proof: &MerkleProof, leaf: &Hash, root: &Hash) -> Value {
 }
 
 /// The merkle proof of a transaction's outcome leaf under its header's outcomes root.
-pub fn outcome_proof(proof: &MerkleProof, tx: &Transaction, outcome: &Outcome, h: &Header) -> Value {
+pub fn outcome_proof(
+    proof: &MerkleProof,
+    tx: &Transaction,
+    outcome: &Outcome,
+    h: &Header,
+) -> Value {
     let mut value = merkle(proof, &outcome_leaf(&tx.id(), outcome), &h.outcomes_root);
     value["outcome_bytes"] = json!(hex(outcome.to_bytes()));
     value

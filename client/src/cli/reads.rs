@@ -102,9 +102,8 @@ pub async fn block_raw(
     }
     let bytes = BlockExport::of(&certified, client.network().chain_id()).to_bytes();
     match path {
-        Some(p) => std::fs::write(p, &bytes).map_err(|e| {
-            CliError::Failure(format!("cannot write {}: {e}", p.display()))
-        })?,
+        Some(p) => std::fs::write(p, &bytes)
+            .map_err(|e| CliError::Failure(format!("cannot write {}: {e}", p.display())))?,
         None => {
             let mut stdout = std::io::stdout();
             stdout
@@ -124,11 +123,14 @@ pub fn verify_export(
 ) -> Result<(), CliError> {
     let bytes = read_capped(path)?;
     let export = BlockExport::decode(&bytes).map_err(|e| {
-        CliError::Usage(format!("{} is not a valid block export: {e}", path.display()))
+        CliError::Usage(format!(
+            "{} is not a valid block export: {e}",
+            path.display()
+        ))
     })?;
-    let verified = export.verify(genesis).map_err(|e| {
-        CliError::Failure(format!("{} does not verify: {e}", path.display()))
-    })?;
+    let verified = export
+        .verify(genesis)
+        .map_err(|e| CliError::Failure(format!("{} does not verify: {e}", path.display())))?;
     let (text, mut value) = block_view(&verified, genesis);
     value["file"] = json!(path.display().to_string());
     out.emit(
@@ -141,7 +143,8 @@ pub fn verify_export(
 /// Reads a file that should be an export, refusing anything far larger than a block can be.
 fn read_capped(path: &std::path::Path) -> Result<Vec<u8>, CliError> {
     const EXPORT_BYTES_MAX: u64 = 64 * 1024 * 1024;
-    let cannot = |e: std::io::Error| CliError::Usage(format!("cannot read {}: {e}", path.display()));
+    let cannot =
+        |e: std::io::Error| CliError::Usage(format!("cannot read {}: {e}", path.display()));
     let len = std::fs::metadata(path).map_err(cannot)?.len();
     if len > EXPORT_BYTES_MAX {
         return Err(CliError::Usage(format!(

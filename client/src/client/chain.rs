@@ -102,8 +102,11 @@ impl Client {
                 _ => None,
             })
         };
-        let mut order: Vec<(ReplicaId, Option<u64>)> =
-            self.rotation().into_iter().map(|id| (id, height(id))).collect();
+        let mut order: Vec<(ReplicaId, Option<u64>)> = self
+            .rotation()
+            .into_iter()
+            .map(|id| (id, height(id)))
+            .collect();
         order.sort_by_key(|(_, h)| h.is_none());
         order
     }

@@ -93,10 +93,12 @@ impl Client {
             match answer.map(|a| a.results.into_iter().next()) {
                 Ok(Some(Ok(got))) if got == id => into.accepted_by.push(replica),
                 Ok(Some(Err(refusal))) => into.refusals.push(Refused { replica, refusal }),
-                Ok(_) => into.faults.push(Fault::Call(crate::error::CallError::Remote {
-                    replica,
-                    message: "acknowledged another transaction id".into(),
-                })),
+                Ok(_) => into
+                    .faults
+                    .push(Fault::Call(crate::error::CallError::Remote {
+                        replica,
+                        message: "acknowledged another transaction id".into(),
+                    })),
                 Err(e) => into.faults.push(Fault::Call(e)),
             }
             if into.accepted() {

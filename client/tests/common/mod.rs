@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use quire_chain::block::{Batch, BlockRecord, Header};
 use quire_chain::cert::{Certificate, CheckpointCertificate, CheckpointStatement, Statement as _};
-use quire_chain::genesis::Protocol;
 use quire_chain::codec::{Decode, Encode};
+use quire_chain::genesis::Protocol;
 use quire_chain::ledger::Ledger;
 use quire_chain::merkle;
 use quire_chain::smt::SmtProof;
@@ -25,7 +25,9 @@ use quire_chain::tx::{Outcome, Rejection, TxId};
 use quire_chain::{Account, Address, Hash, ReplicaId};
 use quire_client::network::{AccountEntry, NetworkFile, Replica, ReplicaEntry};
 use quire_client::{Network, Options};
-use quire_wire::rpc::{Attestation, BlockRef, NodeStatus, Request, Response, Statement, TxStatus};
+use quire_wire::rpc::{
+    Attestation, BlockRef, NodeStatus, Refusal, Request, Response, Statement, TxStatus,
+};
 use quire_wire::{FRAME_BYTES_MAX, read_frame, server_config, write_frame};
 
 /// The honest world: genesis (checkpoints every block), then one certified block with a transfer
@@ -59,7 +61,12 @@ impl World {
             block_hash: record.block.hash(),
         };
         let votes: BTreeMap<ReplicaId, _> = (0..3)
-            .map(|i| (i, statement.sign(&net.validator_keys[i as usize], &net.chain_id())))
+            .map(|i| {
+                (
+                    i,
+                    statement.sign(&net.validator_keys[i as usize], &net.chain_id()),
+                )
+            })
             .collect();
         World {
             checkpoint: Certificate::from_votes(statement, &votes),
@@ -105,6 +112,8 @@ pub enum Lie {
     ForgedHeader,
     /// TxStatus: the committed transfer was rejected (it was applied).
     WrongOutcome,
+    /// Submit: every transaction refused as if its nonce were used.
+    StaleNonce,
 }
 
 /// How one fake replica answers.
@@ -144,6 +153,11 @@ fn answer(world: &World, me: ReplicaId, lie: Option<Lie>, request: Request) -> R
             });
             Response::TxStatus(world.tx_status(me, lie))
         }
+        (Request::Submit(txs), Some(Lie::StaleNonce)) => Response::Submitted(
+            txs.iter()
+                .map(|_| Err(Refusal::StaleNonce { expected: 99 }))
+                .collect(),
+        ),
         (request, _) => honest(world, me, request),
     }
 }
@@ -426,4 +440,3 @@ pub fn assert_ok(run: &Run, expect: &[&str]) {
         );
     }
 }
-

@@ -235,7 +235,10 @@ pub fn binary(name: &str) -> PathBuf {
             return candidate;
         }
     }
-    panic!("cannot find the {name} binary next to {}: run `cargo build --workspace --bins` first", dir.display());
+    panic!(
+        "cannot find the {name} binary next to {}: run `cargo build --workspace --bins` first",
+        dir.display()
+    );
 }
 
 /// What one run of a command printed.

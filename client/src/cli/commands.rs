@@ -165,8 +165,12 @@ async fn transfer(
         );
         return Ok(());
     };
+    let first = pending.id();
     let result = client.finish_transfer(&mut pending, wait).await;
     progress(out, &pending.steps[shown..]);
+    if pending.id() != first {
+        out.progress(&format!("tx        {} (signed again)", pending.id()));
+    }
     let committed = result?;
     let mut value = committed_json(&committed, &client.network().genesis);
     value["nonce"] = json!(pending.nonce);

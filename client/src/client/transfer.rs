@@ -283,38 +283,53 @@ impl Client {
             }
             let dropped = unknown_polls >= UNKNOWN_POLLS_DROPPED;
             if dropped || last_submit.elapsed() >= self.options.resubmit_after {
-                let submission = self.submit_tx(&pending.tx).await;
+                let replace = replacements < REPLACEMENTS_MAX;
+                if self.resubmit(pending, dropped, replace).await? {
+                    replacements += 1;
+                }
                 last_submit = Instant::now();
                 unknown_polls = 0;
-                pending.steps.push(TransferStep::Resubmitted {
-                    tx: pending.id(),
-                    dropped,
-                    sent_to: submission.sent_to.clone(),
-                    accepted_by: submission.accepted_by.clone(),
-                });
-                if !submission.accepted()
-                    && submission.stale()
-                    && replacements < REPLACEMENTS_MAX
-                    && let Verdict::Replaced(step) = self.replace_if_dead(pending).await?
-                {
-                    replacements += 1;
-                    let proven_at = match &step {
-                        TransferStep::Replaced { proven_at, .. } => *proven_at,
-                        _ => 0,
-                    };
-                    pending.steps.push(step);
-                    let submission = self.submit_tx(&pending.tx).await;
-                    pending.steps.push(TransferStep::Submitted {
-                        tx: pending.id(),
-                        nonce: pending.nonce,
-                        proven_at,
-                        sent_to: submission.sent_to,
-                        accepted_by: submission.accepted_by,
-                    });
-                }
             }
             tokio::time::sleep(self.options.poll_interval).await;
         }
+    }
+
+    /// Submits the same signed transfer again; if every replica refuses it because its nonce is
+    /// used and `replace` allows, signs it again with the next nonce once that is proven safe
+    /// (see [`Client::replace_if_dead`]) and submits that. Returns whether it was replaced.
+    async fn resubmit(
+        &self,
+        pending: &mut PendingTransfer,
+        dropped: bool,
+        replace: bool,
+    ) -> Result<bool, ClientError> {
+        let submission = self.submit_tx(&pending.tx).await;
+        pending.steps.push(TransferStep::Resubmitted {
+            tx: pending.id(),
+            dropped,
+            sent_to: submission.sent_to.clone(),
+            accepted_by: submission.accepted_by.clone(),
+        });
+        if submission.accepted() || !submission.stale() || !replace {
+            return Ok(false);
+        }
+        let Verdict::Replaced(step) = self.replace_if_dead(pending).await? else {
+            return Ok(false);
+        };
+        let proven_at = match &step {
+            TransferStep::Replaced { proven_at, .. } => *proven_at,
+            _ => 0,
+        };
+        pending.steps.push(step);
+        let submission = self.submit_tx(&pending.tx).await;
+        pending.steps.push(TransferStep::Submitted {
+            tx: pending.id(),
+            nonce: pending.nonce,
+            proven_at,
+            sent_to: submission.sent_to,
+            accepted_by: submission.accepted_by,
+        });
+        Ok(true)
     }
 
     /// Sends `amount` from `from` to `to`. With `wait`, returns once the commit and its outcome

@@ -393,7 +393,7 @@ fn the_documented_export_example_is_pinned_and_verifies_independently() {
         timestamp_ms: 1_700_000_000_000,
         txs: vec![
             net.transfer(0, 1, 250, 0),
-            quire_chain::Transaction::Raw(vec![0xde, 0xad, 0xbe, 0xef]),
+            quire_chain::Transaction::raw(vec![0xde, 0xad, 0xbe, 0xef]),
             net.transfer(1, 0, 2_000_000, 0),
         ],
     };

@@ -57,7 +57,7 @@ pub fn transaction(tx: &Transaction, genesis: &Genesis) -> Value {
         }
         Transaction::Raw(payload) => {
             value["kind"] = json!("raw");
-            value["payload"] = json!(hex(payload));
+            value["payload"] = json!(hex(payload.bytes()));
         }
     }
     value

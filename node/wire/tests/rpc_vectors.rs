@@ -58,7 +58,7 @@ fn example() -> (TestNet, quire_chain::BlockRecord) {
         timestamp_ms: 1_700_000_000_000,
         txs: vec![
             net.transfer(0, 1, 250, 0),
-            Transaction::Raw(vec![0xde, 0xad, 0xbe, 0xef]),
+            Transaction::raw(vec![0xde, 0xad, 0xbe, 0xef]),
             net.transfer(1, 0, 2_000_000, 0),
         ],
     };

@@ -91,6 +91,10 @@ async fn transfer_wait_with_one_replica_dead_takes_about_as_long_as_with_all_up(
     eprintln!("{}", show("all four up", &all_up, n));
     eprintln!("{}", show(&format!("replica {dead} dead"), &one_down, n));
     eprintln!(
+        "one down, call by call (ms): {:?}",
+        times.iter().map(Duration::as_millis).collect::<Vec<_>>()
+    );
+    eprintln!(
         "p50 ratio {:.2}, mean ratio {:.2}; load average {}",
         one_down.p50_ms / all_up.p50_ms,
         one_down.mean_ms / all_up.mean_ms,

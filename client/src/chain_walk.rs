@@ -29,6 +29,10 @@ pub enum ChainFault {
     BadCertificate(CertError),
     #[error("the stable checkpoint has no certificate")]
     NoCheckpointCertificate,
+    #[error(
+        "checkpoints fall on multiples of the genesis's checkpoint_interval ({interval}), not on {seq}"
+    )]
+    CheckpointOffInterval { seq: u64, interval: u64 },
     #[error("the checkpoint certificate is for another statement than the checkpoint's")]
     CheckpointMismatch,
     #[error("checkpoint certificate: {0}")]
@@ -78,9 +82,9 @@ impl ChainProblem {
 pub struct ChainWalk<'g> {
     genesis: &'g Genesis,
     last: Option<Header>,
-    /// The height whose hash the checkpoint check will need, and that hash once walked.
+    /// The height whose header the checkpoint check will need, and that header once walked.
     remember: Option<u64>,
-    remembered: Option<Hash>,
+    remembered: Option<Header>,
 }
 
 impl<'g> ChainWalk<'g> {
@@ -104,6 +108,11 @@ impl<'g> ChainWalk<'g> {
     }
 
     pub fn hash_at_remembered(&self) -> Option<Hash> {
+        self.remembered.map(|h| h.hash())
+    }
+
+    /// The header at the remembered height, once walked.
+    pub fn remembered_header(&self) -> Option<Header> {
         self.remembered
     }
 
@@ -126,7 +135,7 @@ impl<'g> ChainWalk<'g> {
             Some(parent) => self.check_certified(parent, header, certificate)?,
         }
         if self.remember == Some(height) {
-            self.remembered = Some(header.hash());
+            self.remembered = Some(*header);
         }
         self.last = Some(*header);
         Ok(())
@@ -157,7 +166,9 @@ impl<'g> ChainWalk<'g> {
 }
 
 /// Checks the latest stable checkpoint against the walked chain. Returns the checkpoint's height,
-/// or `None` when the network has no checkpoint beyond genesis yet.
+/// or `None` when the network has no checkpoint beyond genesis yet. Checkpoints fall on multiples
+/// of K, the genesis's `checkpoint_interval` (docs/chain-format.md §10): nothing but the genesis
+/// is needed to check one.
 pub fn verify_checkpoint(
     genesis: &Genesis,
     seq: u64,
@@ -173,6 +184,10 @@ pub fn verify_checkpoint(
             Err(problem(ChainFault::NoCheckpointCertificate))
         };
     };
+    let interval = genesis.protocol.checkpoint_interval;
+    if interval == 0 || !seq.is_multiple_of(interval) {
+        return Err(problem(ChainFault::CheckpointOffInterval { seq, interval }));
+    }
     let statement = CheckpointStatement {
         seq,
         block_hash: *block_hash,

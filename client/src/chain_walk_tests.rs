@@ -198,6 +198,25 @@ fn a_stable_checkpoint_must_be_certified_and_match_the_walked_header() {
 }
 
 #[test]
+fn a_checkpoint_off_the_genesis_interval_is_refused() {
+    // The test chain's genesis says K = 2; seq 3 is no checkpoint, whatever its certificate.
+    let c = chain();
+    assert_eq!(c.net.genesis.protocol.checkpoint_interval, 2);
+    let walk = walk_all(&c, &items(&c), Some(3)).unwrap();
+    let hash = c.headers[3].hash();
+    let cert = checkpoint_cert(&c, 3, hash, 3);
+    assert_eq!(
+        verify_checkpoint(&c.net.genesis, 3, &hash, Some(&cert), &walk)
+            .unwrap_err()
+            .what,
+        ChainFault::CheckpointOffInterval {
+            seq: 3,
+            interval: 2
+        }
+    );
+}
+
+#[test]
 fn a_checkpoint_beyond_the_downloaded_chain_is_refused() {
     let c = chain();
     let walk = walk_all(&c, &items(&c)[..3], Some(4)).unwrap();

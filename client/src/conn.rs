@@ -7,7 +7,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use quire_chain::{Decode, Encode, ReplicaId};
 use quire_wire::rpc::{Request, Response};
@@ -15,6 +16,7 @@ use quire_wire::{frame, tls};
 use tokio::sync::Mutex;
 
 use crate::error::{CallError, ClientError};
+use crate::health::Health;
 use crate::network::Replica;
 
 struct Slot {
@@ -27,17 +29,18 @@ pub struct Connections {
     endpoint: quinn::Endpoint,
     slots: HashMap<ReplicaId, Slot>,
     timeout: Duration,
-    /// When each replica last failed to answer, so fail-over can try it last for a while
-    /// instead of waiting out its timeout first every time.
-    failed_at: std::sync::Mutex<HashMap<ReplicaId, Instant>>,
+    /// Which replicas failed to answer lately, so fail-over can try them last for a while
+    /// instead of waiting out their timeout first every time.
+    health: Arc<Health>,
 }
-
-/// How long a replica that failed to answer is tried after the others.
-const SUSPECT_FOR: Duration = Duration::from_secs(10);
 
 impl Connections {
     /// Binds a client endpoint on an ephemeral port. Must be called inside a tokio runtime.
-    pub fn new(replicas: &[Replica], timeout: Duration) -> Result<Connections, ClientError> {
+    pub fn new(
+        replicas: &[Replica],
+        timeout: Duration,
+        health: Arc<Health>,
+    ) -> Result<Connections, ClientError> {
         let any_v6 = replicas.iter().any(|r| r.quic.is_ipv6());
         let bind: SocketAddr = if any_v6 {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
@@ -62,7 +65,7 @@ impl Connections {
             endpoint,
             slots,
             timeout,
-            failed_at: std::sync::Mutex::new(HashMap::new()),
+            health,
         })
     }
 
@@ -77,13 +80,14 @@ impl Connections {
             .slots
             .get(&replica)
             .ok_or(CallError::UnknownReplica { replica })?;
+        let call = self.health.call(replica);
         let result = tokio::time::timeout(self.timeout, self.exchange(slot, request)).await;
         let result = result.unwrap_or(Err(CallError::Timeout {
             replica,
             addr: slot.replica.quic,
             timeout_ms: self.timeout.as_millis() as u64,
         }));
-        self.note(replica, result.is_ok());
+        call.answered(result.is_ok());
         match result {
             Ok(Response::Error(message)) => Err(CallError::Remote { replica, message }),
             Ok(response) => Ok(response),
@@ -98,22 +102,13 @@ impl Connections {
         }
     }
 
-    fn note(&self, replica: ReplicaId, answered: bool) {
-        // A poisoned lock only means another call panicked mid-update; the map is still usable.
-        let mut failed = self.failed_at.lock().unwrap_or_else(|p| p.into_inner());
-        if answered {
-            failed.remove(&replica);
-        } else {
-            failed.insert(replica, Instant::now());
-        }
+    /// Whether `replica` failed to answer lately (see [`Health`]).
+    pub fn suspect(&self, replica: ReplicaId) -> bool {
+        self.health.suspect(replica)
     }
 
-    /// Whether `replica` failed to answer within the last few seconds.
-    pub fn suspect(&self, replica: ReplicaId) -> bool {
-        let failed = self.failed_at.lock().unwrap_or_else(|p| p.into_inner());
-        failed
-            .get(&replica)
-            .is_some_and(|at| at.elapsed() < SUSPECT_FOR)
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     async fn exchange(&self, slot: &Slot, request: &Request) -> Result<Response, CallError> {

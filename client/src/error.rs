@@ -48,22 +48,6 @@ pub enum CallError {
     UnknownReplica { replica: ReplicaId },
 }
 
-/// Which signed statement fewer than f+1 validators vouched for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Attested {
-    Block { height: u64 },
-    Outcome { height: u64 },
-}
-
-impl fmt::Display for Attested {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Attested::Block { height } => write!(f, "block {height}"),
-            Attested::Outcome { height } => write!(f, "the outcome at height {height}"),
-        }
-    }
-}
-
 /// Evidence from a replica that does not prove what it claims.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum VerifyError {
@@ -75,14 +59,20 @@ pub enum VerifyError {
     NotGenesis,
     #[error("the merkle proof does not place transaction {tx} in block {height}")]
     BadMerkleProof { tx: TxId, height: u64 },
+    #[error("the outcome proof does not match block {height}'s outcomes root for transaction {tx}")]
+    BadOutcomeProof { tx: TxId, height: u64 },
     #[error("the proof of account {address} does not match the state root of block {height}")]
     BadAccountProof { address: Address, height: u64 },
-    #[error("only {have} distinct validators attest {what}; {need} are needed")]
+    #[error("only {have} distinct validators attest block {height}; {need} are needed")]
     TooFewAttestations {
-        what: Attested,
+        height: u64,
         have: usize,
         need: usize,
     },
+    #[error(
+        "{against} distinct validators attest another block at height {height}: the header is not the chain's"
+    )]
+    Contradicted { height: u64, against: usize },
     #[error("asked for block {asked}, got block {got}")]
     WrongHeight { asked: u64, got: u64 },
     #[error("the replica has no block at the asked height")]
@@ -106,6 +96,40 @@ pub enum Fault {
         replica: ReplicaId,
         source: VerifyError,
     },
+}
+
+impl CallError {
+    pub fn replica(&self) -> ReplicaId {
+        match self {
+            CallError::Timeout { replica, .. }
+            | CallError::Connect { replica, .. }
+            | CallError::Stream { replica, .. }
+            | CallError::Decode { replica, .. }
+            | CallError::Remote { replica, .. }
+            | CallError::Unexpected { replica, .. }
+            | CallError::UnknownReplica { replica } => *replica,
+        }
+    }
+}
+
+impl Fault {
+    /// The replica whose answer was set aside.
+    pub fn replica(&self) -> ReplicaId {
+        match self {
+            Fault::Call(e) => e.replica(),
+            Fault::Verify { replica, .. } => *replica,
+        }
+    }
+
+    /// `unreachable` (no usable answer: a network fault or a replica that is down or busy) or
+    /// `bad_evidence` (an answer that does not prove what it claims: a faulty or lagging replica).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::Call(CallError::Decode { .. } | CallError::Unexpected { .. }) => "bad_answer",
+            Fault::Call(_) => "unreachable",
+            Fault::Verify { .. } => "bad_evidence",
+        }
+    }
 }
 
 /// A list of faults, shown as `first; second; …`.
@@ -144,10 +168,30 @@ pub enum ClientError {
     Unverified { what: String, faults: Faults },
     #[error("every replica refused transaction {tx}: {}", refusals_text(.refusals))]
     Refused { tx: TxId, refusals: Vec<Refused> },
-    #[error("transaction {tx} was not committed within {waited_ms} ms")]
-    NotCommitted { tx: TxId, waited_ms: u64 },
+    #[error(
+        "transaction {tx} was not committed within {waited_ms} ms ({})",
+        held_text(.held_by, *.resubmissions)
+    )]
+    NotCommitted {
+        tx: TxId,
+        waited_ms: u64,
+        /// Replicas that last said they hold it.
+        held_by: Vec<ReplicaId>,
+        /// How many times it was submitted again.
+        resubmissions: usize,
+    },
     #[error("the chain does not verify: {0}")]
     Chain(#[from] crate::chain_walk::ChainProblem),
+}
+
+fn held_text(held_by: &[ReplicaId], resubmissions: usize) -> String {
+    let held = if held_by.is_empty() {
+        "no replica that answered holds it".to_string()
+    } else {
+        let ids: Vec<String> = held_by.iter().map(|r| r.to_string()).collect();
+        format!("held by replicas {}", ids.join(", "))
+    };
+    format!("{held}; submitted again {resubmissions} times")
 }
 
 fn refusals_text(refusals: &[Refused]) -> String {
@@ -159,6 +203,15 @@ fn refusals_text(refusals: &[Refused]) -> String {
 }
 
 impl ClientError {
+    /// The replicas' answers that were set aside on the way to this error, each naming its
+    /// replica.
+    pub fn faults(&self) -> &[Fault] {
+        match self {
+            ClientError::Unreachable(f) | ClientError::Unverified { faults: f, .. } => &f.0,
+            _ => &[],
+        }
+    }
+
     /// Builds the error for an operation where every replica failed or lied.
     pub(crate) fn from_faults(what: impl Into<String>, faults: Vec<Fault>) -> ClientError {
         let only_calls = faults.iter().all(|f| matches!(f, Fault::Call(_)));

@@ -1,9 +1,11 @@
 //! The Quire client library: talks to replicas over QUIC, fails over between them, and believes
 //! nothing it has not checked itself.
 //!
-//! Replicas may be Byzantine. A commit is accepted only with its commit certificate, a merkle
-//! proof and f+1 validators' attestations; an account only with a proof against a header f+1
-//! validators attest; see [`verify`]. The `quire` CLI is a thin layer over [`Client`].
+//! Replicas may be Byzantine. A commit is accepted only with its commit certificate, merkle
+//! proofs of the transaction and of its outcome, and f+1 validators' attestations of the header;
+//! an account only with a proof against a header f+1 validators attest; see [`verify`]. Every
+//! verified value carries that evidence, and [`export`] writes a block with it in a documented
+//! encoding (docs/client-rpc.md). The `quire` CLI is a thin layer over [`Client`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,7 +22,10 @@ pub mod chain_walk;
 pub mod client;
 pub mod conn;
 pub mod error;
+pub mod export;
+pub mod health;
 pub mod network;
+pub mod pow;
 pub mod verify;
 
 #[cfg(test)]
@@ -28,9 +33,10 @@ mod testing;
 
 pub use chain_walk::{ChainFault, ChainProblem};
 pub use client::{
-    ChainReport, Client, Options, ReplicaStatus, SetAside, SubmitAnswer, TransferReceipt, TxReport,
-    TxState,
+    ChainReport, Client, Options, PendingTransfer, ReplicaStatus, SetAside, Submission,
+    SubmitAnswer, TransferReceipt, TransferStep, TxReport, TxState,
 };
 pub use error::{CallError, ClientError, Fault, VerifyError};
+pub use health::Health;
 pub use network::Network;
-pub use verify::{CertifiedBlock, CommittedTx, ProvenAccount, Verified};
+pub use verify::{CertifiedBlock, CommittedTx, ProvenAccount, Verified, VouchedHeader};

@@ -1,7 +1,9 @@
-//! Test fixtures: a real certified chain on a `TestNet` (4 validators, f = 1), and the honest
-//! answers and attestations its replicas would give. Tests forge from these.
+//! Test fixtures: a real certified chain on a `TestNet` (4 validators, f = 1, checkpoints every
+//! 2 blocks), and the honest answers and attestations its replicas would give. Tests forge from
+//! these.
 
 use quire_chain::block::{Batch, BlockRecord, Header};
+use quire_chain::genesis::Protocol;
 use quire_chain::ledger::Ledger;
 use quire_chain::merkle;
 use quire_chain::testkit::TestNet;
@@ -21,7 +23,12 @@ pub struct Chain {
 impl Chain {
     /// A network of 4 validators and 4 accounts with one block of two transfers.
     pub fn new() -> Chain {
-        let net = TestNet::new(4, 4);
+        let protocol = Protocol {
+            checkpoint_interval: 2,
+            log_window: 4,
+            ..Protocol::default()
+        };
+        let net = TestNet::with_protocol(4, 4, 0, protocol);
         let ledger = net.genesis.ledger();
         let headers = vec![net.genesis.block().header];
         let mut chain = Chain {
@@ -67,30 +74,7 @@ impl Chain {
     }
 
     pub fn block_attestation(&self, height: u64, replica: ReplicaId) -> Attestation {
-        let statement = Statement::Block {
-            height,
-            block_hash: self.headers[height as usize].hash(),
-        };
-        self.attest(statement, replica)
-    }
-
-    pub fn outcome_statement(&self, height: u64, index: usize) -> Statement {
-        let record = self.record(height);
-        Statement::TxOutcome {
-            tx: record.block.txs[index].id(),
-            height,
-            index: index as u32,
-            outcome: record.outcomes[index],
-        }
-    }
-
-    pub fn outcome_attestation(
-        &self,
-        height: u64,
-        index: usize,
-        replica: ReplicaId,
-    ) -> Attestation {
-        self.attest(self.outcome_statement(height, index), replica)
+        self.attest(Statement::of(&self.headers[height as usize]), replica)
     }
 
     /// What an honest `replica` answers to TxStatus for the `index`th transaction of `height`.
@@ -101,8 +85,8 @@ impl Chain {
             block: record.block.clone(),
             proof: merkle::prove(&ids, index).expect("index in range"),
             outcome: record.outcomes[index],
-            block_attestation: self.block_attestation(height, replica),
-            outcome_attestation: self.outcome_attestation(height, index, replica),
+            outcome_proof: record.outcome_proof(index).expect("index in range"),
+            attestation: self.block_attestation(height, replica),
         }
     }
 }

@@ -11,19 +11,16 @@ use quire_chain::{Account, Hash};
 use quire_wire::rpc::{Attestation, Statement, TxStatus};
 
 use super::*;
-use crate::error::{Attested, VerifyError};
+use crate::error::VerifyError;
 use crate::testing::Chain;
 
 fn tx0(chain: &Chain) -> TxId {
     chain.record(1).block.txs[0].id()
 }
 
-/// Replica 1's honest attestations of transaction 0 of block 1.
+/// Replica 1's honest attestation of block 1.
 fn second_opinion(chain: &Chain) -> Vec<Attestation> {
-    vec![
-        chain.block_attestation(1, 1),
-        chain.outcome_attestation(1, 0, 1),
-    ]
+    vec![chain.block_attestation(1, 1)]
 }
 
 fn with_status(status: &mut TxStatus, edit: impl FnOnce(&mut Block, &mut merkle::MerkleProof)) {
@@ -47,8 +44,10 @@ fn an_honest_commit_with_f_plus_1_attestations_is_accepted() {
     assert_eq!(v.index, 0);
     assert_eq!(v.outcome, Outcome::Applied);
     assert_eq!(v.block_attesters, vec![0, 1]);
-    assert_eq!(v.outcome_attesters, vec![0, 1]);
     assert_eq!(v.certificate_signers, vec![0, 1, 2]);
+    // The evidence it was accepted on comes with it.
+    assert_eq!(v.attestations.len(), 2);
+    assert!(v.proof.verify(&tx0(&chain).0, &v.header.tx_root));
 }
 
 #[test]
@@ -60,7 +59,7 @@ fn one_replica_alone_cannot_prove_a_commit() {
     assert_eq!(
         err,
         VerifyError::TooFewAttestations {
-            what: Attested::Block { height: 1 },
+            height: 1,
             have: 1,
             need: 2
         }
@@ -246,24 +245,21 @@ fn duplicate_outsider_and_badly_signed_attestations_do_not_count() {
     let status = chain.tx_status(1, 0, 0);
     let genesis = &chain.net.genesis;
     let outsider = derived_key("outsider", 0, 0);
-    let block_statement = Statement::Block {
+    let block_statement = Statement {
         height: 1,
         block_hash: chain.headers[1].hash(),
     };
     let forged_sets: Vec<Vec<Attestation>> = vec![
         // Replica 0 again.
-        vec![
-            chain.block_attestation(1, 0),
-            chain.outcome_attestation(1, 0, 0),
-        ],
+        vec![chain.block_attestation(1, 0), chain.block_attestation(1, 0)],
         // Someone outside the validator set, under a made-up id and under replica 1's id.
         vec![
-            Attestation::sign(block_statement.clone(), 4, &outsider, &chain.chain_id()),
-            Attestation::sign(block_statement.clone(), 1, &outsider, &chain.chain_id()),
+            Attestation::sign(block_statement, 4, &outsider, &chain.chain_id()),
+            Attestation::sign(block_statement, 1, &outsider, &chain.chain_id()),
         ],
         // Replica 1's signature on another chain.
         vec![Attestation::sign(
-            block_statement.clone(),
+            block_statement,
             1,
             &chain.net.validator_keys[1],
             &Hash([7; 32]),
@@ -278,27 +274,70 @@ fn duplicate_outsider_and_badly_signed_attestations_do_not_count() {
 }
 
 #[test]
-fn an_outcome_attested_by_one_replica_is_refused() {
-    // Replica 0 lies about the outcome; replica 1 attests the block and the true outcome.
+fn a_wrong_outcome_does_not_match_the_attested_outcomes_root() {
+    // Replica 0 lies about the outcome. The header f+1 attest commits to the true one, so the
+    // honest outcome proof cannot carry the lie, nor can the proof of another transaction.
     let chain = Chain::new();
     let lie = Outcome::Rejected(Rejection::InsufficientBalance {
         balance: 0,
         amount: 5,
     });
+    let mut liar = chain.tx_status(1, 0, 0);
+    if let TxStatus::Committed { outcome, .. } = &mut liar {
+        *outcome = lie;
+    }
+    let err = verify_committed(
+        &liar,
+        &tx0(&chain),
+        &chain.net.genesis,
+        &second_opinion(&chain),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        VerifyError::BadOutcomeProof {
+            tx: tx0(&chain),
+            height: 1
+        }
+    );
+    // Transaction 1's outcome proof (a real one, for another position) offered for transaction 0.
+    let mut swapped = chain.tx_status(1, 0, 0);
+    let other = chain.record(1).outcome_proof(1).unwrap();
+    if let TxStatus::Committed { outcome_proof, .. } = &mut swapped {
+        *outcome_proof = other;
+    }
+    let err = verify_committed(
+        &swapped,
+        &tx0(&chain),
+        &chain.net.genesis,
+        &second_opinion(&chain),
+    )
+    .unwrap_err();
+    assert!(matches!(err, VerifyError::BadOutcomeProof { .. }), "{err}");
+}
+
+#[test]
+fn a_lie_about_the_outcome_with_its_own_header_is_attested_by_the_liar_only() {
+    // A consistent forgery: the lie, a header whose outcomes root is over it, and the liar's
+    // attestation of that header. Everything matches but the attestations.
+    let chain = Chain::new();
+    let record = chain.record(1);
+    let lie = Outcome::Rejected(Rejection::ZeroAmount);
+    let mut outcomes = record.outcomes.clone();
+    outcomes[0] = lie;
+    let mut forged = quire_chain::BlockRecord {
+        block: record.block.clone(),
+        outcomes,
+    };
+    forged.block.header.outcomes_root =
+        quire_chain::block::outcomes_root(&forged.block.tx_ids(), &forged.outcomes);
+    let header = forged.block.header;
     let liar = TxStatus::Committed {
-        block: chain.record(1).block.clone(),
-        proof: merkle::prove(&chain.record(1).block.batch().tx_ids(), 0).unwrap(),
+        proof: merkle::prove(&forged.block.tx_ids(), 0).unwrap(),
         outcome: lie,
-        block_attestation: chain.block_attestation(1, 0),
-        outcome_attestation: chain.attest(
-            Statement::TxOutcome {
-                tx: tx0(&chain),
-                height: 1,
-                index: 0,
-                outcome: lie,
-            },
-            0,
-        ),
+        outcome_proof: forged.outcome_proof(0).unwrap(),
+        attestation: chain.attest(Statement::of(&header), 0),
+        block: forged.block,
     };
     let err = verify_committed(
         &liar,
@@ -310,7 +349,7 @@ fn an_outcome_attested_by_one_replica_is_refused() {
     assert_eq!(
         err,
         VerifyError::TooFewAttestations {
-            what: Attested::Outcome { height: 1 },
+            height: 1,
             have: 1,
             need: 2
         }
@@ -325,17 +364,8 @@ fn a_certified_block_with_a_forged_state_root_is_refused() {
     let mut forged_header = chain.headers[1];
     forged_header.state_root = Hash([0xee; 32]);
     with_status(&mut status, |block, _| block.header = forged_header);
-    if let TxStatus::Committed {
-        block_attestation, ..
-    } = &mut status
-    {
-        *block_attestation = chain.attest(
-            Statement::Block {
-                height: 1,
-                block_hash: forged_header.hash(),
-            },
-            0,
-        );
+    if let TxStatus::Committed { attestation, .. } = &mut status {
+        *attestation = chain.attest(Statement::of(&forged_header), 0);
     }
     let err = verify_committed(
         &status,
@@ -361,7 +391,7 @@ fn answers_are_weighed_together_and_a_lone_liar_is_outvoted() {
     let verdict = verify_tx_answers(genesis, &tx, &answers);
     let committed = verdict.committed.unwrap();
     assert_eq!(committed.outcome, Outcome::Applied);
-    assert_eq!(committed.outcome_attesters, vec![1, 2]);
+    assert_eq!(committed.block_attesters, vec![1, 2]);
     // One replica's claim alone is not a commit: pending while others catch up.
     let answers = vec![
         (0, chain.tx_status(1, 0, 0)),
@@ -370,13 +400,14 @@ fn answers_are_weighed_together_and_a_lone_liar_is_outvoted() {
     ];
     let verdict = verify_tx_answers(genesis, &tx, &answers);
     assert!(verdict.committed.is_none());
-    assert!(verdict.pending && verdict.awaiting_attestations);
+    assert!(verdict.awaiting_attestations);
+    assert_eq!(verdict.held_by, vec![0]);
     // A claim with a broken proof is refused outright, naming the replica.
     let mut broken = chain.tx_status(1, 0, 0);
     with_status(&mut broken, |block, _| block.certificate = None);
     let answers = vec![(0, broken), (1, TxStatus::Unknown)];
     let verdict = verify_tx_answers(genesis, &tx, &answers);
-    assert!(verdict.committed.is_none() && !verdict.pending);
+    assert!(verdict.committed.is_none() && verdict.held_by.is_empty());
     assert_eq!(verdict.refused.len(), 1);
     assert_eq!(verdict.refused[0].0, 0);
 }
@@ -491,13 +522,7 @@ fn a_balance_under_a_header_only_the_liar_attests_is_refused() {
     let (account, proof) = fake.prove(&address);
     let mut header = chain.headers[1];
     header.state_root = fake.state_root();
-    let lie = chain.attest(
-        Statement::Block {
-            height: 1,
-            block_hash: header.hash(),
-        },
-        0,
-    );
+    let lie = chain.attest(Statement::of(&header), 0);
     let pool = [lie.clone(), lie, chain.block_attestation(1, 1)];
     let err = verify_account_response(
         &chain.net.genesis,
@@ -511,7 +536,7 @@ fn a_balance_under_a_header_only_the_liar_attests_is_refused() {
     assert_eq!(
         err,
         VerifyError::TooFewAttestations {
-            what: Attested::Block { height: 1 },
+            height: 1,
             have: 1,
             need: 2
         }
@@ -525,17 +550,33 @@ fn blocks_need_a_certificate_and_f_plus_1_attestations() {
     let chain = Chain::new();
     let genesis = &chain.net.genesis;
     let block = chain.record(1).block.clone();
+    let outcomes = chain.record(1).outcomes.clone();
     let pool = [chain.block_attestation(1, 2), chain.block_attestation(1, 3)];
-    let v = verify_block_response(genesis, Some(1), &block, &pool).unwrap();
+    let v = verify_block_response(genesis, Some(1), &block, &outcomes, &pool).unwrap();
     assert_eq!(v.attesters, vec![2, 3]);
     assert_eq!(v.certificate_signers(), vec![0, 1, 2]);
-    let err = verify_block_response(genesis, None, &block, &pool[..1]).unwrap_err();
+    let err = verify_block_response(genesis, None, &block, &outcomes, &pool[..1]).unwrap_err();
     assert!(err.is_missing_attestations());
-    let err = verify_block_response(genesis, Some(2), &block, &pool).unwrap_err();
+    let err = verify_block_response(genesis, Some(2), &block, &outcomes, &pool).unwrap_err();
     assert_eq!(err, VerifyError::WrongHeight { asked: 2, got: 1 });
+    // Outcomes the header does not commit to.
+    let mut wrong = outcomes.clone();
+    wrong.swap(0, 1);
+    wrong[0] = Outcome::Rejected(Rejection::ZeroAmount);
+    let err = verify_block_response(genesis, Some(1), &block, &wrong, &pool).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::BadBlock {
+                source: BlockError::WrongOutcomesRoot { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
     let mut uncertified = block;
     uncertified.certificate = None;
-    let err = verify_block_response(genesis, Some(1), &uncertified, &pool).unwrap_err();
+    let err = verify_block_response(genesis, Some(1), &uncertified, &outcomes, &pool).unwrap_err();
     assert!(matches!(err, VerifyError::BadBlock { .. }));
 }
 
@@ -543,9 +584,9 @@ fn blocks_need_a_certificate_and_f_plus_1_attestations() {
 fn block_0_must_be_the_genesis_block() {
     let chain = Chain::new();
     let genesis = &chain.net.genesis;
-    verify_block_response(genesis, Some(0), &genesis.block(), &[]).unwrap();
+    verify_block_response(genesis, Some(0), &genesis.block(), &[], &[]).unwrap();
     let mut forged = genesis.block();
     forged.header.state_root = Hash([1; 32]);
-    let err = verify_block_response(genesis, Some(0), &forged, &[]).unwrap_err();
+    let err = verify_block_response(genesis, Some(0), &forged, &[], &[]).unwrap_err();
     assert_eq!(err, VerifyError::NotGenesis);
 }

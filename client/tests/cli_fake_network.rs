@@ -7,97 +7,9 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
-use common::{Role, World, fake_network};
-use quire_client::network::{AccountEntry, NetworkFile, ReplicaEntry};
-
-/// Writes genesis, account keys and the network file for `network` into a fresh directory.
-fn write_network(world: &World, network: &quire_client::Network) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "quire-cli-net-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    fs::create_dir_all(dir.join("accounts")).unwrap();
-    fs::write(dir.join("genesis.toml"), world.net.genesis.to_toml()).unwrap();
-    let mut accounts = Vec::new();
-    for (i, key) in world.net.account_keys.iter().enumerate() {
-        let rel = format!("accounts/account-{i}.toml");
-        key.write_file(&dir.join(&rel)).unwrap();
-        accounts.push(AccountEntry {
-            name: format!("account-{i}"),
-            key: rel,
-            address: key.address().to_string(),
-        });
-    }
-    let file = NetworkFile {
-        chain_id: world.net.chain_id().to_hex(),
-        genesis: "genesis.toml".into(),
-        replicas: network
-            .replicas
-            .iter()
-            .map(|r| ReplicaEntry {
-                id: r.id,
-                public_key: r.key.to_hex(),
-                quic: r.quic.to_string(),
-                http: r.http.to_string(),
-                pid_file: None,
-            })
-            .collect(),
-        accounts,
-    };
-    fs::write(dir.join("network.toml"), toml::to_string(&file).unwrap()).unwrap();
-    dir
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs the CLI off the async runtime, so the fake replicas keep serving meanwhile.
-async fn quire(dir: &Path, args: &[&str]) -> Run {
-    let network = dir.join("network.toml");
-    let mut all: Vec<String> = vec![
-        "--network".into(),
-        network.display().to_string(),
-        "--timeout-ms".into(),
-        "500".into(),
-    ];
-    all.extend(args.iter().map(|a| a.to_string()));
-    tokio::task::spawn_blocking(move || {
-        let output = Command::new(env!("CARGO_BIN_EXE_quire"))
-            .args(&all)
-            .output()
-            .unwrap();
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8(output.stdout).unwrap(),
-            stderr: String::from_utf8(output.stderr).unwrap(),
-        }
-    })
-    .await
-    .unwrap()
-}
-
-fn assert_ok(run: &Run, expect: &[&str]) {
-    assert_eq!(
-        run.code, 0,
-        "stdout: {}\nstderr: {}",
-        run.stdout, run.stderr
-    );
-    for e in expect {
-        assert!(
-            run.stdout.contains(e),
-            "{e:?} missing from:\n{}",
-            run.stdout
-        );
-    }
-}
+use common::{Role, World, assert_ok, fake_network, quire, write_network};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_prints_its_verified_result() {
@@ -155,5 +67,61 @@ async fn every_command_prints_its_verified_result() {
     .await;
     assert_ok(&run, &["tx        ", "submitted to replica"]);
 
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_evidence_does_not_verify_is_named_in_the_output_and_json() {
+    use common::Lie;
+    // Only the liar answers: the command fails, and the JSON error names it.
+    let world = Arc::new(World::new());
+    let fake = fake_network(
+        &world,
+        [
+            Role::Liar(Lie::ForgedHeader),
+            Role::Silent,
+            Role::Silent,
+            Role::Silent,
+        ],
+    );
+    let dir = write_network(&world, &fake.network);
+    let run = quire(&dir, &["--json", "balance", "account-0"]).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("replica 0:"), "{}", run.stderr);
+    let value: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let faults = value["faults"].as_array().unwrap();
+    assert!(
+        faults
+            .iter()
+            .any(|f| f["replica"] == 0 && f["kind"] == "bad_evidence"),
+        "{value}"
+    );
+    fs::remove_dir_all(&dir).unwrap();
+
+    // The liar's outcome is weighed (two replicas are silent) and set aside by name; the honest
+    // answer is shown.
+    let fake = fake_network(
+        &world,
+        [
+            Role::Liar(Lie::WrongOutcome),
+            Role::Honest,
+            Role::Silent,
+            Role::Silent,
+        ],
+    );
+    let dir = write_network(&world, &fake.network);
+    let tx = world.tx().to_string();
+    let run = quire(&dir, &["--json", "tx", &tx]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("set aside: replica 0:"),
+        "{}",
+        run.stderr
+    );
+    let value: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(value["status"], "committed");
+    assert_eq!(value["outcome"]["kind"], "applied");
+    assert_eq!(value["set_aside"][0]["replica"], 0);
+    assert_eq!(value["set_aside"][0]["kind"], "bad_evidence");
     fs::remove_dir_all(&dir).unwrap();
 }

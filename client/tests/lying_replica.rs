@@ -90,7 +90,41 @@ async fn a_false_outcome_from_one_replica_is_outvoted() {
         panic!("not proven committed: {:?}", report.state);
     };
     assert_eq!(committed.outcome, Outcome::Applied);
-    assert_eq!(committed.outcome_attesters, vec![1, 2]);
+    // The lie cannot be proven against the attested header's outcomes root; if the liar's
+    // answer came in before the proof was complete, it is set aside by name.
+    for fault in &report.faults {
+        assert_eq!(fault.replica(), 0, "{fault}");
+        assert!(fault.to_string().contains("outcome proof"), "{fault}");
+    }
+}
+
+#[tokio::test]
+async fn a_replica_whose_outcome_does_not_verify_is_named_and_skipped() {
+    // The liar's answer is needed to reach f+1 attestations (two replicas are silent), so it is
+    // always weighed: its header attestation is true and counts, its outcome is set aside.
+    let world = Arc::new(World::new());
+    let fake = fake_network(
+        &world,
+        [
+            Role::Liar(Lie::WrongOutcome),
+            Role::Honest,
+            Role::Silent,
+            Role::Silent,
+        ],
+    );
+    let client = Client::with_options(fake.network.clone(), options()).unwrap();
+    let report = client.tx_status(world.tx()).await.unwrap();
+    let TxState::Committed(committed) = report.state else {
+        panic!("not proven committed: {:?}", report.state);
+    };
+    assert_eq!(committed.outcome, Outcome::Applied);
+    let named: Vec<_> = report
+        .faults
+        .iter()
+        .filter(|f| f.kind() == "bad_evidence")
+        .collect();
+    assert_eq!(named.len(), 1, "{:?}", report.faults);
+    assert_eq!(named[0].replica(), 0);
 }
 
 #[tokio::test]
@@ -109,8 +143,40 @@ async fn a_lone_liar_cannot_make_a_commit() {
     let client = Client::with_options(fake.network.clone(), options()).unwrap();
     let report = client.tx_status(world.tx()).await.unwrap();
     assert!(
-        matches!(report.state, TxState::Pending),
+        matches!(report.state, TxState::Unknown),
         "{:?}",
         report.state
     );
+    assert!(
+        report
+            .faults
+            .iter()
+            .any(|f| f.replica() == 0 && f.kind() == "bad_evidence"),
+        "{:?}",
+        report.faults
+    );
+}
+
+#[tokio::test]
+async fn replicas_that_only_claim_a_nonce_is_used_cannot_make_the_client_sign_again() {
+    // Signing the transfer again with another nonce is safe only once the sender's proven state
+    // shows the nonce used: a refusal is a claim, and here the proven nonce is still free.
+    let world = Arc::new(World::new());
+    let fake = fake_network(
+        &world,
+        [
+            Role::Liar(Lie::StaleNonce),
+            Role::Liar(Lie::StaleNonce),
+            Role::Silent,
+            Role::Silent,
+        ],
+    );
+    let client = Client::with_options(fake.network.clone(), options()).unwrap();
+    let from = &world.net.account_keys[0];
+    let to = world.net.account_keys[1].address();
+    let err = client.start_transfer(from, to, 3).await.unwrap_err();
+    let ClientError::Refused { refusals, .. } = &err else {
+        panic!("{err}");
+    };
+    assert!(refusals.iter().all(|r| r.replica < 2), "{err}");
 }

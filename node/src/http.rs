@@ -42,6 +42,8 @@ pub struct HttpContext {
     pub events: SyncSender<Event>,
     pub links: Arc<dyn Links>,
     pub n: usize,
+    /// Which behaviours and knobs apply (PBFT's, or proof of work's).
+    pub consensus: quire_chain::genesis::ConsensusMode,
     state: Mutex<AdminState>,
 }
 
@@ -67,8 +69,14 @@ impl HttpContext {
             events,
             links,
             n,
+            consensus: quire_chain::genesis::ConsensusMode::Pbft,
             state: Mutex::new(AdminState::default()),
         }
+    }
+
+    pub fn with_consensus(mut self, consensus: quire_chain::genesis::ConsensusMode) -> Self {
+        self.consensus = consensus;
+        self
     }
 }
 
@@ -162,6 +170,12 @@ async fn admin(
     params: &BTreeMap<&str, &str>,
 ) -> Result<String, String> {
     match (method, path) {
+        ("POST", "/admin/behaviour")
+            if ctx.consensus == quire_chain::genesis::ConsensusMode::Pow =>
+        {
+            crate::pow::admin::behaviour(ctx, params).await
+        }
+        ("POST", "/admin/hashpower") => crate::pow::admin::hashpower(ctx, params).await,
         ("POST", "/admin/behaviour") => {
             let name = params.get("name").ok_or("missing ?name=")?;
             let behaviour = Behaviour::parse(name)?;

@@ -2,7 +2,8 @@
 //! the QUIC [`transport`], the [`driver`] thread that persists before it sends, the client
 //! [`rpc_server`] (the protocol itself, [`rpc`], is the `quire-wire` crate the client shares),
 //! Prometheus [`metrics`], the loopback [`http`] admin API, and the transport half of the
-//! `slowloris` behaviour ([`slowloris`]).
+//! `slowloris` behaviour ([`slowloris`]). Under proof of work, [`pow`] replaces the PBFT core
+//! and driver with a miner and a chain that follows the most work.
 
 pub mod block_server;
 pub mod config;
@@ -10,6 +11,7 @@ pub mod driver;
 pub mod http;
 pub mod metrics;
 pub mod node;
+pub mod pow;
 pub use quire_wire::rpc;
 pub mod rpc_server;
 pub mod slowloris;

@@ -80,8 +80,10 @@ struct Inner {
     ingress_dropped: BTreeMap<(u32, &'static str), u64>,
     /// Signatures checked for each peer's messages (what its budget is charged).
     ingress_signatures: BTreeMap<u32, u64>,
-    /// Times this replica's chain diverged from a certified checkpoint (and was rebuilt).
+    /// Times this replica's chain diverged from a certified checkpoint (and was rebuilt)…
     diverged: u64,
+    /// …and the last time's height, its block and the certified one.
+    divergence: Option<(u64, quire_chain::Hash, quire_chain::Hash)>,
 }
 
 /// Shared between the driver (writer) and the HTTP server (reader).
@@ -113,6 +115,7 @@ impl Default for Metrics {
                 ingress_dropped: BTreeMap::new(),
                 ingress_signatures: BTreeMap::new(),
                 diverged: 0,
+                divergence: None,
             }),
         }
     }
@@ -173,9 +176,12 @@ impl Metrics {
         *self.lock().rpc_errors.entry(reason).or_default() += 1;
     }
 
-    /// This replica found its chain differs from a certified checkpoint, and rebuilt it.
-    pub fn diverged(&self) {
-        self.lock().diverged += 1;
+    /// This replica found its block at `height` (`ours`) differs from the one a quorum
+    /// certified, and rebuilt its chain.
+    pub fn diverged(&self, height: u64, ours: quire_chain::Hash, certified: quire_chain::Hash) {
+        let mut m = self.lock();
+        m.diverged += 1;
+        m.divergence = Some((height, ours, certified));
     }
 
     pub fn ingress_dropped(&self, peer: u32, reason: &'static str) {
@@ -284,6 +290,12 @@ impl Metrics {
             "Times this replica's chain differed from a checkpoint 2f+1 replicas certified (it then stops signing and rebuilds its chain).",
             m.diverged,
         );
+        if let Some((height, ours, certified)) = m.divergence {
+            let _ = writeln!(
+                out,
+                "# HELP quire_divergence The last divergence: the height, this replica's block and the certified one (labels).\n# TYPE quire_divergence gauge\nquire_divergence{{height=\"{height}\",ours=\"{ours}\",certified=\"{certified}\"}} 1"
+            );
+        }
         counter(
             &mut out,
             "quire_rpc_requests_total",

@@ -114,7 +114,7 @@ fn recover_core(loaded: &Loaded) -> Result<Actor, StartError> {
     Ok(Actor::new(replica, rand::random()))
 }
 
-struct MeshTransport(Arc<Mesh>);
+pub(crate) struct MeshTransport(pub(crate) Arc<Mesh>);
 
 impl Transport for MeshTransport {
     fn send(&self, to: u32, frame: Arc<Vec<u8>>) {
@@ -127,10 +127,10 @@ impl Transport for MeshTransport {
 
 /// The admin API's handle on the transport: link faults, the slowloris attack, and what the
 /// verification pool throws away unread.
-struct MeshLinks {
-    mesh: Arc<Mesh>,
-    slowloris: Slowloris,
-    discarding: Arc<verify_pool::Discarding>,
+pub(crate) struct MeshLinks {
+    pub(crate) mesh: Arc<Mesh>,
+    pub(crate) slowloris: Slowloris,
+    pub(crate) discarding: Arc<verify_pool::Discarding>,
 }
 
 impl Links for MeshLinks {
@@ -149,7 +149,7 @@ impl Links for MeshLinks {
     }
 }
 
-fn connected_peers(stats: &MeshStats) -> usize {
+pub(crate) fn connected_peers(stats: &MeshStats) -> usize {
     stats.peers.values().filter(|p| p.connected == 1).count()
 }
 
@@ -271,6 +271,9 @@ pub fn run(loaded: Loaded) -> Result<(), StartError> {
 }
 
 async fn serve(loaded: Loaded) -> Result<(), StartError> {
+    if loaded.genesis.protocol.consensus == quire_chain::genesis::ConsensusMode::Pow {
+        return crate::pow::serve(loaded).await;
+    }
     let actor = recover_core(&loaded)?;
     let config = &loaded.config;
     tracing::info!(
@@ -398,7 +401,7 @@ async fn serve(loaded: Loaded) -> Result<(), StartError> {
 }
 
 /// Waits for SIGINT or SIGTERM, or for the driver to stop on its own (a storage failure).
-async fn wait_for_exit(
+pub(crate) async fn wait_for_exit(
     driver: &std::thread::JoinHandle<Result<(), quire_chain::store::StoreError>>,
 ) -> Result<(), StartError> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -8,10 +8,9 @@
 //! arrive within [`REQUEST_READ_DEADLINE`] of its first byte and be answered within
 //! [`REQUEST_DEADLINE`]. Store reads run on the blocking pool, not on the runtime's workers.
 
-use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use quire_chain::codec::{Decode, Encode};
@@ -39,8 +38,6 @@ pub const CONNECTION_BYTES_MAX: usize = 24 * 1024 * 1024;
 pub const REQUEST_READ_DEADLINE: Duration = Duration::from_secs(10);
 /// A request not answered within this long gets an error instead.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
-/// Client transactions remembered as "pending here" for status queries.
-const RECENT_MAX: usize = 200_000;
 
 pub struct RpcContext {
     pub id: ReplicaId,
@@ -55,7 +52,6 @@ pub struct RpcContext {
     pub signatures: Arc<crate::verify_pool::SignatureCache>,
     /// The mempool's capacity (transactions).
     pub mempool_max: usize,
-    recent: Mutex<(HashSet<TxId>, VecDeque<TxId>)>,
 }
 
 impl RpcContext {
@@ -83,7 +79,6 @@ impl RpcContext {
             peers_connected,
             signatures,
             mempool_max,
-            recent: Mutex::new((HashSet::new(), VecDeque::new())),
         }
     }
 }
@@ -255,9 +250,11 @@ async fn handle(ctx: &RpcContext, request: Request) -> Response {
                 Some(Ok(Some(record))) => Response::Block {
                     attestation: Some(attest_block(ctx, &record.block.header)),
                     block: Some(record.block),
+                    outcomes: record.outcomes,
                 },
                 Some(Ok(None)) => Response::Block {
                     block: None,
+                    outcomes: Vec::new(),
                     attestation: None,
                 },
                 Some(Err(e)) => storage_error(ctx, e),
@@ -328,15 +325,7 @@ fn storage_error(ctx: &RpcContext, e: quire_chain::store::StoreError) -> Respons
 }
 
 fn attest_block(ctx: &RpcContext, header: &quire_chain::Header) -> Attestation {
-    Attestation::sign(
-        Statement::Block {
-            height: header.height,
-            block_hash: header.hash(),
-        },
-        ctx.id,
-        &ctx.key,
-        &ctx.chain_id,
-    )
+    Attestation::sign(Statement::of(header), ctx.id, &ctx.key, &ctx.chain_id)
 }
 
 /// How long a Submit may wait for room in the driver's queue before it is refused as `Busy`.
@@ -392,7 +381,6 @@ async fn submit(ctx: &RpcContext, txs: Vec<Transaction>) -> Response {
             .map(|(tx, _)| tx)
             .collect();
         ctx.shared.metrics.submitted(taken.len() as u64);
-        remember(ctx, &taken);
     }
     for r in results.iter().filter_map(|r| r.as_ref().err()) {
         ctx.shared.metrics.refused(refusal_name(r));
@@ -480,71 +468,57 @@ fn refusal_name(r: &Refusal) -> &'static str {
     }
 }
 
-fn remember(ctx: &RpcContext, txs: &[Transaction]) {
-    let Ok(mut recent) = ctx.recent.lock() else {
-        return;
-    };
-    let (set, order) = &mut *recent;
-    for tx in txs {
-        let id = tx.id();
-        if set.insert(id) {
-            order.push_back(id);
-        }
+/// A transaction is `Pending` only while this replica's mempool holds it: a transfer the mempool
+/// dropped (its nonce was used meanwhile, or it never became ready) must read `Unknown`, so the
+/// client learns that nobody holds it and submits it again, instead of waiting for it forever.
+async fn tx_status(ctx: &RpcContext, id: TxId) -> Response {
+    if let Some(response) = committed_status(ctx, id).await {
+        return response;
     }
-    while order.len() > RECENT_MAX {
-        if let Some(old) = order.pop_front() {
-            set.remove(&old);
-        }
+    let (reply, answer) = oneshot::channel();
+    if !deliver(&ctx.events, Event::Pending { id, reply }).await {
+        return shutting_down();
     }
+    if answer.await.unwrap_or(false) {
+        return Response::TxStatus(TxStatus::Pending);
+    }
+    // It may have committed between the store read and the mempool's answer.
+    committed_status(ctx, id)
+        .await
+        .unwrap_or(Response::TxStatus(TxStatus::Unknown))
 }
 
-async fn tx_status(ctx: &RpcContext, id: TxId) -> Response {
+/// The committed status of `id` with its evidence — the block, the merkle proofs of the
+/// transaction and of its outcome, and an attestation of the header — if the store has it.
+async fn committed_status(ctx: &RpcContext, id: TxId) -> Option<Response> {
     let location = match read_store(ctx, move |store| store.tx_location(&id)).await {
-        Some(Ok(l)) => l,
-        Some(Err(e)) => return storage_error(ctx, e),
-        None => return shutting_down(),
-    };
-    let Some(location) = location else {
-        let seen = ctx.recent.lock().is_ok_and(|r| r.0.contains(&id));
-        let (reply, answer) = oneshot::channel();
-        let pending = seen
-            || (deliver(&ctx.events, Event::Pending { id, reply }).await
-                && answer.await.unwrap_or(false));
-        return Response::TxStatus(if pending {
-            TxStatus::Pending
-        } else {
-            TxStatus::Unknown
-        });
+        Some(Ok(l)) => l?,
+        Some(Err(e)) => return Some(storage_error(ctx, e)),
+        None => return Some(shutting_down()),
     };
     let height = location.height;
     let record = match read_store(ctx, move |store| store.block(height)).await {
         Some(Ok(Some(r))) => r,
-        Some(Ok(None)) => return Response::Error("indexed block is missing".into()),
-        Some(Err(e)) => return storage_error(ctx, e),
-        None => return shutting_down(),
+        Some(Ok(None)) => return Some(Response::Error("indexed block is missing".into())),
+        Some(Err(e)) => return Some(storage_error(ctx, e)),
+        None => return Some(shutting_down()),
     };
     let index = location.index as usize;
-    let ids: Vec<Hash> = record.block.txs.iter().map(|t| t.id().0).collect();
-    let (Some(proof), Some(outcome)) = (merkle::prove(&ids, index), record.outcomes.get(index))
-    else {
-        return Response::Error("indexed transaction is missing from its block".into());
+    let ids: Vec<Hash> = record.block.tx_ids();
+    let (Some(proof), Some(outcome), Some(outcome_proof)) = (
+        merkle::prove(&ids, index),
+        record.outcomes.get(index).copied(),
+        record.outcome_proof(index),
+    ) else {
+        return Some(Response::Error(
+            "indexed transaction is missing from its block".into(),
+        ));
     };
-    let outcome_attestation = Attestation::sign(
-        Statement::TxOutcome {
-            tx: id,
-            height: location.height,
-            index: location.index,
-            outcome: *outcome,
-        },
-        ctx.id,
-        &ctx.key,
-        &ctx.chain_id,
-    );
-    Response::TxStatus(TxStatus::Committed {
-        block_attestation: attest_block(ctx, &record.block.header),
-        outcome: *outcome,
+    Some(Response::TxStatus(TxStatus::Committed {
+        attestation: attest_block(ctx, &record.block.header),
+        outcome,
+        outcome_proof,
         proof,
         block: record.block,
-        outcome_attestation,
-    })
+    }))
 }

@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand};
 /// The Quire client: transfers and end-to-end verified reads from a Quire network.
 ///
 /// Replicas are not trusted: every balance, status and block shown was checked against
-/// certificates, merkle proofs and attestations of f+1 validators.
+/// certificates, merkle proofs and attestations of f+1 validators; `--json` shows that evidence,
+/// in hex, so it can be checked again with other code.
 #[derive(Parser, Debug)]
 #[command(name = "quire", version, arg_required_else_help = true)]
 pub struct Cli {
@@ -23,6 +24,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "MS", default_value_t = 3000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_ms: u64,
+
+    /// Ask this replica first (and always submit to it); the others are still asked as needed.
+    #[arg(long, global = true, value_name = "REPLICA")]
+    pub via: Option<u32>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -41,7 +46,8 @@ pub enum Command {
         /// The sender's key file, or an account name from the network file (e.g. account-0).
         #[arg(long, value_name = "KEY_FILE")]
         from: String,
-        /// The recipient's address (q1…) or an account name from the network file.
+        /// The recipient: an address (q1…), an account name from the network file, or a key file
+        /// (its address is used, e.g. one `quire keygen --out FILE` just wrote).
         #[arg(long, value_name = "ADDRESS")]
         to: String,
         /// A positive whole number of units.
@@ -66,11 +72,24 @@ pub enum Command {
         #[arg(value_name = "HASH")]
         hash: String,
     },
-    /// Show a verified block.
+    /// Show a verified block (`--raw`: write it with its proofs in the export encoding).
     Block {
         /// A height, or "latest".
         #[arg(value_name = "HEIGHT|latest")]
         at: String,
+        /// Write the block, its outcomes, attestations and merkle proofs in the documented
+        /// binary encoding (docs/client-rpc.md §5) instead of showing it.
+        #[arg(long)]
+        raw: bool,
+        /// Where `--raw` writes (default: standard output, unless it is a terminal).
+        #[arg(long, value_name = "PATH", requires = "raw")]
+        out: Option<PathBuf>,
+    },
+    /// Check a block export file (`quire block N --raw`) against the network's genesis, offline.
+    VerifyExport {
+        /// The export file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
     },
     /// Show what each replica says about itself (not verified).
     Status,

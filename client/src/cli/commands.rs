@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use quire_chain::tx::Outcome;
 use quire_chain::{Address, Keypair};
-use quire_client::{Client, Network, Options};
-use serde_json::json;
+use quire_client::{Client, Health, Network, Options, TransferStep};
+use serde_json::{Value, json};
 
 use super::args::{Cli, Command};
 use super::error::CliError;
 use super::input::{Context, load_key, parse_address, parse_amount};
-use super::output::{Out, committed_json, committed_text, outcome_text};
+use super::output::{Out, committed_json, committed_text, ids, outcome_text};
 use super::reads;
 
 /// How long `transfer --wait` waits without `--wait-secs`.
@@ -23,6 +23,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     let out = Out { json: cli.json };
     let options = Options {
         call_timeout: Duration::from_millis(cli.timeout_ms),
+        prefer: cli.via,
         ..Options::default()
     };
     match cli.command {
@@ -60,12 +61,20 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 reads::tx(&out, &c, tx).await
             })
         }
-        Command::Block { at } => {
+        Command::Block { at, raw, out: path } => {
             let at = super::input::parse_block_ref(&at)?;
             let network = ctx.take_network()?;
             with_client(network, options, |c| async move {
-                reads::block(&out, &c, at).await
+                if raw {
+                    reads::block_raw(&c, at, path.as_deref()).await
+                } else {
+                    reads::block(&out, &c, at).await
+                }
             })
+        }
+        Command::VerifyExport { file } => {
+            let network = ctx.take_network()?;
+            reads::verify_export(&out, &network.genesis, &file)
         }
         Command::Status => {
             let network = ctx.take_network()?;
@@ -83,7 +92,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 /// Runs `f` with a client on a small single-threaded runtime: a CLI call waits on the network,
-/// it does not need cores.
+/// it does not need cores. Which replicas did not answer is remembered for the next command
+/// (see `quire_client::health`), so it does not wait them out again.
 fn with_client<F, Fut>(network: Network, options: Options, f: F) -> Result<(), CliError>
 where
     F: FnOnce(Client) -> Fut,
@@ -94,11 +104,17 @@ where
         .build()
         .map_err(|e| CliError::Failure(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async move {
-        let client = Client::with_options(network, options)?;
-        f(client).await
+        let health = match Health::default_path(&network.chain_id()) {
+            Some(path) => Health::persisted(path),
+            None => Health::in_memory(),
+        };
+        let client = Client::with_health(network, options, health)?;
+        let result = f(client.clone()).await;
+        // Only a hint for the next command: losing it costs time, never correctness.
+        let _ = client.health().save();
+        result
     })
 }
-
 fn keygen(out: &Out, path: Option<PathBuf>) -> Result<(), CliError> {
     let key = Keypair::generate();
     let address = key.address();
@@ -130,23 +146,36 @@ async fn transfer(
     amount: u64,
     wait: Option<Duration>,
 ) -> Result<(), CliError> {
-    let tx = client.prepare_transfer(key, to, amount).await?;
-    let id = tx.id();
-    let nonce = tx.as_transfer().map_or(0, |t| t.transfer.nonce);
-    let accepted_by = client.submit_one(&tx).await?;
-    out.progress(&format!("tx        {id}"));
+    let mut pending = client.start_transfer(key, to, amount).await?;
+    let mut shown = 0;
+    shown += progress(out, &pending.steps[shown..]);
+    out.progress(&format!("tx        {}", pending.id()));
     let Some(wait) = wait else {
+        let accepted_by = pending.accepted_by();
         out.emit(
-            &format!("submitted to replica {accepted_by} (nonce {nonce}); not waiting\n"),
-            json!({ "tx": id.to_string(), "nonce": nonce, "accepted_by": accepted_by,
-                    "committed": null }),
+            &format!(
+                "submitted to replicas {} (nonce {}); accepted by {}; not waiting\n",
+                ids(&submitted_to(&pending.steps)),
+                pending.nonce,
+                ids(&accepted_by)
+            ),
+            json!({ "tx": pending.id().to_string(), "nonce": pending.nonce,
+                    "accepted_by": accepted_by, "committed": null,
+                    "steps": steps_json(&pending.steps) }),
         );
         return Ok(());
     };
-    let committed = client.wait_committed(&tx, wait).await?;
-    let mut value = committed_json(&committed);
-    value["nonce"] = json!(nonce);
-    value["accepted_by"] = json!(accepted_by);
+    let first = pending.id();
+    let result = client.finish_transfer(&mut pending, wait).await;
+    progress(out, &pending.steps[shown..]);
+    if pending.id() != first {
+        out.progress(&format!("tx        {} (signed again)", pending.id()));
+    }
+    let committed = result?;
+    let mut value = committed_json(&committed, &client.network().genesis);
+    value["nonce"] = json!(pending.nonce);
+    value["accepted_by"] = json!(pending.accepted_by());
+    value["steps"] = steps_json(&pending.steps);
     out.emit(&committed_text(&committed), value);
     match committed.outcome {
         Outcome::Rejected(_) => Err(CliError::Failure(format!(
@@ -155,4 +184,95 @@ async fn transfer(
         ))),
         Outcome::Applied | Outcome::Ordered => Ok(()),
     }
+}
+
+/// Every replica a transfer was sent to, in order.
+fn submitted_to(steps: &[TransferStep]) -> Vec<u32> {
+    let mut all = Vec::new();
+    for step in steps {
+        if let TransferStep::Submitted { sent_to, .. } | TransferStep::Resubmitted { sent_to, .. } =
+            step
+        {
+            for r in sent_to {
+                if !all.contains(r) {
+                    all.push(*r);
+                }
+            }
+        }
+    }
+    all
+}
+
+/// Tells the user about the steps beyond the first submission (text mode: as they happen);
+/// returns how many steps it went through.
+fn progress(out: &Out, steps: &[TransferStep]) -> usize {
+    for step in steps {
+        match step {
+            TransferStep::Submitted { .. } => {}
+            TransferStep::Resubmitted {
+                tx,
+                dropped: true,
+                accepted_by,
+                ..
+            } => out.note(&format!(
+                "no replica held {} any more (dropped): submitted the same transaction again; \
+                 accepted by replicas {}",
+                tx.0.short(),
+                ids(accepted_by)
+            )),
+            TransferStep::Resubmitted { .. } => {}
+            TransferStep::Replaced {
+                old,
+                old_nonce,
+                new,
+                nonce,
+                proven_at,
+                vouchers,
+            } => out.note(&format!(
+                "{} can never apply: its nonce {old_nonce} was used by another transaction (the \
+                 sender's nonce is {nonce} at height {proven_at}, and replicas {} at or past it do \
+                 not have it): signed the transfer again as {} with nonce {nonce}",
+                old.0.short(),
+                ids(vouchers),
+                new.0.short(),
+            )),
+        }
+    }
+    steps.len()
+}
+
+fn steps_json(steps: &[TransferStep]) -> Value {
+    let list: Vec<Value> = steps
+        .iter()
+        .map(|step| match step {
+            TransferStep::Submitted {
+                tx,
+                nonce,
+                proven_at,
+                sent_to,
+                accepted_by,
+            } => json!({ "step": "submitted", "tx": tx.to_string(), "nonce": nonce,
+                         "nonce_proven_at": proven_at, "sent_to": sent_to,
+                         "accepted_by": accepted_by }),
+            TransferStep::Resubmitted {
+                tx,
+                dropped,
+                sent_to,
+                accepted_by,
+            } => json!({ "step": "resubmitted", "tx": tx.to_string(),
+                         "reason": if *dropped { "dropped" } else { "slow" },
+                         "sent_to": sent_to, "accepted_by": accepted_by }),
+            TransferStep::Replaced {
+                old,
+                old_nonce,
+                new,
+                nonce,
+                proven_at,
+                vouchers,
+            } => json!({ "step": "replaced", "old_tx": old.to_string(), "old_nonce": old_nonce,
+                         "tx": new.to_string(), "nonce": nonce, "nonce_proven_at": proven_at,
+                         "not_committed_at": vouchers }),
+        })
+        .collect();
+    json!(list)
 }

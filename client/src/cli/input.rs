@@ -67,11 +67,15 @@ pub fn parse_amount(text: &str) -> Result<u64, CliError> {
     Ok(amount)
 }
 
-/// An address (`q1…`, checked) or the name of an account in the network file.
+/// An address (`q1…`, checked), the name of an account in the network file, or a key file (its
+/// address: what `quire keygen --out FILE` just made).
 pub fn parse_address(ctx: &mut Context, text: &str) -> Result<Address, CliError> {
     let text = text.trim();
     if text.starts_with("q1") {
         return Address::parse(text).map_err(|e| CliError::Usage(e.to_string()));
+    }
+    if Path::new(text).is_file() {
+        return read_key(Path::new(text)).map(|k| k.address());
     }
     let network = match ctx.network() {
         Ok(n) => n,
@@ -92,7 +96,8 @@ pub fn parse_address(ctx: &mut Context, text: &str) -> Result<Address, CliError>
         Some(address) => Address::parse(&address)
             .map_err(|e| CliError::Usage(format!("account {text} in the network file: {e}"))),
         None => Err(CliError::Usage(format!(
-            "bad address: {text:?} does not start with 'q1' and is not an account name in {}",
+            "bad address: {text:?} does not start with 'q1', is not a key file and is not an \
+             account name in {}",
             network.path.display()
         ))),
     }

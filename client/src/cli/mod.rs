@@ -4,6 +4,7 @@
 mod args;
 mod commands;
 mod error;
+mod evidence;
 mod input;
 mod output;
 mod reads;
@@ -33,10 +34,7 @@ pub fn main() -> ExitCode {
 
 fn report(e: &CliError, json: bool) {
     if json {
-        println!(
-            "{}",
-            serde_json::json!({ "error": e.message(), "exit_code": e.status() })
-        );
+        println!("{}", e.to_json());
     }
     eprintln!("error: {}", e.message());
 }

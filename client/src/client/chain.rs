@@ -1,28 +1,36 @@
 //! `verify_chain`: download every header and commit certificate from one replica and check them
 //! from genesis (see [`crate::chain_walk`]), then the latest stable checkpoint, then that f+1
 //! validators attest the last header. A replica whose copy fails is set aside and the next one is
-//! tried; the chain verifies if any replica's copy does.
+//! tried; the chain verifies if any replica's copy does. Replicas that answer a status request at
+//! once are tried first, so a dead one is not waited out.
 
 use std::collections::BTreeSet;
 
 use quire_chain::block::Header;
+use quire_chain::cert::CheckpointCertificate;
 use quire_chain::{Hash, ReplicaId};
-use quire_wire::rpc::{HEADERS_MAX, Request, Response};
+use quire_wire::rpc::{Attestation, HEADERS_MAX, Request, Response};
 
-use super::Client;
+use super::{Client, responses};
 use crate::chain_walk::{ChainFault, ChainProblem, ChainWalk, verify_checkpoint};
 use crate::conn::unexpected;
 use crate::error::{CallError, ClientError, Fault};
-use crate::verify::require_header_attested;
+use crate::verify::vouch_header;
 
-/// A chain that verified.
+/// A chain that verified, with the evidence that vouches for its execution results.
 #[derive(Debug, Clone)]
 pub struct ChainReport {
     /// The height of the last header checked.
     pub height: u64,
     pub head_hash: Hash,
+    pub last_header: Header,
+    /// f+1 validators' attestations of the last header (one per attester).
+    pub last_attestations: Vec<Attestation>,
     /// The latest stable checkpoint, if any beyond genesis.
     pub checkpoint: Option<u64>,
+    /// Its certificate (2f+1 validators' checkpoint votes) and the header it covers.
+    pub checkpoint_certificate: Option<CheckpointCertificate>,
+    pub checkpoint_header: Option<Header>,
     /// The replica whose headers were checked.
     pub headers_from: ReplicaId,
     /// The validators that attest the last header.
@@ -52,8 +60,8 @@ impl std::fmt::Display for SetAside {
 impl Client {
     pub async fn verify_chain(&self) -> Result<ChainReport, ClientError> {
         let mut set_aside = Vec::new();
-        for id in self.rotation() {
-            match self.verify_chain_from(id).await {
+        for (id, height) in self.responsive_first().await {
+            match self.verify_chain_from(id, height).await {
                 Ok(mut report) => {
                     report.set_aside = set_aside;
                     return Ok(report);
@@ -79,10 +87,42 @@ impl Client {
         }
     }
 
-    async fn verify_chain_from(&self, id: ReplicaId) -> Result<ChainReport, SetAside> {
+    /// Replicas in rotation order, those that answer a status request (with the height they
+    /// claim) before n − f have first.
+    async fn responsive_first(&self) -> Vec<(ReplicaId, Option<u64>)> {
+        let expected = self.answers_expected();
+        let answers = self
+            .fan_out(&self.all_ids(), &Request::Status, |got| {
+                responses(got) >= expected
+            })
+            .await;
+        let height = |id: ReplicaId| {
+            answers.iter().find_map(|(i, r)| match r {
+                Ok(Response::Status(s)) if *i == id => Some(s.height),
+                _ => None,
+            })
+        };
+        let mut order: Vec<(ReplicaId, Option<u64>)> = self
+            .rotation()
+            .into_iter()
+            .map(|id| (id, height(id)))
+            .collect();
+        order.sort_by_key(|(_, h)| h.is_none());
+        order
+    }
+
+    async fn verify_chain_from(
+        &self,
+        id: ReplicaId,
+        height: Option<u64>,
+    ) -> Result<ChainReport, SetAside> {
         let on_problem = |p: ChainProblem| SetAside::Problem(p.from_replica(id));
         let (seq, block_hash, certificate) = self.checkpoint_of(id).await?;
-        let target = self.height_of(id).await?.max(seq);
+        let height = match height {
+            Some(h) => h,
+            None => self.height_of(id).await?,
+        };
+        let target = height.max(seq);
         let genesis = self.genesis();
         let mut walk = ChainWalk::new(genesis, Some(seq));
         self.download(id, target, &mut walk).await?;
@@ -91,13 +131,19 @@ impl Client {
             .ok_or_else(|| on_problem(ChainProblem::new(0, ChainFault::Empty)))?;
         let checkpoint = verify_checkpoint(genesis, seq, &block_hash, certificate.as_ref(), &walk)
             .map_err(on_problem)?;
-        let (attesters, consulted) = self.attest_last(&last).await.map_err(on_problem)?;
-        let mut replicas_consulted: BTreeSet<ReplicaId> = consulted;
+        let checkpoint_header = walk.remembered_header();
+        let attestations = self.attest_last(&last).await.map_err(on_problem)?;
+        let attesters: Vec<ReplicaId> = attestations.iter().map(|a| a.replica).collect();
+        let mut replicas_consulted: BTreeSet<ReplicaId> = attesters.iter().copied().collect();
         replicas_consulted.insert(id);
         Ok(ChainReport {
             height: last.height,
             head_hash: last.hash(),
+            last_header: last,
+            last_attestations: attestations,
             checkpoint,
+            checkpoint_certificate: checkpoint.and(certificate),
+            checkpoint_header: checkpoint.and(checkpoint_header),
             headers_from: id,
             attesters,
             replicas_consulted: replicas_consulted.into_iter().collect(),
@@ -157,18 +203,12 @@ impl Client {
         Ok(())
     }
 
-    /// Asks every replica to attest the last header; returns who did (as a list and a set).
-    async fn attest_last(
-        &self,
-        last: &Header,
-    ) -> Result<(Vec<ReplicaId>, BTreeSet<ReplicaId>), ChainProblem> {
+    /// Asks every replica to attest the last header; returns the valid attestations.
+    async fn attest_last(&self, last: &Header) -> Result<Vec<Attestation>, ChainProblem> {
         let mut pool = Vec::new();
         self.gather_attestations(last, &mut pool).await;
-        match require_header_attested(self.genesis(), last, &pool) {
-            Ok(attesters) => {
-                let consulted = attesters.iter().copied().collect();
-                Ok((attesters, consulted))
-            }
+        match vouch_header(self.genesis(), last, &pool) {
+            Ok(vouched) => Ok(vouched.attestations),
             Err(crate::error::VerifyError::TooFewAttestations { have, need, .. }) => {
                 Err(ChainProblem::new(
                     last.height,

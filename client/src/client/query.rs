@@ -3,15 +3,16 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use quire_chain::ledger::verify_account;
 use quire_chain::tx::TxId;
-use quire_chain::{Address, ReplicaId};
+use quire_chain::{Address, Hash, ReplicaId};
 use quire_wire::rpc::{BlockRef, Request, Response, TxStatus};
 
-use super::Client;
+use super::{Client, responses};
 use crate::conn::unexpected;
 use crate::error::{ClientError, Fault, VerifyError};
 use crate::verify::{
-    CertifiedBlock, CommittedTx, ProvenAccount, Verified, verify_account_response,
+    CertifiedBlock, CommittedTx, ProvenAccount, Verified, contradicting, verify_account_response,
     verify_block_response, verify_tx_answers,
 };
 
@@ -20,42 +21,50 @@ use crate::verify::{
 pub enum TxState {
     /// Proven committed, with its proven outcome.
     Committed(Box<Verified<CommittedTx>>),
-    /// Some replica has it (or claims a commit that is not yet attested by f+1): not proven.
-    Pending,
-    /// No replica that answered knows it.
+    /// These replicas say they hold it (or claim a commit that f+1 do not attest yet): not
+    /// proven.
+    Pending { held_by: Vec<ReplicaId> },
+    /// No replica that answered holds it.
     Unknown,
 }
 
 #[derive(Debug, Clone)]
 pub struct TxReport {
     pub state: TxState,
+    /// Replicas that answered.
+    pub answered: Vec<ReplicaId>,
     /// Answers set aside: unreachable replicas, and claims that failed verification.
     pub faults: Vec<Fault>,
 }
 
 impl Client {
-    /// Asks every replica about `tx` and reports what their answers prove. While a commit claim
-    /// lacks only attestations (other replicas behind), the lagging replicas are asked again for
-    /// up to `attest_wait`.
+    /// Asks every replica about `tx` at once and reports what their answers prove, as soon as
+    /// they prove a commit or n − f have answered. While a commit claim lacks only attestations
+    /// (other replicas behind), the others are asked again for up to `attest_wait`.
     pub async fn tx_status(&self, tx: TxId) -> Result<TxReport, ClientError> {
         let request = Request::TxStatus(tx);
         let deadline = Instant::now() + self.options.attest_wait;
+        let expected = self.answers_expected();
         let mut answers: BTreeMap<ReplicaId, TxStatus> = BTreeMap::new();
         let mut call_faults: BTreeMap<ReplicaId, Fault> = BTreeMap::new();
         let mut ask = self.all_ids();
         loop {
-            // Stop waiting for slow or dead replicas as soon as the answers in prove the commit.
-            let mut seen: Vec<(ReplicaId, TxStatus)> =
-                answers.iter().map(|(id, s)| (*id, s.clone())).collect();
+            let kept: Vec<(ReplicaId, TxStatus)> = answers
+                .iter()
+                .filter(|(id, _)| !ask.contains(id))
+                .map(|(id, s)| (*id, s.clone()))
+                .collect();
             let genesis = self.genesis();
-            let proven = |id: ReplicaId, r: &Result<Response, _>| match r {
-                Ok(Response::TxStatus(status @ TxStatus::Committed { .. })) => {
-                    seen.push((id, status.clone()));
-                    verify_tx_answers(genesis, &tx, &seen).committed.is_some()
-                }
-                _ => false,
+            let enough = |got: &super::Answers| {
+                let mut seen = kept.clone();
+                seen.extend(got.iter().filter_map(|(id, r)| match r {
+                    Ok(Response::TxStatus(s)) => Some((*id, s.clone())),
+                    _ => None,
+                }));
+                kept.len() + responses(got) >= expected
+                    || verify_tx_answers(genesis, &tx, &seen).committed.is_some()
             };
-            for (id, result) in self.fan_out(&ask, &request, proven).await {
+            for (id, result) in self.fan_out(&ask, &request, enough).await {
                 match result {
                     Ok(Response::TxStatus(status)) => {
                         call_faults.remove(&id);
@@ -96,21 +105,96 @@ impl Client {
                     tokio::time::sleep(self.options.poll_interval).await;
                     continue;
                 }
-                None if verdict.pending => TxState::Pending,
+                None if !verdict.held_by.is_empty() => TxState::Pending {
+                    held_by: verdict.held_by,
+                },
                 None => TxState::Unknown,
             };
-            return Ok(TxReport { state, faults });
+            return Ok(TxReport {
+                state,
+                answered: answers.keys().copied().collect(),
+                faults,
+            });
         }
     }
 
     /// An account's balance and nonce, proven against a header that f+1 validators attest.
-    /// Replicas are asked in turn until one's answer verifies.
+    /// The freshest proven state wins, so a replica that is behind (just restarted, say) cannot
+    /// hand out a nonce that is already used.
     pub async fn account(&self, address: Address) -> Result<Verified<ProvenAccount>, ClientError> {
+        self.account_report(address).await.map(|(proven, _)| proven)
+    }
+
+    /// [`Client::account`], with the answers it set aside.
+    ///
+    /// Every replica is asked at once; once n − f have answered, the highest header whose
+    /// proof checks out is taken, and attestations are gathered for it if its answer alone does
+    /// not carry f+1. A higher header that cannot be vouched for is set aside, naming its replica.
+    pub async fn account_report(
+        &self,
+        address: Address,
+    ) -> Result<(Verified<ProvenAccount>, Vec<Fault>), ClientError> {
+        let request = Request::Account(address);
+        let expected = self.answers_expected();
+        let answers = self
+            .fan_out(&self.all_ids(), &request, |got| responses(got) >= expected)
+            .await;
         let mut faults = Vec::new();
-        for id in self.rotation() {
-            match self.account_from(id, address).await {
-                Ok(proven) => return Ok(proven),
-                Err(fault) => faults.push(fault),
+        let mut pool = Vec::new();
+        let mut candidates = Vec::new();
+        for (id, result) in answers {
+            match result {
+                Ok(Response::Account {
+                    header,
+                    attestation,
+                    account,
+                    proof,
+                }) => {
+                    pool.push(attestation);
+                    // The proof is checked first, on its own: one valid proof against a state
+                    // root fixes the account, so answers with the same header agree.
+                    if verify_account(&header.state_root, &address, &account, &proof) {
+                        candidates.push((id, header, account, proof));
+                    } else {
+                        let source = VerifyError::BadAccountProof {
+                            address,
+                            height: header.height,
+                        };
+                        faults.push(Fault::Verify {
+                            replica: id,
+                            source,
+                        });
+                    }
+                }
+                Ok(other) => faults.push(unexpected(id, &request, &other).into()),
+                Err(e) => faults.push(e.into()),
+            }
+        }
+        // Highest first; one candidate per distinct header.
+        candidates.sort_by_key(|(id, h, _, _)| (std::cmp::Reverse(h.height), *id));
+        let mut tried: Vec<Hash> = Vec::new();
+        for (id, header, account, proof) in candidates {
+            if tried.contains(&header.hash()) {
+                continue;
+            }
+            tried.push(header.hash());
+            let genesis = self.genesis();
+            let check = |pool: &[_]| {
+                verify_account_response(genesis, &address, &header, &account, &proof, pool)
+            };
+            let verdict = match check(&pool) {
+                Err(e) if e.is_missing_attestations() => {
+                    self.gather_attestations(&header, &mut pool).await;
+                    check(&pool).map_err(|e| self.explain(&header, &pool, e))
+                }
+                other => other,
+            };
+            match verdict {
+                Ok(proven) => return Ok((proven, faults)),
+                Err(source) => faults.push(Fault::Verify {
+                    replica: id,
+                    source,
+                }),
             }
         }
         Err(ClientError::from_faults(
@@ -119,57 +203,51 @@ impl Client {
         ))
     }
 
-    async fn account_from(
+    /// Too few attestations, or a header f+1 validators contradict: the stronger reason.
+    fn explain(
         &self,
-        id: ReplicaId,
-        address: Address,
-    ) -> Result<Verified<ProvenAccount>, Fault> {
-        let request = Request::Account(address);
-        let response = self.call(id, &request).await?;
-        let Response::Account {
-            header,
-            attestation,
-            account,
-            proof,
-        } = response
-        else {
-            return Err(unexpected(id, &request, &response).into());
-        };
-        let genesis = self.genesis();
-        let check = |pool: &[_]| {
-            verify_account_response(genesis, &address, &header, &account, &proof, pool)
-        };
-        let mut pool = vec![attestation];
-        match check(&pool) {
-            Err(e) if e.is_missing_attestations() => {}
-            other => {
-                return other.map_err(|source| Fault::Verify {
-                    replica: id,
-                    source,
-                });
+        header: &quire_chain::Header,
+        pool: &[quire_wire::rpc::Attestation],
+        e: VerifyError,
+    ) -> VerifyError {
+        let against = contradicting(self.genesis(), header, pool).len();
+        if e.is_missing_attestations() && against >= self.genesis().validators.weak_quorum() {
+            VerifyError::Contradicted {
+                height: header.height,
+                against,
             }
+        } else {
+            e
         }
-        self.gather_attestations(&header, &mut pool).await;
-        check(&pool).map_err(|source| Fault::Verify {
-            replica: id,
-            source,
-        })
     }
 
     /// A block with a valid commit certificate and a header attested by f+1 validators.
     pub async fn block(&self, at: BlockRef) -> Result<Verified<CertifiedBlock>, ClientError> {
-        let mut faults = Vec::new();
-        for id in self.rotation() {
-            match self.block_from(id, at).await {
-                Ok(block) => return Ok(block),
-                Err(fault) => faults.push(fault),
+        self.block_report(at).await.map(|(block, _)| block)
+    }
+
+    /// [`Client::block`], with the answers it set aside. Replicas are asked in turn, the next
+    /// one after a hedge; the first answer that verifies wins.
+    pub async fn block_report(
+        &self,
+        at: BlockRef,
+    ) -> Result<(Verified<CertifiedBlock>, Vec<Fault>), ClientError> {
+        let (block, faults) = self
+            .race(self.rotation(), |id| {
+                let client = self.clone();
+                async move { client.block_from(id, at).await }
+            })
+            .await;
+        match block {
+            Some(block) => Ok((block, faults)),
+            None => {
+                let what = match at {
+                    BlockRef::Latest => "the latest block".to_string(),
+                    BlockRef::Height(h) => format!("block {h}"),
+                };
+                Err(ClientError::from_faults(what, faults))
             }
         }
-        let what = match at {
-            BlockRef::Latest => "the latest block".to_string(),
-            BlockRef::Height(h) => format!("block {h}"),
-        };
-        Err(ClientError::from_faults(what, faults))
     }
 
     async fn block_from(
@@ -179,7 +257,12 @@ impl Client {
     ) -> Result<Verified<CertifiedBlock>, Fault> {
         let request = Request::Block(at);
         let response = self.call(id, &request).await?;
-        let Response::Block { block, attestation } = response else {
+        let Response::Block {
+            block,
+            outcomes,
+            attestation,
+        } = response
+        else {
             return Err(unexpected(id, &request, &response).into());
         };
         let verify_fault = |source| Fault::Verify {
@@ -192,13 +275,15 @@ impl Client {
             BlockRef::Height(h) => Some(h),
         };
         let genesis = self.genesis();
-        let check = |pool: &[_]| verify_block_response(genesis, asked, &block, pool);
+        let check = |pool: &[_]| verify_block_response(genesis, asked, &block, &outcomes, pool);
         let mut pool: Vec<_> = attestation.into_iter().collect();
         match check(&pool) {
             Err(e) if e.is_missing_attestations() => {}
             other => return other.map_err(verify_fault),
         }
         self.gather_attestations(&block.header, &mut pool).await;
-        check(&pool).map_err(verify_fault)
+        check(&pool)
+            .map_err(|e| self.explain(&block.header, &pool, e))
+            .map_err(verify_fault)
     }
 }

@@ -6,34 +6,47 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
+use std::fs;
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use quire_chain::block::{Batch, BlockRecord, Header};
+use quire_chain::cert::{Certificate, CheckpointCertificate, CheckpointStatement, Statement as _};
 use quire_chain::codec::{Decode, Encode};
+use quire_chain::genesis::Protocol;
 use quire_chain::ledger::Ledger;
 use quire_chain::merkle;
 use quire_chain::smt::SmtProof;
 use quire_chain::testkit::TestNet;
 use quire_chain::tx::{Outcome, Rejection, TxId};
 use quire_chain::{Account, Address, Hash, ReplicaId};
-use quire_client::network::Replica;
+use quire_client::network::{AccountEntry, NetworkFile, Replica, ReplicaEntry};
 use quire_client::{Network, Options};
-use quire_wire::rpc::{Attestation, BlockRef, NodeStatus, Request, Response, Statement, TxStatus};
+use quire_wire::rpc::{
+    Attestation, BlockRef, NodeStatus, Refusal, Request, Response, Statement, TxStatus,
+};
 use quire_wire::{FRAME_BYTES_MAX, read_frame, server_config, write_frame};
 
-/// The honest world: genesis, then one certified block with a transfer from account 0.
+/// The honest world: genesis (checkpoints every block), then one certified block with a transfer
+/// from account 0, whose checkpoint validators 0, 1 and 2 signed.
 pub struct World {
     pub net: TestNet,
     pub ledger: Ledger,
     pub record: BlockRecord,
+    pub checkpoint: CheckpointCertificate,
 }
 
 impl World {
     pub fn new() -> World {
-        let net = TestNet::new(4, 2);
+        let protocol = Protocol {
+            checkpoint_interval: 1,
+            log_window: 2,
+            ..Protocol::default()
+        };
+        let net = TestNet::with_protocol(4, 2, 0, protocol);
         let mut ledger = net.genesis.ledger();
         let batch = Batch {
             view: 0,
@@ -43,7 +56,20 @@ impl World {
         };
         let parent = net.genesis.block().header;
         let record = net.certified_block(&mut ledger, &parent, &batch).record;
+        let statement = CheckpointStatement {
+            seq: 1,
+            block_hash: record.block.hash(),
+        };
+        let votes: BTreeMap<ReplicaId, _> = (0..3)
+            .map(|i| {
+                (
+                    i,
+                    statement.sign(&net.validator_keys[i as usize], &net.chain_id()),
+                )
+            })
+            .collect();
         World {
+            checkpoint: Certificate::from_votes(statement, &votes),
             net,
             ledger,
             record,
@@ -64,26 +90,16 @@ impl World {
     }
 
     fn attest_header(&self, me: ReplicaId, header: &Header) -> Attestation {
-        let statement = Statement::Block {
-            height: header.height,
-            block_hash: header.hash(),
-        };
-        self.attest(me, statement)
+        self.attest(me, Statement::of(header))
     }
 
     fn tx_status(&self, me: ReplicaId, outcome: Outcome) -> TxStatus {
-        let statement = Statement::TxOutcome {
-            tx: self.tx(),
-            height: self.head().height,
-            index: 0,
-            outcome,
-        };
         TxStatus::Committed {
             block: self.record.block.clone(),
             proof: merkle::prove(&self.record.block.batch().tx_ids(), 0).unwrap(),
             outcome,
-            block_attestation: self.attest_header(me, &self.head()),
-            outcome_attestation: self.attest(me, statement),
+            outcome_proof: self.record.outcome_proof(0).unwrap(),
+            attestation: self.attest_header(me, &self.head()),
         }
     }
 }
@@ -96,6 +112,8 @@ pub enum Lie {
     ForgedHeader,
     /// TxStatus: the committed transfer was rejected (it was applied).
     WrongOutcome,
+    /// Submit: every transaction refused as if its nonce were used.
+    StaleNonce,
 }
 
 /// How one fake replica answers.
@@ -135,6 +153,11 @@ fn answer(world: &World, me: ReplicaId, lie: Option<Lie>, request: Request) -> R
             });
             Response::TxStatus(world.tx_status(me, lie))
         }
+        (Request::Submit(txs), Some(Lie::StaleNonce)) => Response::Submitted(
+            txs.iter()
+                .map(|_| Err(Refusal::StaleNonce { expected: 99 }))
+                .collect(),
+        ),
         (request, _) => honest(world, me, request),
     }
 }
@@ -165,10 +188,12 @@ fn honest(world: &World, me: ReplicaId, request: Request) -> Response {
         Request::TxStatus(_) => Response::TxStatus(TxStatus::Unknown),
         Request::Block(BlockRef::Latest | BlockRef::Height(1)) => Response::Block {
             block: Some(world.record.block.clone()),
+            outcomes: world.record.outcomes.clone(),
             attestation: Some(world.attest_header(me, &head)),
         },
         Request::Block(BlockRef::Height(0)) => Response::Block {
             block: Some(genesis_block),
+            outcomes: Vec::new(),
             attestation: None,
         },
         Request::WaitBlock { height, .. } => {
@@ -176,6 +201,7 @@ fn honest(world: &World, me: ReplicaId, request: Request) -> Response {
         }
         Request::Block(_) => Response::Block {
             block: None,
+            outcomes: Vec::new(),
             attestation: None,
         },
         Request::Headers { from, count } => {
@@ -191,9 +217,9 @@ fn honest(world: &World, me: ReplicaId, request: Request) -> Response {
             Response::Headers(items)
         }
         Request::Checkpoint => Response::Checkpoint {
-            seq: 0,
-            block_hash: genesis_block.header.hash(),
-            certificate: None,
+            seq: 1,
+            block_hash: head.hash(),
+            certificate: Some(world.checkpoint.clone()),
         },
         Request::Status => Response::Status(NodeStatus {
             replica: me,
@@ -317,9 +343,100 @@ pub fn options() -> Options {
         attest_wait: Duration::from_millis(600),
         resubmit_after: Duration::from_secs(1),
         poll_interval: Duration::from_millis(50),
+        hedge: Duration::from_millis(100),
+        prefer: None,
     }
 }
 
 pub fn unused_hash() -> TxId {
     TxId(Hash([0x42; 32]))
+}
+
+// ---- the `quire` binary against a fake network ----------------------------------------
+
+/// Writes genesis, account keys and the network file for `network` into a fresh directory.
+pub fn write_network(world: &World, network: &quire_client::Network) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "quire-cli-net-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    fs::create_dir_all(dir.join("accounts")).unwrap();
+    fs::write(dir.join("genesis.toml"), world.net.genesis.to_toml()).unwrap();
+    let mut accounts = Vec::new();
+    for (i, key) in world.net.account_keys.iter().enumerate() {
+        let rel = format!("accounts/account-{i}.toml");
+        key.write_file(&dir.join(&rel)).unwrap();
+        accounts.push(AccountEntry {
+            name: format!("account-{i}"),
+            key: rel,
+            address: key.address().to_string(),
+        });
+    }
+    let file = NetworkFile {
+        chain_id: world.net.chain_id().to_hex(),
+        genesis: "genesis.toml".into(),
+        replicas: network
+            .replicas
+            .iter()
+            .map(|r| ReplicaEntry {
+                id: r.id,
+                public_key: r.key.to_hex(),
+                quic: r.quic.to_string(),
+                http: r.http.to_string(),
+                pid_file: None,
+            })
+            .collect(),
+        accounts,
+    };
+    fs::write(dir.join("network.toml"), toml::to_string(&file).unwrap()).unwrap();
+    dir
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the CLI off the async runtime, so the fake replicas keep serving meanwhile.
+pub async fn quire(dir: &Path, args: &[&str]) -> Run {
+    let network = dir.join("network.toml");
+    let mut all: Vec<String> = vec![
+        "--network".into(),
+        network.display().to_string(),
+        "--timeout-ms".into(),
+        "500".into(),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    tokio::task::spawn_blocking(move || {
+        // No health file: each run starts knowing nothing, whatever ran before.
+        let output = Command::new(env!("CARGO_BIN_EXE_quire"))
+            .args(&all)
+            .env("QUIRE_CACHE_DIR", "")
+            .output()
+            .unwrap();
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(output.stdout).unwrap(),
+            stderr: String::from_utf8(output.stderr).unwrap(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+pub fn assert_ok(run: &Run, expect: &[&str]) {
+    assert_eq!(
+        run.code, 0,
+        "stdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+    for e in expect {
+        assert!(
+            run.stdout.contains(e),
+            "{e:?} missing from:\n{}",
+            run.stdout
+        );
+    }
 }

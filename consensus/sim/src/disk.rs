@@ -10,8 +10,11 @@
 use std::sync::{Mutex, MutexGuard};
 
 use quire_chain::block::{BlockRecord, Executed, Header};
-use quire_chain::store::{ConsensusEntries, MemoryStore, Store, StoreError, TxLocation, WriteSet};
-use quire_chain::{Account, Address, Genesis, TxId};
+use quire_chain::pow::Undo;
+use quire_chain::store::{
+    ConsensusEntries, MemoryStore, PowWrite, Store, StoreError, TxLocation, WriteSet,
+};
+use quire_chain::{Account, Address, Genesis, Hash, TxId};
 
 /// Where a step is cut short.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,6 +143,13 @@ impl Store for Disk {
     }
     fn reset_chain(&self, genesis: &Genesis) -> Result<(), StoreError> {
         self.store.reset_chain(genesis)
+    }
+    // The simulator runs PBFT only; proof-of-work writes pass through untouched.
+    fn write_pow(&self, write: &PowWrite) -> Result<(), StoreError> {
+        self.store.write_pow(write)
+    }
+    fn undo(&self, hash: &Hash) -> Result<Option<Undo>, StoreError> {
+        self.store.undo(hash)
     }
 
     fn write(&self, writes: &WriteSet) -> Result<(), StoreError> {

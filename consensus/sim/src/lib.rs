@@ -10,6 +10,7 @@
 pub mod checker;
 pub mod disk;
 pub mod network;
+pub mod pow;
 pub mod rng;
 pub mod workload;
 

@@ -4,10 +4,11 @@
 //!
 //! Replicas are not trusted: every answer that asserts a fact carries what the client needs to
 //! check it — certificates, merkle proofs, and [`Attestation`]s signed by the answering replica.
-//! A client accepts a header once f+1 distinct validators attest it (at least one is honest), and
-//! a transaction's outcome once f+1 attest the same outcome.
+//! A client accepts a header once f+1 distinct validators attest it (at least one is honest); a
+//! balance by an account proof against that header's state root, and a transaction's outcome by
+//! a merkle proof against its `outcomes_root`. docs/client-rpc.md gives every byte.
 
-use quire_chain::block::{Block, Header};
+use quire_chain::block::{BATCH_TXS_MAX, Block, Header};
 use quire_chain::cert::{CheckpointCertificate, CommitCertificate};
 use quire_chain::codec::{self, Decode, DecodeError, Encode, Reader};
 use quire_chain::keys::{Keypair, Signature, sign_tags};
@@ -21,63 +22,42 @@ pub const SUBMIT_MAX: usize = 8192;
 /// Most headers in one Headers reply.
 pub const HEADERS_MAX: u64 = 512;
 
-/// A fact a replica signs for a client.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Statement {
-    /// "My block at `height` is `block_hash`."
-    Block { height: u64, block_hash: Hash },
-    /// "Transaction `tx` is at `index` of my block `height`, with this outcome."
-    TxOutcome {
-        tx: TxId,
-        height: u64,
-        index: u32,
-        outcome: Outcome,
-    },
+/// What a replica signs for a client: "my block at `height` is `block_hash`"
+/// (docs/chain-format.md §13.2). Its encoding, `u64(height) ‖ block_hash`, is the signed fields.
+///
+/// A header vouches for everything in it — the state root (balances), and through
+/// `outcomes_root` what each transaction did — so this one statement covers every fact a client
+/// is told about a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Statement {
+    pub height: u64,
+    pub block_hash: Hash,
 }
 
-impl Encode for Statement {
-    fn encode(&self, out: &mut Vec<u8>) {
-        match self {
-            Statement::Block { height, block_hash } => {
-                out.push(0);
-                codec::put_u64(out, *height);
-                block_hash.encode(out);
-            }
-            Statement::TxOutcome {
-                tx,
-                height,
-                index,
-                outcome,
-            } => {
-                out.push(1);
-                tx.encode(out);
-                codec::put_u64(out, *height);
-                codec::put_u32(out, *index);
-                outcome.encode(out);
-            }
+impl Statement {
+    /// The statement about `header`.
+    pub fn of(header: &Header) -> Statement {
+        Statement {
+            height: header.height,
+            block_hash: header.hash(),
         }
     }
 }
 
+impl Encode for Statement {
+    fn encode(&self, out: &mut Vec<u8>) {
+        codec::put_u64(out, self.height);
+        self.block_hash.encode(out);
+    }
+}
+
 impl Decode for Statement {
-    const MIN_LEN: usize = 41;
+    const MIN_LEN: usize = 40;
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        match r.u8()? {
-            0 => Ok(Statement::Block {
-                height: r.u64()?,
-                block_hash: Hash::decode(r)?,
-            }),
-            1 => Ok(Statement::TxOutcome {
-                tx: TxId::decode(r)?,
-                height: r.u64()?,
-                index: r.u32()?,
-                outcome: Outcome::decode(r)?,
-            }),
-            tag => Err(DecodeError::BadTag {
-                what: "statement",
-                tag,
-            }),
-        }
+        Ok(Statement {
+            height: r.u64()?,
+            block_hash: Hash::decode(r)?,
+        })
     }
 }
 
@@ -235,13 +215,14 @@ pub enum TxStatus {
     /// Received, not yet committed.
     Pending,
     /// In a committed block: the block (header, transactions, certificate), the merkle proof of
-    /// the transaction, its outcome, and the replica's attestations of block and outcome.
+    /// the transaction against `tx_root`, its outcome with the merkle proof of its outcome leaf
+    /// against `outcomes_root`, and the replica's attestation of the block's header.
     Committed {
         block: Block,
         proof: MerkleProof,
         outcome: Outcome,
-        block_attestation: Attestation,
-        outcome_attestation: Attestation,
+        outcome_proof: MerkleProof,
+        attestation: Attestation,
     },
 }
 
@@ -270,8 +251,11 @@ pub enum Response {
         account: Account,
         proof: SmtProof,
     },
+    /// The block, the outcome of each of its transactions (they must match `outcomes_root`),
+    /// and the replica's attestation of its header; `None`s when it has no such block.
     Block {
         block: Option<Block>,
+        outcomes: Vec<Outcome>,
         attestation: Option<Attestation>,
     },
     Headers(Vec<(Header, Option<CommitCertificate>)>),
@@ -522,15 +506,15 @@ impl Encode for TxStatus {
                 block,
                 proof,
                 outcome,
-                block_attestation,
-                outcome_attestation,
+                outcome_proof,
+                attestation,
             } => {
                 out.push(2);
                 block.encode(out);
                 proof.encode(out);
                 outcome.encode(out);
-                block_attestation.encode(out);
-                outcome_attestation.encode(out);
+                outcome_proof.encode(out);
+                attestation.encode(out);
             }
         }
     }
@@ -546,8 +530,8 @@ impl Decode for TxStatus {
                 block: Block::decode(r)?,
                 proof: MerkleProof::decode(r)?,
                 outcome: Outcome::decode(r)?,
-                block_attestation: Attestation::decode(r)?,
-                outcome_attestation: Attestation::decode(r)?,
+                outcome_proof: MerkleProof::decode(r)?,
+                attestation: Attestation::decode(r)?,
             },
             tag => {
                 return Err(DecodeError::BadTag {
@@ -583,9 +567,14 @@ impl Encode for Response {
                 account.encode(out);
                 proof.encode(out);
             }
-            Response::Block { block, attestation } => {
+            Response::Block {
+                block,
+                outcomes,
+                attestation,
+            } => {
                 out.push(3);
                 codec::put_option(out, block);
+                codec::put_seq(out, outcomes);
                 codec::put_option(out, attestation);
             }
             Response::Headers(items) => {
@@ -641,6 +630,7 @@ impl Decode for Response {
             },
             3 => Response::Block {
                 block: r.option()?,
+                outcomes: r.seq("outcomes", BATCH_TXS_MAX)?,
                 attestation: r.option()?,
             },
             4 => Response::Headers(
@@ -691,7 +681,7 @@ mod tests {
             assert_eq!(Request::from_bytes(&r.to_bytes()).unwrap(), r);
         }
         let att = Attestation::sign(
-            Statement::Block {
+            Statement {
                 height: 1,
                 block_hash: Hash([1; 32]),
             },

@@ -52,7 +52,11 @@ pub async fn start(label: &str, nodes: usize, accounts: usize) -> Net {
 }
 
 pub async fn start_with(label: &str, plan: Plan) -> Net {
-    let dir = temp_dir(label);
+    start_at(temp_dir(label), plan).await
+}
+
+/// A testnet in `dir` (removed, with everything in it, when the test ends).
+pub async fn start_at(dir: PathBuf, plan: Plan) -> Net {
     let tn = ops::up(&dir, &plan, &mut std::io::sink())
         .await
         .unwrap_or_else(|e| panic!("testnet did not come up in {}: {e:#}", dir.display()));
@@ -216,4 +220,61 @@ impl Net {
         }
         height
     }
+}
+
+/// A binary of the workspace (`quire`, `quire-testnet`): `$QUIRE_BIN_DIR/NAME`, else next to the
+/// test executable's directory, where cargo puts the workspace's binaries.
+pub fn binary(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("QUIRE_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
+    let exe = std::env::current_exe().expect("the test executable");
+    let dir = exe.parent().expect("a directory");
+    for candidate in [dir.join(name), dir.join("..").join(name)] {
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "cannot find the {name} binary next to {}: run `cargo build --workspace --bins` first",
+        dir.display()
+    );
+}
+
+/// What one run of a command printed.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+/// Runs the `quire` CLI on this testnet's network file (off the async runtime).
+pub async fn quire(net: &Net, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut all: Vec<String> = vec![
+        "--network".into(),
+        net.tn.layout.network().display().to_string(),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let bin = binary("quire");
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let output = std::process::Command::new(bin)
+            .args(&all)
+            .envs(env)
+            .output()
+            .expect("quire runs");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            elapsed: started.elapsed(),
+        }
+    })
+    .await
+    .expect("the command thread")
 }

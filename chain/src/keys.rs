@@ -305,6 +305,10 @@ impl Keypair {
     }
 
     pub fn sign_raw(&self, msg: &[u8]) -> Signature {
+        #[cfg(feature = "sim-signatures")]
+        if let Some(simulated) = crate::sim_signatures::sign(self, msg) {
+            return simulated;
+        }
         Signature(self.secret.sign(msg).to_bytes())
     }
 

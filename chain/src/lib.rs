@@ -17,6 +17,9 @@ pub mod ledger;
 pub mod merkle;
 pub mod pow;
 pub mod sig;
+// Only the simulator turns this feature on; `cargo build -p quire-node` has no such code path.
+#[cfg(feature = "sim-signatures")]
+pub mod sim_signatures;
 pub mod smt;
 pub mod store;
 pub mod testkit;

@@ -70,6 +70,10 @@ fn holds(d: &Decoded) -> bool {
 
 /// Whether `sig` is a valid signature of `msg` by `key` under the rule above.
 pub fn verify(key: &PublicKey, msg: &[u8], sig: &Signature) -> bool {
+    #[cfg(feature = "sim-signatures")]
+    if let Some(verdict) = crate::sim_signatures::verify(key, msg, sig) {
+        return verdict;
+    }
     decode(key, msg, sig).is_some_and(|d| holds(&d))
 }
 
@@ -79,6 +83,13 @@ pub type Item<'a> = (&'a [u8], &'a Signature, Option<PublicKey>);
 
 /// The verdict of each item, exactly as [`verify`] would give it one by one, computed in batches.
 pub fn verify_many(items: &[Item<'_>]) -> Vec<bool> {
+    #[cfg(feature = "sim-signatures")]
+    if crate::sim_signatures::enabled() {
+        return items
+            .iter()
+            .map(|(msg, sig, key)| key.as_ref().is_some_and(|k| verify(k, msg, sig)))
+            .collect();
+    }
     let mut verdicts = Vec::with_capacity(items.len());
     for chunk in items.chunks(BATCH_CHUNK) {
         verdicts.extend(verify_chunk(chunk));

@@ -40,7 +40,7 @@ pub mod transfer;
 pub mod verify;
 pub mod view_change;
 
-pub use byzantine::{Actor, Behaviour};
+pub use byzantine::{Actor, Behaviour, Pressure};
 pub use config::Params;
 pub use exec::{Outbox, carry_out};
 pub use message::{Kind, Message};

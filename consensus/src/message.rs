@@ -543,6 +543,14 @@ impl Encode for Message {
     }
 }
 
+impl Kind {
+    /// The kind a frame claims by its first byte (the message tag), before any decoding: for
+    /// cheap decisions about frames nobody will read (what it says is checked when decoded).
+    pub fn of_frame(bytes: &[u8]) -> Option<Kind> {
+        Kind::ALL.get(usize::from(*bytes.first()?)).copied()
+    }
+}
+
 impl Decode for Message {
     const MIN_LEN: usize = 1;
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {

@@ -30,6 +30,9 @@ pub trait Links: Send + Sync {
     fn set_delay(&self, peer: ReplicaId, delay: Duration);
     /// Transport metrics, in Prometheus text.
     fn metrics(&self) -> String;
+    /// The replica switched behaviour: attacks on connections rather than messages (slowloris)
+    /// start or stop here.
+    fn set_behaviour(&self, _behaviour: Behaviour) {}
 }
 
 pub struct HttpContext {
@@ -184,6 +187,7 @@ async fn admin(
             if !deliver(&ctx.events, event).await {
                 return Err("replica is shutting down".into());
             }
+            ctx.links.set_behaviour(behaviour);
             Ok(format!("behaviour {behaviour}\n"))
         }
         ("POST", "/admin/block") => {

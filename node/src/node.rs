@@ -8,7 +8,7 @@ use std::time::Duration;
 use quire_chain::Genesis;
 use quire_chain::keys::Keypair;
 use quire_chain::store::Store;
-use quire_consensus::{Actor, Durable, Replica, Verifier};
+use quire_consensus::{Actor, Behaviour, Durable, Replica, Verifier};
 use quire_rocks::RocksStore;
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::driver::{Driver, Event, Shared, Transport};
 use crate::http::{self, HttpContext, Links};
 use crate::rpc_server::{self, RpcContext};
+use crate::slowloris::Slowloris;
 use crate::transport::{Mesh, MeshConfig, MeshStats, PeerStats};
 use crate::verify_pool;
 
@@ -124,17 +125,27 @@ impl Transport for MeshTransport {
     }
 }
 
-pub(crate) struct MeshLinks(pub(crate) Arc<Mesh>);
+/// The admin API's handle on the transport: link faults, the slowloris attack, and what the
+/// verification pool throws away unread.
+pub(crate) struct MeshLinks {
+    pub(crate) mesh: Arc<Mesh>,
+    pub(crate) slowloris: Slowloris,
+    pub(crate) discarding: Arc<verify_pool::Discarding>,
+}
 
 impl Links for MeshLinks {
     fn set_blocked(&self, peers: std::collections::BTreeSet<u32>) {
-        self.0.set_blocked(peers);
+        self.mesh.set_blocked(peers);
     }
     fn set_delay(&self, peer: u32, delay: Duration) {
-        self.0.set_delay(peer, delay);
+        self.mesh.set_delay(peer, delay);
     }
     fn metrics(&self) -> String {
-        transport_metrics(&self.0.stats())
+        transport_metrics(&self.mesh.stats()) + &self.slowloris.metrics()
+    }
+    fn set_behaviour(&self, behaviour: Behaviour) {
+        self.slowloris.set(behaviour == Behaviour::Slowloris);
+        self.discarding.set(behaviour);
     }
 }
 
@@ -310,6 +321,8 @@ async fn serve(loaded: Loaded) -> Result<(), StartError> {
         .spawn(move || driver.run(inbox))
         .map_err(StartError::Runtime)?;
 
+    // What the behaviour throws away unread (an amplifier's answers), before any verifying.
+    let discarding = Arc::new(verify_pool::Discarding::default());
     // Replica frames → verification pool → driver.
     let pool = verify_pool::start(
         verify_pool::PoolContext {
@@ -323,6 +336,7 @@ async fn serve(loaded: Loaded) -> Result<(), StartError> {
                 signatures_per_s: config.peer_signatures_per_s,
                 burst_signatures: config.peer_signatures_per_s.saturating_mul(2),
             },
+            discarding: discarding.clone(),
         },
         config.verify_threads,
     )
@@ -362,7 +376,11 @@ async fn serve(loaded: Loaded) -> Result<(), StartError> {
         config.admin,
         shared.clone(),
         events.clone(),
-        Arc::new(MeshLinks(mesh.clone())),
+        Arc::new(MeshLinks {
+            mesh: mesh.clone(),
+            slowloris: Slowloris::start(config.id, &loaded.genesis.validators),
+            discarding,
+        }),
         loaded.genesis.validators.n(),
     ));
     tokio::spawn(http::serve(listener, http_ctx));

@@ -23,7 +23,7 @@ use quire_chain::{Hash, ReplicaId, SignedId};
 use quire_consensus::message::Message;
 use quire_consensus::prefilter::{self, Watermarks};
 use quire_consensus::verify::VerdictCache;
-use quire_consensus::{Reject, Verifier};
+use quire_consensus::{Behaviour, Kind, Reject, Verifier};
 
 use crate::driver::Event;
 use crate::metrics::Metrics;
@@ -188,6 +188,27 @@ impl Bucket {
     }
 }
 
+/// Frames the replica's behaviour throws away unread ([`Behaviour::discards`]: an amplifier's
+/// answers), dropped before any decoding, as a real attacker would.
+pub struct Discarding(Mutex<Behaviour>);
+
+impl Default for Discarding {
+    fn default() -> Self {
+        Discarding(Mutex::new(Behaviour::Honest))
+    }
+}
+
+impl Discarding {
+    pub fn set(&self, behaviour: Behaviour) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = behaviour;
+    }
+
+    fn frame(&self, frame: &[u8]) -> bool {
+        let behaviour = *self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        Kind::of_frame(frame).is_some_and(|k| behaviour.discards(k))
+    }
+}
+
 pub struct PoolContext {
     pub inbox: Arc<Inbox>,
     pub verifier: Verifier,
@@ -196,6 +217,7 @@ pub struct PoolContext {
     pub events: SyncSender<Event>,
     pub metrics: Arc<Metrics>,
     pub budget: Budget,
+    pub discarding: Arc<Discarding>,
 }
 
 /// Starts `threads` verification threads; they stop when the inbox closes or the driver goes.
@@ -237,6 +259,9 @@ fn verify(
     peer: ReplicaId,
     frame: &[u8],
 ) -> Option<Event> {
+    if ctx.discarding.frame(frame) {
+        return None;
+    }
     let message = match Message::from_bytes(frame) {
         Ok(m) => m,
         Err(_) => {

@@ -1,7 +1,8 @@
 //! `quire-testnet`: local testnets of real `quire-node` processes ([`generate`], [`ops`]), and
-//! the simulator front end ([`sim`]).
+//! the simulator front end ([`sim`]), and seeded random fault runs ([`chaos`]).
 
 pub mod bench;
+pub mod chaos;
 pub mod check;
 pub mod compare;
 pub mod follow;

@@ -80,6 +80,10 @@ enum Command {
         /// Leave the scenario's testnet running afterwards.
         #[arg(long)]
         keep: bool,
+        /// Run the same load without the steps first, and measure each disruption's throughput
+        /// against it (`expect.throughput_ratio_min` is judged only then).
+        #[arg(long)]
+        baseline: bool,
     },
     /// Make replica I honest again.
     Honest { replica: u32 },
@@ -109,6 +113,25 @@ enum Command {
     Compare(quire_testnet::compare::CompareArgs),
     /// Run the deterministic simulator over many seeds and check safety and progress.
     Sim(sim::SimArgs),
+    /// A seeded random fault timeline (one replica at a time killed, paused, isolated, delayed
+    /// or Byzantine) under load, written out as a scenario file and run; prints how long each
+    /// fault stopped commits.
+    Chaos {
+        #[arg(long)]
+        seed: u64,
+        /// How long the load runs.
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        /// Transfers per second offered.
+        #[arg(long, default_value_t = 150)]
+        rate: u64,
+        /// The longest a single fault may stop commits before the run fails.
+        #[arg(long, default_value_t = 5.0)]
+        stall_max: f64,
+        /// Only write the scenario file (DIR/chaos/chaos-SEED.toml) and print its path.
+        #[arg(long)]
+        write_only: bool,
+    },
     /// The simulator's proof-of-work experiments beside their closed forms: double-spend,
     /// selfish, network.
     SimPow(quire_testnet::pow_sim::PowSimArgs),
@@ -302,14 +325,20 @@ fn run(dir: &Path, command: Command) -> Result<()> {
             Testnet::open(dir)?.pause(replica, false)?;
             writeln!(out, "replica {replica} resumed")?;
         }
-        Command::Run { scenario, keep } => {
+        Command::Run {
+            scenario,
+            keep,
+            baseline,
+        } => {
             let plan = quire_testnet::scenario::Plan::load(&scenario)?;
-            let outcome = runtime()?.block_on(quire_testnet::scenario::run(
-                plan,
-                &dir.join("reports"),
-                keep,
-                &mut out,
-            ))?;
+            let reports = dir.join("reports");
+            let outcome = if baseline {
+                runtime()?.block_on(quire_testnet::scenario::run_with_baseline(
+                    plan, &reports, keep, &mut out,
+                ))?
+            } else {
+                runtime()?.block_on(quire_testnet::scenario::run(plan, &reports, keep, &mut out))?
+            };
             writeln!(out, "{}", outcome.judgement.verdict())?;
             writeln!(
                 out,
@@ -318,6 +347,52 @@ fn run(dir: &Path, command: Command) -> Result<()> {
             )?;
             if !outcome.judgement.pass {
                 bail!("the scenario's expectations were not met");
+            }
+        }
+        Command::Chaos {
+            seed,
+            minutes,
+            rate,
+            stall_max,
+            write_only,
+        } => {
+            let mut plan = quire_testnet::chaos::ChaosPlan::new(seed, minutes);
+            plan.rate = rate;
+            plan.stall_max_s = stall_max;
+            let text = quire_testnet::chaos::scenario(&plan)?;
+            let folder = dir.join("chaos");
+            std::fs::create_dir_all(&folder)
+                .with_context(|| format!("cannot create {}", folder.display()))?;
+            let path = folder.join(format!("chaos-{seed}.toml"));
+            std::fs::write(&path, &text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            writeln!(out, "chaos timeline: {}", path.display())?;
+            if write_only {
+                return Ok(());
+            }
+            let scenario = quire_testnet::scenario::Plan::parse(&text)?;
+            let outcome = runtime()?.block_on(quire_testnet::scenario::run(
+                scenario.clone(),
+                &dir.join("reports"),
+                false,
+                &mut out,
+            ))?;
+            write!(out, "{}", quire_testnet::chaos::table(&outcome.judgement))?;
+            let (highest, primary_faults) = quire_testnet::chaos::views(&scenario, &outcome.record);
+            writeln!(
+                out,
+                "   highest view {highest}; {primary_faults} faults hit the primary of the moment"
+            )?;
+            writeln!(out, "{}", outcome.judgement.verdict())?;
+            writeln!(
+                out,
+                "report: {}
+replay: quire-testnet run {}",
+                outcome.report_dir.join("report.md").display(),
+                path.display()
+            )?;
+            if !outcome.judgement.pass {
+                bail!("the chaos run's expectations were not met");
             }
         }
         Command::Compare(args) => {

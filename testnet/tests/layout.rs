@@ -259,6 +259,37 @@ fn layers_depend_only_on_what_they_need() {
     assert_absent("quire-chain", &["librocksdb-sys", "quire-rocks"]);
     assert_absent("quire-wire", &["librocksdb-sys", "quire-consensus"]);
     assert_absent("quire-node", &["quire-sim"]);
+    assert!(
+        !features_of("quire-node").contains("sim-signatures"),
+        "the replica, built alone, must not carry the simulator's stand-in signatures"
+    );
+    assert!(
+        features_of("quire-sim").contains("sim-signatures"),
+        "the simulator's tree shows the feature (else the check above proves nothing)"
+    );
+}
+
+/// `cargo tree -e features` of `package`: every feature enabled in its build, as text.
+fn features_of(package: &str) -> String {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(workspace())
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal,build,features",
+            "-p",
+            package,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo tree -e features -p {package}: {}",
+        text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// One seed, two processes, the same trace byte for byte: nothing in a run depends on a

@@ -78,7 +78,10 @@ impl Client {
             return Ok(*first);
         }
         if submission.refusals.is_empty() {
-            return Err(ClientError::from_faults("the submission", submission.faults));
+            return Err(ClientError::from_faults(
+                "the submission",
+                submission.faults,
+            ));
         }
         Err(ClientError::Refused {
             tx: submission.tx,

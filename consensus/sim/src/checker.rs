@@ -51,6 +51,11 @@ pub enum Violation {
         replica: ReplicaId,
         reason: String,
     },
+    /// Frames left a replica whose write had failed (persist before send broken).
+    SentWithoutWrite {
+        replica: ReplicaId,
+        frames: usize,
+    },
     /// An honest replica accused another honest one.
     FalseBlame {
         accuser: ReplicaId,
@@ -73,6 +78,10 @@ impl std::fmt::Display for Violation {
                 first.1.short(),
                 second.0,
                 second.1.short()
+            ),
+            Violation::SentWithoutWrite { replica, frames } => write!(
+                f,
+                "replica {replica}: {frames} frames left although the step's write failed"
             ),
             Violation::StorageFailed { replica, reason } => {
                 write!(f, "replica {replica}: the store refused a write: {reason}")

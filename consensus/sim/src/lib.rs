@@ -8,6 +8,7 @@
 //! boundary is exercised too. The same seed gives the same run, byte for byte.
 
 pub mod checker;
+pub mod disk;
 pub mod network;
 pub mod pow;
 pub mod rng;
@@ -17,18 +18,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use quire_chain::genesis::Protocol;
-use quire_chain::store::{MemoryStore, Store};
+use quire_chain::store::Store;
 use quire_chain::testkit::TestNet;
 use quire_chain::{Hash, ReplicaId, Transaction};
 
 pub use checker::{Checker, Violation};
+pub use disk::{CrashPoint, Disk, Trigger};
 pub use network::Faults;
 use network::{Network, Packet};
 use quire_consensus::exec::{self, Outbox};
 use quire_consensus::message::{Kind, Message};
-use quire_consensus::{
-    Actor, Behaviour, Durable, Input, Params, Reject, Replica, Verified, Verifier,
-};
+use quire_consensus::{Actor, Behaviour, Durable, Input, Params, Pressure, Replica, Verifier};
 use rng::Rng;
 use workload::{Target, Workload};
 
@@ -78,6 +78,9 @@ pub struct SimConfig {
     pub params: Params,
     /// Keep the full trace (for replay and determinism checks).
     pub trace: bool,
+    /// Sign and verify with ed25519 rather than simulated signatures
+    /// (`quire_chain::sim_signatures`): ~10× slower, for runs that want the real curve too.
+    pub real_signatures: bool,
 }
 
 impl SimConfig {
@@ -122,6 +125,7 @@ impl SimConfig {
                 mempool_max: 10_000,
             },
             trace: false,
+            real_signatures: false,
         }
     }
 
@@ -156,6 +160,10 @@ pub struct Report {
     pub messages: u64,
     pub dropped: u64,
     pub steps: u64,
+    /// Faults that went off at a replica's disk (crashes around a write, refused writes), and
+    /// of those, how many hit a write of several blocks.
+    pub disk_faults: u64,
+    pub multi_block_disk_faults: u64,
     pub trace: Vec<String>,
     pub trace_hash: Hash,
 }
@@ -166,7 +174,7 @@ pub struct Sim {
     verifier: Verifier,
     rng: Rng,
     pub actors: Vec<Option<Actor>>,
-    pub stores: Vec<MemoryStore>,
+    pub stores: Vec<Disk>,
     honest: Vec<bool>,
     network: Network,
     pub checker: Checker,
@@ -177,7 +185,6 @@ pub struct Sim {
     partition_until: Option<u64>,
     /// The height the cluster had when the network healed.
     healed_height: Option<u64>,
-    verify_cache: BTreeMap<(Hash, ReplicaId), Result<Verified, Reject>>,
     trace: Vec<String>,
     trace_hasher: Vec<u8>,
     violation: Option<(u64, u64, Violation)>,
@@ -185,17 +192,32 @@ pub struct Sim {
     pub isolated: BTreeSet<ReplicaId>,
     /// Replicas rebuilt after their chain diverged from a certified checkpoint, in order.
     pub rebuilt: Vec<ReplicaId>,
+    /// Frames delivered (read or not), and their bytes, by (from, to, the kind they claim).
+    delivered: BTreeMap<(ReplicaId, ReplicaId, Kind), (u64, u64)>,
+    /// Faults that went off at a disk (and of those, in a write of several blocks).
+    disk_faults: u64,
+    multi_block_disk_faults: u64,
 }
 
 const TICK_MS: u64 = 10;
+/// Chance (per 10,000 writing steps of an honest replica) of a fault at the write.
+const CRASH_PER_10K: u64 = 4;
+/// The same, for a write of several blocks.
+const MULTI_BLOCK_CRASH_PER_10K: u64 = 400;
 
 impl Sim {
     pub fn new(cfg: SimConfig) -> Sim {
+        // The whole cluster runs in this thread, so the choice of signatures is the thread's.
+        if cfg.real_signatures {
+            quire_chain::sim_signatures::disable_for_this_thread();
+        } else {
+            quire_chain::sim_signatures::enable_for_this_thread();
+        }
         let net = TestNet::with_protocol(cfg.nodes, cfg.accounts, cfg.seed, cfg.protocol);
         let genesis = &net.genesis;
         let verifier = Verifier::new(genesis);
         let mut rng = Rng::new(cfg.seed);
-        let stores: Vec<MemoryStore> = (0..cfg.nodes).map(|_| MemoryStore::new(genesis)).collect();
+        let stores: Vec<Disk> = (0..cfg.nodes).map(|_| Disk::new(genesis)).collect();
         let mut ids: Vec<ReplicaId> = (0..cfg.nodes as u32).collect();
         rng.shuffle(&mut ids);
         let faulty: BTreeSet<ReplicaId> =
@@ -217,12 +239,14 @@ impl Sim {
             restart_at: vec![None; cfg.nodes],
             partition_until: None,
             healed_height: None,
-            verify_cache: BTreeMap::new(),
             trace: Vec::new(),
             trace_hasher: Vec::new(),
             violation: None,
             isolated: BTreeSet::new(),
             rebuilt: Vec::new(),
+            delivered: BTreeMap::new(),
+            disk_faults: 0,
+            multi_block_disk_faults: 0,
             cfg,
         };
         for i in 0..sim.cfg.nodes as u32 {
@@ -269,7 +293,9 @@ impl Sim {
             durable,
         )
         .expect("a replica recovers from its own store");
-        Actor::new(replica, self.cfg.seed)
+        let mut actor = Actor::new(replica, self.cfg.seed);
+        actor.set_pressure(Pressure::SIM);
+        actor
     }
 
     pub fn honest(&self, i: ReplicaId) -> bool {
@@ -306,14 +332,30 @@ impl Sim {
     }
 
     fn note(&mut self, line: String) {
-        self.trace_hasher.extend_from_slice(line.as_bytes());
+        self.hash_into_trace(&[line.as_bytes()]);
+        if self.cfg.trace {
+            self.trace.push(line);
+        }
+    }
+
+    /// A frequent event (a delivery): `compact` goes into the trace hash, and the line is only
+    /// spelled out (prefixed with the tick) when the trace is kept.
+    fn event(&mut self, compact: &[&[u8]], line: impl FnOnce() -> String) {
+        self.hash_into_trace(compact);
+        if self.cfg.trace {
+            let line = format!("t={} {}", self.tick, line());
+            self.trace.push(line);
+        }
+    }
+
+    fn hash_into_trace(&mut self, parts: &[&[u8]]) {
+        for part in parts {
+            self.trace_hasher.extend_from_slice(part);
+        }
         self.trace_hasher.push(b'\n');
         if self.trace_hasher.len() > 1 << 16 {
             let h = Hash::tagged("quire/sim-trace", &[&self.trace_hasher]);
             self.trace_hasher = h.0.to_vec();
-        }
-        if self.cfg.trace {
-            self.trace.push(line);
         }
     }
 
@@ -396,34 +438,60 @@ impl Sim {
     }
 
     /// Carries out a step as the node's driver does, through the same executor: persist, then
-    /// send, then commit (here: judge the committed blocks).
+    /// send, then commit (here: judge the committed blocks). A fault armed on the replica's disk
+    /// may cut the step short; the process then dies, and restarts later from its disk.
     fn carry_out(&mut self, i: ReplicaId, outputs: Vec<quire_consensus::Output>) {
+        if self.actors[i as usize].is_none() {
+            return;
+        }
+        let random = self.maybe_arm_crash(i, &outputs);
         let Some(actor) = self.actors[i as usize].as_ref() else {
             return;
         };
+        let disk = &self.stores[i as usize];
         let mut outbox = SimOutbox {
             from: i,
             nodes: self.cfg.nodes as u32,
             network: &mut self.network,
             rng: &mut self.rng,
             tick: self.tick,
+            disk,
+            frames_left: None,
+            frames_sent: 0,
         };
-        let committed = match exec::carry_out(
-            &actor.replica,
-            &self.stores[i as usize],
-            &mut outbox,
-            outputs,
-        ) {
-            Ok(committed) => committed,
-            Err(e) => {
-                self.fail(Violation::StorageFailed {
-                    replica: i,
-                    reason: e.to_string(),
-                });
-                return;
+        let blocks = outputs
+            .iter()
+            .filter(|o| matches!(o, quire_consensus::Output::Commit(_)))
+            .count();
+        let result = exec::carry_out(&actor.replica, disk, &mut outbox, outputs);
+        let frames_sent = outbox.frames_sent;
+        match (result, disk.take_fired()) {
+            (Ok(committed), None) => self.judge(i, &committed),
+            (Ok(committed), Some((point, _))) => {
+                self.judge(i, &committed);
+                self.crashed_at(i, point, random, blocks);
             }
-        };
-        for executed in &committed {
+            (Err(_), Some((point, durable))) => {
+                // The executor's contract: a write that did not return sends nothing.
+                if frames_sent > 0 {
+                    self.fail(Violation::SentWithoutWrite {
+                        replica: i,
+                        frames: frames_sent,
+                    });
+                }
+                self.judge(i, &durable);
+                self.crashed_at(i, point, random, blocks);
+            }
+            (Err(e), None) => self.fail(Violation::StorageFailed {
+                replica: i,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Judges blocks that became durable at replica `i`.
+    fn judge(&mut self, i: ReplicaId, committed: &[quire_chain::block::Executed]) {
+        for executed in committed {
             let h = executed.record.block.header;
             self.note(format!(
                 "t={} commit r{i} h{} {}",
@@ -439,6 +507,78 @@ impl Sim {
         }
     }
 
+    /// Now and then, before the network heals, a step of an honest replica meets a fault at its
+    /// write (more often when the write holds several blocks: those steps are rare and deserve
+    /// it). At most one replica is down at a time. Returns whether a fault was armed.
+    fn maybe_arm_crash(&mut self, i: ReplicaId, outputs: &[quire_consensus::Output]) -> bool {
+        use quire_consensus::Output;
+        if !self.cfg.crashes
+            || self.tick >= self.cfg.heal_tick
+            || !self.honest(i)
+            || self.actors.iter().any(Option::is_none)
+            || self.stores[i as usize].is_armed()
+        {
+            return false;
+        }
+        let blocks = outputs
+            .iter()
+            .filter(|o| matches!(o, Output::Commit(_)))
+            .count();
+        let writes = blocks > 0 || outputs.iter().any(|o| matches!(o, Output::Persist(_)));
+        if !writes {
+            return false;
+        }
+        let per_10k = if blocks >= 2 {
+            MULTI_BLOCK_CRASH_PER_10K
+        } else {
+            CRASH_PER_10K
+        };
+        if self.rng.below(10_000) >= per_10k {
+            return false;
+        }
+        let frames: usize = outputs
+            .iter()
+            .map(|o| match o {
+                Output::Broadcast(_) => self.cfg.nodes.saturating_sub(1),
+                Output::Persist(_) | Output::Commit(_) => 0,
+                _ => 1,
+            })
+            .sum();
+        let point = match self.rng.below(5) {
+            0 => CrashPoint::MidWrite { lands: false },
+            1 => CrashPoint::MidWrite { lands: true },
+            2 => CrashPoint::AfterWrite,
+            3 => CrashPoint::MidSends {
+                frames: self.rng.below(frames as u64 + 1) as usize,
+            },
+            _ => CrashPoint::WriteFails,
+        };
+        self.stores[i as usize].arm(Trigger::NextWrite, point);
+        true
+    }
+
+    /// Ends replica `i`'s process after a fault at its disk; one the simulator chose restarts
+    /// after a while (a scripted one waits for the test).
+    fn crashed_at(&mut self, i: ReplicaId, point: CrashPoint, random: bool, blocks: usize) {
+        self.note(format!(
+            "t={} r{i} {point} ({blocks} blocks in the write)",
+            self.tick
+        ));
+        self.disk_faults += 1;
+        if blocks >= 2 {
+            self.multi_block_disk_faults += 1;
+        }
+        self.crash(i);
+        if random {
+            self.restart_at[i as usize] = Some(self.tick + self.rng.between(30, 300));
+        }
+    }
+
+    /// Arms a fault on replica `i`'s disk for the next write `trigger` matches (scenario tests).
+    pub fn inject(&mut self, i: ReplicaId, trigger: Trigger, point: CrashPoint) {
+        self.stores[i as usize].arm(trigger, point);
+    }
+
     fn fail(&mut self, v: Violation) {
         if self.violation.is_none() {
             self.note(format!("t={} VIOLATION {v}", self.tick));
@@ -448,43 +588,48 @@ impl Sim {
 
     fn deliver(&mut self, p: Packet) {
         let (from, to) = (p.from, p.to);
-        if self.actors[to as usize].is_none()
-            || self.network.cut(from, to)
+        let Some(actor) = self.actors[to as usize].as_ref() else {
+            return;
+        };
+        if self.network.cut(from, to)
             || self.isolated.contains(&from)
             || self.isolated.contains(&to)
         {
             return;
         }
-        let key = (Hash::tagged("quire/sim-packet", &[&p.bytes]), from);
-        let verdict = match self.verify_cache.get(&key) {
-            Some(v) => v.clone(),
-            None => {
-                let v = self.verifier.decode(&p.bytes, Some(from));
-                if self.verify_cache.len() > 50_000 {
-                    self.verify_cache.clear();
-                }
-                self.verify_cache.insert(key, v.clone());
-                v
-            }
-        };
+        let claimed = Kind::of_frame(&p.frame.bytes);
+        if let Some(kind) = claimed {
+            let counted = self.delivered.entry((from, to, kind)).or_default();
+            counted.0 += 1;
+            counted.1 += p.frame.bytes.len() as u64;
+        }
+        if claimed.is_some_and(|k| actor.behaviour().discards(k)) {
+            return;
+        }
+        let (id, verdict) = p.frame.checked(&self.verifier);
         match verdict {
             Ok(v) => {
-                let detail = match v.message() {
-                    Message::PrePrepare { proposal, .. } => {
-                        let s = proposal.body.0;
-                        format!(" v{} s{} {}", s.view, s.seq, s.digest.short())
-                    }
-                    _ => String::new(),
-                };
-                self.note(format!(
-                    "t={} {from}->{to} {} {}{detail}",
-                    self.tick,
-                    v.message().kind().name(),
-                    key.0.short()
-                ));
+                let (kind, id) = (v.message().kind(), *id);
+                let m = v.message();
+                let compact = [from as u8, to as u8, kind as u8];
+                self.event(
+                    &[&self.tick.to_be_bytes(), &compact, &id.to_be_bytes()],
+                    || {
+                        let detail = match m {
+                            Message::PrePrepare { proposal, .. } => {
+                                let s = proposal.body.0;
+                                format!(" v{} s{} {}", s.view, s.seq, s.digest.short())
+                            }
+                            _ => String::new(),
+                        };
+                        format!("{from}->{to} {} {id:016x}{detail}", kind.name())
+                    },
+                );
+                let v = v.clone();
                 self.step(to, Input::Message(v));
             }
             Err(reject) => {
+                let reject = *reject;
                 self.note(format!(
                     "t={} {from}->{to} rejected {}",
                     self.tick,
@@ -691,10 +836,20 @@ impl Sim {
             messages: self.network.sent,
             dropped: self.network.dropped,
             steps: self.steps,
+            disk_faults: self.disk_faults,
+            multi_block_disk_faults: self.multi_block_disk_faults,
             trace_hash: Hash::tagged("quire/sim-trace", &[&self.trace_hasher]),
             trace: self.trace,
             violation: self.violation,
         }
+    }
+
+    /// Frames claiming `kind` delivered from `from` to `to` (read or not), and their bytes.
+    pub fn delivered(&self, from: ReplicaId, to: ReplicaId, kind: Kind) -> (u64, u64) {
+        self.delivered
+            .get(&(from, to, kind))
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Messages still in flight (for tests).
@@ -703,29 +858,50 @@ impl Sim {
     }
 }
 
-/// The simulated network as the executor's outbox: every frame becomes a packet.
+/// The simulated network as the executor's outbox: every frame becomes a packet — until the
+/// process dies halfway through its sends (a [`CrashPoint::MidSends`] on its disk).
 struct SimOutbox<'a> {
     from: ReplicaId,
     nodes: u32,
     network: &'a mut Network,
     rng: &'a mut Rng,
     tick: u64,
+    disk: &'a Disk,
+    /// Frames that may still leave (known at the first send, when the write is done).
+    frames_left: Option<usize>,
+    frames_sent: usize,
+}
+
+impl SimOutbox<'_> {
+    fn send_frame(&mut self, to: ReplicaId, frame: &Arc<network::Frame>) {
+        let left = self
+            .frames_left
+            .get_or_insert_with(|| self.disk.frames_before_crash().unwrap_or(usize::MAX));
+        if *left == 0 {
+            return;
+        }
+        *left -= 1;
+        self.frames_sent += 1;
+        let packet = Packet {
+            from: self.from,
+            to,
+            frame: frame.clone(),
+        };
+        self.network.send(self.rng, self.tick, packet);
+    }
 }
 
 impl Outbox for SimOutbox<'_> {
     fn send(&mut self, to: ReplicaId, _: Option<Kind>, bytes: Arc<Vec<u8>>) {
-        let packet = Packet {
-            from: self.from,
-            to,
-            bytes,
-        };
-        self.network.send(self.rng, self.tick, packet);
+        let frame = network::Frame::new(self.from, bytes);
+        self.send_frame(to, &frame);
     }
 
-    fn broadcast(&mut self, kind: Option<Kind>, bytes: Arc<Vec<u8>>) {
+    fn broadcast(&mut self, _: Option<Kind>, bytes: Arc<Vec<u8>>) {
         let from = self.from;
+        let frame = network::Frame::new(from, bytes);
         for to in (0..self.nodes).filter(|to| *to != from) {
-            self.send(to, kind, bytes.clone());
+            self.send_frame(to, &frame);
         }
     }
 }

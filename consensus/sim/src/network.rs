@@ -2,8 +2,10 @@
 //! drops, duplicates, delays (which reorder), and partitions that cut the replicas in two.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, OnceLock};
 
 use quire_chain::ReplicaId;
+use quire_consensus::{Reject, Verified, Verifier};
 
 use super::rng::Rng;
 
@@ -15,11 +17,58 @@ pub struct Faults {
     pub delay_max_ticks: u64,
 }
 
+/// One frame as sent: every copy of it in flight (a broadcast's, a duplicate's) shares it, so
+/// the frame is decoded, verified and hashed for the trace once, however many replicas get it.
+/// The verdict depends only on the bytes and the sender, both fixed here.
+#[derive(Debug)]
+pub struct Frame {
+    pub from: ReplicaId,
+    pub bytes: Arc<Vec<u8>>,
+    checked: OnceLock<(u64, Result<Verified, Reject>)>,
+}
+
+/// A 64-bit hash of a frame's bytes, to tell frames apart in the trace: FNV-style mixing eight
+/// bytes at a time (a trace needs no collision resistance, and SHA-256 of every frame was a
+/// tenth of the simulator's time).
+fn frame_id(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ bytes.len() as u64;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        h = (h ^ w).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(23);
+    }
+    for b in words.remainder() {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^ (h >> 29)
+}
+
+impl Frame {
+    pub fn new(from: ReplicaId, bytes: Arc<Vec<u8>>) -> Arc<Frame> {
+        Arc::new(Frame {
+            from,
+            bytes,
+            checked: OnceLock::new(),
+        })
+    }
+
+    /// The frame's id in the trace (a hash of its bytes) and the boundary's verdict on it,
+    /// computed at first use.
+    pub fn checked(&self, verifier: &Verifier) -> &(u64, Result<Verified, Reject>) {
+        self.checked.get_or_init(|| {
+            (
+                frame_id(&self.bytes),
+                verifier.decode(&self.bytes, Some(self.from)),
+            )
+        })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Packet {
     pub from: ReplicaId,
     pub to: ReplicaId,
-    pub bytes: std::sync::Arc<Vec<u8>>,
+    pub frame: Arc<Frame>,
 }
 
 pub struct Network {

@@ -190,7 +190,11 @@ pub async fn serve(loaded: Loaded) -> Result<(), StartError> {
         .await
         .map_err(|e| StartError::Http(config.http, e))?;
     let links = PowLinks {
-        mesh: MeshLinks(mesh.clone()),
+        mesh: MeshLinks {
+            mesh: mesh.clone(),
+            slowloris: crate::slowloris::Slowloris::start(config.id, &loaded.genesis.validators),
+            discarding: Arc::default(),
+        },
         pow: pow_shared,
     };
     let http_ctx = Arc::new(

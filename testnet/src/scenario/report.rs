@@ -8,11 +8,18 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::run::Record;
+use super::run::{Commit, Record};
 use super::spec::{Action, Plan, Safety};
 use crate::bench::percentile;
 use crate::check::Finding;
 use crate::plot::{Figure, Marker, Panel, Series};
+
+/// The committed transfers of the same scenario run without its attacks: what each attack's
+/// throughput is measured against.
+#[derive(Debug, Clone, Default)]
+pub struct Baseline {
+    pub commits: Vec<Commit>,
+}
 
 /// A disruption and how the load fared while it lasted.
 #[derive(Debug, Clone)]
@@ -21,9 +28,17 @@ pub struct Interval {
     pub start_s: f64,
     pub end_s: f64,
     pub tps: f64,
+    /// Throughput before the first step of the same run.
     pub baseline_tps: f64,
+    /// Throughput in the same window of the baseline run, when there is one.
+    pub twin_tps: Option<f64>,
     /// Seconds from the start of the disruption until a transfer submitted after it commits.
     pub recovery_s: Option<f64>,
+    /// The longest time no transfer committed, from the start of the disruption until shortly
+    /// after its end.
+    pub stall_s: f64,
+    /// A Byzantine behaviour (as opposed to a crash, pause, partition or delay).
+    pub attack: bool,
 }
 
 impl Interval {
@@ -33,6 +48,63 @@ impl Interval {
         }
         (100.0 * (1.0 - self.tps / self.baseline_tps)).max(0.0)
     }
+
+    /// Throughput during the disruption as a share of the same window without it.
+    pub fn ratio(&self) -> Option<f64> {
+        self.twin_tps
+            .filter(|t| *t > 0.0)
+            .map(|twin| self.tps / twin)
+    }
+}
+
+/// One replica's resident memory over a run.
+#[derive(Debug, Clone)]
+pub struct MemoryUse {
+    pub replica: u32,
+    pub faulty: bool,
+    /// Highest before the first step.
+    pub before_kib: u64,
+    pub peak_kib: u64,
+    pub end_kib: u64,
+}
+
+/// Seconds after a disruption ends that still count towards its stall (a view change it caused
+/// may finish just after it).
+const STALL_TAIL_S: f64 = 3.0;
+
+/// The longest gap between commits from `start` to `end` (an open gap at `end` runs on to the
+/// next commit).
+fn longest_stall(commit_times: &[f64], start: f64, end: f64) -> f64 {
+    let mut last = start;
+    let mut longest: f64 = 0.0;
+    for &t in commit_times.iter().filter(|t| **t > start) {
+        longest = longest.max(t - last);
+        if t > end {
+            return longest;
+        }
+        last = t;
+    }
+    longest.max(end - last)
+}
+
+fn memory_use(plan: &Plan, record: &Record) -> Vec<MemoryUse> {
+    let first_step = plan.steps.first().map_or(f64::MAX, |(t, _)| *t);
+    let mut by_replica: BTreeMap<u32, MemoryUse> = BTreeMap::new();
+    for m in &record.memory {
+        let e = by_replica.entry(m.replica).or_insert(MemoryUse {
+            replica: m.replica,
+            faulty: plan.malicious.contains(&m.replica),
+            before_kib: 0,
+            peak_kib: 0,
+            end_kib: 0,
+        });
+        if m.t_s < first_step {
+            e.before_kib = e.before_kib.max(m.rss_kib);
+        }
+        e.peak_kib = e.peak_kib.max(m.rss_kib);
+        e.end_kib = m.rss_kib;
+    }
+    by_replica.into_values().collect()
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +115,9 @@ pub struct Judgement {
     /// Liveness after each step: (time, step, seconds until a new transfer committed).
     pub liveness: Vec<(f64, String, Option<f64>)>,
     pub intervals: Vec<Interval>,
+    pub memory: Vec<MemoryUse>,
+    /// Whether disruptions were measured against a run without them.
+    pub against_baseline: bool,
     pub reasons: Vec<String>,
     pub committed: usize,
 }
@@ -122,7 +197,7 @@ fn ends(start: &Action, other: &Action) -> bool {
     }
 }
 
-pub fn judge(plan: &Plan, record: &Record) -> Judgement {
+pub fn judge(plan: &Plan, record: &Record, baseline: Option<&Baseline>) -> Judgement {
     let load_end = plan.scenario.load.duration as f64;
     let bound = plan.scenario.expect.recover_within;
     let check = record.check.as_ref();
@@ -164,7 +239,13 @@ pub fn judge(plan: &Plan, record: &Record) -> Judgement {
         reasons.push("no transfer committed at all".into());
     }
     let first_step = plan.steps.first().map_or(load_end, |(t, _)| *t).max(1.0);
-    let baseline = tps(record, 0.0, first_step);
+    let before = tps(record, 0.0, first_step);
+    let mut commit_times: Vec<f64> = record.commits.iter().map(|c| c.committed_s).collect();
+    commit_times.sort_by(f64::total_cmp);
+    let twin = baseline.map(|b| Record {
+        commits: b.commits.clone(),
+        ..Record::default()
+    });
     let mut intervals = Vec::new();
     for (i, (start, action)) in plan.steps.iter().enumerate() {
         if !action.disrupts() {
@@ -178,14 +259,64 @@ pub fn judge(plan: &Plan, record: &Record) -> Judgement {
         // partition that leaves no quorum that is after the heal; for one that leaves a quorum
         // (or any other fault within f), it is how long the protocol took to route around it.
         let recovery = resumed_after(record, *start);
+        let next_disruption = plan.steps[i + 1..]
+            .iter()
+            .find(|(_, a)| a.disrupts())
+            .map_or(f64::MAX, |(t, _)| *t);
+        let stall_end = (end + STALL_TAIL_S).min(next_disruption).min(load_end);
         intervals.push(Interval {
             label: action.label(),
             start_s: *start,
             end_s: end,
             tps: tps(record, *start, end),
-            baseline_tps: baseline,
+            baseline_tps: before,
+            twin_tps: twin.as_ref().map(|t| tps(t, *start, end)),
             recovery_s: recovery,
+            stall_s: longest_stall(&commit_times, *start, stall_end),
+            attack: matches!(action, Action::Byzantine { .. }),
         });
+    }
+    if let (Some(min), Some(_)) = (plan.scenario.expect.throughput_ratio_min, baseline) {
+        for i in intervals.iter().filter(|i| i.attack) {
+            match i.ratio() {
+                Some(r) if r >= min => {}
+                Some(r) => reasons.push(format!(
+                    "during '{}' ({:.1}–{:.1} s) {:.0} tx/s committed, {:.0}% of the {:.0} tx/s without the attack (at least {:.0}% expected)",
+                    i.label,
+                    i.start_s,
+                    i.end_s,
+                    i.tps,
+                    100.0 * r,
+                    i.twin_tps.unwrap_or(0.0),
+                    100.0 * min
+                )),
+                None => reasons.push(format!(
+                    "the run without '{}' committed nothing in its window: no throughput to compare with",
+                    i.label
+                )),
+            }
+        }
+    }
+    if let Some(max) = plan.scenario.expect.stall_max_s {
+        for i in intervals.iter().filter(|i| i.stall_s > max) {
+            reasons.push(format!(
+                "'{}' at {:.1} s stopped commits for {:.1} s (at most {max} s expected)",
+                i.label, i.start_s, i.stall_s
+            ));
+        }
+    }
+    let memory = memory_use(plan, record);
+    if let Some(max_mib) = plan.scenario.expect.rss_mib_max {
+        for m in memory.iter().filter(|m| !m.faulty) {
+            if m.peak_kib > max_mib * 1024 {
+                reasons.push(format!(
+                    "replica {}'s resident memory reached {} MiB (at most {max_mib} MiB expected; {} MiB before the first step)",
+                    m.replica,
+                    m.peak_kib / 1024,
+                    m.before_kib / 1024
+                ));
+            }
+        }
     }
     Judgement {
         pass: reasons.is_empty(),
@@ -193,6 +324,8 @@ pub fn judge(plan: &Plan, record: &Record) -> Judgement {
         expected: plan.scenario.expect.safety,
         liveness,
         intervals,
+        memory,
+        against_baseline: baseline.is_some(),
         reasons,
         committed: record.commits.len(),
     }
@@ -231,6 +364,13 @@ fn figure(plan: &Plan, record: &Record) -> Figure {
                 .or_default()
                 .push((s.t_s, view as f64));
         }
+    }
+    let mut memory: BTreeMap<u32, Vec<(f64, f64)>> = BTreeMap::new();
+    for m in &record.memory {
+        memory
+            .entry(m.replica)
+            .or_default()
+            .push((m.t_s, m.rss_kib as f64 / 1024.0));
     }
     let name = |r: &u32| {
         if plan.malicious.contains(r) {
@@ -289,6 +429,17 @@ fn figure(plan: &Plan, record: &Record) -> Figure {
                 title: "view per replica".into(),
                 y_label: "view".into(),
                 series: views
+                    .iter()
+                    .map(|(r, p)| Series {
+                        name: name(r),
+                        points: p.clone(),
+                    })
+                    .collect(),
+            },
+            Panel {
+                title: "resident memory per replica".into(),
+                y_label: "MiB".into(),
+                series: memory
                     .iter()
                     .map(|(r, p)| Series {
                         name: name(r),
@@ -381,19 +532,44 @@ fn markdown(plan: &Plan, record: &Record, j: &Judgement) -> String {
     }
     let _ = writeln!(
         md,
-        "\n## Disruptions\n\n| disruption | from (s) | to (s) | tx/s during | tx/s before | drop | recovered after |\n|---|---:|---:|---:|---:|---:|---:|"
+        "\n## Disruptions\n\n| disruption | from (s) | to (s) | tx/s during | tx/s before | drop | tx/s without the attacks | ratio | commits stopped for | recovered after |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for i in &j.intervals {
         let _ = writeln!(
             md,
-            "| {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0}% | {} |",
+            "| {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0}% | {} | {} | {} | {} |",
             i.label,
             i.start_s,
             i.end_s,
             i.tps,
             i.baseline_tps,
             i.drop_percent(),
+            i.twin_tps.map_or("-".into(), |t| format!("{t:.0}")),
+            i.ratio()
+                .map_or("-".into(), |r| format!("{:.0}%", 100.0 * r)),
+            seconds(i.stall_s),
             i.recovery_s.map_or("never".into(), seconds)
+        );
+    }
+    if !j.against_baseline {
+        let _ = writeln!(
+            md,
+            "\n(No run without the attacks to compare with: `quire-testnet run --baseline` makes one first.)"
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n## Memory (resident, from /proc/PID/status)\n\n| replica | before the first step | peak | at the end |\n|---|---:|---:|---:|"
+    );
+    for m in &j.memory {
+        let _ = writeln!(
+            md,
+            "| {}{} | {} MiB | {} MiB | {} MiB |",
+            m.replica,
+            if m.faulty { " (faulty)" } else { "" },
+            m.before_kib / 1024,
+            m.peak_kib / 1024,
+            m.end_kib / 1024
         );
     }
     let _ = writeln!(md, "\n## Views at the end\n");
@@ -429,7 +605,7 @@ fn markdown(plan: &Plan, record: &Record, j: &Judgement) -> String {
     }
     let _ = writeln!(
         md,
-        "\nFiles: `plot.svg`, `timeline.csv`, `throughput.csv`, `check.txt`, `verdict.txt`, `net/` (the testnet, with each replica's log)."
+        "\nFiles: `plot.svg`, `timeline.csv`, `throughput.csv`, `memory.csv`, `check.txt`, `verdict.txt`, `net/` (the testnet, with each replica's log)."
     );
     md
 }
@@ -458,6 +634,11 @@ pub fn write(dir: &Path, plan: &Plan, record: &Record, j: &Judgement) -> Result<
         }
     }
     put("timeline.csv", csv)?;
+    let mut csv = String::from("t_s,replica,rss_kib\n");
+    for m in &record.memory {
+        let _ = writeln!(csv, "{:.2},{},{}", m.t_s, m.replica, m.rss_kib);
+    }
+    put("memory.csv", csv)?;
     let mut csv = String::from("second,committed,latency_p50_ms,latency_p99_ms\n");
     for (s, (n, p50, p99)) in per_second(record) {
         let _ = writeln!(csv, "{s},{n},{p50:.1},{p99:.1}");
@@ -502,12 +683,139 @@ mod tests {
             ],
             ..Record::default()
         };
-        let j = judge(&plan(), &record);
+        let j = judge(&plan(), &record, None);
         let recovery: Vec<f64> = j.intervals.iter().filter_map(|i| i.recovery_s).collect();
         assert_eq!(recovery.len(), 2);
         assert!((recovery[0] - 5.3).abs() < 1e-9, "{recovery:?}");
         assert!((recovery[1] - 1.0).abs() < 1e-9, "{recovery:?}");
         assert_eq!(j.intervals[0].tps, 0.0);
         assert!(j.intervals[1].tps > 0.0);
+    }
+
+    fn attack_plan(extra_expect: &str) -> Plan {
+        let text = format!(
+            "name = \"a\"\nnodes = 4\n[load]\nrate = 10\nduration = 30\n\
+            [[steps]]\nat = 10\naction = \"byzantine\"\nreplica = 3\nbehaviour = \"amplify\"\n\
+            [[steps]]\nat = 20\naction = \"honest\"\nreplica = 3\n\
+            [expect]\nsafety = \"holds\"\n{extra_expect}\n"
+        );
+        match Plan::parse(&text) {
+            Ok(p) => p,
+            Err(e) => panic!("{e:#}"),
+        }
+    }
+
+    /// A safety check that found nothing wrong with replicas 0..3.
+    fn safe() -> Option<crate::check::CheckReport> {
+        Some(crate::check::CheckReport {
+            judged: (0..3).map(|r| (r, 10)).collect(),
+            excluded: BTreeMap::new(),
+            findings: Vec::new(),
+            agreed_height: 10,
+            replayed_height: 10,
+        })
+    }
+
+    /// Commits every `every_s` from `from` to `to` (seconds).
+    fn steady(from: f64, to: f64, every_s: f64) -> Vec<Commit> {
+        let mut out = Vec::new();
+        let mut t = from;
+        while t < to {
+            out.push(commit(t, t + 0.05));
+            t += every_s;
+        }
+        out
+    }
+
+    /// An attack's throughput is the same window of a run without it that it is measured
+    /// against, not the start of its own run; falling below the bar fails the run.
+    #[test]
+    fn an_attack_is_judged_against_the_same_window_without_it() {
+        let plan = attack_plan("throughput_ratio_min = 0.8");
+        let baseline = Baseline {
+            commits: steady(0.0, 30.0, 0.1),
+        };
+        let mut commits = steady(0.0, 10.0, 0.1);
+        commits.extend(steady(10.0, 20.0, 0.2)); // half the rate under attack
+        commits.extend(steady(20.0, 30.0, 0.1));
+        let record = Record {
+            commits,
+            check: safe(),
+            ..Record::default()
+        };
+        let j = judge(&plan, &record, Some(&baseline));
+        let attack = &j.intervals[0];
+        assert!(attack.attack);
+        let ratio = attack.ratio().unwrap_or(0.0);
+        assert!((ratio - 0.5).abs() < 0.05, "{ratio}");
+        assert!(!j.pass);
+        assert!(
+            j.reasons.iter().any(|r| r.contains("without the attack")),
+            "{:?}",
+            j.reasons
+        );
+        // Without a baseline run the bar is not judged (and the report says so).
+        let j = judge(&plan, &record, None);
+        assert!(j.pass, "{:?}", j.reasons);
+        assert!(!j.against_baseline);
+    }
+
+    /// How long commits stopped is the longest gap from the start of a fault until shortly
+    /// after its end, the gap at the start included.
+    #[test]
+    fn the_longest_stop_of_commits_counts_from_the_start_of_the_fault() {
+        assert!((longest_stall(&[1.0, 2.0, 8.0, 9.0], 1.5, 10.0) - 6.0).abs() < 1e-9);
+        assert!((longest_stall(&[1.0, 5.0, 5.5], 2.0, 6.0) - 3.0).abs() < 1e-9);
+        // Nothing committed until well after the end: the gap runs to the next commit.
+        assert!((longest_stall(&[1.0, 30.0], 2.0, 6.0) - 28.0).abs() < 1e-9);
+        // Nothing ever again: the gap runs to the end of the window.
+        assert!((longest_stall(&[1.0], 2.0, 6.0) - 4.0).abs() < 1e-9);
+        let plan = attack_plan("stall_max_s = 2");
+        let mut commits = steady(0.0, 12.0, 0.1);
+        commits.extend(steady(15.0, 30.0, 0.1));
+        let record = Record {
+            commits,
+            ..Record::default()
+        };
+        let j = judge(&plan, &record, None);
+        assert!(
+            (j.intervals[0].stall_s - 3.0).abs() < 0.11,
+            "{}",
+            j.intervals[0].stall_s
+        );
+        assert!(!j.pass);
+    }
+
+    /// Memory is bounded for the honest replicas: one of them above the bound fails the run,
+    /// the faulty one does not.
+    #[test]
+    fn an_honest_replica_above_its_memory_bound_fails_the_run() {
+        use crate::scenario::run::Memory;
+        let plan = attack_plan("rss_mib_max = 100");
+        let memory = |replica, rss_mib: u64| Memory {
+            t_s: 15.0,
+            replica,
+            rss_kib: rss_mib * 1024,
+        };
+        let mut record = Record {
+            commits: steady(0.0, 30.0, 0.1),
+            memory: vec![memory(0, 40), memory(1, 50), memory(2, 60), memory(3, 900)],
+            check: safe(),
+            ..Record::default()
+        };
+        let j = judge(&plan, &record, None);
+        assert!(
+            j.pass,
+            "the faulty replica's memory is not judged: {:?}",
+            j.reasons
+        );
+        assert_eq!(
+            j.memory.iter().find(|m| m.replica == 3).map(|m| m.faulty),
+            Some(true)
+        );
+        record.memory.push(memory(1, 101));
+        let j = judge(&plan, &record, None);
+        assert!(!j.pass);
+        assert!(j.reasons[0].contains("replica 1"), "{:?}", j.reasons);
     }
 }

@@ -27,6 +27,14 @@ pub struct Sample {
     pub state: Option<(u64, u64, bool)>,
 }
 
+/// One replica process's resident memory at one moment (`/proc/PID/status`, VmRSS).
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    pub t_s: f64,
+    pub replica: u32,
+    pub rss_kib: u64,
+}
+
 /// A committed transfer of the load: when it was submitted and when it was seen committed.
 #[derive(Debug, Clone, Copy)]
 pub struct Commit {
@@ -38,6 +46,7 @@ pub struct Commit {
 #[derive(Debug, Default)]
 pub struct Record {
     pub samples: Vec<Sample>,
+    pub memory: Vec<Memory>,
     pub commits: Vec<Commit>,
     pub steps: Vec<(f64, String)>,
     pub submitted: u64,
@@ -120,6 +129,12 @@ impl Runner {
         let duration = Duration::from_secs(self.plan.scenario.load.duration);
         let settle = Duration::from_secs_f64(self.plan.scenario.expect.recover_within.min(20.0));
         let tasks = vec![
+            tokio::spawn(sample_memory(
+                self.net.layout.dir.clone(),
+                self.start,
+                self.record.clone(),
+                self.stop.clone(),
+            )),
             tokio::spawn(sample(
                 self.client.clone(),
                 self.net.n(),
@@ -264,6 +279,48 @@ async fn sample(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Every quarter second, the resident memory of every replica process that is running (read
+/// from /proc, so it costs the replicas nothing and works while they are under attack).
+async fn sample_memory(
+    dir: PathBuf,
+    start: Instant,
+    record: Arc<Mutex<Record>>,
+    stop: Arc<AtomicBool>,
+) {
+    let Ok(net) = Testnet::open(&dir) else {
+        return;
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let t = secs(start);
+        let rows: Vec<Memory> = (0..net.n())
+            .filter_map(|r| {
+                let pid = net.running(r)?;
+                Some(Memory {
+                    t_s: t,
+                    replica: r,
+                    rss_kib: rss_kib(pid)?,
+                })
+            })
+            .collect();
+        if let Ok(mut rec) = record.lock() {
+            rec.memory.extend(rows);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// VmRSS of a process, in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Follows the chain at an honest replica (the next one when it stops answering) and records

@@ -23,6 +23,10 @@
 //! [expect]
 //! safety = "holds"    # or "violated": more than f faulty, the checker must catch the fork
 //! recover_within = 15 # seconds: after each step, transfers commit again within this
+//! throughput_ratio_min = 0.8 # optional: tx/s during each disruption ≥ 0.8 × the same window
+//!                            # of the run without it (`quire-testnet run --baseline`)
+//! rss_mib_max = 512   # optional: every honest replica's resident memory stays below this
+//! stall_max_s = 5     # optional: no disruption stops commits for longer than this
 //! ```
 //!
 //! Actions: `byzantine` (replica, behaviour, optional colluders), `honest` (replica), `kill`,
@@ -89,6 +93,17 @@ pub struct Expect {
     pub safety: Safety,
     #[serde(default = "default_recover")]
     pub recover_within: f64,
+    /// Committed transfers per second during each Byzantine disruption, as a share of the same
+    /// window in the run without the attacks, must be at least this (judged when there is such
+    /// a baseline run: `quire-testnet run --baseline`).
+    #[serde(default)]
+    pub throughput_ratio_min: Option<f64>,
+    /// Every honest replica's resident memory stays below this many MiB for the whole run.
+    #[serde(default)]
+    pub rss_mib_max: Option<u64>,
+    /// No disruption stops commits for longer than this many seconds.
+    #[serde(default)]
+    pub stall_max_s: Option<f64>,
 }
 
 fn default_recover() -> f64 {
@@ -187,6 +202,21 @@ impl Plan {
         if !(scenario.expect.recover_within > 0.0 && scenario.expect.recover_within <= 600.0) {
             bail!("expect.recover_within must be between 0 and 600 seconds");
         }
+        if let Some(r) = scenario.expect.throughput_ratio_min
+            && !(r > 0.0 && r <= 2.0)
+        {
+            bail!("expect.throughput_ratio_min must be above 0 and at most 2, got {r}");
+        }
+        if let Some(m) = scenario.expect.stall_max_s
+            && !(m > 0.0 && m <= 600.0)
+        {
+            bail!("expect.stall_max_s must be above 0 and at most 600 seconds, got {m}");
+        }
+        if let Some(m) = scenario.expect.rss_mib_max
+            && !(16..=1 << 20).contains(&m)
+        {
+            bail!("expect.rss_mib_max must be between 16 and 1048576 MiB, got {m}");
+        }
         let mut steps = Vec::new();
         let mut last = 0.0f64;
         for (i, step) in scenario.steps.iter().enumerate() {
@@ -234,6 +264,30 @@ impl Plan {
             steps,
             malicious,
         })
+    }
+}
+
+impl Plan {
+    /// The same scenario without its Byzantine steps (crashes, pauses, partitions and delays
+    /// stay): the run its attacks are measured against.
+    pub fn without_attacks(&self) -> Plan {
+        let mut scenario = self.scenario.clone();
+        scenario.name = format!("{}-baseline", scenario.name);
+        scenario
+            .steps
+            .retain(|s| s.action != "byzantine" && s.action != "honest");
+        scenario.expect.throughput_ratio_min = None;
+        let steps = self
+            .steps
+            .iter()
+            .filter(|(_, a)| !matches!(a, Action::Byzantine { .. } | Action::Honest(_)))
+            .cloned()
+            .collect();
+        Plan {
+            scenario,
+            steps,
+            malicious: BTreeSet::new(),
+        }
     }
 }
 

@@ -178,6 +178,14 @@ impl Mempool {
             .map_or(executed, |n| (*n).max(executed))
     }
 
+    /// Whether the mempool holds `tx` itself: the same id and, for a transfer, the same
+    /// signature (the id does not cover the signature).
+    fn holds_this_copy(&self, tx: &Transaction) -> bool {
+        self.entries
+            .get(&tx.id())
+            .is_some_and(|e| e.tx.signed_id() == tx.signed_id())
+    }
+
     fn remove(&mut self, id: &TxId) {
         self.detach(id);
         let Some(entry) = self.entries.remove(id) else {
@@ -289,7 +297,12 @@ impl Mempool {
     pub fn executed(&mut self, txs: &[Transaction], ledger: &Ledger) {
         let mut senders = BTreeSet::new();
         for tx in txs {
-            self.remove(&tx.id());
+            // A copy of a held transfer with another signature (a faulty primary's forgery,
+            // rejected at execution) must not evict the real one: that would let a primary
+            // censor any transfer by proposing a broken copy of it.
+            if self.holds_this_copy(tx) {
+                self.remove(&tx.id());
+            }
             if let Some(t) = tx.as_transfer() {
                 senders.insert(t.transfer.from);
             }
@@ -318,11 +331,16 @@ impl Mempool {
     pub fn mark_proposed(&mut self, txs: &[&Transaction]) {
         for tx in txs {
             let id = tx.id();
-            if self.entries.contains_key(&id) {
+            if self.holds_this_copy(tx) {
                 self.detach(&id);
                 if let Some(e) = self.entries.get_mut(&id) {
                     e.state = State::Proposed;
                 }
+            } else if self.entries.contains_key(&id) {
+                // We hold this transfer with a signature we checked, and the proposal carries
+                // another: a forged copy that execution will reject. Ours is not in flight, and
+                // its nonce is not taken (else ours would look stale and be dropped).
+                continue;
             }
             if let Some(t) = tx.as_transfer() {
                 let next = self.proposed_nonce.entry(t.transfer.from).or_insert(0);
@@ -409,6 +427,34 @@ mod tests {
         assert_eq!(pool.take_batch(10, &ledger).len(), 2);
         pool.new_view(&[&b]);
         assert_eq!(pool.take_batch(10, &ledger), vec![a]);
+    }
+
+    /// A faulty primary proposes a copy of a held transfer with a broken signature; the copy is
+    /// ordered, rejected at execution, and the real transfer stays, ready to be proposed.
+    #[test]
+    fn a_forged_copy_neither_marks_nor_evicts_the_real_transfer() {
+        let net = TestNet::new(4, 3);
+        let ledger = net.genesis.ledger();
+        let mut pool = Mempool::new(100);
+        let real = net.transfer(0, 1, 5, 0);
+        let mut forged = real.clone();
+        if let Transaction::Transfer(t) = &mut forged {
+            t.signature.0[0] ^= 1;
+        }
+        assert_eq!(forged.id(), real.id());
+        pool.insert(real.clone(), 0, &ledger).unwrap();
+        pool.mark_proposed(&[&forged]);
+        assert_eq!(
+            pool.oldest_ready_tick(&ledger),
+            Some(0),
+            "still ready, same view"
+        );
+        pool.executed(std::slice::from_ref(&forged), &ledger);
+        assert_eq!(pool.len(), 1);
+        assert_eq!(pool.take_batch(10, &ledger), vec![real.clone()]);
+        // The real one executing does remove it.
+        pool.executed(std::slice::from_ref(&real), &ledger);
+        assert_eq!(pool.len(), 0);
     }
 
     #[test]

@@ -55,13 +55,23 @@ impl Actor {
             return m;
         };
         let mut bad = batch.clone();
-        if let Some(first) = batch.txs.iter().find_map(Transaction::as_transfer) {
-            // A replay of a transfer already in the batch (a double spend)…
-            bad.txs.push(Transaction::Transfer(*first));
-            // …and a transfer whose signature does not verify.
-            let mut forged = *first;
-            forged.transfer.amount = forged.transfer.amount.wrapping_add(1);
-            bad.txs.push(Transaction::Transfer(forged));
+        let at = batch.txs.iter().position(|t| t.as_transfer().is_some());
+        if let Some((i, first)) = at.and_then(|i| Some((i, *batch.txs[i].as_transfer()?))) {
+            if self.random().is_multiple_of(2) {
+                // A replay of a transfer already in the batch (a double spend)…
+                bad.txs.push(Transaction::Transfer(first));
+                // …and a transfer whose signature does not verify.
+                let mut forged = first;
+                forged.transfer.amount = forged.transfer.amount.wrapping_add(1);
+                bad.txs.push(Transaction::Transfer(forged));
+            } else {
+                // The honest replicas have seen this transfer, with its real signature; this copy
+                // keeps its id and breaks only the signature. A verdict remembered by id alone
+                // would let it through; it must be checked again and refused.
+                let mut copy = first;
+                copy.signature.0[0] ^= 1;
+                bad.txs[i] = Transaction::Transfer(copy);
+            }
         } else {
             return Message::PrePrepare { proposal, batch };
         }

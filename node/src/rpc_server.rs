@@ -4,7 +4,9 @@
 //!
 //! Bounded everywhere a client can fill it: connections at once ([`CONNECTIONS_MAX`]), streams
 //! per connection (QUIC flow control, `quire_wire::tls`), bytes of partly read requests per
-//! connection ([`CONNECTION_BYTES_MAX`], grown only as bytes arrive), and time — a request must
+//! connection ([`CONNECTION_BYTES_MAX`], grown only as bytes arrive) and over all connections
+//! ([`ALL_CONNECTIONS_BYTES_MAX`]: many connections that each stall within their own budget
+//! cannot add up to gigabytes), and time — a request must
 //! arrive within [`REQUEST_READ_DEADLINE`] of its first byte and be answered within
 //! [`REQUEST_DEADLINE`]. Store reads run on the blocking pool, not on the runtime's workers.
 
@@ -34,6 +36,8 @@ pub const REQUEST_BYTES_MAX: usize = 16 * 1024 * 1024;
 pub const CONNECTIONS_MAX: usize = 256;
 /// Bytes of partly read requests one connection may hold over all its streams.
 pub const CONNECTION_BYTES_MAX: usize = 24 * 1024 * 1024;
+/// Bytes of partly read requests over every client connection together.
+pub const ALL_CONNECTIONS_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// A request's bytes must all arrive within this long of the first byte of its frame.
 pub const REQUEST_READ_DEADLINE: Duration = Duration::from_secs(10);
 /// A request not answered within this long gets an error instead.
@@ -98,43 +102,67 @@ pub async fn deliver(events: &SyncSender<Event>, mut event: Event) -> bool {
     }
 }
 
-/// Bytes of one connection's partly read requests.
-struct ConnectionBytes(AtomicUsize);
+/// Bytes of one connection's partly read requests, and of all connections'.
+struct ConnectionBytes {
+    own: AtomicUsize,
+    all: Arc<AtomicUsize>,
+}
+
+fn take_within(held: &AtomicUsize, bytes: usize, max: usize) -> bool {
+    held.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+        n.checked_add(bytes).filter(|n| *n <= max)
+    })
+    .is_ok()
+}
 
 impl Budget for ConnectionBytes {
     fn take(&self, bytes: usize) -> bool {
-        self.0
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
-                held.checked_add(bytes)
-                    .filter(|n| *n <= CONNECTION_BYTES_MAX)
-            })
-            .is_ok()
+        if !take_within(&self.own, bytes, CONNECTION_BYTES_MAX) {
+            return false;
+        }
+        if !take_within(&self.all, bytes, ALL_CONNECTIONS_BYTES_MAX) {
+            self.own.fetch_sub(bytes, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
     fn give_back(&self, bytes: usize) {
-        self.0.fetch_sub(bytes, Ordering::Relaxed);
+        self.own.fetch_sub(bytes, Ordering::Relaxed);
+        self.all.fetch_sub(bytes, Ordering::Relaxed);
     }
     fn size(&self) -> usize {
         CONNECTION_BYTES_MAX
     }
 }
 
-/// Client connections being served (a permit each).
-pub fn connection_slots() -> Arc<Semaphore> {
-    Arc::new(Semaphore::new(CONNECTIONS_MAX))
+/// What all client connections share: a permit each, and the bytes of partly read requests.
+pub struct ConnectionSlots {
+    permits: Arc<Semaphore>,
+    bytes: Arc<AtomicUsize>,
+}
+
+pub fn connection_slots() -> Arc<ConnectionSlots> {
+    Arc::new(ConnectionSlots {
+        permits: Arc::new(Semaphore::new(CONNECTIONS_MAX)),
+        bytes: Arc::default(),
+    })
 }
 
 /// Serves one client connection until it closes, if there is a slot for it.
 pub async fn serve_connection(
     ctx: Arc<RpcContext>,
-    slots: Arc<Semaphore>,
+    slots: Arc<ConnectionSlots>,
     conn: quinn::Connection,
 ) {
-    let Ok(_slot) = slots.try_acquire_owned() else {
+    let Ok(_slot) = slots.permits.clone().try_acquire_owned() else {
         ctx.shared.metrics.rpc_error("too_many_connections");
         conn.close(2u32.into(), b"busy: too many client connections");
         return;
     };
-    let budget = Arc::new(ConnectionBytes(AtomicUsize::new(0)));
+    let budget = Arc::new(ConnectionBytes {
+        own: AtomicUsize::new(0),
+        all: slots.bytes.clone(),
+    });
     let mut streams = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -521,4 +549,39 @@ async fn committed_status(ctx: &RpcContext, id: TxId) -> Option<Response> {
         proof,
         block: record.block,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each connection has its own budget, and together they have one: connections that each
+    /// stay within theirs cannot add up past the shared bound; what one gives back, another can
+    /// take.
+    #[test]
+    fn connections_share_one_byte_bound() {
+        let slots = connection_slots();
+        let conns: Vec<ConnectionBytes> = (0..4)
+            .map(|_| ConnectionBytes {
+                own: AtomicUsize::new(0),
+                all: slots.bytes.clone(),
+            })
+            .collect();
+        assert!(!conns[0].take(CONNECTION_BYTES_MAX + 1), "own bound");
+        let mut taken = 0;
+        for c in &conns {
+            while c.take(1 << 20) {
+                taken += 1 << 20;
+            }
+        }
+        assert_eq!(taken, ALL_CONNECTIONS_BYTES_MAX);
+        assert_eq!(
+            conns[3].own.load(Ordering::Relaxed),
+            0,
+            "nothing left for the last"
+        );
+        conns[0].give_back(1 << 20);
+        assert!(conns[3].take(1 << 20));
+        assert_eq!(conns[3].own.load(Ordering::Relaxed), 1 << 20);
+    }
 }

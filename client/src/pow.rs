@@ -10,8 +10,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use num_bigint::BigUint;
 use quire_chain::block::Header;
+use quire_chain::ledger::verify_account;
 use quire_chain::pow::{PowRules, Work, meets_target, work, work::to_number};
-use quire_chain::{Hash, ReplicaId, TxId};
+use quire_chain::{Account, Address, Hash, ReplicaId, TxId};
 use quire_wire::rpc::{HEADERS_MAX, Request, Response, TxStatus};
 use thiserror::Error;
 
@@ -121,6 +122,16 @@ impl BestChain {
             _ => 0,
         }
     }
+}
+
+/// An account as of a block on the most-work chain.
+#[derive(Debug, Clone)]
+pub struct PowAccount {
+    pub account: Account,
+    /// The block whose state root proves it, and the replica that served it.
+    pub height: u64,
+    pub replica: ReplicaId,
+    pub head_height: u64,
 }
 
 /// Where a transaction is on the most-work chain.
@@ -246,6 +257,41 @@ impl Client {
             }
         }
         Ok(None)
+    }
+
+    /// An account on the most-work chain: the highest answer whose header is on that chain and
+    /// whose proof checks against that header's state root (a replica on a side branch, or one
+    /// that lies about the account, is not taken).
+    pub async fn pow_account(&self, address: Address) -> Result<PowAccount, PowClientError> {
+        let best = self.pow_best_chain().await?;
+        let mut found: Option<PowAccount> = None;
+        for replica in self.network().replicas.iter().map(|r| r.id) {
+            let Ok(Response::Account {
+                header,
+                account,
+                proof,
+                ..
+            }) = self.call(replica, &Request::Account(address)).await
+            else {
+                continue;
+            };
+            let confirmations = best.confirmations(header.height, &header.hash());
+            if confirmations == 0 || !verify_account(&header.state_root, &address, &account, &proof)
+            {
+                continue;
+            }
+            if found.as_ref().is_none_or(|f| header.height > f.height) {
+                found = Some(PowAccount {
+                    account,
+                    height: header.height,
+                    replica,
+                    head_height: best.head().height,
+                });
+            }
+        }
+        found.ok_or_else(|| {
+            PowClientError::NoChain("no replica proved the account on the most-work chain".into())
+        })
     }
 
     /// Waits until `tx` has `k` confirmations on the most-work chain (checked afresh each time).

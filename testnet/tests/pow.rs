@@ -74,12 +74,71 @@ async fn a_pow_testnet_commits_to_k_confirmations_and_a_restarted_replica_catche
     })
     .await;
     transfers_to_k(&net, 1, &[1, 2, 3]).await;
+    the_cli_proves_confirmations(&net).await;
 
     let report = pow::check(&net.tn, &Default::default()).await.unwrap();
     eprintln!("{}", report.render());
     assert!(report.ok(), "{}", report.render());
     assert_eq!(report.finals_checked, 8);
     assert!(report.agreed_up_to >= 8);
+}
+
+fn json(run: &support::Run) -> serde_json::Value {
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    serde_json::from_str(run.stdout.trim()).unwrap()
+}
+
+/// The `quire` CLI on a PoW network: `transfer --wait` finds its own nonce on the most-work
+/// chain and returns once the transfer is `--confirmations` deep; `tx`, `balance` and
+/// `verify-chain` prove positions on the chain the client verified.
+async fn the_cli_proves_confirmations(net: &support::Net) {
+    let env = [("QUIRE_CACHE_DIR", "")];
+    let sent = json(
+        &support::quire(
+            net,
+            &[
+                "--json",
+                "transfer",
+                "--from",
+                "account-1",
+                "--to",
+                "account-2",
+                "--amount",
+                "5",
+                "--wait-secs",
+                "90",
+                "--confirmations",
+                "2",
+            ],
+            &env,
+        )
+        .await,
+    );
+    assert_eq!(sent["nonce"], 2, "account 1 used nonces 0 and 1: {sent}");
+    assert_eq!(sent["final"], true, "{sent}");
+    assert!(sent["confirmations"].as_u64().unwrap() >= 2, "{sent}");
+    let id = sent["tx"].as_str().unwrap().to_string();
+    let shown =
+        json(&support::quire(net, &["--json", "tx", &id, "--confirmations", "1"], &env).await);
+    assert_eq!(shown["height"], sent["height"], "{shown}");
+    assert_eq!(shown["k"], 1);
+    assert!(shown["confirmations"].as_u64().unwrap() >= 2, "{shown}");
+    let balance = json(&support::quire(net, &["--json", "balance", "account-1"], &env).await);
+    assert!(balance["nonce"].as_u64().unwrap() >= 3, "{balance}");
+    let chain = json(&support::quire(net, &["--json", "verify-chain"], &env).await);
+    assert!(
+        chain["height"].as_u64().unwrap() >= sent["height"].as_u64().unwrap(),
+        "{chain}"
+    );
+    assert_eq!(chain["refused"], serde_json::json!([]), "{chain}");
+    // A transaction nobody has is not on the chain: a clear error, not a guess.
+    let missing = support::quire(net, &["tx", &"ab".repeat(32)], &env).await;
+    assert_ne!(missing.code, 0);
+    assert!(
+        missing.stderr.contains("not on the most-work chain"),
+        "{}",
+        missing.stderr
+    );
 }
 
 /// A PoW command on a PBFT testnet, or a PBFT behaviour on a PoW one, gets a clear error from

@@ -59,6 +59,9 @@ pub enum Command {
         /// How long to wait, in seconds (implies --wait).
         #[arg(long, value_name = "S")]
         wait_secs: Option<u64>,
+        /// Proof of work: final at this many confirmations (default: the genesis's k).
+        #[arg(long, value_name = "K")]
+        confirmations: Option<u64>,
     },
     /// Show an account's proven balance and nonce.
     Balance {
@@ -71,6 +74,9 @@ pub enum Command {
         /// The transaction hash (64 hex digits).
         #[arg(value_name = "HASH")]
         hash: String,
+        /// Proof of work: final at this many confirmations (default: the genesis's k).
+        #[arg(long, value_name = "K")]
+        confirmations: Option<u64>,
     },
     /// Show a verified block (`--raw`: write it with its proofs in the export encoding).
     Block {

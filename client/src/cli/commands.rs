@@ -34,6 +34,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             amount,
             wait,
             wait_secs,
+            confirmations,
         } => {
             // Check every input before touching the network.
             let amount = parse_amount(&amount)?;
@@ -43,22 +44,40 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 .or(wait.then_some(WAIT_SECS_DEFAULT))
                 .map(Duration::from_secs);
             let network = ctx.take_network()?;
+            let pow = is_pow(&network);
             with_client(network, options, |client| async move {
-                transfer(&out, &client, &key, to, amount, wait).await
+                if pow {
+                    super::pow::transfer(&out, &client, &key, to, amount, wait, confirmations).await
+                } else {
+                    transfer(&out, &client, &key, to, amount, wait).await
+                }
             })
         }
         Command::Balance { account } => {
             let address = parse_address(&mut ctx, &account)?;
             let network = ctx.take_network()?;
+            let pow = is_pow(&network);
             with_client(network, options, |c| async move {
-                reads::balance(&out, &c, address).await
+                if pow {
+                    super::pow::balance(&out, &c, address).await
+                } else {
+                    reads::balance(&out, &c, address).await
+                }
             })
         }
-        Command::Tx { hash } => {
+        Command::Tx {
+            hash,
+            confirmations,
+        } => {
             let tx = super::input::parse_tx_hash(&hash)?;
             let network = ctx.take_network()?;
+            let pow = is_pow(&network);
             with_client(network, options, |c| async move {
-                reads::tx(&out, &c, tx).await
+                if pow {
+                    super::pow::tx(&out, &c, tx, confirmations).await
+                } else {
+                    reads::tx(&out, &c, tx).await
+                }
             })
         }
         Command::Block { at, raw, out: path } => {
@@ -84,11 +103,22 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::VerifyChain => {
             let network = ctx.take_network()?;
+            let pow = is_pow(&network);
             with_client(network, options, |c| async move {
-                reads::verify_chain(&out, &c).await
+                if pow {
+                    super::pow::verify_chain(&out, &c).await
+                } else {
+                    reads::verify_chain(&out, &c).await
+                }
             })
         }
     }
+}
+
+/// Whether the network's genesis chose proof of work (then the commands prove most-work
+/// positions and confirmations instead of certificates).
+fn is_pow(network: &Network) -> bool {
+    network.genesis.protocol.consensus == quire_chain::genesis::ConsensusMode::Pow
 }
 
 /// Runs `f` with a client on a small single-threaded runtime: a CLI call waits on the network,

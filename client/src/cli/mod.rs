@@ -7,6 +7,7 @@ mod error;
 mod evidence;
 mod input;
 mod output;
+mod pow;
 mod reads;
 
 use std::process::ExitCode;

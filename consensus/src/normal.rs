@@ -371,6 +371,9 @@ impl Replica {
         self.mempool.executed(&batch.txs, &self.ledger);
         self.stats.blocks_executed += 1;
         self.stats.txs_executed += batch.txs.len() as u64;
+        if (batch.txs.len() as u64) < u64::from(self.verifier.protocol.batch_txs_max) {
+            self.room_tick = self.tick;
+        }
         self.progress_tick = self.tick;
         self.executed_tick = self.tick;
         self.view_change_streak = 0;

@@ -120,6 +120,9 @@ pub struct Replica {
     /// Last tick the view started or a block executed.
     pub(crate) progress_tick: u64,
     pub(crate) executed_tick: u64,
+    /// When this replica last executed a block with room for more transactions: a primary that
+    /// proposes such blocks while a ready transaction waits is leaving it out on purpose.
+    pub(crate) room_tick: u64,
     /// Last tick the current primary was heard from.
     pub(crate) primary_tick: u64,
     pub(crate) view_start_tick: u64,
@@ -215,6 +218,7 @@ impl Replica {
             now_ms: 0,
             progress_tick: 0,
             executed_tick: 0,
+            room_tick: 0,
             primary_tick: 0,
             view_start_tick: 0,
             stats: Stats::default(),
@@ -688,9 +692,13 @@ impl Replica {
         };
         let stalled = waiting_since
             .is_some_and(|t| self.tick.saturating_sub(t.max(self.progress_tick)) > timeout);
-        // …and one request that waits for long while others go through means censorship.
+        // …and one request that waits for long while blocks with room for it go through means
+        // censorship. Behind a backlog of full blocks it is only waiting its turn: blaming the
+        // primary for that turned overload into view changes, and view changes into collapse.
         let censored = oldest.is_some_and(|t| {
-            self.tick.saturating_sub(t.max(self.view_start_tick)) > timeout.saturating_mul(4)
+            let since = t.max(self.view_start_tick);
+            self.tick.saturating_sub(since) > timeout.saturating_mul(4)
+                && self.room_tick > since.saturating_add(timeout)
         });
         if silent > timeout || stalled || censored {
             self.start_view_change(self.view + 1);

@@ -139,3 +139,32 @@ fn a_replica_that_changed_views_alone_votes_again_after_the_next_rotation() {
     );
     c.assert_all_executed();
 }
+
+/// Overload is not censorship: a backlog that takes many view timeouts to drain, behind full
+/// blocks, changes no view (blaming the primary for the queue turned overload into collapse);
+/// every transfer executes in order.
+#[test]
+fn a_backlog_behind_full_blocks_changes_no_view() {
+    let mut c = Cluster::with(4, |cfg| {
+        cfg.protocol.batch_txs_max = 2;
+        cfg.params.batch_txs_max = 2;
+        cfg.protocol.rotation_blocks = 0;
+        cfg.accounts = 100;
+    });
+    c.submit_to_all(1200);
+    // The quiet network's timeout: 60 ticks (SimConfig's params).
+    c.run(60 * 5);
+    assert!(
+        c.agreed_height() < 600,
+        "the backlog must outlast 4 view timeouts for this test to mean anything"
+    );
+    c.run(20_000);
+    c.assert_all_executed();
+    for i in c.honest() {
+        assert_eq!(
+            c.view(i),
+            0,
+            "replica {i} changed views under a mere backlog"
+        );
+    }
+}

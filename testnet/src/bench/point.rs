@@ -164,9 +164,14 @@ pub async fn measure(
                 t.sent_at.insert(tx.id(), now);
             }
             t.submitted += chunk.len() as u64;
-            while t.retry.front().is_some_and(|(at, _)| *at <= now) {
+            // At most one step's worth of retries per step: offering the whole backlog again
+            // every RETRY_AFTER would turn an open-loop load into a flood of its own (millions
+            // of refusals a second under overload), measuring the bench instead of the replicas.
+            let mut retried = 0;
+            while retried < count.max(1) && t.retry.front().is_some_and(|(at, _)| *at <= now) {
                 if let Some((_, tx)) = t.retry.pop_front() {
                     chunk.push(tx);
+                    retried += 1;
                 }
             }
         }
@@ -187,7 +192,7 @@ pub async fn measure(
         }
         tokio::time::sleep_until((start + step * tick as u32).into()).await;
     }
-    drain(&client, &tally, n, view_before).await;
+    drain(&client, &tally, n, view_before, rate).await;
     stop.store(true, Ordering::Relaxed);
     let _ = follower.await;
     while inflight.join_next().await.is_some() {}
@@ -253,7 +258,9 @@ async fn submit(client: Arc<Client>, tally: Arc<Mutex<Tally>>, to: u32, chunk: V
 }
 
 /// Lets the backlog (and what waits for a retry) commit.
-async fn drain(client: &Arc<Client>, tally: &Arc<Mutex<Tally>>, n: u32, view: u64) {
+async fn drain(client: &Arc<Client>, tally: &Arc<Mutex<Tally>>, n: u32, view: u64, rate: u64) {
+    // Retries at no more than the offered rate (20 ms worth per round), as during the load.
+    let per_round = (rate / 50).max(1) as usize;
     let until = Instant::now() + DRAIN;
     let to = (view % n as u64) as u32;
     while Instant::now() < until {
@@ -261,7 +268,7 @@ async fn drain(client: &Arc<Client>, tally: &Arc<Mutex<Tally>>, n: u32, view: u6
             Ok(mut t) => {
                 let now = Instant::now();
                 let mut due = Vec::new();
-                while t.retry.front().is_some_and(|(at, _)| *at <= now) {
+                while due.len() < per_round && t.retry.front().is_some_and(|(at, _)| *at <= now) {
                     if let Some((_, tx)) = t.retry.pop_front() {
                         due.push(tx);
                     }

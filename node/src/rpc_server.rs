@@ -56,6 +56,8 @@ pub struct RpcContext {
     pub signatures: Arc<crate::verify_pool::SignatureCache>,
     /// The mempool's capacity (transactions).
     pub mempool_max: usize,
+    /// Client submissions waiting for the driver at once (see [`DRIVER_SUBMISSIONS_MAX`]).
+    driver_submissions: Semaphore,
 }
 
 impl RpcContext {
@@ -83,6 +85,7 @@ impl RpcContext {
             peers_connected,
             signatures,
             mempool_max,
+            driver_submissions: Semaphore::new(DRIVER_SUBMISSIONS_MAX),
         }
     }
 }
@@ -356,6 +359,12 @@ fn attest_block(ctx: &RpcContext, header: &quire_chain::Header) -> Attestation {
     Attestation::sign(Statement::of(header), ctx.id, &ctx.key, &ctx.chain_id)
 }
 
+/// Client submissions in the driver's queue at once. The queue is shared with the peers'
+/// verified messages: filled with client batches under overload, it held the consensus
+/// messages back until the view timed out. A few batches keep the driver busy; the rest of
+/// the clients wait here (then hear `Busy`), not in front of the votes.
+pub const DRIVER_SUBMISSIONS_MAX: usize = 4;
+
 /// How long a Submit may wait for room in the driver's queue before it is refused as `Busy`.
 const SUBMIT_QUEUE_WAIT: Duration = Duration::from_millis(50);
 
@@ -424,6 +433,11 @@ async fn ask_mempool(
     received: Instant,
 ) -> Vec<Result<(), Refusal>> {
     let count = txs.len();
+    let Ok(Ok(_permit)) =
+        tokio::time::timeout(SUBMIT_QUEUE_WAIT, ctx.driver_submissions.acquire()).await
+    else {
+        return vec![Err(Refusal::Busy); count];
+    };
     let (reply, answer) = oneshot::channel();
     let mut event = Event::Requests {
         txs,

@@ -13,6 +13,8 @@
 //! checkpoint_interval = 32  # K: a checkpoint every K sequence numbers
 //! log_window = 128          # L: the watermark window (h, h + L], a multiple of K, at least 2K
 //! rotation_blocks = 1024    # every this many blocks the primary rotates (0: never)
+//! [pow]                     # only with consensus = "pow" (optional then): see `pow::PowParams`
+//! target_interval_ms = 1000
 //! [[validators]]
 //! id = 0
 //! public_key = "…64 hex digits…"
@@ -33,6 +35,7 @@ use crate::hash::{Hash, tags};
 use crate::keys::{Address, PublicKey};
 use crate::ledger::{Account, Ledger};
 use crate::merkle;
+use crate::pow::PowParams;
 use crate::validators::{Validator, ValidatorSet, ValidatorSetError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -161,6 +164,9 @@ pub struct GenesisFile {
     pub max_faulty: Option<u32>,
     #[serde(default)]
     pub protocol: Protocol,
+    /// The proof-of-work rules; only (and optionally) when `protocol.consensus` is `pow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pow: Option<PowParams>,
     pub validators: Vec<ValidatorEntry>,
     #[serde(default)]
     pub accounts: Vec<AccountEntry>,
@@ -185,6 +191,8 @@ pub struct AccountEntry {
 pub struct Genesis {
     pub chain_name: String,
     pub protocol: Protocol,
+    /// Present exactly when `protocol.consensus` is [`ConsensusMode::Pow`].
+    pub pow: Option<PowParams>,
     pub validators: ValidatorSet,
     /// Sorted by address, no duplicates.
     pub accounts: Vec<(Address, Account)>,
@@ -201,12 +209,43 @@ impl Genesis {
         Self::with_protocol(chain_name, Protocol::default(), validators, balances)
     }
 
+    /// A genesis with these protocol rules (and the default proof-of-work rules if the mode is
+    /// proof of work).
     pub fn with_protocol(
         chain_name: String,
         protocol: Protocol,
         validators: ValidatorSet,
+        balances: Vec<(Address, u64)>,
+    ) -> Result<Genesis, GenesisError> {
+        let pow = (protocol.consensus == ConsensusMode::Pow).then(PowParams::default);
+        Self::with_rules(chain_name, protocol, pow, validators, balances)
+    }
+
+    /// A genesis with these protocol and proof-of-work rules; `pow` must be given exactly when
+    /// the mode is proof of work.
+    pub fn with_rules(
+        chain_name: String,
+        protocol: Protocol,
+        pow: Option<PowParams>,
+        validators: ValidatorSet,
         mut balances: Vec<(Address, u64)>,
     ) -> Result<Genesis, GenesisError> {
+        match (protocol.consensus, &pow) {
+            (ConsensusMode::Pow, None) => {
+                return Err(GenesisError::BadProtocol(
+                    "consensus = \"pow\" needs proof-of-work rules".into(),
+                ));
+            }
+            (ConsensusMode::Pbft, Some(_)) => {
+                return Err(GenesisError::BadProtocol(
+                    "a [pow] section needs consensus = \"pow\"".into(),
+                ));
+            }
+            (_, Some(p)) => p
+                .validate()
+                .map_err(|why| GenesisError::BadProtocol(format!("[pow] {why}")))?,
+            _ => {}
+        }
         if chain_name.is_empty() || chain_name.len() > 64 {
             return Err(GenesisError::BadName);
         }
@@ -228,10 +267,12 @@ impl Genesis {
             .into_iter()
             .map(|(a, balance)| (a, Account { balance, nonce: 0 }))
             .collect();
-        let chain_id = Self::compute_chain_id(&chain_name, &protocol, &validators, &accounts);
+        let chain_id =
+            Self::compute_chain_id(&chain_name, &protocol, pow.as_ref(), &validators, &accounts);
         Ok(Genesis {
             chain_name,
             protocol,
+            pow,
             validators,
             accounts,
             chain_id,
@@ -241,12 +282,17 @@ impl Genesis {
     fn compute_chain_id(
         chain_name: &str,
         protocol: &Protocol,
+        pow: Option<&PowParams>,
         validators: &ValidatorSet,
         accounts: &[(Address, Account)],
     ) -> Hash {
         let mut out = Vec::new();
         codec::put_bytes(&mut out, chain_name.as_bytes());
         protocol.encode(&mut out);
+        // Only a proof-of-work genesis has these bytes, so PBFT chain ids are unchanged.
+        if let Some(pow) = pow {
+            pow.encode(&mut out);
+        }
         codec::put_u32(&mut out, validators.f() as u32);
         codec::put_u32(&mut out, validators.n() as u32);
         for v in validators.iter() {
@@ -287,7 +333,11 @@ impl Genesis {
             })?;
             balances.push((address, a.balance));
         }
-        Genesis::with_protocol(file.chain_name, file.protocol, validators, balances)
+        let pow = match (file.protocol.consensus, file.pow) {
+            (ConsensusMode::Pow, None) => Some(PowParams::default()),
+            (_, pow) => pow,
+        };
+        Genesis::with_rules(file.chain_name, file.protocol, pow, validators, balances)
     }
 
     pub fn to_file(&self) -> GenesisFile {
@@ -295,6 +345,7 @@ impl Genesis {
             chain_name: self.chain_name.clone(),
             max_faulty: Some(self.validators.f() as u32),
             protocol: self.protocol,
+            pow: self.pow,
             validators: self
                 .validators
                 .iter()
@@ -340,11 +391,17 @@ impl Genesis {
     }
 
     /// Block 0: no transactions, the initial state, no certificate (the genesis is trusted).
+    /// Under proof of work its `parent_hash` is the chain id, so every block of the chain is
+    /// bound to its rules from block 1 on (a PBFT block carries certificates for that).
     pub fn block(&self) -> Block {
         Block {
             header: Header {
                 height: 0,
-                parent_hash: Hash::ZERO,
+                parent_hash: if self.pow.is_some() {
+                    self.chain_id
+                } else {
+                    Hash::ZERO
+                },
                 tx_root: merkle::root(&[]),
                 state_root: self.ledger().state_root(),
                 outcomes_root: merkle::root(&[]),

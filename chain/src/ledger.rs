@@ -99,6 +99,26 @@ impl Ledger {
         self.accounts.insert(address, account);
     }
 
+    /// The account if it exists (an account that never appeared is absent from the state tree,
+    /// which is not the same tree as one holding a zero account).
+    pub fn get(&self, address: &Address) -> Option<Account> {
+        self.accounts.get(address).copied()
+    }
+
+    /// Puts accounts back as they were (`None`: the account did not exist), for rolling a
+    /// proof-of-work chain back past a block with its undo record.
+    pub fn restore(&mut self, prior: &[(Address, Option<Account>)]) {
+        for (address, account) in prior {
+            match account {
+                Some(a) => self.set(*address, *a),
+                None => {
+                    self.tree.update(account_key(address), None);
+                    self.accounts.remove(address);
+                }
+            }
+        }
+    }
+
     pub fn account(&self, address: &Address) -> Account {
         self.accounts.get(address).copied().unwrap_or_default()
     }

@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 
 use crate::block::{Batch, Executed, Header, execute};
 use crate::cert::{Certificate, CommitStatement, Statement};
-use crate::genesis::{Genesis, Protocol};
+use crate::genesis::{ConsensusMode, Genesis, Protocol};
 use crate::hash::Hash;
 use crate::keys::Keypair;
 use crate::ledger::Ledger;
+use crate::pow::{PowChain, PowParams, grind, target_for_hashes};
 use crate::tx::{Transaction, Transfer};
 use crate::validators::{Validator, ValidatorSet};
 
@@ -47,6 +48,26 @@ impl TestNet {
         seed: u64,
         protocol: Protocol,
     ) -> TestNet {
+        let pow = (protocol.consensus == ConsensusMode::Pow).then(PowParams::default);
+        Self::with_rules(validators, accounts, seed, protocol, pow)
+    }
+
+    /// A proof-of-work test network with these rules.
+    pub fn with_pow(validators: usize, accounts: usize, seed: u64, pow: PowParams) -> TestNet {
+        let protocol = Protocol {
+            consensus: ConsensusMode::Pow,
+            ..Protocol::default()
+        };
+        Self::with_rules(validators, accounts, seed, protocol, Some(pow))
+    }
+
+    fn with_rules(
+        validators: usize,
+        accounts: usize,
+        seed: u64,
+        protocol: Protocol,
+        pow: Option<PowParams>,
+    ) -> TestNet {
         let validator_keys: Vec<Keypair> = (0..validators as u64)
             .map(|i| derived_key("validator", seed, i))
             .collect();
@@ -66,9 +87,10 @@ impl TestNet {
             None,
         )
         .expect("a test validator set is valid");
-        let genesis = Genesis::with_protocol(
+        let genesis = Genesis::with_rules(
             "quire-test".into(),
             protocol,
+            pow,
             set,
             account_keys
                 .iter()
@@ -113,6 +135,32 @@ impl TestNet {
         let cert = Certificate::from_votes(statement, &votes);
         execute(ledger, parent, batch, Some(cert), None)
     }
+}
+
+/// Proof-of-work rules for tests and the simulator: a block takes about `hashes_per_block`
+/// real hashes (a handful, so tests need no real grinding), the limit is the easiest target.
+pub fn easy_pow(hashes_per_block: u128) -> PowParams {
+    PowParams {
+        initial_target: target_for_hashes(hashes_per_block),
+        target_limit: target_for_hashes(1),
+        ..PowParams::default()
+    }
+}
+
+/// Mines a block on `chain`'s head: its template, with the nonce ground until the header's real
+/// hash meets the target.
+pub fn mine(
+    chain: &mut PowChain,
+    candidates: &[Transaction],
+    miner: u32,
+    now_ms: u64,
+) -> crate::Block {
+    let mut block = chain.template(candidates, miner, now_ms);
+    let mut start = 0;
+    while !grind(&mut block.header, start, 1 << 16) {
+        start += 1 << 16;
+    }
+    block
 }
 
 /// Shared checks for every [`crate::store::Store`] implementation (the memory store here, the

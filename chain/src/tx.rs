@@ -123,6 +123,14 @@ impl Transaction {
         Transaction::Raw(RawPayload::new(bytes))
     }
 
+    /// The key of this transfer's signature verdict (raw payloads carry no signature).
+    pub fn signed_id(&self) -> Option<SignedId> {
+        self.as_transfer().map(|t| SignedId {
+            id: self.id(),
+            signature: t.signature,
+        })
+    }
+
     pub fn as_transfer(&self) -> Option<&SignedTransfer> {
         match self {
             Transaction::Transfer(t) => Some(t),
@@ -195,6 +203,16 @@ impl Decode for Transaction {
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct TxId(pub Hash);
+
+/// What a signature verdict is about: a transfer's id *and* its signature. The id does not cover
+/// the signature, so a copy of a transfer with a forged signature has the same id; a verdict
+/// remembered by id alone would let that copy pass wherever the genuine one had been seen, and
+/// replicas that had seen it would apply a transfer the others reject.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct SignedId {
+    pub id: TxId,
+    pub signature: Signature,
+}
 
 impl fmt::Display for TxId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -941,3 +941,100 @@ fn checkpoints_and_attestations_vouch_for_a_block_hash() {
         pin(&format!("attestation of validator {i}"), sig.0, expected);
     }
 }
+
+/// §14.12: the proof-of-work network of the examples — its rules in the chain id, a sealed
+/// header, its work, a retargeted target, an undo record.
+#[test]
+fn proof_of_work_rules_headers_work_and_undo_records() {
+    use quire_chain::pow::{
+        Limits, PowChain, PowParams, Received, Retarget, Undo, grind, meets_target, next_target,
+        target_for_hashes, work,
+    };
+    use quire_chain::store::{MemoryStore, Store};
+    let params = PowParams {
+        target_interval_ms: 1000,
+        initial_target: target_for_hashes(16),
+        target_limit: target_for_hashes(1),
+        retarget: Retarget::PerBlock,
+        retarget_damping: 16,
+        retarget_clamp: 4,
+        confirmations: 6,
+        timestamp_future_ms: 5000,
+    };
+    let net = TestNet::with_pow(4, 2, 0, params);
+    let mut rules = Vec::new();
+    params.encode(&mut rules);
+    // By hand: T, the two targets, the retarget code, N, clamp, k, the future drift.
+    let mut by_hand = Vec::new();
+    by_hand.extend_from_slice(&1000u64.to_be_bytes());
+    by_hand.extend_from_slice(&params.initial_target.0);
+    by_hand.extend_from_slice(&[0xff; 32]);
+    by_hand.push(0);
+    by_hand.extend_from_slice(&16u32.to_be_bytes());
+    by_hand.extend_from_slice(&4u32.to_be_bytes());
+    by_hand.extend_from_slice(&6u32.to_be_bytes());
+    by_hand.extend_from_slice(&5000u64.to_be_bytes());
+    assert_eq!(rules, by_hand);
+    pin(
+        "initial target (16 hashes)",
+        params.initial_target.0,
+        "0fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    );
+    pin(
+        "pow rules in the chain id",
+        &rules,
+        "00000000000003e80fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff000000001000000004000000060000000000001388",
+    );
+    pin(
+        "pow chain id",
+        net.chain_id().0,
+        "99c1947b6a3cc769ed85453d42ed9e9d3831584acc98619adc3313fcbe97ce80",
+    );
+    assert_eq!(work(&params.initial_target).to_string(), "16");
+
+    let genesis = net.genesis.block().header;
+    assert_eq!(genesis.parent_hash, net.chain_id());
+    pin(
+        "pow genesis block hash",
+        genesis.hash().0,
+        "e4656654e81d170be9d9cebc5955b4ca98f825aea2d0e9fe86039dd2a4d812a1",
+    );
+    let store = MemoryStore::new(&net.genesis);
+    let mut chain = PowChain::open(&net.genesis, &store, Limits::default()).unwrap();
+    let mut block = chain.template(&[net.transfer(0, 1, 250, 0)], 0, 1_700_000_000_000);
+    assert!(grind(&mut block.header, 0, 1 << 20));
+    let header = block.header;
+    assert!(meets_target(&header.hash(), &params.initial_target));
+    pin(
+        "pow header 1",
+        header.to_bytes(),
+        "0000000000000001e4656654e81d170be9d9cebc5955b4ca98f825aea2d0e9fe86039dd2a4d812a1fc46e656afb6ceb78297a1455d9ca5d44554e70a58e549122c2d9b5d45203960cd7b85f146fa5156800c7a73141186f65df8c5888e672a117a8fe2fc60ffe3916fcbde9c50f9efbde504d469fb196ab41b260c3e79ccfd0bf52d9dd5ab126e5b0000000000000000000000000000018bcfe56800010fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff0000000000000013",
+    );
+    pin(
+        "pow header 1 hash",
+        header.hash().0,
+        "0ac7f3d33a9965bd88378875d2ab941e72f401c67dc6f0005a38fcf06ed2620a",
+    );
+    let Received::NewHead(change) = chain
+        .receive(&store, block.clone(), 1_700_000_000_000)
+        .unwrap()
+    else {
+        panic!("block 1 extends the genesis");
+    };
+    let undo: &Undo = &change.write.blocks[0].1;
+    pin(
+        "undo record of block 1",
+        undo.to_bytes(),
+        "00000002798153c25836e38302acec74b68bb588741396708385ada4291d773aac6bfc050100000000000f42400000000000000000dd7905a991a539cdbffec85548c9ebe83bfacd40a60cfeb3324ea66083d3f8670100000000000f42400000000000000000",
+    );
+    store.write_pow(&change.write).unwrap();
+    // A parent 500 ms after its own parent: the child's target tightens by (15 + 0.5) / 16.
+    let mut parent = header;
+    parent.height = 2;
+    parent.timestamp_ms = header.timestamp_ms + 500;
+    pin(
+        "target after a 500 ms interval",
+        next_target(&params, &parent, Some(&header)).0,
+        "0f7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    );
+}

@@ -21,6 +21,7 @@ pub mod client;
 pub mod conn;
 pub mod error;
 pub mod network;
+pub mod pow;
 pub mod verify;
 
 #[cfg(test)]

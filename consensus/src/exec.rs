@@ -167,6 +167,15 @@ mod tests {
         fn reset_chain(&self, _: &quire_chain::Genesis) -> Result<(), StoreError> {
             Err(StoreError::Engine("disk full".into()))
         }
+        fn write_pow(&self, _: &quire_chain::store::PowWrite) -> Result<(), StoreError> {
+            Err(StoreError::Engine("disk full".into()))
+        }
+        fn undo(
+            &self,
+            h: &quire_chain::Hash,
+        ) -> Result<Option<quire_chain::pow::Undo>, StoreError> {
+            self.0.undo(h)
+        }
     }
 
     fn replica(net: &TestNet, store: &dyn Store) -> Replica {

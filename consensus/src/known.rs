@@ -7,12 +7,13 @@
 
 use std::collections::BTreeSet;
 
-use quire_chain::{Ledger, Transaction, TxId};
+use quire_chain::{Ledger, SignedId, Transaction};
 
+/// Keyed by [`SignedId`]: the id with the signature (see there why not the id alone).
 #[derive(Clone, Debug)]
 pub struct KnownGood {
-    newer: BTreeSet<TxId>,
-    older: BTreeSet<TxId>,
+    newer: BTreeSet<SignedId>,
+    older: BTreeSet<SignedId>,
     generation_max: usize,
 }
 
@@ -25,14 +26,14 @@ impl KnownGood {
         }
     }
 
-    pub fn learn(&mut self, id: TxId) {
+    pub fn learn(&mut self, id: SignedId) {
         if self.newer.len() >= self.generation_max {
             self.older = std::mem::take(&mut self.newer);
         }
         self.newer.insert(id);
     }
 
-    pub fn contains(&self, id: &TxId) -> bool {
+    pub fn contains(&self, id: &SignedId) -> bool {
         self.newer.contains(id) || self.older.contains(id)
     }
 
@@ -46,18 +47,20 @@ impl KnownGood {
 
     /// The signature verdict of each of `txs`, checking only the transfers not known good.
     pub fn verdicts(&self, ledger: &Ledger, txs: &[Transaction]) -> Vec<bool> {
+        let known: Vec<bool> = txs
+            .iter()
+            .map(|tx| tx.signed_id().is_none_or(|k| self.contains(&k)))
+            .collect();
         let unknown: Vec<Transaction> = txs
             .iter()
-            .filter(|tx| tx.as_transfer().is_some() && !self.contains(&tx.id()))
-            .cloned()
+            .zip(&known)
+            .filter(|(_, k)| !**k)
+            .map(|(tx, _)| tx.clone())
             .collect();
         let mut checked = ledger.verify_signatures(&unknown).into_iter();
-        txs.iter()
-            .map(|tx| {
-                tx.as_transfer().is_none()
-                    || self.contains(&tx.id())
-                    || checked.next().unwrap_or(false)
-            })
+        known
+            .into_iter()
+            .map(|k| k || checked.next().unwrap_or(false))
             .collect()
     }
 }
@@ -87,15 +90,38 @@ mod tests {
         let all_checked = fresh.verdicts(&ledger, &txs);
         assert_eq!(all_checked, vec![true, false, true, true]);
         let mut known = KnownGood::new(8);
-        known.learn(good.id());
+        known.learn(good.signed_id().unwrap());
         assert_eq!(known.verdicts(&ledger, &txs), all_checked);
+    }
+
+    /// A copy of a known-good transfer with a forged signature has the same id: it must still be
+    /// checked, or a replica that saw the genuine one would apply a transfer its peers reject.
+    #[test]
+    fn a_forged_copy_of_a_known_transfer_is_still_checked() {
+        let net = TestNet::new(4, 3);
+        let ledger = net.genesis.ledger();
+        let genuine = net.transfer(0, 1, 5, 0);
+        let mut forged = genuine.clone();
+        if let Transaction::Transfer(t) = &mut forged {
+            t.signature.0[40] ^= 1;
+        }
+        assert_eq!(forged.id(), genuine.id());
+        let mut known = KnownGood::new(8);
+        known.learn(genuine.signed_id().unwrap());
+        assert_eq!(
+            known.verdicts(&ledger, &[forged, genuine]),
+            vec![false, true]
+        );
     }
 
     #[test]
     fn it_stays_bounded_and_keeps_one_generation() {
         let mut known = KnownGood::new(4);
-        let ids: Vec<TxId> = (0..20u8)
-            .map(|i| TxId(quire_chain::Hash([i; 32])))
+        let ids: Vec<SignedId> = (0..20u8)
+            .map(|i| SignedId {
+                id: quire_chain::TxId(quire_chain::Hash([i; 32])),
+                signature: quire_chain::Signature([i; 64]),
+            })
             .collect();
         for id in &ids {
             known.learn(*id);

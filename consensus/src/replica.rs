@@ -551,8 +551,8 @@ impl Replica {
         let mut fresh = Vec::new();
         for tx in txs {
             // The caller checked the signature (Input::Requests).
-            if tx.as_transfer().is_some() {
-                self.known_good.learn(tx.id());
+            if let Some(k) = tx.signed_id() {
+                self.known_good.learn(k);
             }
             let admitted = self.mempool.insert(tx.clone(), self.tick, &self.ledger);
             match admitted {

@@ -15,7 +15,7 @@ use quire_chain::block::Batch;
 use quire_chain::cert::CheckpointStatement;
 use quire_chain::codec::{Decode, Encode};
 use quire_chain::genesis::Protocol;
-use quire_chain::{Genesis, Hash, ReplicaId, Transaction, TxId, ValidatorSet};
+use quire_chain::{Genesis, Hash, ReplicaId, SignedId, Transaction, ValidatorSet};
 
 use crate::message::{
     BLOCKS_PER_REPLY_MAX, Blocks, Body, FetchBlocks, Message, NewView, Prepare, PreparedProof,
@@ -95,7 +95,7 @@ impl Reject {
 pub struct Verified {
     message: Message,
     /// Transfers inside the message whose client signatures verified.
-    good_txs: Vec<TxId>,
+    good_txs: Vec<SignedId>,
 }
 
 impl Verified {
@@ -108,7 +108,7 @@ impl Verified {
     }
 
     /// The message, and the transfers in it whose signatures were found valid.
-    pub fn into_parts(self) -> (Message, Vec<TxId>) {
+    pub fn into_parts(self) -> (Message, Vec<SignedId>) {
         (self.message, self.good_txs)
     }
 }
@@ -116,9 +116,10 @@ impl Verified {
 /// Signatures already found valid, by transaction id: lets a replica check a client's signature
 /// once, whether the transaction reached it from the client, a peer's forward, a proposal or a
 /// block. Only `true` verdicts are remembered; a cache may forget at any time.
+/// Keyed by [`SignedId`] (id and signature), never by id alone.
 pub trait VerdictCache {
-    fn known_good(&self, id: &TxId) -> bool;
-    fn remember_good(&self, ids: &[TxId]);
+    fn known_good(&self, id: &SignedId) -> bool;
+    fn remember_good(&self, ids: &[SignedId]);
     /// A ViewChange (by the digest of its signed encoding) that verified in full before.
     fn known_view_change(&self, _digest: &Hash) -> bool {
         false
@@ -126,11 +127,11 @@ pub trait VerdictCache {
     fn remember_view_change(&self, _digest: Hash) {}
 }
 
-fn good_of(txs: &[Transaction], verdicts: &[bool]) -> Vec<TxId> {
+fn good_of(txs: &[Transaction], verdicts: &[bool]) -> Vec<SignedId> {
     txs.iter()
         .zip(verdicts)
-        .filter(|(tx, ok)| **ok && tx.as_transfer().is_some())
-        .map(|(tx, _)| tx.id())
+        .filter(|(_, ok)| **ok)
+        .filter_map(|(tx, _)| tx.signed_id())
         .collect()
 }
 
@@ -138,10 +139,10 @@ fn good_of(txs: &[Transaction], verdicts: &[bool]) -> Vec<TxId> {
 pub struct NoCache;
 
 impl VerdictCache for NoCache {
-    fn known_good(&self, _: &TxId) -> bool {
+    fn known_good(&self, _: &SignedId) -> bool {
         false
     }
-    fn remember_good(&self, _: &[TxId]) {}
+    fn remember_good(&self, _: &[SignedId]) {}
 }
 
 /// The verdicts of `txs`' signatures (raw payloads carry none and count as good), checking only
@@ -153,7 +154,7 @@ pub fn check_transactions(
 ) -> Vec<bool> {
     let mut verdicts: Vec<bool> = txs
         .iter()
-        .map(|tx| tx.as_transfer().is_none() || cache.known_good(&tx.id()))
+        .map(|tx| tx.signed_id().is_none_or(|k| cache.known_good(&k)))
         .collect();
     let unknown: Vec<usize> = (0..txs.len()).filter(|i| !verdicts[*i]).collect();
     if unknown.is_empty() {
@@ -168,8 +169,8 @@ pub fn check_transactions(
     let mut good = Vec::new();
     for (i, ok) in unknown.into_iter().zip(checked) {
         verdicts[i] = ok;
-        if ok {
-            good.push(txs[i].id());
+        if ok && let Some(k) = txs[i].signed_id() {
+            good.push(k);
         }
     }
     cache.remember_good(&good);

@@ -48,6 +48,28 @@ pub struct ConfigFile {
     pub log: String,
     #[serde(default)]
     pub params: ParamsFile,
+    /// Proof-of-work settings (used only when the genesis says `consensus = "pow"`).
+    #[serde(default)]
+    pub pow: PowFile,
+}
+
+/// A proof-of-work replica's own settings.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
+#[serde(deny_unknown_fields, default)]
+pub struct PowFile {
+    /// The miner's rate: this replica's share of the hash power is a setting.
+    pub hashes_per_s: u64,
+    /// Undo records kept below the head; a deeper reorg is refused and reported.
+    pub undo_depth: u64,
+}
+
+impl Default for PowFile {
+    fn default() -> Self {
+        PowFile {
+            hashes_per_s: quire_chain::pow::params::DEFAULT_HASHES_PER_S,
+            undo_depth: quire_chain::pow::Limits::default().undo_depth,
+        }
+    }
 }
 
 fn default_tick_ms() -> u64 {
@@ -124,6 +146,7 @@ pub struct Config {
     pub peer_signatures_per_s: u64,
     pub log: String,
     pub params: Params,
+    pub pow: PowFile,
 }
 
 impl Config {
@@ -145,6 +168,12 @@ impl Config {
         let params = file.params.resolve();
         if file.tick_ms == 0 || file.tick_ms > 1000 {
             return Err(format!("tick_ms must be 1..=1000, got {}", file.tick_ms));
+        }
+        if file.pow.hashes_per_s > 100_000_000 {
+            return Err("pow.hashes_per_s must be at most 100000000".into());
+        }
+        if file.pow.undo_depth == 0 {
+            return Err("pow.undo_depth must be positive".into());
         }
         if file.worker_threads == 0 || file.worker_threads > 64 {
             return Err("worker_threads must be 1..=64".into());
@@ -169,6 +198,7 @@ impl Config {
             peer_signatures_per_s: file.peer_signatures_per_s,
             log: file.log,
             params,
+            pow: file.pow,
         })
     }
 }

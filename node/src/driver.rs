@@ -118,6 +118,8 @@ pub enum Event {
         behaviour: Behaviour,
         colluders: std::collections::BTreeSet<ReplicaId>,
     },
+    /// Proof of work only (a PBFT driver ignores them).
+    Pow(crate::pow::PowEvent),
     Shutdown,
 }
 
@@ -293,7 +295,7 @@ impl Driver {
                 self.actor.set_colluders(colluders);
                 self.publish();
             }
-            Event::Shutdown => {}
+            Event::Pow(_) | Event::Shutdown => {}
         }
     }
 
@@ -332,7 +334,7 @@ impl Driver {
             "DIVERGED: this replica's block differs from the one 2f+1 replicas certified; \
              it stops signing, discards its chain and recovers by state transfer"
         );
-        self.shared.metrics.diverged();
+        self.shared.metrics.diverged(d.height, d.ours, d.certified);
         self.store.reset_chain(&self.genesis)?;
         self.shared.height.send_replace(0);
         let durable = quire_consensus::Durable {

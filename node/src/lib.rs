@@ -1,7 +1,8 @@
 //! `quire-node`: a Quire replica. The PBFT core (`quire-consensus`) decides; this crate runs it:
 //! the QUIC [`transport`], the [`driver`] thread that persists before it sends, the client
 //! [`rpc_server`] (the protocol itself, [`rpc`], is the `quire-wire` crate the client shares),
-//! Prometheus [`metrics`] and the loopback [`http`] admin API.
+//! Prometheus [`metrics`] and the loopback [`http`] admin API. Under proof of work, [`pow`]
+//! replaces the PBFT core and driver with a miner and a chain that follows the most work.
 
 pub mod block_server;
 pub mod config;
@@ -9,6 +10,7 @@ pub mod driver;
 pub mod http;
 pub mod metrics;
 pub mod node;
+pub mod pow;
 pub use quire_wire::rpc;
 pub mod rpc_server;
 pub mod transport;

@@ -115,7 +115,7 @@ fn recover_core(loaded: &Loaded) -> Result<Actor, StartError> {
     Ok(Actor::new(replica, rand::random()))
 }
 
-struct MeshTransport(Arc<Mesh>);
+pub(crate) struct MeshTransport(pub(crate) Arc<Mesh>);
 
 impl Transport for MeshTransport {
     fn send(&self, to: u32, frame: Arc<Vec<u8>>) {
@@ -129,7 +129,7 @@ impl Transport for MeshTransport {
     }
 }
 
-struct MeshLinks(Arc<Mesh>);
+pub(crate) struct MeshLinks(pub(crate) Arc<Mesh>);
 
 impl Links for MeshLinks {
     fn set_blocked(&self, peers: std::collections::BTreeSet<u32>) {
@@ -152,6 +152,9 @@ pub fn run(loaded: Loaded) -> Result<(), StartError> {
 }
 
 async fn serve(loaded: Loaded) -> Result<(), StartError> {
+    if loaded.genesis.protocol.consensus == quire_chain::genesis::ConsensusMode::Pow {
+        return crate::pow::serve(loaded).await;
+    }
     let actor = recover_core(&loaded)?;
     let config = &loaded.config;
     tracing::info!(
@@ -277,7 +280,7 @@ async fn serve(loaded: Loaded) -> Result<(), StartError> {
 }
 
 /// Waits for SIGINT or SIGTERM, or for the driver to stop on its own (a storage failure).
-async fn wait_for_exit(
+pub(crate) async fn wait_for_exit(
     driver: &std::thread::JoinHandle<Result<(), quire_chain::store::StoreError>>,
 ) -> Result<(), StartError> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

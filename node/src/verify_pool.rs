@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use quire_chain::codec::Decode;
-use quire_chain::{Hash, ReplicaId, TxId};
+use quire_chain::{Hash, ReplicaId, SignedId};
 use quire_consensus::message::Message;
 use quire_consensus::prefilter::{self, Watermarks};
 use quire_consensus::verify::VerdictCache;
@@ -29,15 +29,15 @@ use crate::driver::Event;
 use crate::metrics::Metrics;
 use crate::transport::Inbox;
 
-/// A bounded set of hashes: two generations of at most `generation_max` each.
-struct Generations {
-    newer: HashSet<Hash>,
-    older: HashSet<Hash>,
+/// A bounded set: two generations of at most `generation_max` each.
+struct Generations<K> {
+    newer: HashSet<K>,
+    older: HashSet<K>,
     generation_max: usize,
 }
 
-impl Generations {
-    fn new(generation_max: usize) -> Generations {
+impl<K: std::hash::Hash + Eq> Generations<K> {
+    fn new(generation_max: usize) -> Generations<K> {
         Generations {
             newer: HashSet::new(),
             older: HashSet::new(),
@@ -45,11 +45,11 @@ impl Generations {
         }
     }
 
-    fn contains(&self, h: &Hash) -> bool {
+    fn contains(&self, h: &K) -> bool {
         self.newer.contains(h) || self.older.contains(h)
     }
 
-    fn insert(&mut self, h: Hash) {
+    fn insert(&mut self, h: K) {
         if self.newer.len() >= self.generation_max {
             self.older = std::mem::take(&mut self.newer);
         }
@@ -57,11 +57,12 @@ impl Generations {
     }
 }
 
-/// Good signatures by transaction id, and view changes already verified in full (replayed ones,
-/// or the same ones inside several NewViews, are not checked again).
+/// Good signatures by transaction id and signature (never by id alone: see
+/// [`quire_chain::SignedId`]), and view changes already verified in full (replayed ones, or the
+/// same ones inside several NewViews, are not checked again).
 pub struct SignatureCache {
-    txs: Mutex<Generations>,
-    view_changes: Mutex<Generations>,
+    txs: Mutex<Generations<SignedId>>,
+    view_changes: Mutex<Generations<Hash>>,
 }
 
 impl SignatureCache {
@@ -74,18 +75,18 @@ impl SignatureCache {
 }
 
 impl VerdictCache for SignatureCache {
-    fn known_good(&self, id: &TxId) -> bool {
+    fn known_good(&self, id: &SignedId) -> bool {
         let set = self.txs.lock().unwrap_or_else(PoisonError::into_inner);
-        set.contains(&id.0)
+        set.contains(id)
     }
 
-    fn remember_good(&self, ids: &[TxId]) {
+    fn remember_good(&self, ids: &[SignedId]) {
         if ids.is_empty() {
             return;
         }
         let mut set = self.txs.lock().unwrap_or_else(PoisonError::into_inner);
         for id in ids {
-            set.insert(id.0);
+            set.insert(*id);
         }
     }
 
@@ -113,14 +114,14 @@ struct Counting<'a> {
 }
 
 impl VerdictCache for Counting<'_> {
-    fn known_good(&self, id: &TxId) -> bool {
+    fn known_good(&self, id: &SignedId) -> bool {
         let hit = self.cache.known_good(id);
         if !hit {
             self.misses.set(self.misses.get() + 1);
         }
         hit
     }
-    fn remember_good(&self, ids: &[TxId]) {
+    fn remember_good(&self, ids: &[SignedId]) {
         self.cache.remember_good(ids);
     }
     fn known_view_change(&self, digest: &Hash) -> bool {

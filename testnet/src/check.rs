@@ -47,11 +47,31 @@ pub enum Finding {
         total: u128,
         expected: u128,
     },
+    /// An honest replica found, at a checkpoint, that its block differed from the one 2f+1
+    /// replicas certified — a fork it then repaired by discarding its chain. Its chain agrees
+    /// now, but it had executed (and may have reported to clients) other blocks.
+    Diverged {
+        replica: ReplicaId,
+        height: u64,
+        ours: String,
+        certified: String,
+    },
 }
 
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Finding::Diverged {
+                replica,
+                height,
+                ours,
+                certified,
+            } => write!(
+                f,
+                "replica {replica} forked at height {height}: its block {} differed from the certified {} (it discarded its chain and fetched the certified one)",
+                &ours[..ours.len().min(16)],
+                &certified[..certified.len().min(16)]
+            ),
             Finding::Disagreement { height, hashes } => {
                 write!(f, "DISAGREEMENT at height {height}:")?;
                 for (r, h) in hashes {
@@ -115,10 +135,12 @@ impl CheckReport {
         self.findings.is_empty() && !self.judged.is_empty()
     }
 
+    /// The first fork found: two honest replicas with different blocks at a height, or one
+    /// that found (and repaired) its own divergence from the certified chain.
     pub fn first_disagreement(&self) -> Option<&Finding> {
         self.findings
             .iter()
-            .find(|f| matches!(f, Finding::Disagreement { .. }))
+            .find(|f| matches!(f, Finding::Disagreement { .. } | Finding::Diverged { .. }))
     }
 
     pub fn render(&self) -> String {
@@ -157,6 +179,24 @@ impl CheckReport {
         }
         out
     }
+}
+
+/// The replica's own report of a divergence (`quire_divergence{height,ours,certified}`).
+fn divergence(replica: ReplicaId, metrics: &str) -> Option<Finding> {
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("quire_divergence{"))?;
+    let label = |name: &str| -> Option<String> {
+        let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+        let end = start + line[start..].find('"')?;
+        Some(line[start..end].to_string())
+    };
+    Some(Finding::Diverged {
+        replica,
+        height: label("height")?.parse().ok()?,
+        ours: label("ours")?,
+        certified: label("certified")?,
+    })
 }
 
 async fn headers(
@@ -221,6 +261,11 @@ pub async fn check(net: &Testnet, faulty: &BTreeSet<ReplicaId>) -> Result<CheckR
             .judged
             .insert(r, chain.len().saturating_sub(1) as u64);
         chains.insert(r, chain);
+        if let Ok(metrics) = net.http(r, "GET", "/metrics")
+            && let Some(finding) = divergence(r, &metrics)
+        {
+            report.findings.push(finding);
+        }
     }
     // Links and certificates, per replica.
     for (r, chain) in &chains {
@@ -351,4 +396,30 @@ async fn replay(
         report.replayed_height = h;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_s_divergence_gauge_is_read_as_a_finding() {
+        // The node renders the gauge and the checker parses it: one test pins both ends.
+        let m = quire_node::metrics::Metrics::new(2, 4);
+        assert!(divergence(2, &m.render()).is_none());
+        let (ours, certified) = (quire_chain::Hash([5; 32]), quire_chain::Hash([6; 32]));
+        m.diverged(24, ours, certified);
+        match divergence(2, &m.render()) {
+            Some(Finding::Diverged {
+                replica: 2,
+                height: 24,
+                ours: o,
+                certified: c,
+            }) => {
+                assert_eq!(o, ours.to_string());
+                assert_eq!(c, certified.to_string());
+            }
+            other => panic!("expected a divergence finding, got {other:?}"),
+        }
+    }
 }

@@ -4,11 +4,12 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use quire_chain::genesis::{Genesis, Protocol};
+use quire_chain::genesis::{ConsensusMode, Genesis, Protocol};
 use quire_chain::keys::Keypair;
+use quire_chain::pow::PowParams;
 use quire_chain::validators::{Validator, ValidatorSet};
 use quire_client::network::{AccountEntry, NetworkFile, ReplicaEntry};
-use quire_node::config::{ConfigFile, ParamsFile};
+use quire_node::config::{ConfigFile, ParamsFile, PowFile};
 
 use crate::layout::Layout;
 
@@ -29,6 +30,11 @@ pub struct Plan {
     pub protocol: Protocol,
     /// Every replica's local parameters.
     pub params: ParamsFile,
+    /// Proof of work: the genesis's rules (`protocol.consensus` must be `pow`); derived from
+    /// `pow_node` and the interval when `None`.
+    pub pow: Option<PowParams>,
+    /// Proof of work: every replica's miner rate and undo depth.
+    pub pow_node: PowFile,
     pub log: String,
 }
 
@@ -45,6 +51,8 @@ impl Default for Plan {
             peer_signatures_per_s: quire_node::verify_pool::Budget::default().signatures_per_s,
             protocol: Protocol::default(),
             params: ParamsFile::default(),
+            pow: None,
+            pow_node: PowFile::default(),
             log: "info".into(),
         }
     }
@@ -151,7 +159,15 @@ pub fn generate(layout: &Layout, plan: &Plan) -> Result<()> {
             address: key.address().to_string(),
         });
     }
-    let genesis = Genesis::with_protocol("quire-local".into(), plan.protocol, set, balances)?;
+    let pow = match (plan.protocol.consensus, plan.pow) {
+        (ConsensusMode::Pow, None) => Some(PowParams::for_hash_rate(
+            plan.pow_node.hashes_per_s * plan.nodes as u64,
+            PowParams::default().target_interval_ms,
+        )),
+        (ConsensusMode::Pow, Some(p)) => Some(p),
+        (ConsensusMode::Pbft, _) => None,
+    };
+    let genesis = Genesis::with_rules("quire-local".into(), plan.protocol, pow, set, balances)?;
     write(&layout.genesis(), &genesis.to_toml())?;
     let mut replicas = Vec::new();
     for i in 0..plan.nodes as u32 {
@@ -171,6 +187,7 @@ pub fn generate(layout: &Layout, plan: &Plan) -> Result<()> {
             peer_signatures_per_s: plan.peer_signatures_per_s,
             log: plan.log.clone(),
             params: plan.params.clone(),
+            pow: plan.pow_node,
         };
         write(&layout.config(i), &toml::to_string_pretty(&config)?)?;
         replicas.push(ReplicaEntry {

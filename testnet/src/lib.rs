@@ -3,11 +3,14 @@
 
 pub mod bench;
 pub mod check;
+pub mod compare;
 pub mod follow;
 pub mod generate;
 pub mod layout;
 pub mod ops;
 pub mod plot;
+pub mod pow;
+pub mod pow_sim;
 pub mod process;
 pub mod scenario;
 pub mod sim;

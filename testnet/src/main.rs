@@ -34,7 +34,18 @@ enum Command {
         /// First QUIC port (HTTP ports start 100 above); 0 lets the OS pick free ports.
         #[arg(long, default_value_t = 7100)]
         base_port: u16,
+        /// How the network decides blocks: pbft or pow (proof of work).
+        #[arg(long, default_value = "pbft", value_parser = ["pbft", "pow"])]
+        consensus: String,
+        /// Proof of work: each miner's hash rate (hashes per second).
+        #[arg(long, default_value_t = quire_chain::pow::params::DEFAULT_HASHES_PER_S)]
+        hash_rate: u64,
+        /// Proof of work: the target block interval in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
     },
+    /// Proof of work: set replica I's miner to RATE hashes per second.
+    Hashpower { replica: u32, rate: u64 },
     /// A table per replica: pid, view, height, head, peers, behaviour.
     Status,
     /// Stop every replica (their data stays; `--clean` removes the testnet).
@@ -94,14 +105,23 @@ enum Command {
     Resume { replica: u32 },
     /// Open-loop load against a fresh benchmark testnet: committed tx/s and latency.
     Bench(quire_testnet::bench::BenchArgs),
+    /// The same load on a PBFT testnet, then on a proof-of-work testnet: a comparison report.
+    Compare(quire_testnet::compare::CompareArgs),
     /// Run the deterministic simulator over many seeds and check safety and progress.
     Sim(sim::SimArgs),
+    /// The simulator's proof-of-work experiments beside their closed forms: double-spend,
+    /// selfish, network.
+    SimPow(quire_testnet::pow_sim::PowSimArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sim(args) => run_sim(&args),
+        Command::SimPow(args) => quire_testnet::pow_sim::run(&args).map(|text| {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }),
         command => run(&cli.dir, command).map(|()| ExitCode::SUCCESS),
     };
     match result {
@@ -128,13 +148,24 @@ fn run(dir: &Path, command: Command) -> Result<()> {
             nodes,
             accounts,
             base_port,
+            consensus,
+            hash_rate,
+            interval_ms,
         } => {
-            let plan = Plan {
+            let mut plan = Plan {
                 nodes,
                 accounts,
                 base_port,
                 ..Plan::default()
             };
+            if consensus == "pow" {
+                plan.protocol.consensus = quire_chain::genesis::ConsensusMode::Pow;
+                plan.pow_node.hashes_per_s = hash_rate;
+                plan.pow = Some(quire_chain::pow::PowParams::for_hash_rate(
+                    hash_rate.saturating_mul(nodes as u64),
+                    interval_ms,
+                ));
+            }
             let net = runtime()?.block_on(ops::up(dir, &plan, &mut out))?;
             print_next_steps(&net, &mut out)?;
         }
@@ -195,26 +226,59 @@ fn run(dir: &Path, command: Command) -> Result<()> {
             behaviour,
             colluders,
         } => {
-            let b = Behaviour::parse(&behaviour).map_err(anyhow::Error::msg)?;
-            Testnet::open(dir)?.set_behaviour_with(replica, b, &colluders)?;
+            let net = Testnet::open(dir)?;
+            if quire_testnet::pow::is_pow(&net) {
+                let b = quire_testnet::pow::set_behaviour(&net, replica, &behaviour)?;
+                writeln!(out, "replica {replica} is now {}", b.name())?;
+                return Ok(());
+            }
+            let b = Behaviour::parse(&behaviour).map_err(|e| {
+                anyhow::anyhow!(
+                    "{e} (selfish-mine, double-spend and withhold need a proof-of-work testnet)"
+                )
+            })?;
+            net.set_behaviour_with(replica, b, &colluders)?;
             writeln!(out, "replica {replica} is now {b}")?;
         }
         Command::Check => {
             let net = Testnet::open(dir)?;
             let faulty = net.ever_faulty();
+            if quire_testnet::pow::is_pow(&net) {
+                let report = runtime()?.block_on(quire_testnet::pow::check(&net, &faulty))?;
+                write!(out, "{}", report.render())?;
+                if !report.ok() {
+                    bail!("the check failed");
+                }
+                return Ok(());
+            }
             let report = runtime()?.block_on(quire_testnet::check::check(&net, &faulty))?;
             write!(out, "{}", report.render())?;
             if !report.ok() {
                 bail!("the check failed");
             }
         }
+        Command::Hashpower { replica, rate } => {
+            let net = Testnet::open(dir)?;
+            quire_testnet::pow::hashpower(&net, replica, rate)?;
+            writeln!(out, "replica {replica} now mines at {rate} hashes/s")?;
+        }
         Command::Honest { replica } => {
-            Testnet::open(dir)?.set_behaviour(replica, Behaviour::Honest)?;
+            let net = Testnet::open(dir)?;
+            if quire_testnet::pow::is_pow(&net) {
+                quire_testnet::pow::set_behaviour(&net, replica, "honest")?;
+                writeln!(out, "replica {replica} is now honest")?;
+                return Ok(());
+            }
+            net.set_behaviour(replica, Behaviour::Honest)?;
             writeln!(out, "replica {replica} is now honest")?;
         }
         Command::Behaviours => {
             for b in Behaviour::ALL {
                 writeln!(out, "{b}")?;
+            }
+            writeln!(out, "proof of work (quire-testnet up --consensus pow):")?;
+            for b in quire_node::pow::PowBehaviour::ALL {
+                writeln!(out, "  {}", b.name())?;
             }
         }
         Command::Partition { groups } => {
@@ -256,10 +320,13 @@ fn run(dir: &Path, command: Command) -> Result<()> {
                 bail!("the scenario's expectations were not met");
             }
         }
+        Command::Compare(args) => {
+            runtime()?.block_on(quire_testnet::compare::run(dir, &args, &mut out))?;
+        }
         Command::Bench(args) => {
             runtime()?.block_on(quire_testnet::bench::run(dir, &args, &mut out))?;
         }
-        Command::Sim(_) => {}
+        Command::Sim(_) | Command::SimPow(_) => {}
     }
     Ok(())
 }

@@ -298,7 +298,11 @@ async fn start_and_prove(net: &Testnet, out: &mut dyn Write) -> Result<()> {
         net.layout.dir.display()
     );
     net.wait_ready(Duration::from_secs(60)).await?;
-    let (height, ms) = net.first_transfer().await?;
+    let (height, ms) = if crate::pow::is_pow(net) {
+        crate::pow::first_transfer(net).await?
+    } else {
+        net.first_transfer().await?
+    };
     let _ = writeln!(
         out,
         "first transfer committed at height {height} ({ms} ms), verified end to end"

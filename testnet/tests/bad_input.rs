@@ -123,7 +123,14 @@ async fn garbage_from_clients_is_refused_and_counted_and_the_replica_keeps_servi
             "quire_rpc_errors_total{reason=\"malformed_request\"}"
         ) >= 1
     );
-    assert!(metric(&metrics, "quire_rpc_errors_total{reason=\"bad_frame\"}") >= 2);
+    // The oversized prefix and the truncated frame, each under its own reason.
+    assert!(
+        metric(
+            &metrics,
+            "quire_rpc_errors_total{reason=\"oversized_frame\"}"
+        ) >= 1
+    );
+    assert!(metric(&metrics, "quire_rpc_errors_total{reason=\"bad_frame\"}") >= 1);
     assert!(
         metric(
             &metrics,

@@ -9,7 +9,12 @@
 //! | `state`     | address (32)         | `Account` (balance, nonce)     |
 //! | `txindex`   | tx id (32)           | height (u64 BE), index (u32 BE)|
 //! | `consensus` | consensus's own keys | consensus's own values         |
+//! | `undo`      | block hash (32)      | `Undo` (proof of work only)    |
 //! | `meta`      | `format`, `chain_id`, `head` | version, hash, height+hash |
+//!
+//! Under proof of work, `blocks` also keeps blocks that were rolled back off the main chain,
+//! `heights` is the current main chain, and `undo` holds the undo record of each main-chain
+//! block still within the replica's undo depth.
 //!
 //! Every write is one synced `WriteBatch`, so a crash leaves the previous or the new state, never
 //! a mix. Opening checks that the contents hang together and says what is wrong if they do not.
@@ -21,12 +26,15 @@ use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, Wri
 
 use quire_chain::block::{BlockRecord, Header};
 use quire_chain::codec::{Decode, Encode};
+use quire_chain::genesis::ConsensusMode;
 use quire_chain::genesis::Genesis;
 use quire_chain::hash::Hash;
 use quire_chain::keys::Address;
 use quire_chain::ledger::{Account, Ledger};
+use quire_chain::pow::{Undo, meets_target};
 use quire_chain::store::{
-    ConsensusEntries, Store, StoreError, TxLocation, WriteSet, check_extends, replaces_index_entry,
+    ConsensusEntries, PowWrite, Store, StoreError, TxLocation, WriteSet, check_extends,
+    check_pow_write, replaces_index_entry,
 };
 use quire_chain::tx::TxId;
 
@@ -37,13 +45,15 @@ pub(crate) const CF_STATE: &str = "state";
 const CF_TXINDEX: &str = "txindex";
 const CF_CONSENSUS: &str = "consensus";
 pub(crate) const CF_META: &str = "meta";
-const FAMILIES: [&str; 6] = [
+const CF_UNDO: &str = "undo";
+const FAMILIES: [&str; 7] = [
     CF_BLOCKS,
     CF_HEIGHTS,
     CF_STATE,
     CF_TXINDEX,
     CF_CONSENSUS,
     CF_META,
+    CF_UNDO,
 ];
 const META_FORMAT: &[u8] = b"format";
 const META_CHAIN_ID: &[u8] = b"chain_id";
@@ -183,6 +193,21 @@ impl RocksStore {
         if height == 0 {
             if header != genesis.block().header {
                 return Err(corrupt("block 0 is not this genesis"));
+            }
+        } else if genesis.protocol.consensus == ConsensusMode::Pow {
+            // Work is the proof-of-work chain's only evidence; its links were checked on write.
+            let sealed = header.pow.is_some_and(|s| meets_target(&hash, &s.target));
+            if !sealed {
+                return Err(corrupt(format!(
+                    "head block {height} does not meet its proof-of-work target"
+                )));
+            }
+            let parent = self.hash_at(height - 1)?;
+            if parent != Some(header.parent_hash) {
+                return Err(corrupt(format!(
+                    "head block {height} does not link to block {}",
+                    height - 1
+                )));
             }
         } else {
             record
@@ -329,6 +354,77 @@ impl Store for RocksStore {
         self.commit(batch)?;
         *self.head_lock() = record.block.header;
         Ok(())
+    }
+
+    fn write_pow(&self, write: &PowWrite) -> Result<(), StoreError> {
+        // One writer at a time; readers keep seeing the old head until the new one is durable.
+        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let head = *self.head_lock();
+        check_pow_write(&head, write)?;
+        let mut batch = WriteBatch::default();
+        // Later operations in a batch win, so the rollback's deletes come first and the new
+        // branch's puts override them where both touch a key.
+        for r in &write.rollback {
+            batch.delete_cf(self.cf(CF_HEIGHTS)?, r.header.height.to_be_bytes());
+            for id in &r.tx_ids {
+                batch.delete_cf(self.cf(CF_TXINDEX)?, id.0.0);
+            }
+            for (address, account) in &r.undo.accounts {
+                match account {
+                    Some(a) => batch.put_cf(self.cf(CF_STATE)?, address.0, a.to_bytes()),
+                    None => batch.delete_cf(self.cf(CF_STATE)?, address.0),
+                }
+            }
+            batch.delete_cf(self.cf(CF_UNDO)?, r.header.hash().0);
+        }
+        let mut new_head = match write.rollback.last() {
+            None => head,
+            Some(r) => {
+                self.record_by_hash(&r.header.parent_hash)?
+                    .ok_or_else(|| {
+                        corrupt(format!("fork point {} is missing", r.header.parent_hash))
+                    })?
+                    .block
+                    .header
+            }
+        };
+        for (executed, undo) in &write.blocks {
+            let record = &executed.record;
+            let header = record.block.header;
+            let hash = header.hash();
+            batch.put_cf(self.cf(CF_BLOCKS)?, hash.0, record.to_bytes());
+            batch.put_cf(self.cf(CF_HEIGHTS)?, header.height.to_be_bytes(), hash.0);
+            for (index, tx) in record.block.txs.iter().enumerate() {
+                let mut v = header.height.to_be_bytes().to_vec();
+                v.extend_from_slice(&(index as u32).to_be_bytes());
+                batch.put_cf(self.cf(CF_TXINDEX)?, tx.id().0.0, v);
+            }
+            for (address, account) in &executed.changes {
+                batch.put_cf(self.cf(CF_STATE)?, address.0, account.to_bytes());
+            }
+            batch.put_cf(self.cf(CF_UNDO)?, hash.0, undo.to_bytes());
+            new_head = header;
+        }
+        for hash in &write.prune {
+            batch.delete_cf(self.cf(CF_UNDO)?, hash.0);
+        }
+        batch.put_cf(
+            self.cf(CF_META)?,
+            META_HEAD,
+            head_value(new_head.height, &new_head.hash()),
+        );
+        self.commit(batch)?;
+        *self.head_lock() = new_head;
+        Ok(())
+    }
+
+    fn undo(&self, hash: &Hash) -> Result<Option<Undo>, StoreError> {
+        match self.get(CF_UNDO, &hash.0)? {
+            None => Ok(None),
+            Some(bytes) => Undo::from_bytes(&bytes)
+                .map(Some)
+                .map_err(|e| corrupt(format!("undo record {hash}: {e}"))),
+        }
     }
 
     fn write(&self, writes: &WriteSet) -> Result<(), StoreError> {

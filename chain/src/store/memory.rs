@@ -5,11 +5,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use super::{Store, StoreError, TxLocation, WriteSet, check_extends};
+use super::{PowWrite, Store, StoreError, TxLocation, WriteSet, check_extends, check_pow_write};
 use crate::block::{BlockRecord, Header};
 use crate::genesis::Genesis;
+use crate::hash::Hash;
 use crate::keys::Address;
 use crate::ledger::Account;
+use crate::pow::Undo;
 use crate::tx::TxId;
 
 #[derive(Clone, Default)]
@@ -18,6 +20,7 @@ struct Inner {
     tx_index: HashMap<TxId, TxLocation>,
     accounts: BTreeMap<Address, Account>,
     consensus: BTreeMap<Vec<u8>, Vec<u8>>,
+    undo: HashMap<Hash, Undo>,
 }
 
 pub struct MemoryStore {
@@ -103,6 +106,53 @@ impl Store for MemoryStore {
         inner.tx_index.clear();
         inner.accounts = genesis.accounts.iter().copied().collect();
         Ok(())
+    }
+
+    fn write_pow(&self, write: &PowWrite) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let head = inner
+            .blocks
+            .last()
+            .map(|r| r.block.header)
+            .ok_or_else(|| StoreError::Corrupt("no genesis block".into()))?;
+        check_pow_write(&head, write)?;
+        for r in &write.rollback {
+            inner.blocks.pop();
+            for id in &r.tx_ids {
+                inner.tx_index.remove(id);
+            }
+            for (address, account) in &r.undo.accounts {
+                match account {
+                    Some(a) => inner.accounts.insert(*address, *a),
+                    None => inner.accounts.remove(address),
+                };
+            }
+            inner.undo.remove(&r.header.hash());
+        }
+        for (executed, undo) in &write.blocks {
+            let record = &executed.record;
+            let height = record.block.header.height;
+            for (index, tx) in record.block.txs.iter().enumerate() {
+                let location = TxLocation {
+                    height,
+                    index: index as u32,
+                };
+                inner.tx_index.insert(tx.id(), location);
+            }
+            for (address, account) in &executed.changes {
+                inner.accounts.insert(*address, *account);
+            }
+            inner.undo.insert(record.block.hash(), undo.clone());
+            inner.blocks.push(record.clone());
+        }
+        for hash in &write.prune {
+            inner.undo.remove(hash);
+        }
+        Ok(())
+    }
+
+    fn undo(&self, hash: &Hash) -> Result<Option<Undo>, StoreError> {
+        Ok(self.lock().undo.get(hash).cloned())
     }
 
     fn write(&self, writes: &WriteSet) -> Result<(), StoreError> {

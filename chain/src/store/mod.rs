@@ -18,6 +18,7 @@ use crate::block::{BlockRecord, Executed, Header};
 use crate::hash::Hash;
 use crate::keys::Address;
 use crate::ledger::{Account, Ledger};
+use crate::pow::Undo;
 use crate::tx::TxId;
 
 /// Consensus log entries as stored: (key, value) in key order.
@@ -36,6 +37,54 @@ impl WriteSet {
     pub fn is_empty(&self) -> bool {
         self.blocks.is_empty() && self.consensus.is_empty()
     }
+}
+
+/// One atomic, durable change of a proof-of-work replica's main chain: roll back to the fork
+/// point, then extend it. A plain extension has no rollback; a reorg has both, in one synced
+/// write, so a crash leaves the old head or the new one, never a mix.
+#[derive(Default, Debug, Clone)]
+pub struct PowWrite {
+    /// Main-chain blocks to take off, from the head down.
+    pub rollback: Vec<Rollback>,
+    /// Blocks that extend the fork point, in height order, each with its undo record.
+    pub blocks: Vec<(Executed, Undo)>,
+    /// Undo records to delete: blocks now deeper than the replica keeps undo records for.
+    pub prune: Vec<Hash>,
+}
+
+/// A main-chain block being rolled back: its header, its transactions (their index entries go)
+/// and its undo record (its accounts go back).
+#[derive(Debug, Clone)]
+pub struct Rollback {
+    pub header: Header,
+    pub tx_ids: Vec<TxId>,
+    pub undo: Undo,
+}
+
+/// Checks that `write` rolls `head` back one parent at a time and then extends what remains;
+/// our own invariant, but a wrong write must not reach the disk.
+pub fn check_pow_write(head: &Header, write: &PowWrite) -> Result<(), StoreError> {
+    let (mut height, mut hash) = (head.height, head.hash());
+    for r in &write.rollback {
+        if r.header.hash() != hash || r.header.height == 0 {
+            return Err(StoreError::NotExtending {
+                height: r.header.height,
+                head: height,
+            });
+        }
+        (height, hash) = (r.header.height - 1, r.header.parent_hash);
+    }
+    for (executed, _) in &write.blocks {
+        let h = &executed.record.block.header;
+        if h.height != height + 1 || h.parent_hash != hash {
+            return Err(StoreError::NotExtending {
+                height: h.height,
+                head: height,
+            });
+        }
+        (height, hash) = (h.height, h.hash());
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -79,6 +128,11 @@ pub trait Store: Send + Sync {
     /// how a replica whose state diverged from a certified checkpoint starts over and fetches
     /// the chain again (its votes stay remembered, so it never contradicts them).
     fn reset_chain(&self, genesis: &crate::genesis::Genesis) -> Result<(), StoreError>;
+    /// Proof of work: rolls back and extends the main chain atomically and durably.
+    fn write_pow(&self, write: &PowWrite) -> Result<(), StoreError>;
+
+    /// Proof of work: the undo record of main-chain block `hash`, if still kept.
+    fn undo(&self, hash: &Hash) -> Result<Option<Undo>, StoreError>;
 
     fn header(&self, height: u64) -> Result<Option<Header>, StoreError> {
         Ok(self.block(height)?.map(|r| r.block.header))

@@ -9,6 +9,7 @@
 
 pub mod checker;
 pub mod network;
+pub mod pow;
 pub mod rng;
 pub mod workload;
 

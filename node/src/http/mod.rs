@@ -36,6 +36,11 @@ use crate::rpc_server::deliver;
 pub trait Links: Send + Sync {
     fn set_blocked(&self, peers: BTreeSet<ReplicaId>);
     fn set_delay(&self, peer: ReplicaId, delay: Duration);
+    /// Metrics in Prometheus text that are not in the registry: proof of work's, which its
+    /// driver renders as text (the transport's are a collector of the registry).
+    fn extra_metrics(&self) -> String {
+        String::new()
+    }
 }
 
 pub struct HttpContext {
@@ -45,6 +50,8 @@ pub struct HttpContext {
     pub events: SyncSender<Event>,
     pub links: Arc<dyn Links>,
     pub n: usize,
+    /// Which behaviours and knobs apply (PBFT's, or proof of work's).
+    pub consensus: quire_chain::genesis::ConsensusMode,
     state: Mutex<AdminState>,
 }
 
@@ -70,8 +77,14 @@ impl HttpContext {
             events,
             links,
             n,
+            consensus: quire_chain::genesis::ConsensusMode::Pbft,
             state: Mutex::new(AdminState::default()),
         }
+    }
+
+    pub fn with_consensus(mut self, consensus: quire_chain::genesis::ConsensusMode) -> Self {
+        self.consensus = consensus;
+        self
     }
 }
 
@@ -92,7 +105,7 @@ pub fn router(ctx: Arc<HttpContext>) -> Router {
 async fn metrics(State(ctx): State<Arc<HttpContext>>) -> Response {
     (
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-        ctx.shared.metrics.render(),
+        ctx.shared.metrics.render() + &ctx.links.extra_metrics(),
     )
         .into_response()
 }
@@ -136,6 +149,12 @@ async fn admin(
     params: &BTreeMap<&str, &str>,
 ) -> Result<String, String> {
     match (method, path) {
+        ("POST", "/admin/behaviour")
+            if ctx.consensus == quire_chain::genesis::ConsensusMode::Pow =>
+        {
+            crate::pow::admin::behaviour(ctx, params).await
+        }
+        ("POST", "/admin/hashpower") => crate::pow::admin::hashpower(ctx, params).await,
         ("POST", "/admin/behaviour") => {
             let name = params.get("name").ok_or("missing ?name=")?;
             let behaviour = Behaviour::parse(name)?;

@@ -34,3 +34,10 @@ pub(super) struct PeerReasonLabel {
 pub(super) struct PhaseLabel {
     pub phase: &'static str,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct DivergenceLabel {
+    pub height: u64,
+    pub ours: String,
+    pub certified: String,
+}

@@ -19,12 +19,15 @@ use std::sync::{Arc, Mutex};
 use prometheus_client::collector::Collector;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use quire_chain::ReplicaId;
 use quire_consensus::{Kind, Stats};
 
-use labels::{KindLabel, PeerKindLabel, PeerLabel, PeerReasonLabel, PhaseLabel, ReasonLabel};
+use labels::{
+    DivergenceLabel, KindLabel, PeerKindLabel, PeerLabel, PeerReasonLabel, PhaseLabel, ReasonLabel,
+};
 pub use phases::Phase;
 
 /// What the driver publishes about the replica after each round of steps.
@@ -67,6 +70,8 @@ struct Counters {
     submitted: Counter,
     rpc_requests: Counter,
     diverged: Counter,
+    /// Only the last divergence: one series, replaced at each (the labels say where and how).
+    divergence: Family<DivergenceLabel, Gauge>,
     refused: Family<ReasonLabel, Counter>,
     rpc_errors: Family<ReasonLabel, Counter>,
     ingress_dropped: HashMap<(ReplicaId, &'static str), Counter>,
@@ -181,6 +186,12 @@ impl Metrics {
             "quire_diverged",
             "Times this replica's chain differed from a checkpoint 2f+1 replicas certified (it then stops signing and rebuilds its chain)",
         );
+        let divergence = Family::<DivergenceLabel, Gauge>::default();
+        registry.register(
+            "quire_divergence",
+            "The last divergence: the height, this replica's block and the certified one (labels)",
+            divergence.clone(),
+        );
         let rpc_requests = counter(
             &mut registry,
             "quire_rpc_requests",
@@ -272,6 +283,7 @@ impl Metrics {
                 submitted,
                 rpc_requests,
                 diverged,
+                divergence,
                 refused,
                 rpc_errors,
                 ingress_dropped,
@@ -377,9 +389,20 @@ impl Metrics {
             .inc();
     }
 
-    /// This replica found its chain differs from a certified checkpoint, and rebuilt it.
-    pub fn diverged(&self) {
+    /// This replica found its block at `height` (`ours`) differs from the one a quorum
+    /// certified, and rebuilt its chain.
+    pub fn diverged(&self, height: u64, ours: quire_chain::Hash, certified: quire_chain::Hash) {
         self.counters.diverged.inc();
+        // Rare (a fork repaired): the lock inside the family is off the message path.
+        self.counters.divergence.clear();
+        self.counters
+            .divergence
+            .get_or_create(&DivergenceLabel {
+                height,
+                ours: ours.to_string(),
+                certified: certified.to_string(),
+            })
+            .set(1);
     }
 
     pub fn ingress_dropped(&self, peer: ReplicaId, reason: &'static str) {
@@ -478,5 +501,27 @@ mod tests {
         let text = m.render();
         assert!(text.contains("quire_peer_messages_sent_total{peer=\"7\",kind=\"prepare\"} 1"));
         assert!(text.contains("quire_ingress_signatures_total{peer=\"7\"} 5"));
+    }
+
+    #[test]
+    fn a_divergence_is_one_gauge_labelled_with_the_last_one() {
+        let m = Metrics::new(0, 4);
+        assert!(!m.render().contains("quire_divergence{"));
+        m.diverged(8, quire_chain::Hash([1; 32]), quire_chain::Hash([2; 32]));
+        m.diverged(16, quire_chain::Hash([3; 32]), quire_chain::Hash([4; 32]));
+        let text = m.render();
+        assert!(text.contains("quire_diverged_total 2"), "{text}");
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("quire_divergence{"))
+            .collect();
+        let ours = quire_chain::Hash([3; 32]);
+        let certified = quire_chain::Hash([4; 32]);
+        assert_eq!(
+            series,
+            [format!(
+                "quire_divergence{{height=\"16\",ours=\"{ours}\",certified=\"{certified}\"}} 1"
+            )]
+        );
     }
 }

@@ -344,14 +344,26 @@ fn markdown(plan: &Plan, record: &Record, j: &Judgement) -> String {
             .as_ref()
             .map_or("not checked\n".into(), |c| c.render())
     );
-    if let Some(Finding::Disagreement { height, hashes }) =
-        record.check.as_ref().and_then(|c| c.first_disagreement())
-    {
-        let _ = writeln!(md, "The honest replicas forked at height **{height}**:\n");
-        for (r, h) in hashes {
-            let _ = writeln!(md, "- replica {r}: block `{h}`");
+    match record.check.as_ref().and_then(|c| c.first_disagreement()) {
+        Some(Finding::Disagreement { height, hashes }) => {
+            let _ = writeln!(md, "The honest replicas forked at height **{height}**:\n");
+            for (r, h) in hashes {
+                let _ = writeln!(md, "- replica {r}: block `{h}`");
+            }
+            let _ = writeln!(md);
         }
-        let _ = writeln!(md);
+        Some(Finding::Diverged {
+            replica,
+            height,
+            ours,
+            certified,
+        }) => {
+            let _ = writeln!(
+                md,
+                "The honest replicas forked at height **{height}**: replica {replica} executed block `{ours}`, 2f+1 replicas certified `{certified}`. Replica {replica} found it at the checkpoint, stopped signing, discarded its chain and fetched the certified one, so the chains agree now — but it had executed, and answered clients about, blocks that are not the network's.\n"
+            );
+        }
+        _ => {}
     }
     let _ = writeln!(
         md,

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod check;
 pub mod compare;
+pub mod dashboard;
 pub mod follow;
 pub mod generate;
 pub mod layout;
@@ -12,5 +13,6 @@ pub mod plot;
 pub mod pow;
 pub mod pow_sim;
 pub mod process;
+pub mod prometheus;
 pub mod scenario;
 pub mod sim;

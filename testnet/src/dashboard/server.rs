@@ -1,0 +1,268 @@
+//! The dashboard's HTTP server (axum on the node's own connection loop, with its limits): the
+//! page, a server-sent-event stream of samples, and the actions. It answers loopback peers only.
+//!
+//! One sampler task and one checker thread run per server, whatever the number of open pages;
+//! a page's stream is only a receiver of the latest sample, so a closed tab drops it (hyper
+//! drops the response body) and leaves no task behind.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use quire_node::http::serve::Limits;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::actions::{self, ActionError};
+use super::state::{PERIOD, Sampler};
+use crate::ops::Testnet;
+
+/// The page, embedded: the dashboard works offline and needs no files beside the binary.
+const PAGE: &str = include_str!("page.html");
+
+/// How often the safety checker runs over the honest replicas' chains.
+const CHECK_PERIOD: Duration = Duration::from_secs(2);
+
+const LIMITS: Limits = Limits {
+    connections_max: 32,
+    header_read_timeout: Duration::from_secs(5),
+    // Event streams last as long as their tab.
+    connection_time_max: None,
+};
+
+pub struct Dashboard {
+    net: Arc<Testnet>,
+    latest: watch::Sender<Arc<str>>,
+    verdict: Mutex<Value>,
+    /// The running load generator: its rate and task.
+    load: Mutex<Option<(u64, tokio::task::JoinHandle<()>)>>,
+}
+
+impl Dashboard {
+    pub fn new(net: Testnet) -> Arc<Dashboard> {
+        Arc::new(Dashboard {
+            net: Arc::new(net),
+            latest: watch::Sender::new(Arc::from("{}")),
+            verdict: Mutex::new(json!({"state": "pending"})),
+            load: Mutex::new(None),
+        })
+    }
+
+    /// Open event streams (one per page): what a closed tab must bring down.
+    pub fn streams(&self) -> usize {
+        self.latest.receiver_count()
+    }
+
+    fn verdict(&self) -> Value {
+        self.verdict
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or(Value::Null)
+    }
+
+    fn load(&self) -> Value {
+        match self
+            .load
+            .lock()
+            .ok()
+            .and_then(|l| l.as_ref().map(|(r, _)| *r))
+        {
+            Some(rate) => json!({"rate": rate}),
+            None => json!({"rate": 0}),
+        }
+    }
+}
+
+/// The router, for [`serve`] and for tests that call it directly.
+pub fn router(d: Arc<Dashboard>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/events", get(events))
+        .route("/api/snapshot", get(snapshot))
+        .route("/api/streams", get(streams))
+        .route("/api/behaviours", get(behaviours))
+        .route("/api/load", post(load))
+        .route("/api/{action}", post(action))
+        .layer(middleware::from_fn(loopback_only))
+        .with_state(d)
+}
+
+/// Serves the dashboard on `listener` until the process ends, sampling and checking meanwhile.
+pub async fn serve(d: Arc<Dashboard>, listener: TcpListener) {
+    tokio::spawn(sample(d.clone()));
+    spawn_checker(d.clone());
+    quire_node::http::serve::serve(listener, router(d), LIMITS).await;
+}
+
+async fn sample(d: Arc<Dashboard>) {
+    let mut sampler = Sampler::new(d.net.clone());
+    let mut tick = tokio::time::interval(PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let sample = sampler.tick(&d.verdict(), &d.load()).await;
+        d.latest.send_replace(Arc::from(sample.to_string()));
+    }
+}
+
+/// The checker on its own thread: it speaks blocking HTTP to every replica and walks their
+/// chains, which must not hold up the sampler or the streams.
+fn spawn_checker(d: Arc<Dashboard>) {
+    let spawned = std::thread::Builder::new()
+        .name("dashboard-check".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            loop {
+                let verdict = rt.block_on(verdict(&d.net));
+                if let Ok(mut v) = d.verdict.lock() {
+                    *v = verdict;
+                }
+                std::thread::sleep(CHECK_PERIOD);
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("the dashboard's checker did not start: {e}");
+    }
+}
+
+/// `check` over the replicas that were never switched to a faulty behaviour.
+async fn verdict(net: &Testnet) -> Value {
+    if crate::pow::is_pow(net) {
+        return json!({"state": "n/a", "text": "the PBFT safety check does not apply to proof of work"});
+    }
+    let faulty = net.ever_faulty();
+    match crate::check::check(net, &faulty).await {
+        Ok(report) => json!({
+            "state": if report.ok() { "safe" } else if report.first_disagreement().is_some() { "unsafe" } else { "incomplete" },
+            "faulty": faulty,
+            "judged": report.judged,
+            "findings": report.findings.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
+            "first_disagreement": report.first_disagreement().map(|f| f.to_string()),
+        }),
+        Err(e) => json!({"state": "error", "text": format!("{e:#}")}),
+    }
+}
+
+async fn loopback_only(
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !peer.ip().is_loopback() {
+        return (
+            StatusCode::FORBIDDEN,
+            "the dashboard answers loopback only\n",
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+async fn page() -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE).into_response()
+}
+
+async fn snapshot(State(d): State<Arc<Dashboard>>) -> Response {
+    let text = d.latest.borrow().clone();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        text.to_string(),
+    )
+        .into_response()
+}
+
+async fn behaviours() -> Response {
+    let names: Vec<&str> = quire_consensus::Behaviour::ALL
+        .iter()
+        .map(|b| b.name())
+        .collect();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json!(names).to_string(),
+    )
+        .into_response()
+}
+
+async fn streams(State(d): State<Arc<Dashboard>>) -> String {
+    format!("{}\n", d.streams())
+}
+
+/// The latest sample at once, then each new one; ends when the tab goes (the stream is dropped).
+async fn events(
+    State(d): State<Arc<Dashboard>>,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let mut rx = d.latest.subscribe();
+    rx.mark_changed();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.changed().await.ok()?;
+        let text = rx.borrow_and_update().clone();
+        Some((Ok(Event::default().data(&*text)), rx))
+    });
+    Sse::new(stream)
+}
+
+fn answer(result: Result<String, ActionError>) -> Response {
+    match result {
+        Ok(text) => (StatusCode::OK, text).into_response(),
+        Err(ActionError::Bad(text)) => (StatusCode::BAD_REQUEST, text).into_response(),
+        Err(ActionError::Failed(text)) => (StatusCode::INTERNAL_SERVER_ERROR, text).into_response(),
+    }
+}
+
+async fn action(
+    State(d): State<Arc<Dashboard>>,
+    Path(name): Path<String>,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Response {
+    let net = d.net.clone();
+    let result = tokio::task::spawn_blocking(move || actions::run(&net, &name, &params))
+        .await
+        .unwrap_or_else(|e| Err(ActionError::Failed(format!("the action stopped: {e}"))));
+    answer(result)
+}
+
+async fn load(
+    State(d): State<Arc<Dashboard>>,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Response {
+    let rate = match actions::load_rate(&params) {
+        Ok(rate) => rate,
+        Err(e) => return answer(Err(e)),
+    };
+    let Ok(mut slot) = d.load.lock() else {
+        return answer(Err(ActionError::Failed(
+            "the load generator's state is lost".into(),
+        )));
+    };
+    if let Some((_, task)) = slot.take() {
+        task.abort();
+    }
+    if rate == 0 {
+        let _ = d.net.log_event("load 0");
+        return answer(Ok("load stopped".into()));
+    }
+    let net = d.net.clone();
+    let task = tokio::spawn(async move {
+        if let Err(e) = super::load::run(net, rate).await {
+            eprintln!("the load generator stopped: {e:#}");
+        }
+    });
+    *slot = Some((rate, task));
+    let _ = d.net.log_event(&format!("load {rate}"));
+    answer(Ok(format!("load: {rate} tx/s")))
+}

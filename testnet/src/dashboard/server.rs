@@ -266,3 +266,120 @@ async fn load(
     let _ = d.net.log_event(&format!("load {rate}"));
     answer(Ok(format!("load: {rate} tx/s")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use futures_util::StreamExt;
+    use tower::ServiceExt;
+
+    /// A dashboard over a generated testnet whose replicas never started: enough for the
+    /// server's own behaviour, with no process and no port.
+    fn dashboard() -> (Arc<Dashboard>, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "quire-dashboard-unit-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let layout = crate::layout::Layout::new(&dir);
+        let plan = crate::generate::Plan {
+            nodes: 4,
+            accounts: 1,
+            base_port: 0,
+            ..crate::generate::Plan::default()
+        };
+        crate::generate::generate(&layout, &plan).expect("generate");
+        let net = Testnet::open(&dir).expect("open");
+        (Dashboard::new(net), dir)
+    }
+
+    async fn call(
+        d: &Arc<Dashboard>,
+        peer: &str,
+        method: &str,
+        uri: &str,
+    ) -> (StatusCode, Response) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .expect("request");
+        let peer: SocketAddr = peer.parse().expect("address");
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let response = router(d.clone())
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        (response.status(), response)
+    }
+
+    async fn text(response: Response) -> String {
+        let mut body = response.into_body().into_data_stream();
+        let mut out = Vec::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            out.extend_from_slice(&chunk);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn the_dashboard_answers_loopback_only() {
+        let (d, dir) = dashboard();
+        let (status, _) = call(&d, "192.0.2.7:5000", "GET", "/").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = call(&d, "192.0.2.7:5000", "POST", "/api/heal").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, page) = call(&d, "127.0.0.1:5000", "GET", "/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(text(page).await.contains("new EventSource(\"/events\")"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn bad_actions_are_refused_with_a_message() {
+        let (d, dir) = dashboard();
+        for (uri, says) in [
+            (
+                "/api/behaviour?replica=7&name=silent",
+                "replica 7 does not exist",
+            ),
+            ("/api/behaviour?replica=0&name=bogus", "unknown behaviour"),
+            ("/api/behaviour?name=silent", "missing parameter `replica`"),
+            ("/api/kill?replica=x", "not a replica index"),
+            ("/api/partition?groups=0,1", "at least two groups"),
+            ("/api/partition?groups=0,1/1,2", "in two groups"),
+            ("/api/partition?groups=0/9", "replica 9 does not exist"),
+            ("/api/partition?groups=0,/,", "empty group"),
+            ("/api/delay?replica=1&ms=-3", "not a whole number"),
+            ("/api/load?rate=fast", "not a rate"),
+            ("/api/load?rate=99999999", "at most"),
+            ("/api/explode", "unknown action"),
+        ] {
+            let (status, response) = call(&d, "127.0.0.1:1", "POST", uri).await;
+            let body = text(response).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+            assert!(body.contains(says), "{uri}: expected `{says}` in `{body}`");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_closed_event_stream_leaves_no_receiver_behind() {
+        let (d, dir) = dashboard();
+        let (status, response) = call(&d, "127.0.0.1:1", "GET", "/events").await;
+        assert_eq!(status, StatusCode::OK);
+        let mut body = response.into_body().into_data_stream();
+        let first = body.next().await.expect("a first event").expect("data");
+        assert!(String::from_utf8_lossy(&first).starts_with("data: "));
+        assert_eq!(d.streams(), 1);
+        // A new sample reaches the open stream…
+        d.latest.send_replace(Arc::from("{\"t\":1}"));
+        let second = body.next().await.expect("a second event").expect("data");
+        assert!(String::from_utf8_lossy(&second).contains("{\"t\":1}"));
+        // …and closing the tab (hyper drops the body) drops the stream with its receiver.
+        drop(body);
+        assert_eq!(d.streams(), 0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

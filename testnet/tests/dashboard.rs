@@ -233,8 +233,25 @@ async fn a_user_attacks_the_testnet_from_the_page_and_watches_pbft_hold() {
     .await;
     screenshot(&c, &shots, "2-equivocating").await;
 
-    // 0,1 / 2,3: no side has a quorum of 3, so heights stop.
+    // A malformed partition is refused, and the page says why.
     let groups = c.find(Locator::Id("groups")).await.expect("groups input");
+    groups.clear().await.expect("clear");
+    groups.send_keys("0,1 / 9").await.expect("type groups");
+    click(&c, "#do-partition").await;
+    until(
+        &c,
+        Duration::from_secs(10),
+        "the page shows the refusal",
+        async |c| {
+            texts(c, "#message")
+                .await
+                .concat()
+                .contains("refused (400): replica 9 does not exist")
+        },
+    )
+    .await;
+
+    // 0,1 / 2,3: no side has a quorum of 3, so heights stop.
     groups.clear().await.expect("clear");
     groups.send_keys("0,1 / 2,3").await.expect("type groups");
     click(&c, "#do-partition").await;

@@ -8,6 +8,7 @@
 
 pub mod actions;
 pub mod load;
+pub mod scenario;
 pub mod server;
 pub mod state;
 

@@ -46,6 +46,8 @@ pub struct Dashboard {
     verdict: Mutex<Value>,
     /// The running load generator: its rate and task.
     load: Mutex<Option<(u64, tokio::task::JoinHandle<()>)>>,
+    /// The scenario being played: its name and task.
+    scenario: Mutex<Option<(String, tokio::task::JoinHandle<()>)>>,
 }
 
 impl Dashboard {
@@ -55,6 +57,7 @@ impl Dashboard {
             latest: watch::Sender::new(Arc::from("{}")),
             verdict: Mutex::new(json!({"state": "pending"})),
             load: Mutex::new(None),
+            scenario: Mutex::new(None),
         })
     }
 
@@ -71,15 +74,40 @@ impl Dashboard {
     }
 
     fn load(&self) -> Value {
-        match self
+        let rate = self.load.lock().ok().and_then(|l| {
+            l.as_ref()
+                .filter(|(_, t)| !t.is_finished())
+                .map(|(r, _)| *r)
+        });
+        let scenario = self.scenario.lock().ok().and_then(|s| {
+            s.as_ref()
+                .filter(|(_, t)| !t.is_finished())
+                .map(|(name, _)| name.clone())
+        });
+        json!({"rate": rate.unwrap_or(0), "scenario": scenario})
+    }
+
+    /// Replaces the load generator by one at `rate` (none for 0).
+    fn set_load(&self, rate: u64) -> Result<String, ActionError> {
+        let mut slot = self
             .load
             .lock()
-            .ok()
-            .and_then(|l| l.as_ref().map(|(r, _)| *r))
-        {
-            Some(rate) => json!({"rate": rate}),
-            None => json!({"rate": 0}),
+            .map_err(|_| ActionError::Failed("the load generator's state is lost".into()))?;
+        if let Some((_, task)) = slot.take() {
+            task.abort();
         }
+        let _ = self.net.log_event(&format!("load {rate}"));
+        if rate == 0 {
+            return Ok("load stopped".into());
+        }
+        let net = self.net.clone();
+        let task = tokio::spawn(async move {
+            if let Err(e) = super::load::run(net, rate).await {
+                eprintln!("the load generator stopped: {e:#}");
+            }
+        });
+        *slot = Some((rate, task));
+        Ok(format!("load: {rate} tx/s"))
     }
 }
 
@@ -92,6 +120,8 @@ pub fn router(d: Arc<Dashboard>) -> Router {
         .route("/api/streams", get(streams))
         .route("/api/behaviours", get(behaviours))
         .route("/api/load", post(load))
+        .route("/api/scenarios", get(scenarios))
+        .route("/api/scenario", post(scenario))
         .route("/api/{action}", post(action))
         .layer(middleware::from_fn(loopback_only))
         .with_state(d)
@@ -240,31 +270,53 @@ async fn load(
     State(d): State<Arc<Dashboard>>,
     Query(params): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let rate = match actions::load_rate(&params) {
-        Ok(rate) => rate,
-        Err(e) => return answer(Err(e)),
+    answer(actions::load_rate(&params).and_then(|rate| d.set_load(rate)))
+}
+
+async fn scenarios() -> Response {
+    let names: Vec<&str> = super::scenario::SHIPPED.iter().map(|(s, _)| *s).collect();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json!(names).to_string(),
+    )
+        .into_response()
+}
+
+/// Plays a shipped scenario: its load for its duration, and its timeline.
+async fn scenario(
+    State(d): State<Arc<Dashboard>>,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Response {
+    let name = params.get("name").map(|s| s.trim()).unwrap_or("");
+    let plan = match super::scenario::find(name, d.net.n()) {
+        Ok(plan) => plan,
+        Err(e) => return answer(Err(ActionError::Bad(format!("{e:#}")))),
     };
-    let Ok(mut slot) = d.load.lock() else {
+    let Ok(mut slot) = d.scenario.lock() else {
         return answer(Err(ActionError::Failed(
-            "the load generator's state is lost".into(),
+            "the scenario's state is lost".into(),
         )));
     };
     if let Some((_, task)) = slot.take() {
         task.abort();
     }
-    if rate == 0 {
-        let _ = d.net.log_event("load 0");
-        return answer(Ok("load stopped".into()));
+    let (rate, duration_s) = (plan.scenario.load.rate, plan.scenario.load.duration);
+    if let Err(e) = d.set_load(rate) {
+        return answer(Err(e));
     }
-    let net = d.net.clone();
+    let played = d.clone();
     let task = tokio::spawn(async move {
-        if let Err(e) = super::load::run(net, rate).await {
-            eprintln!("the load generator stopped: {e:#}");
+        let end = tokio::time::Instant::now() + Duration::from_secs(duration_s);
+        if let Err(e) = super::scenario::play(played.net.clone(), plan).await {
+            eprintln!("the scenario stopped: {e:#}");
         }
+        tokio::time::sleep_until(end).await;
+        let _ = played.set_load(0);
     });
-    *slot = Some((rate, task));
-    let _ = d.net.log_event(&format!("load {rate}"));
-    answer(Ok(format!("load: {rate} tx/s")))
+    *slot = Some((name.to_string(), task));
+    answer(Ok(format!(
+        "playing scenario {name}: {rate} tx/s for {duration_s} s"
+    )))
 }
 
 #[cfg(test)]
@@ -355,6 +407,11 @@ mod tests {
             ("/api/load?rate=fast", "not a rate"),
             ("/api/load?rate=99999999", "at most"),
             ("/api/explode", "unknown action"),
+            ("/api/scenario?name=nope", "unknown scenario"),
+            (
+                "/api/scenario?name=seven-replicas-two-faulty",
+                "written for 7 replicas",
+            ),
         ] {
             let (status, response) = call(&d, "127.0.0.1:1", "POST", uri).await;
             let body = text(response).await;

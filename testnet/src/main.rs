@@ -217,11 +217,18 @@ fn run(dir: &Path, command: Command) -> Result<()> {
             let net = Testnet::open(dir)?;
             let statuses = runtime()?.block_on(net.status())?;
             print_status(&net, &statuses, &mut out)?;
+            if let Some(url) = quire_testnet::dashboard::url(&net.layout) {
+                writeln!(out, "dashboard: {url}")?;
+            }
         }
         Command::Down { clean } => {
             let net = Testnet::open(dir)?;
+            let dashboard = quire_testnet::dashboard::url(&net.layout);
             let stopped = net.stop_all()?;
             writeln!(out, "stopped {stopped} replicas")?;
+            if let Some(url) = dashboard {
+                writeln!(out, "stopped the dashboard ({url})")?;
+            }
             if clean {
                 for p in [net.layout.replicas(), net.layout.accounts()] {
                     let _ = std::fs::remove_dir_all(p);

@@ -81,3 +81,31 @@ pub fn start(net: &Testnet) -> Result<String> {
     let _ = process::stop_pid_file(&pid_file, true);
     bail!("prometheus did not become ready; its log:\n{log}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scrape_config_names_every_replica() {
+        let dir = std::env::temp_dir().join(format!("quire-prom-unit-{}", rand::random::<u32>()));
+        let layout = crate::layout::Layout::new(&dir);
+        let plan = crate::generate::Plan {
+            nodes: 4,
+            accounts: 1,
+            base_port: 0,
+            ..crate::generate::Plan::default()
+        };
+        crate::generate::generate(&layout, &plan).expect("generate");
+        let net = Testnet::open(&dir).expect("open");
+        let text = config(&net);
+        for r in &net.network.replicas {
+            assert!(
+                text.contains(&format!("- targets: ['{}']", r.http)),
+                "{text}"
+            );
+            assert!(text.contains(&format!("replica: '{}'", r.id)), "{text}");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -316,4 +316,14 @@ async fn a_user_attacks_the_testnet_from_the_page_and_watches_pbft_hold() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // `down` stops the dashboard with the replicas.
+    let pid = quire_testnet::process::read_pid(&net.tn.layout.dashboard_pid())
+        .expect("the dashboard's pid");
+    net.tn.stop_all().expect("stop");
+    assert!(
+        !quire_testnet::process::alive(pid),
+        "the dashboard outlived down"
+    );
+    assert!(quire_testnet::dashboard::url(&net.tn.layout).is_none());
 }

@@ -34,6 +34,25 @@ fn replica(net: &Testnet, p: &Params) -> Result<u32, ActionError> {
     Ok(i)
 }
 
+/// `colluders=0,1` (optional): faulty replicas that receive both sides of an equivocation.
+fn colluders(net: &Testnet, p: &Params) -> Result<Vec<u32>, ActionError> {
+    let Some(text) = p.get("colluders") else {
+        return Ok(Vec::new());
+    };
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let c: u32 = s
+                .parse()
+                .map_err(|_| ActionError::Bad(format!("colluder '{s}' is not a replica index")))?;
+            net.check_index(c)
+                .map_err(|e| ActionError::Bad(e.to_string()))?;
+            Ok(c)
+        })
+        .collect()
+}
+
 fn failed(e: anyhow::Error) -> ActionError {
     ActionError::Failed(format!("{e:#}"))
 }
@@ -44,8 +63,20 @@ pub fn run(net: &Arc<Testnet>, name: &str, p: &Params) -> Result<String, ActionE
     match name {
         "behaviour" => {
             let i = replica(net, p)?;
-            let b = Behaviour::parse(param(p, "name")?).map_err(ActionError::Bad)?;
-            net.set_behaviour(i, b).map_err(failed)?;
+            let name = param(p, "name")?;
+            if crate::pow::is_pow(net) {
+                // Proof of work has its own behaviours; the CLI's `byzantine` does the same.
+                if quire_node::pow::PowBehaviour::parse(name).is_none() {
+                    return Err(ActionError::Bad(format!(
+                        "unknown proof-of-work behaviour '{name}'"
+                    )));
+                }
+                let b = crate::pow::set_behaviour(net, i, name).map_err(failed)?;
+                return Ok(format!("replica {i} is now {}", b.name()));
+            }
+            let b = Behaviour::parse(name).map_err(ActionError::Bad)?;
+            let colluders = colluders(net, p)?;
+            net.set_behaviour_with(i, b, &colluders).map_err(failed)?;
             Ok(format!("replica {i} is now {b}"))
         }
         "kill" => {

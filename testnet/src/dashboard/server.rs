@@ -177,10 +177,18 @@ fn spawn_checker(d: Arc<Dashboard>) {
 
 /// `check` over the replicas that were never switched to a faulty behaviour.
 async fn verdict(net: &Testnet) -> Value {
-    if crate::pow::is_pow(net) {
-        return json!({"state": "n/a", "text": "the PBFT safety check does not apply to proof of work"});
-    }
     let faulty = net.ever_faulty();
+    if crate::pow::is_pow(net) {
+        // Proof of work's own check (`quire-testnet check` on a PoW testnet): its report as text.
+        return match crate::pow::check(net, &faulty).await {
+            Ok(report) => json!({
+                "state": if report.ok() { "safe" } else { "unsafe" },
+                "faulty": faulty,
+                "text": report.render(),
+            }),
+            Err(e) => json!({"state": "error", "text": format!("{e:#}")}),
+        };
+    }
     match crate::check::check(net, &faulty).await {
         Ok(report) => json!({
             "state": if report.ok() { "safe" } else if report.first_disagreement().is_some() { "unsafe" } else { "incomplete" },
@@ -221,11 +229,18 @@ async fn snapshot(State(d): State<Arc<Dashboard>>) -> Response {
         .into_response()
 }
 
-async fn behaviours() -> Response {
-    let names: Vec<&str> = quire_consensus::Behaviour::ALL
-        .iter()
-        .map(|b| b.name())
-        .collect();
+async fn behaviours(State(d): State<Arc<Dashboard>>) -> Response {
+    let names: Vec<&str> = if crate::pow::is_pow(&d.net) {
+        quire_node::pow::PowBehaviour::ALL
+            .iter()
+            .map(|b| b.name())
+            .collect()
+    } else {
+        quire_consensus::Behaviour::ALL
+            .iter()
+            .map(|b| b.name())
+            .collect()
+    };
     (
         [(header::CONTENT_TYPE, "application/json")],
         json!(names).to_string(),
@@ -403,6 +418,10 @@ mod tests {
             ),
             ("/api/behaviour?replica=0&name=bogus", "unknown behaviour"),
             ("/api/behaviour?name=silent", "missing parameter `replica`"),
+            (
+                "/api/behaviour?replica=0&name=equivocate&colluders=1,5",
+                "replica 5 does not exist",
+            ),
             ("/api/kill?replica=x", "not a replica index"),
             ("/api/partition?groups=0,1", "at least two groups"),
             ("/api/partition?groups=0,1/1,2", "in two groups"),

@@ -359,6 +359,12 @@ impl Replica {
     pub fn head(&self) -> &Header {
         &self.head
     }
+    /// Whether sequence number `seq` is decided here (a quorum of Commits, or already executed).
+    /// The driver asks, to time how long a block waits between its phases.
+    pub fn is_committed(&self, seq: u64) -> bool {
+        seq <= self.head.height || self.log.get(&seq).is_some_and(|s| s.committed.is_some())
+    }
+
     pub fn last_executed(&self) -> u64 {
         self.head.height
     }

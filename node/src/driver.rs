@@ -24,6 +24,11 @@ use crate::metrics::{Metrics, ReplicaState};
 pub trait Transport: Send + Sync {
     fn send(&self, to: ReplicaId, frame: Arc<Vec<u8>>);
     fn broadcast(&self, frame: Arc<Vec<u8>>);
+    /// Whether frames to `to` are dropped by fault injection (they are not counted as sent to
+    /// it, so the message matrix shows a partition).
+    fn is_blocked(&self, _to: ReplicaId) -> bool {
+        false
+    }
 }
 
 /// The transport as the executor's outbox, counting what leaves by kind; block requests go to
@@ -31,21 +36,35 @@ pub trait Transport: Send + Sync {
 struct CountingOutbox<'a> {
     transport: &'a dyn Transport,
     metrics: &'a Metrics,
-    peers: u64,
+    me: ReplicaId,
+    n: u32,
     blocks: Option<&'a crate::block_server::Requests>,
+}
+
+impl CountingOutbox<'_> {
+    fn count_to(&self, to: ReplicaId, kind: Kind) {
+        if !self.transport.is_blocked(to) {
+            self.metrics.sent_to(to, kind);
+        }
+    }
 }
 
 impl Outbox for CountingOutbox<'_> {
     fn send(&mut self, to: ReplicaId, kind: Option<Kind>, frame: Arc<Vec<u8>>) {
         if let Some(kind) = kind {
             self.metrics.sent(kind, 1, frame.len());
+            self.count_to(to, kind);
         }
         self.transport.send(to, frame);
     }
 
     fn broadcast(&mut self, kind: Option<Kind>, frame: Arc<Vec<u8>>) {
         if let Some(kind) = kind {
-            self.metrics.sent(kind, self.peers, frame.len());
+            let peers = u64::from(self.n.saturating_sub(1));
+            self.metrics.sent(kind, peers, frame.len());
+            for to in (0..self.n).filter(|p| *p != self.me) {
+                self.count_to(to, kind);
+            }
         }
         self.transport.broadcast(frame);
     }
@@ -133,6 +152,8 @@ pub struct Driver {
     /// When each client transaction reached this replica (for commit latency).
     submitted_at: HashMap<TxId, Instant>,
     published: Instant,
+    /// When in-flight sequence numbers reached each phase.
+    phases: crate::metrics::phases::PhaseClock,
 }
 
 /// Transactions whose latency is tracked at once; beyond that, new ones are not timed.
@@ -167,6 +188,7 @@ impl Driver {
             blocks: None,
             submitted_at: HashMap::new(),
             published: Instant::now(),
+            phases: Default::default(),
         }
     }
 
@@ -279,13 +301,20 @@ impl Driver {
 
     /// Persist, then send, then commit: through the executor the simulator uses too.
     fn carry_out(&mut self, outputs: Vec<Output>) -> Result<(), quire_chain::store::StoreError> {
+        let now = Instant::now();
+        let executed = self
+            .phases
+            .round(&outputs, &self.actor.replica, &self.shared.metrics, now);
         let mut outbox = CountingOutbox {
             transport: self.transport.as_ref(),
             metrics: &self.shared.metrics,
-            peers: (self.verifier.validators.n() as u64).saturating_sub(1),
+            me: self.actor.replica.id(),
+            n: self.verifier.validators.n() as u32,
             blocks: self.blocks.as_ref(),
         };
         let committed = exec::carry_out(&self.actor.replica, &*self.store, &mut outbox, outputs)?;
+        self.phases
+            .durable(executed.len(), &self.shared.metrics, now);
         self.committed(&committed);
         Ok(())
     }

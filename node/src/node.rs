@@ -16,9 +16,11 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::driver::{Driver, Event, Shared, Transport};
 use crate::http::{self, HttpContext, Links};
+use crate::metrics::Metrics;
+use crate::metrics::transport::{TransportCollector, connected_peers};
 use crate::rpc_server::{self, RpcContext};
 use crate::slowloris::Slowloris;
-use crate::transport::{Mesh, MeshConfig, MeshStats, PeerStats};
+use crate::transport::{Mesh, MeshConfig};
 use crate::verify_pool;
 
 #[derive(Debug, Error)]
@@ -123,6 +125,9 @@ impl Transport for MeshTransport {
     fn broadcast(&self, frame: Arc<Vec<u8>>) {
         self.0.broadcast(frame);
     }
+    fn is_blocked(&self, to: u32) -> bool {
+        self.0.is_blocked(to)
+    }
 }
 
 /// The admin API's handle on the transport: link faults, the slowloris attack, and what the
@@ -140,123 +145,13 @@ impl Links for MeshLinks {
     fn set_delay(&self, peer: u32, delay: Duration) {
         self.mesh.set_delay(peer, delay);
     }
-    fn metrics(&self) -> String {
-        transport_metrics(&self.mesh.stats()) + &self.slowloris.metrics()
+    fn extra_metrics(&self) -> String {
+        self.slowloris.metrics()
     }
     fn set_behaviour(&self, behaviour: Behaviour) {
         self.slowloris.set(behaviour == Behaviour::Slowloris);
         self.discarding.set(behaviour);
     }
-}
-
-pub(crate) fn connected_peers(stats: &MeshStats) -> usize {
-    stats.peers.values().filter(|p| p.connected == 1).count()
-}
-
-/// A per-peer counter: metric name, help, and how to read it.
-type PeerCounter = (&'static str, &'static str, fn(&PeerStats) -> u64);
-
-/// The transport's counters in Prometheus text.
-fn transport_metrics(stats: &MeshStats) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# HELP quire_peers_connected Replicas we hold a connection to.\n# TYPE quire_peers_connected gauge\nquire_peers_connected {}",
-        connected_peers(stats)
-    );
-    let per_peer: [PeerCounter; 10] = [
-        (
-            "quire_transport_frames_sent_total",
-            "Frames written to a peer.",
-            |p| p.frames_sent,
-        ),
-        (
-            "quire_transport_bytes_sent_total",
-            "Frame bytes written to a peer.",
-            |p| p.bytes_sent,
-        ),
-        (
-            "quire_transport_frames_received_total",
-            "Frames read from a peer.",
-            |p| p.frames_received,
-        ),
-        (
-            "quire_transport_bytes_received_total",
-            "Frame bytes read from a peer.",
-            |p| p.bytes_received,
-        ),
-        (
-            "quire_transport_dropped_queue_full_total",
-            "Frames dropped: peer queue full.",
-            |p| p.dropped_queue_full,
-        ),
-        (
-            "quire_transport_dropped_blocked_total",
-            "Frames dropped: link blocked by the admin API.",
-            |p| p.dropped_blocked_in + p.dropped_blocked_out,
-        ),
-        (
-            "quire_transport_dropped_oversized_total",
-            "Frames dropped: over the size cap.",
-            |p| p.dropped_oversized,
-        ),
-        (
-            "quire_transport_reconnects_total",
-            "Reconnections to a peer.",
-            |p| p.reconnects,
-        ),
-        (
-            "quire_transport_connection_errors_total",
-            "Failed dials, lost connections and broken inbound streams of a peer.",
-            |p| p.connection_errors,
-        ),
-        (
-            "quire_transport_dropped_connection_total",
-            "Frames to a peer lost with a failed write.",
-            |p| p.dropped_connection,
-        ),
-    ];
-    for (name, help, get) in per_peer {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        for (peer, p) in &stats.peers {
-            let _ = writeln!(out, "{name}{{peer=\"{peer}\"}} {}", get(p));
-        }
-    }
-    let gauges: [(&str, &str, &std::collections::BTreeMap<u32, u64>); 2] = [
-        (
-            "quire_transport_queued_bytes",
-            "Bytes waiting to be sent to a peer.",
-            &stats.queued_bytes,
-        ),
-        (
-            "quire_transport_inbound_queued_bytes",
-            "Bytes received from a peer, waiting for verification.",
-            &stats.inbound_queued_bytes,
-        ),
-    ];
-    for (name, help, values) in gauges {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for (peer, v) in values {
-            let _ = writeln!(out, "{name}{{peer=\"{peer}\"}} {v}");
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP quire_transport_clients_accepted_total Client connections handed to the RPC server.\n# TYPE quire_transport_clients_accepted_total counter\nquire_transport_clients_accepted_total {}",
-        stats.clients_accepted
-    );
-    let _ = writeln!(
-        out,
-        "# HELP quire_transport_clients_refused_total Client connections refused (busy).\n# TYPE quire_transport_clients_refused_total counter\nquire_transport_clients_refused_total {}",
-        stats.clients_refused
-    );
-    let _ = writeln!(
-        out,
-        "# HELP quire_transport_handshakes_failed_total Handshakes refused (unknown keys and other TLS failures).\n# TYPE quire_transport_handshakes_failed_total counter\nquire_transport_handshakes_failed_total {}",
-        stats.handshakes_failed
-    );
-    out
 }
 
 /// Runs the replica until SIGINT/SIGTERM or a fatal error.
@@ -292,7 +187,12 @@ async fn serve(loaded: Loaded) -> Result<(), StartError> {
     let (mesh, mut mesh_events) =
         Mesh::start(mesh_config).map_err(|e| StartError::Transport(e.to_string()))?;
     let mesh = Arc::new(mesh);
-    let shared = Arc::new(Shared::default());
+    let metrics = Metrics::new(config.id, loaded.genesis.validators.n())
+        .with_collector(Box::new(TransportCollector(mesh.clone())));
+    let shared = Arc::new(Shared {
+        metrics: Arc::new(metrics),
+        ..Shared::default()
+    });
     shared.height.send_replace(loaded.store.head().height);
     let signatures = Arc::new(verify_pool::SignatureCache::new(1 << 18));
     let (events, inbox) = std::sync::mpsc::sync_channel::<Event>(16_384);

@@ -397,3 +397,29 @@ async fn replay(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_s_divergence_gauge_is_read_as_a_finding() {
+        // The node renders the gauge and the checker parses it: one test pins both ends.
+        let m = quire_node::metrics::Metrics::new(2, 4);
+        assert!(divergence(2, &m.render()).is_none());
+        let (ours, certified) = (quire_chain::Hash([5; 32]), quire_chain::Hash([6; 32]));
+        m.diverged(24, ours, certified);
+        match divergence(2, &m.render()) {
+            Some(Finding::Diverged {
+                replica: 2,
+                height: 24,
+                ours: o,
+                certified: c,
+            }) => {
+                assert_eq!(o, ours.to_string());
+                assert_eq!(c, certified.to_string());
+            }
+            other => panic!("expected a divergence finding, got {other:?}"),
+        }
+    }
+}

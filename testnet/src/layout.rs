@@ -63,4 +63,18 @@ impl Layout {
     pub fn bench(&self) -> PathBuf {
         self.dir.join("bench")
     }
+    /// The dashboard's pid, address (`http://127.0.0.1:PORT/`) and log.
+    pub fn dashboard_pid(&self) -> PathBuf {
+        self.dir.join("dashboard.pid")
+    }
+    pub fn dashboard_url(&self) -> PathBuf {
+        self.dir.join("dashboard.url")
+    }
+    pub fn dashboard_log(&self) -> PathBuf {
+        self.dir.join("dashboard.log")
+    }
+    /// Prometheus's configuration, data, pid and log.
+    pub fn prometheus(&self) -> PathBuf {
+        self.dir.join("prometheus")
+    }
 }

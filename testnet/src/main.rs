@@ -43,6 +43,24 @@ enum Command {
         /// Proof of work: the target block interval in milliseconds.
         #[arg(long, default_value_t = 1000)]
         interval_ms: u64,
+        /// Do not start the dashboard (start it later with `quire-testnet dashboard`).
+        #[arg(long)]
+        no_dashboard: bool,
+        /// The dashboard's loopback port (0: any free one).
+        #[arg(long, default_value_t = 0)]
+        dashboard_port: u16,
+        /// Also start Prometheus (Debian's `prometheus`), scraping every replica.
+        #[arg(long)]
+        prometheus: bool,
+    },
+    /// Print the running dashboard's address, or serve it here (foreground) if none runs.
+    Dashboard {
+        /// Serve in the foreground even if another dashboard runs.
+        #[arg(long)]
+        serve: bool,
+        /// The loopback port to serve on (0: any free one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
     },
     /// Proof of work: set replica I's miner to RATE hashes per second.
     Hashpower { replica: u32, rate: u64 },
@@ -174,6 +192,9 @@ fn run(dir: &Path, command: Command) -> Result<()> {
             consensus,
             hash_rate,
             interval_ms,
+            no_dashboard,
+            dashboard_port,
+            prometheus,
         } => {
             let mut plan = Plan {
                 nodes,
@@ -190,17 +211,47 @@ fn run(dir: &Path, command: Command) -> Result<()> {
                 ));
             }
             let net = runtime()?.block_on(ops::up(dir, &plan, &mut out))?;
+            if !no_dashboard {
+                let exe = std::env::current_exe().context("cannot find this executable")?;
+                let url = quire_testnet::dashboard::start(&net.layout, &exe, dashboard_port)?;
+                writeln!(out, "dashboard: {url}")?;
+            }
+            if prometheus {
+                let url = quire_testnet::prometheus::start(&net)?;
+                writeln!(out, "prometheus: {url}")?;
+            }
             print_next_steps(&net, &mut out)?;
+        }
+        Command::Dashboard { serve, port } => {
+            let layout = quire_testnet::layout::Layout::new(dir);
+            if !serve && let Some(url) = quire_testnet::dashboard::url(&layout) {
+                writeln!(out, "dashboard: {url}")?;
+                return Ok(());
+            }
+            runtime()?.block_on(quire_testnet::dashboard::serve(dir, port, |url| {
+                // Output is best effort: the server runs on without a terminal.
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "dashboard: {url} (serving until interrupted)"
+                );
+            }))?;
         }
         Command::Status => {
             let net = Testnet::open(dir)?;
             let statuses = runtime()?.block_on(net.status())?;
             print_status(&net, &statuses, &mut out)?;
+            if let Some(url) = quire_testnet::dashboard::url(&net.layout) {
+                writeln!(out, "dashboard: {url}")?;
+            }
         }
         Command::Down { clean } => {
             let net = Testnet::open(dir)?;
+            let dashboard = quire_testnet::dashboard::url(&net.layout);
             let stopped = net.stop_all()?;
             writeln!(out, "stopped {stopped} replicas")?;
+            if let Some(url) = dashboard {
+                writeln!(out, "stopped the dashboard ({url})")?;
+            }
             if clean {
                 for p in [net.layout.replicas(), net.layout.accounts()] {
                     let _ = std::fs::remove_dir_all(p);
@@ -305,7 +356,7 @@ fn run(dir: &Path, command: Command) -> Result<()> {
             }
         }
         Command::Partition { groups } => {
-            let groups = parse_groups(&groups.join(" "))?;
+            let groups = ops::parse_groups(&groups.join(" "))?;
             Testnet::open(dir)?.partition(&groups)?;
             writeln!(out, "partitioned: {groups:?}")?;
         }
@@ -404,31 +455,6 @@ replay: quire-testnet run {}",
         Command::Sim(_) | Command::SimPow(_) => {}
     }
     Ok(())
-}
-
-/// `0,1 / 2,3` → [[0,1],[2,3]].
-fn parse_groups(text: &str) -> Result<Vec<Vec<u32>>> {
-    let mut groups = Vec::new();
-    for part in text.split('/') {
-        let group: Result<Vec<u32>> = part
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<u32>()
-                    .with_context(|| format!("'{s}' is not a replica index"))
-            })
-            .collect();
-        let group = group?;
-        if group.is_empty() {
-            bail!("empty group in '{text}' (write groups like `0,1 / 2,3`)");
-        }
-        groups.push(group);
-    }
-    if groups.len() < 2 {
-        bail!("a partition needs at least two groups, like `0,1 / 2,3`");
-    }
-    Ok(groups)
 }
 
 fn print_status(

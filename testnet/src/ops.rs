@@ -117,6 +117,10 @@ impl Testnet {
                 stopped += 1;
             }
         }
+        // The helpers watching the testnet go with it.
+        process::stop_pid_file(&self.layout.dashboard_pid(), false)?;
+        let _ = std::fs::remove_file(self.layout.dashboard_url());
+        process::stop_pid_file(&self.layout.prometheus().join("prometheus.pid"), false)?;
         self.log_event("down")?;
         Ok(stopped)
     }
@@ -256,6 +260,37 @@ pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> Result<String
         bail!("{} {}", status.trim(), body.trim());
     }
     Ok(body.to_string())
+}
+
+/// The CLI's and the dashboard's partition syntax: `0,1 / 2,3` → [[0,1],[2,3]].
+pub fn parse_groups(text: &str) -> Result<Vec<Vec<u32>>> {
+    let mut groups = Vec::new();
+    for part in text.split('/') {
+        let group: Result<Vec<u32>> = part
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<u32>()
+                    .with_context(|| format!("'{s}' is not a replica index"))
+            })
+            .collect();
+        let group = group?;
+        if group.is_empty() {
+            bail!("empty group in '{text}' (write groups like `0,1 / 2,3`)");
+        }
+        groups.push(group);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for i in groups.iter().flatten() {
+        if !seen.insert(*i) {
+            bail!("replica {i} is in two groups of '{text}'");
+        }
+    }
+    if groups.len() < 2 {
+        bail!("a partition needs at least two groups, like `0,1 / 2,3`");
+    }
+    Ok(groups)
 }
 
 /// `quire-testnet up`: a fresh testnet, running, with a first transfer committed.

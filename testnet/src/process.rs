@@ -101,8 +101,14 @@ pub fn signal(raw: u32, sig: Signal) -> Result<()> {
 
 /// Stops replica `id`: SIGTERM, then SIGKILL if it lingers; removes its pid file.
 pub fn stop(layout: &Layout, id: u32, hard: bool) -> Result<bool> {
-    let Some(pid) = running(layout, id) else {
-        let _ = std::fs::remove_file(layout.pid(id));
+    stop_pid_file(&layout.pid(id), hard)
+}
+
+/// Stops the process whose pid `path` holds (SIGTERM, then SIGKILL if it lingers, or SIGKILL at
+/// once when `hard`) and removes the file. False if it was not running.
+pub fn stop_pid_file(path: &Path, hard: bool) -> Result<bool> {
+    let Some(pid) = read_pid(path).filter(|p| alive(*p)) else {
+        let _ = std::fs::remove_file(path);
         return Ok(false);
     };
     if !hard {
@@ -125,6 +131,43 @@ pub fn stop(layout: &Layout, id: u32, hard: bool) -> Result<bool> {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
-    let _ = std::fs::remove_file(layout.pid(id));
+    let _ = std::fs::remove_file(path);
     Ok(true)
+}
+
+/// Whether the process is stopped by a signal (SIGSTOP: a paused replica).
+pub fn paused(raw: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{raw}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "T")
+    })
+}
+
+/// Starts a helper process of the testnet (the dashboard, Prometheus) in the background, in
+/// its own process group so it outlives us, logging to `log`; records its pid in `pid_file`.
+pub fn start_helper(
+    program: &Path,
+    args: &[&std::ffi::OsStr],
+    log: &Path,
+    pid_file: &Path,
+) -> Result<u32> {
+    let out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    let err = out.try_clone()?;
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start {}", program.display()))?;
+    let pid = child.id();
+    std::fs::write(pid_file, format!("{pid}\n"))?;
+    drop(child);
+    Ok(pid)
 }

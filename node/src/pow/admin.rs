@@ -57,9 +57,6 @@ mod tests {
     impl Links for NoLinks {
         fn set_blocked(&self, _: std::collections::BTreeSet<u32>) {}
         fn set_delay(&self, _: u32, _: Duration) {}
-        fn metrics(&self) -> String {
-            String::new()
-        }
     }
 
     fn context(mode: ConsensusMode) -> (HttpContext, std::sync::mpsc::Receiver<Event>) {

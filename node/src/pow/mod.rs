@@ -17,7 +17,8 @@ use tokio::net::TcpListener;
 
 use crate::driver::{Event, Shared};
 use crate::http::{self, HttpContext, Links};
-use crate::node::{Loaded, MeshLinks, MeshTransport, StartError, connected_peers, wait_for_exit};
+use crate::metrics::transport::connected_peers;
+use crate::node::{Loaded, MeshLinks, MeshTransport, StartError, wait_for_exit};
 use crate::rpc_server::{self, RpcContext};
 use crate::transport::{Mesh, MeshConfig};
 use driver::{PowDriver, PowShared};
@@ -79,14 +80,12 @@ impl Links for PowLinks {
     fn set_delay(&self, peer: u32, delay: Duration) {
         self.mesh.set_delay(peer, delay);
     }
-    fn metrics(&self) -> String {
-        let pow = self
-            .pow
+    fn extra_metrics(&self) -> String {
+        self.pow
             .metrics
             .lock()
             .map(|m| m.clone())
-            .unwrap_or_default();
-        format!("{}{pow}", self.mesh.metrics())
+            .unwrap_or_default()
     }
 }
 
@@ -118,7 +117,14 @@ pub async fn serve(loaded: Loaded) -> Result<(), StartError> {
     let (mesh, mut mesh_events) =
         Mesh::start(mesh_config).map_err(|e| StartError::Transport(e.to_string()))?;
     let mesh = Arc::new(mesh);
-    let shared = Arc::new(Shared::default());
+    let metrics = crate::metrics::Metrics::new(config.id, loaded.genesis.validators.n())
+        .with_collector(Box::new(crate::metrics::transport::TransportCollector(
+            mesh.clone(),
+        )));
+    let shared = Arc::new(Shared {
+        metrics: Arc::new(metrics),
+        ..Shared::default()
+    });
     let pow_shared = Arc::new(PowShared::default());
     let (events, inbox) = std::sync::mpsc::sync_channel::<Event>(16_384);
     let miner = Miner::new(config.pow.hashes_per_s);

@@ -260,6 +260,11 @@ impl Mesh {
         }
     }
 
+    /// Whether the link to `to` is blocked by fault injection (its frames are dropped).
+    pub fn is_blocked(&self, to: ReplicaId) -> bool {
+        self.shared.links.get(&to).is_some_and(|l| l.is_blocked())
+    }
+
     /// Fault injection: from now on, frames to and from exactly these peers are dropped (on our
     /// side, both directions). An empty set unblocks everyone.
     pub fn set_blocked(&self, peers: BTreeSet<ReplicaId>) {

@@ -14,7 +14,7 @@
 //! - `--catchup N`: how fast a replica restarted N blocks behind catches up ([`catchup`]).
 
 mod catchup;
-mod load;
+pub(crate) mod load;
 mod point;
 mod scrape;
 mod sweep;

@@ -212,21 +212,7 @@ impl Runner {
         let dir = net.layout.dir.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
             let net = Testnet::open(&dir)?;
-            match action {
-                Action::Byzantine {
-                    replica,
-                    behaviour,
-                    colluders,
-                } => net.set_behaviour_with(replica, behaviour, &colluders),
-                Action::Honest(r) => net.set_behaviour(r, quire_consensus::Behaviour::Honest),
-                Action::Kill(r) => net.kill(r).map(|_| ()),
-                Action::Restart(r) => net.start(r).map(|_| ()),
-                Action::Pause(r) => net.pause(r, true),
-                Action::Resume(r) => net.pause(r, false),
-                Action::Partition(groups) => net.partition(&groups),
-                Action::Heal => net.heal(),
-                Action::Delay { replica, ms, to } => net.delay(replica, ms, to),
-            }
+            apply(&net, action)
         })
         .await?
     }
@@ -448,5 +434,25 @@ fn resend_stale(client: &Arc<Client>, load: &Arc<Mutex<Load>>) {
         tokio::spawn(async move {
             let _ = c.submit_everywhere(&stale).await;
         });
+    }
+}
+
+/// Performs one step of a timeline on `net` with the CLI's operations (the scenario runner's
+/// and the dashboard's).
+pub fn apply(net: &Testnet, action: Action) -> Result<()> {
+    match action {
+        Action::Byzantine {
+            replica,
+            behaviour,
+            colluders,
+        } => net.set_behaviour_with(replica, behaviour, &colluders),
+        Action::Honest(r) => net.set_behaviour(r, quire_consensus::Behaviour::Honest),
+        Action::Kill(r) => net.kill(r).map(|_| ()),
+        Action::Restart(r) => net.start(r).map(|_| ()),
+        Action::Pause(r) => net.pause(r, true),
+        Action::Resume(r) => net.pause(r, false),
+        Action::Partition(groups) => net.partition(&groups),
+        Action::Heal => net.heal(),
+        Action::Delay { replica, ms, to } => net.delay(replica, ms, to),
     }
 }

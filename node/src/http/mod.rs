@@ -1,5 +1,6 @@
-//! A small HTTP/1.1 server for `GET /metrics` (Prometheus) and, when the config enables it, the
-//! admin API used by `quire-testnet` to inject faults at run time:
+//! The replica's HTTP endpoint (axum, with the connection limits of [`serve`]): `GET /metrics`
+//! (Prometheus text), `GET /health` and, when the config enables it, the admin API used by
+//! `quire-testnet` to inject faults at run time:
 //!
 //! | request | effect |
 //! |---|---|
@@ -10,16 +11,23 @@
 //!
 //! The admin API answers only requests from loopback addresses, whatever address it listens on.
 
+pub mod serve;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
 use quire_chain::ReplicaId;
 use quire_consensus::Behaviour;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use crate::driver::{Event, Shared};
 use crate::rpc_server::deliver;
@@ -28,8 +36,11 @@ use crate::rpc_server::deliver;
 pub trait Links: Send + Sync {
     fn set_blocked(&self, peers: BTreeSet<ReplicaId>);
     fn set_delay(&self, peer: ReplicaId, delay: Duration);
-    /// Transport metrics, in Prometheus text.
-    fn metrics(&self) -> String;
+    /// Metrics in Prometheus text that are not in the registry: proof of work's, which its
+    /// driver renders as text (the transport's are a collector of the registry).
+    fn extra_metrics(&self) -> String {
+        String::new()
+    }
     /// The replica switched behaviour: attacks on connections rather than messages (slowloris)
     /// start or stop here.
     fn set_behaviour(&self, _behaviour: Behaviour) {}
@@ -80,86 +91,57 @@ impl HttpContext {
     }
 }
 
+/// Serves the endpoint on `listener`, with the limits of [`serve::Limits::REPLICA`].
 pub async fn serve(listener: TcpListener, ctx: Arc<HttpContext>) {
-    loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            continue;
-        };
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let _ =
-                tokio::time::timeout(Duration::from_secs(5), connection(stream, peer, ctx)).await;
-        });
-    }
+    serve::serve(listener, router(ctx), serve::Limits::REPLICA).await
 }
 
-async fn connection(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<HttpContext>) {
-    let mut buf = vec![0u8; 8192];
-    let mut len = 0;
-    // Read the request head (we take no bodies).
-    while len < buf.len() {
-        match stream.read(&mut buf[len..]).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => len += n,
-        }
-        if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-            break;
-        }
-    }
-    let head = String::from_utf8_lossy(&buf[..len]);
-    let mut parts = head.lines().next().unwrap_or("").split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, body) = route(&ctx, peer, method, target).await;
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
+pub fn router(ctx: Arc<HttpContext>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/admin/{*op}", any(admin_request))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .with_state(ctx)
 }
 
-fn query(target: &str) -> (&str, BTreeMap<&str, &str>) {
-    let (path, q) = target.split_once('?').unwrap_or((target, ""));
-    let params = q
-        .split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+async fn metrics(State(ctx): State<Arc<HttpContext>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        ctx.shared.metrics.render() + &ctx.links.extra_metrics(),
+    )
+        .into_response()
+}
+
+async fn admin_request(
+    State(ctx): State<Arc<HttpContext>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    params: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> (StatusCode, String) {
+    if !ctx.admin {
+        return (
+            StatusCode::NOT_FOUND,
+            "the admin API is disabled in this replica's config\n".into(),
+        );
+    }
+    if !peer.ip().is_loopback() {
+        return (
+            StatusCode::FORBIDDEN,
+            "the admin API answers loopback only\n".into(),
+        );
+    }
+    let Ok(Query(params)) = params else {
+        return (StatusCode::BAD_REQUEST, "malformed query string\n".into());
+    };
+    let params: BTreeMap<&str, &str> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    (path, params)
-}
-
-async fn route(
-    ctx: &HttpContext,
-    peer: SocketAddr,
-    method: &str,
-    target: &str,
-) -> (&'static str, String) {
-    let (path, params) = query(target);
-    match (method, path) {
-        ("GET", "/metrics") => (
-            "200 OK",
-            ctx.shared.metrics.render(ctx.id, &ctx.links.metrics()),
-        ),
-        ("GET", "/health") => ("200 OK", "ok\n".into()),
-        (_, p) if p.starts_with("/admin/") => {
-            if !ctx.admin {
-                return (
-                    "404 Not Found",
-                    "the admin API is disabled in this replica's config\n".into(),
-                );
-            }
-            if !peer.ip().is_loopback() {
-                return (
-                    "403 Forbidden",
-                    "the admin API answers loopback only\n".into(),
-                );
-            }
-            match admin(ctx, method, p, &params).await {
-                Ok(body) => ("200 OK", body),
-                Err(why) => ("400 Bad Request", format!("{why}\n")),
-            }
-        }
-        _ => ("404 Not Found", "not found\n".into()),
+    match admin(&ctx, method.as_str(), uri.path(), &params).await {
+        Ok(body) => (StatusCode::OK, body),
+        Err(why) => (StatusCode::BAD_REQUEST, format!("{why}\n")),
     }
 }
 
@@ -252,17 +234,16 @@ fn parse_peers(list: &str, n: usize) -> Result<BTreeSet<ReplicaId>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
 
     struct NoLinks;
     impl Links for NoLinks {
         fn set_blocked(&self, _: BTreeSet<ReplicaId>) {}
         fn set_delay(&self, _: ReplicaId, _: Duration) {}
-        fn metrics(&self) -> String {
-            String::new()
-        }
     }
 
-    fn context(admin: bool) -> (HttpContext, std::sync::mpsc::Receiver<Event>) {
+    fn context(admin: bool) -> (Arc<HttpContext>, std::sync::mpsc::Receiver<Event>) {
         let (events, inbox) = std::sync::mpsc::sync_channel(4);
         let ctx = HttpContext::new(
             0,
@@ -272,7 +253,28 @@ mod tests {
             Arc::new(NoLinks),
             4,
         );
-        (ctx, inbox)
+        (Arc::new(ctx), inbox)
+    }
+
+    /// One request through the router, as from `peer`.
+    async fn route(
+        ctx: &Arc<HttpContext>,
+        peer: SocketAddr,
+        method: &str,
+        target: &str,
+    ) -> (StatusCode, String) {
+        let mut request = axum::http::Request::builder()
+            .method(method)
+            .uri(target)
+            .body(Body::empty())
+            .unwrap();
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let response = router(ctx.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
     }
 
     #[tokio::test]
@@ -280,7 +282,7 @@ mod tests {
         let (ctx, inbox) = context(true);
         let outside: SocketAddr = "192.0.2.7:4000".parse().unwrap();
         let (status, _) = route(&ctx, outside, "POST", "/admin/behaviour?name=silent").await;
-        assert_eq!(status, "403 Forbidden");
+        assert_eq!(status, StatusCode::FORBIDDEN);
         assert!(inbox.try_recv().is_err(), "nothing reached the replica");
         let local: SocketAddr = "127.0.0.1:4000".parse().unwrap();
         let (status, _) = route(
@@ -290,7 +292,7 @@ mod tests {
             "/admin/behaviour?name=silent&colluders=1",
         )
         .await;
-        assert_eq!(status, "200 OK");
+        assert_eq!(status, StatusCode::OK);
         assert!(matches!(
             inbox.try_recv(),
             Ok(Event::SetBehaviour {
@@ -299,8 +301,11 @@ mod tests {
             })
         ));
         // Metrics are for anyone.
-        let (status, _) = route(&ctx, outside, "GET", "/metrics").await;
-        assert_eq!(status, "200 OK");
+        let (status, body) = route(&ctx, outside, "GET", "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("quire_blocks_committed_total 0"), "{body}");
+        let (status, _) = route(&ctx, outside, "GET", "/nowhere").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]
@@ -308,7 +313,7 @@ mod tests {
         let (ctx, _inbox) = context(false);
         let local: SocketAddr = "127.0.0.1:4000".parse().unwrap();
         let (status, _) = route(&ctx, local, "POST", "/admin/behaviour?name=silent").await;
-        assert_eq!(status, "404 Not Found");
+        assert_eq!(status, StatusCode::NOT_FOUND);
         let (ctx, _inbox) = context(true);
         for bad in [
             "/admin/behaviour?name=sneaky",
@@ -317,9 +322,11 @@ mod tests {
             "/admin/block?peers=x",
             "/admin/delay?peer=1&ms=lots",
             "/admin/delay?peer=7&ms=5",
+            "/admin/delay?peer=%ZZ",
+            "/admin/frobnicate",
         ] {
             let (status, body) = route(&ctx, local, "POST", bad).await;
-            assert_eq!(status, "400 Bad Request", "{bad}: {body}");
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
         }
     }
 }

@@ -1,0 +1,329 @@
+//! The dashboard in a real browser: Chromium, driven through chromedriver (WebDriver) by
+//! `fantoccini`, against a real 4-replica testnet. What a user does with clicks must reach the
+//! replicas (an equivocating primary is caught, a 2/2 partition stops progress, healing resumes
+//! it) and the page must show it, with the safety verdict staying "safe" throughout.
+//!
+//! Skipped, with a message, only where no Chromium or chromedriver is installed
+//! (`scripts/setup --tests` installs Debian's `chromium` and `chromium-driver`).
+
+mod support;
+
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+
+fn find(names: &[&str]) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .flat_map(|d| names.iter().map(move |n| d.join(n)))
+        .find(|p| p.is_file())
+}
+
+/// chromedriver, stopped (killed and reaped) when the test ends, however it ends.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn start_driver(chromedriver: &Path) -> (Driver, u16) {
+    let port = free_port();
+    let child = Command::new(chromedriver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let driver = Driver(child);
+    let until = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+        assert!(
+            Instant::now() < until,
+            "chromedriver did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (driver, port)
+}
+
+async fn browser(port: u16, chromium: &Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": chromium,
+            // As root in a container Chromium needs --no-sandbox; headless needs no display.
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,2200"],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a WebDriver session")
+}
+
+/// Text of every element matching `css`.
+async fn texts(c: &Client, css: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(elements) = c.find_all(Locator::Css(css)).await {
+        for e in elements {
+            out.push(e.text().await.unwrap_or_default());
+        }
+    }
+    out
+}
+
+async fn heights(c: &Client) -> Vec<u64> {
+    texts(c, ".card dd.height")
+        .await
+        .iter()
+        .map(|t| t.parse().unwrap_or(0))
+        .collect()
+}
+
+/// Waits up to `limit` for `what` to hold of the page, saying `describe` if it never does.
+async fn until<F>(c: &Client, limit: Duration, describe: &str, mut what: F)
+where
+    F: AsyncFnMut(&Client) -> bool,
+{
+    let end = Instant::now() + limit;
+    loop {
+        if what(c).await {
+            return;
+        }
+        if Instant::now() > end {
+            let message = texts(c, "#message").await;
+            let verdict = texts(c, "#verdict-text").await;
+            panic!("{describe} (within {limit:?}); page message {message:?}, verdict {verdict:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+async fn screenshot(c: &Client, dir: &Path, name: &str) {
+    let png = c.screenshot().await.expect("a screenshot");
+    let path = dir.join(format!("{name}.png"));
+    std::fs::write(&path, png).expect("write the screenshot");
+    println!("screenshot: {}", path.display());
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no `{css}` on the page: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("cannot click `{css}`: {e}"));
+}
+
+async fn verdict(c: &Client) -> String {
+    texts(c, "#verdict").await.concat()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_attacks_the_testnet_from_the_page_and_watches_pbft_hold() {
+    let (Some(chromium), Some(chromedriver)) = (
+        find(&["chromium", "chromium-browser", "google-chrome"]),
+        find(&["chromedriver"]),
+    ) else {
+        println!(
+            "SKIPPED: no chromium and chromedriver on PATH (scripts/setup --tests installs Debian's chromium and chromium-driver)"
+        );
+        return;
+    };
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot folder");
+    let net = support::start("dashboard", 4, 8).await;
+    let url = quire_testnet::dashboard::start(
+        &net.tn.layout,
+        Path::new(env!("CARGO_BIN_EXE_quire-testnet")),
+        0,
+    )
+    .expect("the dashboard starts");
+    let (_driver, port) = start_driver(&chromedriver);
+    let c = browser(port, &chromium).await;
+    c.goto(&url).await.expect("open the dashboard");
+
+    // Four cards, and heights that grow under the page's own load generator.
+    until(
+        &c,
+        Duration::from_secs(15),
+        "four replica cards",
+        async |c| texts(c, ".card").await.len() == 4,
+    )
+    .await;
+    click(&c, "#do-load").await;
+    let start = heights(&c).await;
+    until(
+        &c,
+        Duration::from_secs(30),
+        "every height grows",
+        async |c| {
+            let now = heights(c).await;
+            now.len() == 4 && now.iter().zip(&start).all(|(h, s)| h > s)
+        },
+    )
+    .await;
+    until(&c, Duration::from_secs(15), "a safe verdict", async |c| {
+        verdict(c).await == "safe"
+    })
+    .await;
+    screenshot(&c, &shots, "1-running").await;
+
+    // Replica 0 (the primary of view 0) equivocates: caught, named, and still safe.
+    click(&c, "#b-replica option[value='0']").await;
+    click(&c, "#b-name option[value='equivocate']").await;
+    click(&c, "#do-behaviour").await;
+    until(
+        &c,
+        Duration::from_secs(10),
+        "card 0 says equivocate",
+        async |c| texts(c, ".card[data-id='0'] dd.behaviour").await.concat() == "equivocate",
+    )
+    .await;
+    let culprit_0 = async |c: &Client| -> u64 {
+        texts(c, "#misbehaviour tr[data-culprit='0'] td.total")
+            .await
+            .concat()
+            .parse()
+            .unwrap_or(0)
+    };
+    until(
+        &c,
+        Duration::from_secs(30),
+        "misbehaviour by culprit 0 is counted",
+        async |c| culprit_0(c).await > 0,
+    )
+    .await;
+    let first = culprit_0(&c).await;
+    until(
+        &c,
+        Duration::from_secs(30),
+        "misbehaviour by culprit 0 rises",
+        async |c| culprit_0(c).await > first,
+    )
+    .await;
+    // The checker ran after the switch: it now judges without replica 0, and says safe.
+    until(
+        &c,
+        Duration::from_secs(20),
+        "a safe verdict with 0 faulty",
+        async |c| {
+            texts(c, "#verdict-text")
+                .await
+                .concat()
+                .contains("ever faulty: [0]")
+                && verdict(c).await == "safe"
+        },
+    )
+    .await;
+    screenshot(&c, &shots, "2-equivocating").await;
+
+    // A malformed partition is refused, and the page says why.
+    let groups = c.find(Locator::Id("groups")).await.expect("groups input");
+    groups.clear().await.expect("clear");
+    groups.send_keys("0,1 / 9").await.expect("type groups");
+    click(&c, "#do-partition").await;
+    until(
+        &c,
+        Duration::from_secs(10),
+        "the page shows the refusal",
+        async |c| {
+            texts(c, "#message")
+                .await
+                .concat()
+                .contains("refused (400): replica 9 does not exist")
+        },
+    )
+    .await;
+
+    // 0,1 / 2,3: no side has a quorum of 3, so heights stop.
+    groups.clear().await.expect("clear");
+    groups.send_keys("0,1 / 2,3").await.expect("type groups");
+    click(&c, "#do-partition").await;
+    until(
+        &c,
+        Duration::from_secs(10),
+        "the partition is applied",
+        async |c| {
+            texts(c, "#message")
+                .await
+                .concat()
+                .starts_with("partitioned")
+        },
+    )
+    .await;
+    // Blocks in flight when the links were cut may still land: let them.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stopped = heights(&c).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let later = heights(&c).await;
+    assert_eq!(stopped, later, "heights moved during a 2/2 partition");
+    screenshot(&c, &shots, "3-partitioned").await;
+
+    // Heal: the honest replicas commit again (after a view change away from 0 if need be).
+    click(&c, "#do-heal").await;
+    until(
+        &c,
+        Duration::from_secs(60),
+        "heights resume after heal",
+        async |c| {
+            let now = heights(c).await;
+            now.len() == 4 && (1..4).all(|i| now[i] > later[i])
+        },
+    )
+    .await;
+    until(
+        &c,
+        Duration::from_secs(20),
+        "still safe after heal",
+        async |c| verdict(c).await == "safe",
+    )
+    .await;
+    screenshot(&c, &shots, "4-healed").await;
+
+    // A closed tab leaves no stream behind on the server.
+    c.close().await.expect("close the browser");
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("the dashboard's address");
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let open = quire_testnet::ops::http_request(addr, "GET", "/api/streams")
+            .expect("the dashboard answers");
+        if open.trim() == "0" {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "{open} event streams still open after the browser closed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // `down` stops the dashboard with the replicas.
+    let pid = quire_testnet::process::read_pid(&net.tn.layout.dashboard_pid())
+        .expect("the dashboard's pid");
+    net.tn.stop_all().expect("stop");
+    assert!(
+        !quire_testnet::process::alive(pid),
+        "the dashboard outlived down"
+    );
+    assert!(quire_testnet::dashboard::url(&net.tn.layout).is_none());
+}

@@ -134,6 +134,12 @@ impl Replica {
             self.stats.blame(Misbehaviour::InvalidBatch, proposal.from);
             return;
         }
+        // No vote for a batch with a transfer whose signature fails: see `all_signed`.
+        if !self.all_signed(&batch) {
+            self.stats.drop(Drop::BadBatch);
+            self.stats.blame(Misbehaviour::InvalidBatch, proposal.from);
+            return;
+        }
         self.accept_pre_prepare(proposal, Arc::new(batch));
     }
 
@@ -323,11 +329,36 @@ impl Replica {
             let Some((batch, cert)) = self.log.get(&next).and_then(|s| s.committed.clone()) else {
                 break;
             };
+            if !self.all_signed(&batch) {
+                // Not the batch the quorum can have decided (see `all_signed`): forget this
+                // content and fetch the block from replicas that executed it.
+                self.stats.blame(Misbehaviour::InvalidBatch, batch.proposer);
+                if let Some(slot) = self.log.get_mut(&next) {
+                    slot.committed = None;
+                    slot.pre_prepare = None;
+                }
+                self.start_fetch(next);
+                break;
+            }
             self.execute_block(&batch, cert, None);
         }
         if self.is_primary() {
             self.try_propose();
         }
+    }
+
+    /// Whether every transfer in `batch` carries a valid signature. The digest PBFT agrees on
+    /// covers transaction ids, and an id does not cover the signature: a faulty primary can give
+    /// some replicas a batch and others the same batch with one signature broken, under one
+    /// digest. Executed, the two would part ways (applied here, rejected there). So an honest
+    /// replica votes for, and executes, only batches whose signatures all hold; then any two
+    /// batches it can execute under one digest have the same ids, the same verdicts and the same
+    /// outcomes.
+    pub(crate) fn all_signed(&self, batch: &Batch) -> bool {
+        self.known_good
+            .verdicts(&self.ledger, &batch.txs)
+            .into_iter()
+            .all(|ok| ok)
     }
 
     /// Executes one decided batch on top of the head and emits its block for the store.

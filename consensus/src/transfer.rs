@@ -143,6 +143,12 @@ impl Replica {
                 continue;
             };
             let batch = block.batch();
+            // A certified digest does not vouch for the signatures (see `all_signed`).
+            if !self.all_signed(&batch) {
+                self.stats
+                    .blame(crate::stats::Misbehaviour::WrongHeader, m.from);
+                break;
+            }
             self.execute_block(&batch, cert, Some((&block.header, m.from)));
             self.stats.blocks_fetched += 1;
             progressed = true;

@@ -20,6 +20,8 @@ impl Replica {
         }
         self.view = target;
         self.changing = true;
+        // Whatever rotation was due, this view change is it.
+        self.rotation_due = None;
         self.view_change_tick = None;
         self.view_change_streak += 1;
         self.stats.view_changes += 1;

@@ -27,6 +27,12 @@ impl Replica {
         // State transfer may have executed past what we proposed.
         self.next_seq = self.next_seq.max(self.head.height + 1);
         while self.is_primary() && !self.changing && self.fetch.is_none() {
+            // Nothing past the rotation point (see `rotate_if_scheduled`).
+            if self.rotation_due.is_some()
+                || self.next_seq > self.next_rotation_point(self.head.height)
+            {
+                return;
+            }
             let in_flight = self.next_seq.saturating_sub(self.head.height + 1);
             if in_flight >= self.params.pipeline_depth || !self.in_window(self.next_seq) {
                 return;
@@ -424,15 +430,60 @@ impl Replica {
     /// that had moved to that view alone — a short partition, a spurious timeout — is in it
     /// again, and votes again. A replica that got the block by state transfer does not rotate (it
     /// is behind; the NewView reaches it through its Status).
+    ///
+    /// The rotation point is a checkpoint (the first at or after each multiple of
+    /// `rotation_blocks`), the primary proposes nothing past it, and the view change starts once
+    /// its checkpoint is stable: the ViewChanges then carry no prepared slot and no batch, and
+    /// the NewView re-proposes nothing. Rotating at the executed block itself, under load, sent
+    /// a window of full batches around in every ViewChange and NewView and stalled commits for
+    /// seconds.
     fn rotate_if_scheduled(&mut self, height: u64, decided_view: u64, fetched: bool) {
-        let every = self.verifier.protocol.rotation_blocks;
-        if every == 0 || !height.is_multiple_of(every) || fetched || self.changing {
+        if !self.is_rotation_point(height) || fetched || self.changing {
             return;
         }
         if decided_view == self.view {
+            self.rotation_due = Some(height);
+            self.rotate_if_stable();
+        }
+    }
+
+    /// Starts the scheduled view change once the rotation point's checkpoint is stable.
+    pub(crate) fn rotate_if_stable(&mut self) {
+        if let Some(height) = self.rotation_due
+            && self.stable.seq >= height
+            && !self.changing
+        {
+            self.rotation_due = None;
             self.stats.rotations += 1;
             self.start_view_change(self.view + 1);
         }
+    }
+
+    /// Whether the primary rotates after height `h`: the first checkpoint at or after a
+    /// multiple of `rotation_blocks`.
+    pub(crate) fn is_rotation_point(&self, h: u64) -> bool {
+        let every = self.verifier.protocol.rotation_blocks;
+        let k = self.verifier.protocol.checkpoint_interval.max(1);
+        if every == 0 || h == 0 || !h.is_multiple_of(k) {
+            return false;
+        }
+        let multiple = (h / every) * every;
+        multiple > 0 && multiple + k > h
+    }
+
+    /// The first rotation point above height `h` (`u64::MAX` when the primary never rotates).
+    pub(crate) fn next_rotation_point(&self, h: u64) -> u64 {
+        let every = self.verifier.protocol.rotation_blocks;
+        let k = self.verifier.protocol.checkpoint_interval.max(1);
+        if every == 0 {
+            return u64::MAX;
+        }
+        let checkpoint_at_or_after = |m: u64| m.div_ceil(k).saturating_mul(k);
+        let m = (h / every) * every;
+        if m > 0 && checkpoint_at_or_after(m) > h {
+            return checkpoint_at_or_after(m);
+        }
+        checkpoint_at_or_after(m.saturating_add(every))
     }
 
     fn send_checkpoint(&mut self, seq: u64, block_hash: Hash) {
@@ -512,6 +563,7 @@ impl Replica {
             self.start_fetch(seq);
         }
         self.next_seq = self.next_seq.max(seq + 1);
+        self.rotate_if_stable();
     }
 
     /// Sends our votes again for slots that have waited too long to commit (lost messages).

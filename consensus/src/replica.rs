@@ -123,6 +123,8 @@ pub struct Replica {
     /// When this replica last executed a block with room for more transactions: a primary that
     /// proposes such blocks while a ready transaction waits is leaving it out on purpose.
     pub(crate) room_tick: u64,
+    /// A rotation point executed in this view, waiting for its checkpoint to become stable.
+    pub(crate) rotation_due: Option<u64>,
     /// Last tick the current primary was heard from.
     pub(crate) primary_tick: u64,
     pub(crate) view_start_tick: u64,
@@ -219,6 +221,7 @@ impl Replica {
             progress_tick: 0,
             executed_tick: 0,
             room_tick: 0,
+            rotation_due: None,
             primary_tick: 0,
             view_start_tick: 0,
             stats: Stats::default(),

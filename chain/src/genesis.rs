@@ -12,7 +12,7 @@
 //! raw_payloads = false      # may unsigned, unexecuted payloads be ordered (benchmarks only)
 //! checkpoint_interval = 32  # K: a checkpoint every K sequence numbers
 //! log_window = 128          # L: the watermark window (h, h + L], a multiple of K, at least 2K
-//! rotation_blocks = 1024    # every this many blocks the primary rotates (0: never)
+//! rotation_blocks = 1024    # the primary rotates at the first checkpoint at or after every multiple (0: never)
 //! [pow]                     # only with consensus = "pow" (optional then): see `pow::PowParams`
 //! target_interval_ms = 1000
 //! [[validators]]

@@ -14,6 +14,7 @@ use crate::scenario::Plan;
 /// The scenarios of `testnet/scenarios/`, embedded so the dashboard needs no files beside it
 /// (a test checks that none is missing).
 pub const SHIPPED: &[(&str, &str)] = &[
+    ("amplify", include_str!("../../scenarios/amplify.toml")),
     (
         "colluding-equivocation",
         include_str!("../../scenarios/colluding-equivocation.toml"),
@@ -35,6 +36,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         include_str!("../../scenarios/equivocating-primary.toml"),
     ),
     ("flood", include_str!("../../scenarios/flood.toml")),
+    (
+        "forward-flood",
+        include_str!("../../scenarios/forward-flood.toml"),
+    ),
     (
         "forged-signatures",
         include_str!("../../scenarios/forged-signatures.toml"),
@@ -59,6 +64,7 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "partition-and-heal",
         include_str!("../../scenarios/partition-and-heal.toml"),
     ),
+    ("replay", include_str!("../../scenarios/replay.toml")),
     (
         "seven-replicas-two-faulty",
         include_str!("../../scenarios/seven-replicas-two-faulty.toml"),
@@ -67,6 +73,7 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "silent-primary",
         include_str!("../../scenarios/silent-primary.toml"),
     ),
+    ("slowloris", include_str!("../../scenarios/slowloris.toml")),
     (
         "stale-view",
         include_str!("../../scenarios/stale-view.toml"),

@@ -166,22 +166,44 @@ fn primary_at(plan: &Plan, record: &Record, t: f64) -> Option<u32> {
         .map(|(view, _)| (view % n) as u32)
 }
 
-/// How the views went: the highest view any replica reached, and how many faults hit the
-/// primary of the moment (each of those should cost about one view change).
-pub fn views(plan: &Plan, record: &Record) -> (u64, usize) {
-    let highest = record
-        .samples
-        .iter()
-        .filter_map(|s| s.state.map(|(v, _, _)| v))
-        .max()
-        .unwrap_or(0);
+/// How the views went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Views {
+    /// The highest view any replica reached.
+    pub highest: u64,
+    /// Faults that hit the primary of the moment (each should cost about one view change).
+    pub primary_faults: usize,
+    /// Scheduled rotations the chain passed (one per `rotation_blocks`, docs/liveness.md):
+    /// view changes every replica makes on purpose, not in answer to a fault.
+    pub rotations: u64,
+}
+
+impl Views {
+    /// View changes no fault and no rotation explains.
+    pub fn unexplained(&self) -> u64 {
+        self.highest
+            .saturating_sub(self.rotations)
+            .saturating_sub(self.primary_faults as u64)
+    }
+}
+
+pub fn views(plan: &Plan, record: &Record) -> Views {
+    let states = || record.samples.iter().filter_map(|s| s.state);
+    let highest = states().map(|(v, _, _)| v).max().unwrap_or(0);
+    let height = states().map(|(_, h, _)| h).max().unwrap_or(0);
+    let every = quire_chain::genesis::Protocol::default().rotation_blocks;
+    let rotations = height.checked_div(every).unwrap_or(0);
     let primary_faults = plan
         .steps
         .iter()
         .filter(|(_, a)| a.disrupts())
         .filter(|(t, a)| target(a).is_some() && target(a) == primary_at(plan, record, *t))
         .count();
-    (highest, primary_faults)
+    Views {
+        highest,
+        primary_faults,
+        rotations,
+    }
 }
 
 /// The per-fault table a chaos run prints: how long commits stopped, and when they came back.
@@ -246,5 +268,38 @@ mod tests {
             }
             assert!(open.is_none(), "seed {seed}: the last fault never ends");
         }
+    }
+
+    /// A view change is explained by a scheduled rotation or by a fault that hit the primary;
+    /// what is left is what the chaos run judges ("views stay within a few of the primary
+    /// faults"). Heights past whole rotation periods count one rotation each.
+    #[test]
+    fn rotations_and_primary_faults_explain_the_views() {
+        use crate::scenario::run::Sample;
+        let plan = Plan::parse(&scenario(&ChaosPlan::new(3, 1.0)).unwrap()).unwrap();
+        let every = quire_chain::genesis::Protocol::default().rotation_blocks;
+        let record = Record {
+            samples: vec![
+                Sample {
+                    t_s: 0.0,
+                    replica: 0,
+                    state: Some((0, 1, false)),
+                },
+                Sample {
+                    t_s: 59.0,
+                    replica: 2,
+                    state: Some((9, 3 * every + 5, false)),
+                },
+                Sample {
+                    t_s: 59.0,
+                    replica: 3,
+                    state: None,
+                },
+            ],
+            ..Record::default()
+        };
+        let v = views(&plan, &record);
+        assert_eq!((v.highest, v.rotations), (9, 3));
+        assert_eq!(v.unexplained(), 6 - v.primary_faults.min(6) as u64);
     }
 }

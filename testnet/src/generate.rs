@@ -66,18 +66,26 @@ fn tcp_free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
-/// `count` ports free for `free`, from `base` upwards (or anywhere the OS picks, when base is 0).
-fn ports(
-    count: usize,
-    base: u16,
-    free: fn(u16) -> bool,
-    os_pick: fn() -> Option<u16>,
-) -> Result<Vec<u16>> {
+/// `count` ports free for `free`, from `base` upwards (or, when base is 0, anywhere outside the
+/// kernel's ephemeral range, at random).
+fn ports(count: usize, base: u16, free: fn(u16) -> bool) -> Result<Vec<u16>> {
     let mut out = Vec::new();
     if base == 0 {
+        // Not what the OS hands out for port 0: that range is also where every outgoing
+        // connection (the testnet's own HTTP polls, other testnets' clients) takes its local
+        // port, so a port picked there and released can be taken before the replica binds it.
+        // Random, so that testnets generated at the same moment rarely pick the same one.
+        let (low, high) = outside_ephemeral();
+        let span = u64::from(high - low);
+        let mut rng = quire_sim::rng::Rng::new(seed());
+        let mut tries = 0u32;
         while out.len() < count {
-            let p = os_pick().context("no free port")?;
-            if !out.contains(&p) {
+            tries += 1;
+            if tries > 10_000 {
+                bail!("no free port in {low}..{high}");
+            }
+            let p = low + (rng.below(span) as u16);
+            if !out.contains(&p) && free(p) {
                 out.push(p);
             }
         }
@@ -93,20 +101,30 @@ fn ports(
     Ok(out)
 }
 
-fn os_udp() -> Option<u16> {
-    UdpSocket::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
+/// The larger span of ports outside `/proc/sys/net/ipv4/ip_local_port_range` (Linux's default
+/// 32768–60999 leaves 1024–32767).
+fn outside_ephemeral() -> (u16, u16) {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
-        .map(|a| a.port())
+        .and_then(|t| {
+            let mut it = t.split_whitespace().map(|v| v.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    let below = (10_000u16, range.0.max(10_001));
+    let above = (range.1.saturating_add(1).min(65_534), 65_535u16);
+    if below.1 - below.0 >= above.1 - above.0 {
+        below
+    } else {
+        above
+    }
 }
 
-fn os_tcp() -> Option<u16> {
-    TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()
-        .map(|a| a.port())
+fn seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
@@ -128,13 +146,13 @@ pub fn generate(layout: &Layout, plan: &Plan) -> Result<()> {
         }
     }
     std::fs::create_dir_all(layout.accounts())?;
-    let quic = ports(plan.nodes, plan.base_port, udp_free, os_udp)?;
+    let quic = ports(plan.nodes, plan.base_port, udp_free)?;
     let http_base = if plan.base_port == 0 {
         0
     } else {
         plan.base_port.saturating_add(100)
     };
-    let http = ports(plan.nodes, http_base, tcp_free, os_tcp)?;
+    let http = ports(plan.nodes, http_base, tcp_free)?;
     let mut validators = Vec::new();
     for i in 0..plan.nodes as u32 {
         std::fs::create_dir_all(layout.replica(i))?;
@@ -210,4 +228,26 @@ pub fn generate(layout: &Layout, plan: &Plan) -> Result<()> {
     };
     write(&layout.network(), &toml::to_string_pretty(&network)?)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ports picked for a testnet are distinct, free when picked, and outside the range the
+    /// kernel hands out to outgoing connections.
+    #[test]
+    fn picked_ports_are_distinct_and_not_ephemeral() {
+        let (low, high) = outside_ephemeral();
+        assert!(low >= 1024 && low < high, "{low}..{high}");
+        let picked = ports(16, 0, tcp_free).unwrap();
+        let mut unique = picked.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), 16);
+        assert!(picked.iter().all(|p| (low..high).contains(p)), "{picked:?}");
+        let taken = TcpListener::bind(("127.0.0.1", picked[0])).unwrap();
+        assert!(!tcp_free(picked[0]));
+        drop(taken);
+    }
 }

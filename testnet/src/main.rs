@@ -429,10 +429,14 @@ fn run(dir: &Path, command: Command) -> Result<()> {
                 &mut out,
             ))?;
             write!(out, "{}", quire_testnet::chaos::table(&outcome.judgement))?;
-            let (highest, primary_faults) = quire_testnet::chaos::views(&scenario, &outcome.record);
+            let views = quire_testnet::chaos::views(&scenario, &outcome.record);
             writeln!(
                 out,
-                "   highest view {highest}; {primary_faults} faults hit the primary of the moment"
+                "   highest view {}: {} scheduled rotations, {} faults hit the primary of the moment, {} view changes neither explains",
+                views.highest,
+                views.rotations,
+                views.primary_faults,
+                views.unexplained()
             )?;
             writeln!(out, "{}", outcome.judgement.verdict())?;
             writeln!(

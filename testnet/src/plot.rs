@@ -98,7 +98,7 @@ fn font(px: f64) -> FontDesc<'static> {
 /// that XML 1.0 does not allow. Plotters escapes `<`, `>`, `&` and quotes itself.
 fn clean_text(s: &str, max: usize) -> String {
     let allowed = |c: &char| {
-        !((*c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r'))
+        ((*c as u32) >= 0x20 || matches!(c, '\t' | '\n' | '\r'))
             && !matches!(c, '\u{FFFE}' | '\u{FFFF}')
     };
     let mut t: String = s
@@ -150,7 +150,7 @@ fn tick_label(v: f64, max_abs: f64) -> String {
             s
         }
     };
-    if max_abs >= 1e15 || max_abs < 1e-3 {
+    if !(1e-3..1e15).contains(&max_abs) {
         let s = format!("{v:.3e}");
         return match s.split_once('e') {
             Some((mantissa, exp)) => format!("{}e{exp}", trim(mantissa.to_string())),

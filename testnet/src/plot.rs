@@ -1,13 +1,18 @@
 //! Scenario reports as a standalone SVG figure: panels of time series stacked vertically on a
 //! shared time axis, with event markers (faults, restarts, ...) drawn across all panels.
 //!
-//! No dependencies beyond `std`. The output is a complete SVG document (`xmlns` set) that a
-//! browser opens directly. Robust to bad input: non-finite values and times are skipped, values
-//! beyond ±1e300 are clamped, empty panels and series get an empty frame, and a zero, negative or
-//! non-finite duration falls back to the latest time in the data (or 1 s). No coordinate or label
-//! in the output is ever `NaN` or `inf`.
+//! Drawn with `plotters` (its SVG backend only: text is emitted as SVG `<text>`, so no font
+//! files or system libraries are needed). What is ours is the layout of the figure: the panels
+//! share one time axis, the markers' labels are staggered in a band above them so that they do
+//! not overlap, and every panel's legend sits right of its plot. Robust to bad input: non-finite
+//! values and times are skipped, values beyond ±1e300 are clamped, empty panels and series get an
+//! empty frame, and a zero, negative or non-finite duration falls back to the latest time in the
+//! data (or 1 s). No coordinate or label in the output is ever `NaN` or `inf`.
 
-use std::fmt::{self, Write as _};
+use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// A vertical marker: something that happened at time `t_s` (seconds), e.g. "replica 0 equivocate".
 #[derive(Clone, Debug, PartialEq)]
@@ -41,105 +46,87 @@ pub struct Figure {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Geometry and style.
+// Geometry and style (pixels).
 
-const WIDTH: f64 = 900.0;
-const PANEL_HEIGHT: f64 = 260.0;
-const PLOT_LEFT: f64 = 84.0;
-const PLOT_RIGHT: f64 = WIDTH - 24.0;
+const WIDTH: u32 = 900;
+const PANEL_HEIGHT: u32 = 260;
+const PLOT_LEFT: u32 = 84;
+/// Right of the plot: the legend.
+const PLOT_RIGHT: u32 = WIDTH - 170;
 /// Space for the figure title above the marker band.
-const TITLE_BAND: f64 = 40.0;
-const MARKER_ROW_HEIGHT: f64 = 14.0;
+const TITLE_BAND: u32 = 40;
+const MARKER_ROW_HEIGHT: u32 = 14;
 const MARKER_FONT: f64 = 11.0;
 /// Marker labels are staggered over at most this many rows; beyond that they may overlap.
 const MAX_MARKER_ROWS: usize = 8;
-const LEGEND_ROW_HEIGHT: f64 = 16.0;
-const LEGEND_FONT: f64 = 12.0;
-/// Panel title baseline, first legend row baseline, and plot top (with one legend row), all
-/// relative to the panel's top.
-const PANEL_TITLE_Y: f64 = 18.0;
-const PANEL_LEGEND_Y: f64 = 36.0;
-const PANEL_PLOT_TOP: f64 = 50.0;
-/// From the plot's bottom edge to the panel's bottom: room for the time tick labels.
-const PANEL_BELOW_PLOT: f64 = 30.0;
-/// Below the last panel: the time-axis title.
-const TIME_TITLE_BAND: f64 = 24.0;
+/// Below a panel's plot: its time tick labels; below the last, the time axis title too.
+const TICKS_BELOW_PLOT: u32 = 26;
+const TIME_TITLE_BAND: u32 = 24;
 /// Larger magnitudes are clamped, so that ranges and pixel positions stay finite.
 const VALUE_LIMIT: f64 = 1e300;
 /// Series with at most this many points also get a dot per point (a single point is visible).
 const DOTS_UP_TO: usize = 60;
+/// Legend names are cut to fit right of the plot.
+const LEGEND_CHARS: usize = 22;
 
 /// Distinguishable colours (Tableau 10 without grey and olive). Series past the eighth reuse
-/// them with a dash pattern.
-const PALETTE: [&str; 8] = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+/// them dashed.
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x17, 0xbe, 0xcf),
 ];
-const DASHES: [&str; 3] = ["", "7,3", "2,2"];
-const MARKER_COLOUR: &str = "#555555";
-/// A white outline behind text, so that marker lines crossing it do not hurt legibility.
-const HALO: &str =
-    " stroke=\"#ffffff\" stroke-width=\"3\" stroke-linejoin=\"round\" paint-order=\"stroke\"";
+const MARKER_COLOUR: RGBColor = RGBColor(0x55, 0x55, 0x55);
+const TEXT_COLOUR: RGBColor = RGBColor(0x22, 0x22, 0x22);
 
-fn series_style(i: usize) -> (&'static str, &'static str) {
-    let colour = PALETTE[i % PALETTE.len()];
-    let dash = DASHES[(i / PALETTE.len()) % DASHES.len()];
-    (colour, dash)
+type DrawResult = Result<(), DrawingAreaErrorKind<std::io::Error>>;
+
+/// A sans-serif font of `px` pixels (plotters writes `font-size` as its size / 1.24).
+fn font(px: f64) -> FontDesc<'static> {
+    ("sans-serif", px * 1.24).into_font()
 }
 
 // ---------------------------------------------------------------------------------------------
-// Small helpers: numbers, text.
+// Text and numbers.
 
-/// A pixel coordinate, written with one decimal; never `NaN` or `inf`.
-#[derive(Clone, Copy)]
-struct Px(f64);
-
-impl fmt::Display for Px {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let v = if self.0.is_finite() {
-            self.0.clamp(-1e6, 1e6)
-        } else {
-            0.0
-        };
-        // Avoid "-0.0".
-        let v = if v.abs() < 0.05 { 0.0 } else { v };
-        write!(f, "{v:.1}")
+/// Cuts `s` to at most `max` characters (ending with an ellipsis if cut) and drops characters
+/// that XML 1.0 does not allow. Plotters escapes `<`, `>`, `&` and quotes itself.
+fn clean_text(s: &str, max: usize) -> String {
+    let allowed = |c: &char| {
+        ((*c as u32) >= 0x20 || matches!(c, '\t' | '\n' | '\r'))
+            && !matches!(c, '\u{FFFE}' | '\u{FFFF}')
+    };
+    let mut t: String = s
+        .chars()
+        .filter(allowed)
+        .map(|c| if c.is_whitespace() { ' ' } else { c })
+        .collect();
+    if t.chars().count() > max {
+        t = t.chars().take(max.saturating_sub(1)).collect();
+        t.push('…');
     }
+    t
 }
 
-/// Appends formatted text to the output; writing to a `String` cannot fail.
-macro_rules! put {
-    ($out:expr, $($arg:tt)*) => {{
-        let _ = write!($out, $($arg)*);
-    }};
-}
-
-/// Escapes XML special characters and drops characters that XML 1.0 does not allow.
+/// Escapes XML special characters, for the text we write outside plotters (the `<title>`).
 fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
+    for c in clean_text(s, 200).chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(' '),
-            c if (c as u32) < 0x20 => {}
-            '\u{FFFE}' | '\u{FFFF}' => {}
             c => out.push(c),
         }
     }
     out
-}
-
-/// Cuts `s` to at most `max` characters, ending with an ellipsis if cut.
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
-    t.push('…');
-    t
 }
 
 /// A rough width estimate for sans-serif text (average glyph ≈ 0.6 em).
@@ -147,196 +134,39 @@ fn text_width(s: &str, font_px: f64) -> f64 {
     s.chars().count() as f64 * font_px * 0.6
 }
 
-fn clamp_value(v: f64) -> f64 {
-    v.clamp(-VALUE_LIMIT, VALUE_LIMIT)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Axes: nice ticks and their labels.
-
-/// The smallest 1, 2 or 5 × 10^k that is at least `raw` (`raw` positive and finite).
-fn nice_step(raw: f64) -> f64 {
-    if !(raw.is_finite() && raw > 0.0) {
-        return 1.0;
+/// A tick label on an axis whose largest magnitude is `max_abs`: an SI suffix (k, M, G, T) for
+/// large axes, scientific notation for extreme ones, and enough decimals to tell ticks apart.
+fn tick_label(v: f64, max_abs: f64) -> String {
+    if !(v.is_finite() && max_abs.is_finite()) {
+        return String::new();
     }
-    let base = 10f64.powf(raw.log10().floor());
-    if !(base.is_finite() && base > 0.0) {
-        return raw;
+    if v.abs() < max_abs * 1e-9 || v == 0.0 {
+        return "0".to_string();
     }
-    let f = raw / base;
-    let m = if f <= 1.0 + 1e-9 {
-        1.0
-    } else if f <= 2.0 + 1e-9 {
-        2.0
-    } else if f <= 5.0 + 1e-9 {
-        5.0
-    } else {
-        10.0
-    };
-    m * base
-}
-
-/// An axis: its range, tick positions and how to label them.
-#[derive(Clone, Debug)]
-struct Axis {
-    lo: f64,
-    hi: f64,
-    ticks: Vec<f64>,
-    format: TickFormat,
-}
-
-impl Axis {
-    /// Maps `v` to a fraction of the axis length (0 at `lo`, 1 at `hi`).
-    fn frac(&self, v: f64) -> f64 {
-        let span = self.hi - self.lo;
-        if span > 0.0 && span.is_finite() {
-            (v - self.lo) / span
+    let trim = |s: String| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
         } else {
-            0.0
+            s
         }
-    }
-}
-
-/// A value axis covering `[min, max]` and zero, extended to whole multiples of a nice step
-/// (about five intervals). `None` (no data) gives `[0, 1]`.
-fn value_axis(range: Option<(f64, f64)>) -> Axis {
-    let (min, max) = range.unwrap_or((0.0, 1.0));
-    let mut lo = clamp_value(min).min(0.0);
-    let mut hi = clamp_value(max).max(0.0);
-    if !(lo.is_finite() && hi.is_finite()) || hi - lo < 1e-250 {
-        lo = 0.0;
-        hi = 1.0;
-    }
-    let step = nice_step((hi - lo) / 5.0);
-    let lo_k = (lo / step + 1e-9).floor();
-    let hi_k = (hi / step - 1e-9).ceil().max(lo_k + 1.0);
-    let count = ((hi_k - lo_k) as usize).min(100);
-    let ticks: Vec<f64> = (0..=count)
-        .map(|k| {
-            let v = (lo_k + k as f64) * step;
-            if v.abs() < step * 1e-6 { 0.0 } else { v }
-        })
-        .collect();
-    let lo = lo_k * step;
-    let hi = hi_k * step;
-    let (lo, hi) = if lo.is_finite() && hi.is_finite() && hi > lo {
-        (lo, hi)
-    } else {
-        (0.0, 1.0)
     };
-    Axis {
-        lo,
-        hi,
-        format: TickFormat::new(lo.abs().max(hi.abs()), step),
-        ticks,
-    }
-}
-
-/// The time axis: exactly `[0, duration]` (duration positive and finite), ticks at multiples of
-/// a nice step (about ten intervals).
-fn time_axis(duration: f64) -> Axis {
-    let step = nice_step(duration / 10.0);
-    let count = ((duration / step + 1e-9).floor() as usize).min(100);
-    let ticks = (0..=count).map(|k| k as f64 * step).collect();
-    Axis {
-        lo: 0.0,
-        hi: duration,
-        ticks,
-        format: TickFormat::new(duration, step),
-    }
-}
-
-/// How an axis labels its ticks: the same number of decimals for every tick, with an SI suffix
-/// (k, M, G, T) for large values, or scientific notation for extreme ones.
-#[derive(Clone, Debug, PartialEq)]
-enum TickFormat {
-    Fixed {
-        decimals: usize,
-        divisor: f64,
-        suffix: &'static str,
-    },
-    Scientific {
-        step: f64,
-    },
-}
-
-impl TickFormat {
-    fn new(max_abs: f64, step: f64) -> TickFormat {
-        if !(max_abs.is_finite() && step.is_finite() && step > 0.0) {
-            return TickFormat::Scientific { step: 1.0 };
-        }
-        if max_abs >= 1e15 || step < 1e-3 {
-            return TickFormat::Scientific { step };
-        }
-        let (divisor, suffix) = if max_abs >= 1e12 {
-            (1e12, "T")
-        } else if max_abs >= 1e9 {
-            (1e9, "G")
-        } else if max_abs >= 1e6 {
-            (1e6, "M")
-        } else if max_abs >= 1e4 {
-            (1e3, "k")
-        } else {
-            (1.0, "")
+    if !(1e-3..1e15).contains(&max_abs) {
+        let s = format!("{v:.3e}");
+        return match s.split_once('e') {
+            Some((mantissa, exp)) => format!("{}e{exp}", trim(mantissa.to_string())),
+            None => s,
         };
-        TickFormat::Fixed {
-            decimals: decimals_for(step / divisor),
-            divisor,
-            suffix,
-        }
     }
-
-    fn label(&self, v: f64) -> String {
-        if !v.is_finite() {
-            return String::new();
-        }
-        match *self {
-            TickFormat::Fixed {
-                decimals,
-                divisor,
-                suffix,
-            } => {
-                let scaled = v / divisor;
-                let s = format!("{scaled:.decimals$}");
-                if s.trim_start_matches('-')
-                    .chars()
-                    .all(|c| c == '0' || c == '.')
-                {
-                    "0".to_string()
-                } else {
-                    format!("{s}{suffix}")
-                }
-            }
-            TickFormat::Scientific { step } => {
-                if v.abs() < step * 1e-6 {
-                    return "0".to_string();
-                }
-                let digits = (v.abs().log10().floor() - step.log10().floor()).clamp(0.0, 6.0);
-                let s = format!("{:.*e}", digits as usize, v);
-                // Trim a mantissa like "1.50" to "1.5" and "1.0" to "1".
-                match s.split_once('e') {
-                    Some((mantissa, exp)) if mantissa.contains('.') => {
-                        let m = mantissa.trim_end_matches('0').trim_end_matches('.');
-                        format!("{m}e{exp}")
-                    }
-                    _ => s,
-                }
-            }
-        }
-    }
-}
-
-/// Decimals needed to tell apart multiples of `step` (a nice step).
-fn decimals_for(step: f64) -> usize {
-    if !(step.is_finite() && step > 0.0) || step >= 1.0 - 1e-9 {
-        0
-    } else {
-        ((-step.log10()) - 1e-9).ceil().clamp(0.0, 12.0) as usize
-    }
+    let (divisor, suffix) = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")]
+        .into_iter()
+        .find(|(d, _)| max_abs >= *d * 10.0 || (*d >= 1e6 && max_abs >= *d))
+        .unwrap_or((1.0, ""));
+    let decimals = (3.0 - (max_abs / divisor).log10().floor()).clamp(0.0, 12.0) as usize;
+    format!("{}{suffix}", trim(format!("{:.decimals$}", v / divisor)))
 }
 
 // ---------------------------------------------------------------------------------------------
-// Layout of marker labels and legends.
+// Layout of marker labels.
 
 /// A marker label's place in the staggered band above the panels.
 #[derive(Clone, Debug)]
@@ -349,37 +179,34 @@ struct PlacedMarker {
     /// Text anchored at its end (left of the line) near the right edge.
     anchor_end: bool,
     text: String,
-    tooltip: String,
 }
 
 /// Places marker labels (sorted by x) in rows so that no label overlaps another label or any
 /// other marker's line (lines run down from their label through the rows below it). When that
 /// is impossible within `MAX_MARKER_ROWS`, a label goes to the row where it collides least.
-fn place_markers(markers: Vec<(f64, String, String)>) -> Vec<PlacedMarker> {
+fn place_markers(markers: Vec<(f64, String)>) -> Vec<PlacedMarker> {
     const GAP: f64 = 6.0;
+    let width = f64::from(WIDTH);
     let mut placed: Vec<PlacedMarker> = Vec::with_capacity(markers.len());
-    for (x, text, tooltip) in markers {
+    for (x, text) in markers {
         let w = text_width(&text, MARKER_FONT);
-        let anchor_end = x + 3.0 + w > WIDTH - 4.0 && x - 3.0 - w >= 4.0;
+        let anchor_end = x + 3.0 + w > width - 4.0 && x - 3.0 - w >= 4.0;
         let (start, end) = if anchor_end {
             (x - 3.0 - w, x - 3.0)
         } else {
             (x + 3.0, x + 3.0 + w)
         };
         // Cost of putting the label in `row`: overlapping another label is much worse than a
-        // line crossing a label (labels have a white halo, so a crossing line is hidden).
+        // line crossing a label (labels have a white background, so a crossing line is hidden).
         let cost = |row: usize| -> usize {
             placed
                 .iter()
                 .map(|p| {
                     if p.row == row && p.start < end + GAP && start < p.end + GAP {
-                        // Another label in the same row overlaps this one.
                         10
                     } else if (p.row > row && p.start - 2.0 <= x && x <= p.end + 2.0)
                         || (p.row < row && start - 2.0 <= p.x && p.x <= end + 2.0)
                     {
-                        // This marker's line passes through a label below this row, or a line
-                        // from a row above passes through this label.
                         1
                     } else {
                         0
@@ -398,51 +225,54 @@ fn place_markers(markers: Vec<(f64, String, String)>) -> Vec<PlacedMarker> {
             end,
             anchor_end,
             text,
-            tooltip,
         });
     }
     placed
 }
 
-/// Legend entries of a panel: (x of the swatch, row) for each series, flowing left to right and
-/// wrapping to new rows.
-fn legend_layout(names: &[String]) -> (Vec<(f64, usize)>, usize) {
-    let mut x = PLOT_LEFT;
-    let mut row = 0;
-    let mut out = Vec::with_capacity(names.len());
-    for name in names {
-        let w = 18.0 + 5.0 + text_width(name, LEGEND_FONT) + 16.0;
-        if x > PLOT_LEFT && x + w > PLOT_RIGHT {
-            row += 1;
-            x = PLOT_LEFT;
-        }
-        out.push((x, row));
-        x += w;
-    }
-    (out, row + 1)
-}
-
 // ---------------------------------------------------------------------------------------------
-// Rendering.
+// Data preparation.
 
-/// A series prepared for drawing: finite points in time order, values clamped.
+/// A series prepared for drawing: finite points inside the time axis, in time order, values
+/// clamped (points outside the axis would be drawn outside the plot).
 struct CleanSeries {
     name: String,
     points: Vec<(f64, f64)>,
 }
 
-fn clean_series(s: &Series) -> CleanSeries {
+fn clean_series(s: &Series, duration: f64) -> CleanSeries {
+    // Plotters clamps what falls outside the plot to its edge: leave it out instead.
+    let inside = |t: f64| t >= 0.0 && t <= duration * (1.0 + 1e-9);
     let mut points: Vec<(f64, f64)> = s
         .points
         .iter()
-        .filter(|(t, v)| t.is_finite() && v.is_finite())
-        .map(|&(t, v)| (t, clamp_value(v)))
+        .filter(|(t, v)| t.is_finite() && v.is_finite() && inside(*t))
+        .map(|&(t, v)| (t, v.clamp(-VALUE_LIMIT, VALUE_LIMIT)))
         .collect();
     points.sort_by(|a, b| a.0.total_cmp(&b.0));
     CleanSeries {
-        name: truncate(&s.name, 48),
+        name: clean_text(&s.name, LEGEND_CHARS),
         points,
     }
+}
+
+/// The value range of a panel: its data and zero, with a little room above (and below, if
+/// negative); `None` when there is no data.
+fn value_range(series: &[CleanSeries]) -> Option<(f64, f64)> {
+    let (lo, hi) = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .fold(None, |acc: Option<(f64, f64)>, v| match acc {
+            None => Some((v, v)),
+            Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+        })?;
+    let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+    let span = hi - lo;
+    if !(span.is_finite() && span > 1e-250) {
+        return Some((0.0, 1.0));
+    }
+    let pad = span * 0.05;
+    Some((if lo < 0.0 { lo - pad } else { lo }, hi + pad))
 }
 
 /// Duration of the time axis: `duration_s` if positive and finite, else the latest finite time
@@ -463,14 +293,14 @@ fn effective_duration(fig: &Figure) -> f64 {
     if ok(latest) { latest } else { 1.0 }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Drawing.
+
 impl Figure {
     /// Renders the figure as a standalone SVG document.
     pub fn to_svg(&self) -> String {
         let duration = effective_duration(self);
-        let time = time_axis(duration);
-        let x_of = |t: f64| PLOT_LEFT + time.frac(t) * (PLOT_RIGHT - PLOT_LEFT);
-
-        // Markers inside the time axis, in time order, with staggered labels.
+        let x_of = |t: f64| f64::from(PLOT_LEFT) + t / duration * f64::from(PLOT_RIGHT - PLOT_LEFT);
         let mut markers: Vec<&Marker> = self
             .markers
             .iter()
@@ -480,327 +310,216 @@ impl Figure {
         let placed = place_markers(
             markers
                 .iter()
-                .map(|m| {
-                    let tooltip = format!("t = {} s: {}", fmt_seconds(m.t_s), m.label);
-                    (x_of(m.t_s), truncate(&m.label, 60), tooltip)
-                })
+                .map(|m| (x_of(m.t_s), clean_text(&m.label, 60)))
                 .collect(),
         );
-        let marker_rows = placed.iter().map(|p| p.row + 1).max().unwrap_or(0);
-        let band_top = TITLE_BAND;
-        let band_height = if marker_rows > 0 {
-            marker_rows as f64 * MARKER_ROW_HEIGHT + 8.0
+        let rows = placed.iter().map(|p| p.row + 1).max().unwrap_or(0) as u32;
+        let band = if rows > 0 {
+            rows * MARKER_ROW_HEIGHT + 8
         } else {
-            0.0
+            0
         };
-
-        // Panel geometry.
-        struct Layout {
-            top: f64,
-            plot_top: f64,
-            plot_bottom: f64,
-            series: Vec<CleanSeries>,
-            legend: Vec<(f64, usize)>,
-        }
-        let mut layouts = Vec::with_capacity(self.panels.len());
-        let mut y = band_top + band_height;
-        for panel in &self.panels {
-            let series: Vec<CleanSeries> = panel.series.iter().map(clean_series).collect();
-            let names: Vec<String> = series.iter().map(|s| s.name.clone()).collect();
-            let (legend, rows) = legend_layout(&names);
-            let extra = (rows.saturating_sub(1)) as f64 * LEGEND_ROW_HEIGHT;
-            let height = PANEL_HEIGHT + extra;
-            layouts.push(Layout {
-                top: y,
-                plot_top: y + PANEL_PLOT_TOP + extra,
-                plot_bottom: y + height - PANEL_BELOW_PLOT,
-                series,
-                legend,
-            });
-            y += height;
-        }
-        let total_height = if self.panels.is_empty() {
-            y + 16.0
-        } else {
-            y + TIME_TITLE_BAND
-        };
+        let panels_top = TITLE_BAND + band;
+        let n = self.panels.len() as u32;
+        let height = panels_top + n * PANEL_HEIGHT + if n > 0 { TIME_TITLE_BAND } else { 16 };
 
         let mut out = String::new();
-        put!(
-            out,
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"{w}\" height=\"{h}\" \
-             viewBox=\"0 0 {w} {h}\" font-family=\"Helvetica, Arial, sans-serif\" font-size=\"12\">\n",
-            w = Px(WIDTH),
-            h = Px(total_height)
-        );
-        put!(out, "<title>{}</title>\n", esc(&self.title));
-        put!(
-            out,
-            "<rect x=\"0\" y=\"0\" width=\"{}\" height=\"{}\" fill=\"#ffffff\"/>\n",
-            Px(WIDTH),
-            Px(total_height)
-        );
-        // Clip paths: series lines stay inside their plot area.
-        out.push_str("<defs>\n");
-        for (i, l) in layouts.iter().enumerate() {
-            put!(
-                out,
-                "<clipPath id=\"quire-plot-clip-{i}\"><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"/></clipPath>\n",
-                Px(PLOT_LEFT - 3.0),
-                Px(l.plot_top - 3.0),
-                Px(PLOT_RIGHT - PLOT_LEFT + 6.0),
-                Px(l.plot_bottom - l.plot_top + 6.0)
+        let drawn = {
+            let root = SVGBackend::with_string(&mut out, (WIDTH, height)).into_drawing_area();
+            self.draw(&root, duration, &placed, panels_top)
+                .and_then(|()| root.present())
+        };
+        if let Err(e) = drawn {
+            // Drawing into a string does not fail; should plotters refuse, say so in the figure.
+            return format!(
+                "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"40\">\
+                 <text x=\"8\" y=\"24\">{}: the plot could not be drawn: {}</text></svg>\n",
+                esc(&self.title),
+                esc(&e.to_string())
             );
         }
-        out.push_str("</defs>\n");
-        put!(
-            out,
-            "<text x=\"{}\" y=\"26\" font-size=\"18\" font-weight=\"bold\" fill=\"#111111\">{}</text>\n",
-            Px(PLOT_LEFT),
-            esc(&truncate(&self.title, 80))
-        );
-
-        // Marker lines first, so that data and text are drawn over them.
-        let lines_bottom = layouts
-            .last()
-            .map(|l| l.plot_bottom)
-            .unwrap_or(band_top + band_height);
-        out.push_str("<g class=\"markers\">\n");
-        for p in &placed {
-            let baseline = band_top + (p.row + 1) as f64 * MARKER_ROW_HEIGHT;
-            put!(
-                out,
-                "<g><title>{tip}</title><line x1=\"{x}\" y1=\"{y1}\" x2=\"{x}\" y2=\"{y2}\" stroke=\"{c}\" \
-                 stroke-width=\"1\" stroke-dasharray=\"5,4\" stroke-opacity=\"0.75\"/>\
-                 <text x=\"{tx}\" y=\"{ty}\" font-size=\"{MARKER_FONT}\" fill=\"#333333\"{HALO}{anchor}>{label}</text></g>\n",
-                tip = esc(&p.tooltip),
-                x = Px(p.x),
-                y1 = Px(baseline - 10.0),
-                y2 = Px(lines_bottom),
-                c = MARKER_COLOUR,
-                tx = Px(if p.anchor_end { p.end } else { p.start }),
-                ty = Px(baseline),
-                anchor = if p.anchor_end {
-                    " text-anchor=\"end\""
-                } else {
-                    ""
-                },
-                label = esc(&p.text),
+        // The document's title (plotters has no element for it), right after `<svg …>`.
+        if let Some(open_end) = out.find(">\n") {
+            out.insert_str(
+                open_end + 2,
+                &format!("<title>{}</title>\n", esc(&self.title)),
             );
         }
-        out.push_str("</g>\n");
-
-        for (i, (panel, l)) in self.panels.iter().zip(&layouts).enumerate() {
-            render_panel(
-                &mut out,
-                i,
-                panel,
-                l.top,
-                l.plot_top,
-                l.plot_bottom,
-                &l.series,
-                &l.legend,
-                &time,
-                &x_of,
-            );
-        }
-
-        if let Some(last) = layouts.last() {
-            put!(
-                out,
-                "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#333333\">time (s)</text>\n",
-                Px((PLOT_LEFT + PLOT_RIGHT) / 2.0),
-                Px(last.plot_bottom + 36.0)
-            );
-        } else {
-            put!(
-                out,
-                "<text x=\"{}\" y=\"{}\" fill=\"#777777\">(no panels)</text>\n",
-                Px(PLOT_LEFT),
-                Px(total_height - 8.0)
-            );
-        }
-        out.push_str("</svg>\n");
         out
     }
+
+    fn draw(
+        &self,
+        root: &DrawingArea<SVGBackend, Shift>,
+        duration: f64,
+        placed: &[PlacedMarker],
+        panels_top: u32,
+    ) -> DrawResult {
+        root.fill(&WHITE)?;
+        root.draw(&Text::new(
+            clean_text(&self.title, 80),
+            (PLOT_LEFT as i32, 10),
+            font(18.0).style(FontStyle::Bold).color(&TEXT_COLOUR),
+        ))?;
+        let n = self.panels.len() as u32;
+        // Marker lines first, so that data and text are drawn over them; they run down to the
+        // last panel's time axis.
+        let lines_bottom = if n > 0 {
+            panels_top + n * PANEL_HEIGHT - TICKS_BELOW_PLOT
+        } else {
+            panels_top
+        };
+        draw_markers(root, placed, lines_bottom as i32)?;
+        if n == 0 {
+            root.draw(&Text::new(
+                "(no panels)",
+                (PLOT_LEFT as i32, panels_top as i32),
+                font(12.0).color(&RGBColor(0x77, 0x77, 0x77)),
+            ))?;
+            return Ok(());
+        }
+        let (_, below) = root.split_vertically(panels_top);
+        let breaks: Vec<u32> = (1..n).map(|i| i * PANEL_HEIGHT).collect();
+        let areas = below.split_by_breakpoints::<u32, u32, _, _>([], breaks);
+        for (i, (panel, area)) in self.panels.iter().zip(&areas).enumerate() {
+            draw_panel(area, panel, duration, i + 1 == areas.len())?;
+        }
+        Ok(())
+    }
 }
 
-/// Seconds for a tooltip: up to three decimals, trailing zeros trimmed.
-fn fmt_seconds(t: f64) -> String {
-    let s = format!("{t:.3}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    s.to_string()
+/// The markers' lines and, in the band above the panels, their labels on a white
+/// background.
+fn draw_markers(
+    root: &DrawingArea<SVGBackend, Shift>,
+    placed: &[PlacedMarker],
+    lines_bottom: i32,
+) -> DrawResult {
+    for p in placed {
+        let top = (TITLE_BAND + p.row as u32 * MARKER_ROW_HEIGHT) as i32;
+        let x = p.x.round() as i32;
+        // Solid and faint: plotters writes a dashed line as one element per dash (a marker
+        // across five panels made ~180 of them).
+        root.draw(&PathElement::new(
+            [(x, top + 1), (x, lines_bottom)],
+            MARKER_COLOUR.mix(0.6).stroke_width(1),
+        ))?;
+        root.draw(&Rectangle::new(
+            [
+                (p.start.round() as i32 - 1, top + 1),
+                (p.end.round() as i32 + 1, top + MARKER_ROW_HEIGHT as i32 - 1),
+            ],
+            WHITE.filled(),
+        ))?;
+        let (tx, h) = if p.anchor_end {
+            (p.end, HPos::Right)
+        } else {
+            (p.start, HPos::Left)
+        };
+        root.draw(&Text::new(
+            p.text.clone(),
+            (tx.round() as i32, top + 2),
+            font(MARKER_FONT)
+                .color(&RGBColor(0x33, 0x33, 0x33))
+                .pos(Pos::new(h, VPos::Top)),
+        ))?;
+    }
+    Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn render_panel(
-    out: &mut String,
-    index: usize,
+/// One panel: title, axes with ticks, the series (dashed past the palette), dots on short
+/// series, and the legend right of the plot.
+fn draw_panel(
+    area: &DrawingArea<SVGBackend, Shift>,
     panel: &Panel,
-    top: f64,
-    plot_top: f64,
-    plot_bottom: f64,
-    series: &[CleanSeries],
-    legend: &[(f64, usize)],
-    time: &Axis,
-    x_of: &dyn Fn(f64) -> f64,
-) {
-    // Value range over the points inside the time axis (points outside are clipped anyway).
-    let in_time = |t: f64| t >= time.lo - 1e-9 * time.hi && t <= time.hi * (1.0 + 1e-9);
-    let range = series
+    duration: f64,
+    last: bool,
+) -> DrawResult {
+    let series: Vec<CleanSeries> = panel
+        .series
         .iter()
-        .flat_map(|s| s.points.iter())
-        .filter(|(t, _)| in_time(*t))
-        .fold(None, |acc: Option<(f64, f64)>, &(_, v)| match acc {
-            None => Some((v, v)),
-            Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
-        });
-    let has_data = range.is_some();
-    let values = value_axis(range);
-    let y_of = |v: f64| plot_bottom - values.frac(v) * (plot_bottom - plot_top);
-
-    put!(out, "<g class=\"panel\" id=\"quire-panel-{index}\">\n");
-    put!(
-        out,
-        "<text x=\"{}\" y=\"{}\" font-size=\"14\" font-weight=\"bold\" fill=\"#111111\">{}</text>\n",
-        Px(PLOT_LEFT),
-        Px(top + PANEL_TITLE_Y),
-        esc(&truncate(&panel.title, 100))
-    );
-
-    // Grid and tick labels.
-    for &v in &values.ticks {
-        let y = y_of(v);
-        let stroke = if v == 0.0 && values.lo < 0.0 {
-            "#999999"
-        } else {
-            "#e6e6e6"
-        };
-        put!(
-            out,
-            "<line x1=\"{}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"{stroke}\" stroke-width=\"1\"/>\n",
-            Px(PLOT_LEFT),
-            Px(PLOT_RIGHT),
-            y = Px(y)
-        );
-        put!(
-            out,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\" fill=\"#333333\">{}</text>\n",
-            Px(PLOT_LEFT - 6.0),
-            Px(y + 4.0),
-            esc(&values.format.label(v))
-        );
+        .map(|s| clean_series(s, duration))
+        .collect();
+    let range = value_range(&series);
+    let (lo, hi) = range.unwrap_or((0.0, 1.0));
+    let max_abs = lo.abs().max(hi.abs());
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            clean_text(&panel.title, 100),
+            font(14.0).style(FontStyle::Bold).color(&TEXT_COLOUR),
+        )
+        .margin_top(6)
+        .margin_right(WIDTH - PLOT_RIGHT)
+        .y_label_area_size(PLOT_LEFT)
+        .x_label_area_size(TICKS_BELOW_PLOT + if last { TIME_TITLE_BAND } else { 0 })
+        .build_cartesian_2d(0f64..duration, lo..hi)?;
+    let time_label = |t: &f64| tick_label(*t, duration);
+    let value_label = |v: &f64| tick_label(*v, max_abs);
+    let y_desc = clean_text(&panel.y_label, 40);
+    let mut mesh = chart.configure_mesh();
+    mesh.x_labels(11)
+        .y_labels(6)
+        .x_label_formatter(&time_label)
+        .y_label_formatter(&value_label)
+        .label_style(font(12.0).color(&RGBColor(0x33, 0x33, 0x33)))
+        .axis_desc_style(font(12.0).color(&RGBColor(0x33, 0x33, 0x33)))
+        .bold_line_style(RGBColor(0xe6, 0xe6, 0xe6))
+        // No minor grid: it would be ~500 more lines in a report.
+        .light_line_style(TRANSPARENT)
+        .y_desc(y_desc);
+    if last {
+        mesh.x_desc("time (s)");
     }
-    for &t in &time.ticks {
-        let x = x_of(t);
-        put!(
-            out,
-            "<line x1=\"{x}\" y1=\"{}\" x2=\"{x}\" y2=\"{}\" stroke=\"#f0f0f0\" stroke-width=\"1\"/>\n",
-            Px(plot_top),
-            Px(plot_bottom),
-            x = Px(x)
-        );
-        put!(
-            out,
-            "<line x1=\"{x}\" y1=\"{}\" x2=\"{x}\" y2=\"{}\" stroke=\"#333333\" stroke-width=\"1\"/>\n",
-            Px(plot_bottom),
-            Px(plot_bottom + 4.0),
-            x = Px(x)
-        );
-        put!(
-            out,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#333333\">{}</text>\n",
-            Px(x),
-            Px(plot_bottom + 16.0),
-            esc(&time.format.label(t))
-        );
-    }
-    // Axes.
-    put!(
-        out,
-        "<path d=\"M{l} {t} L{l} {b} L{r} {b}\" fill=\"none\" stroke=\"#333333\" stroke-width=\"1\"/>\n",
-        l = Px(PLOT_LEFT),
-        t = Px(plot_top),
-        b = Px(plot_bottom),
-        r = Px(PLOT_RIGHT)
-    );
-    put!(
-        out,
-        "<text transform=\"translate({},{}) rotate(-90)\" text-anchor=\"middle\" fill=\"#333333\">{}</text>\n",
-        Px(18.0),
-        Px((plot_top + plot_bottom) / 2.0),
-        esc(&truncate(&panel.y_label, 40))
-    );
+    mesh.draw()?;
 
-    // Series.
     for (i, s) in series.iter().enumerate() {
-        let (colour, dash) = series_style(i);
-        let dash_attr = if dash.is_empty() {
-            String::new()
+        let colour = PALETTE[i % PALETTE.len()];
+        let line = colour.stroke_width(2);
+        if i < PALETTE.len() {
+            chart.draw_series(LineSeries::new(s.points.iter().copied(), line))?;
         } else {
-            format!(" stroke-dasharray=\"{dash}\"")
-        };
-        if s.points.len() >= 2 {
-            put!(
-                out,
-                "<polyline clip-path=\"url(#quire-plot-clip-{index})\" fill=\"none\" stroke=\"{colour}\" \
-                 stroke-width=\"1.8\" stroke-linejoin=\"round\" stroke-linecap=\"round\"{dash_attr} points=\""
-            );
-            for (k, &(t, v)) in s.points.iter().enumerate() {
-                if k > 0 {
-                    out.push(' ');
-                }
-                put!(out, "{},{}", Px(x_of(t)), Px(y_of(v)));
-            }
-            out.push_str("\"/>\n");
+            chart.draw_series(DashedLineSeries::new(s.points.iter().copied(), 7, 3, line))?;
         }
-        if !s.points.is_empty() && s.points.len() <= DOTS_UP_TO {
-            put!(
-                out,
-                "<g clip-path=\"url(#quire-plot-clip-{index})\" fill=\"{colour}\">"
-            );
-            for &(t, v) in &s.points {
-                put!(
-                    out,
-                    "<circle cx=\"{}\" cy=\"{}\" r=\"2.5\"/>",
-                    Px(x_of(t)),
-                    Px(y_of(v))
-                );
-            }
-            out.push_str("</g>\n");
+        if s.points.len() <= DOTS_UP_TO {
+            chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 2, colour.filled())))?;
         }
     }
-    if !has_data {
-        put!(
-            out,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"13\" fill=\"#999999\"{HALO}>no data</text>\n",
-            Px((PLOT_LEFT + PLOT_RIGHT) / 2.0),
-            Px((plot_top + plot_bottom) / 2.0 + 4.0)
-        );
+    if range.is_none() {
+        chart.plotting_area().draw(&Text::new(
+            "no data",
+            (duration / 2.0, (lo + hi) / 2.0),
+            font(13.0)
+                .color(&RGBColor(0x99, 0x99, 0x99))
+                .pos(Pos::new(HPos::Center, VPos::Center)),
+        ))?;
     }
-
-    // Legend.
-    for (i, (s, &(x, row))) in series.iter().zip(legend).enumerate() {
-        let (colour, dash) = series_style(i);
-        let y = top + PANEL_LEGEND_Y + row as f64 * LEGEND_ROW_HEIGHT;
-        let dash_attr = if dash.is_empty() {
-            String::new()
+    // The legend, right of the plot: plotters' own legend box clamps to the plotting area, where
+    // it would hide data.
+    let plot_top = chart.plotting_area().get_pixel_range().1.start - area.get_base_pixel().1;
+    let left = PLOT_RIGHT as i32 + 10;
+    for (i, s) in series.iter().enumerate() {
+        let colour = PALETTE[i % PALETTE.len()];
+        let y = plot_top + 6 + 16 * i as i32;
+        let swatch = [(left, y), (left + 18, y)];
+        if i < PALETTE.len() {
+            area.draw(&PathElement::new(swatch, colour.stroke_width(3)))?;
         } else {
-            format!(" stroke-dasharray=\"{dash}\"")
-        };
-        put!(
-            out,
-            "<line x1=\"{}\" y1=\"{ly}\" x2=\"{}\" y2=\"{ly}\" stroke=\"{colour}\" stroke-width=\"3\"{dash_attr}/>\
-             <text x=\"{}\" y=\"{}\" font-size=\"{LEGEND_FONT}\" fill=\"#222222\"{HALO}>{}</text>\n",
-            Px(x),
-            Px(x + 18.0),
-            Px(x + 23.0),
-            Px(y),
-            esc(&s.name),
-            ly = Px(y - 4.0),
-        );
+            area.draw(&DashedPathElement::new(
+                swatch,
+                5,
+                2,
+                colour.stroke_width(3),
+            ))?;
+        }
+        area.draw(&Text::new(
+            s.name.clone(),
+            (left + 24, y),
+            font(12.0)
+                .color(&TEXT_COLOUR)
+                .pos(Pos::new(HPos::Left, VPos::Center)),
+        ))?;
     }
-    out.push_str("</g>\n");
+    Ok(())
 }
 
 #[cfg(test)]
@@ -963,20 +682,63 @@ mod tests {
         }
     }
 
+    /// The text of every `<text>` element, trimmed (still XML-escaped).
+    fn texts(svg: &str) -> Vec<String> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| {
+                let body = &t[t.find('>')? + 1..];
+                Some(body[..body.find("</text>")?].trim().to_string())
+            })
+            .collect()
+    }
+
     #[test]
-    fn plot_svg_has_titles_and_is_clean() {
+    fn plot_svg_has_titles_series_markers_and_legends() {
         let fig = sample();
         let svg = fig.to_svg();
         assert_clean(&svg);
         assert_balanced(&svg);
-        assert!(svg.contains("Throughput"));
-        assert!(svg.contains("Commit latency"));
-        assert!(svg.contains("replica 0 equivocate"));
-        assert!(svg.contains("scenario: equivocating leader &lt;n=4, f=1&gt; &amp; recovery"));
-        assert!(svg.contains(">tx/s<"));
-        assert!(svg.contains(">time (s)<"));
-        // SI suffixes on the huge panel.
-        assert!(svg.contains(">400G<"), "{svg}");
+        let texts = texts(&svg);
+        let has = |s: &str| texts.iter().any(|t| t == s);
+        for panel in &fig.panels {
+            assert!(has(&panel.title), "panel title {}", panel.title);
+            assert!(has(&panel.y_label), "y label {}", panel.y_label);
+            // A legend entry for every series.
+            for s in &panel.series {
+                assert!(has(&s.name), "legend {}", s.name);
+            }
+        }
+        // Every marker is labelled and drawn as a line in the marker colour.
+        for m in &fig.markers {
+            assert!(has(&m.label), "marker {}", m.label);
+        }
+        assert_eq!(
+            svg.matches("stroke=\"#555555\"").count(),
+            fig.markers.len(),
+            "one line per marker"
+        );
+        assert!(svg.contains(
+            "<title>scenario: equivocating leader &lt;n=4, f=1&gt; &amp; recovery</title>"
+        ));
+        assert!(has(
+            "scenario: equivocating leader &lt;n=4, f=1&gt; &amp; recovery"
+        ));
+        assert!(has("time (s)"));
+        // Series lines in their palette colours; the ninth and tenth replicas reuse them dashed.
+        for colour in ["#1F77B4", "#FF7F0E", "#2CA02C", "#17BECF"] {
+            assert!(
+                svg.to_uppercase().contains(&format!("STROKE=\"{colour}\"")),
+                "no series in {colour}"
+            );
+        }
+        assert!(svg.matches("<polyline").count() >= 7, "series lines");
+        // Time ticks every 20 s and SI suffixes on the huge panel.
+        for t in ["0", "20", "60", "120"] {
+            assert!(has(t), "time tick {t}");
+        }
+        assert!(has("400G"), "{texts:?}");
+        assert!(has("no data"));
     }
 
     #[test]
@@ -994,11 +756,13 @@ mod tests {
         let svg = fig.to_svg();
         assert_clean(&svg);
         assert_balanced(&svg);
-        assert!(svg.contains("a &lt; b &amp; c"));
-        assert!(svg.contains("&lt;script&gt;alert(&apos;x&apos;)&lt;/script&gt;"));
-        assert!(svg.contains("&quot;quoted&quot; &amp; more"));
-        assert!(svg.contains("s&lt;1&gt;&amp;<"));
-        assert!(svg.contains("a&amp;b&lt;c&gt;"));
+        let texts = texts(&svg);
+        let has = |s: &str| texts.iter().any(|t| t == s);
+        assert!(has("a &lt; b &amp; c"));
+        assert!(has("&lt;script&gt;alert(&apos;x&apos;)&lt;/script&gt;"));
+        assert!(has("&quot;quoted&quot; &amp; more"));
+        assert!(has("s&lt;1&gt;&amp;"), "{texts:?}");
+        assert!(has("a&amp;b&lt;c&gt;"));
         assert!(!svg.contains("<script"));
         assert!(!svg.contains('\u{1}'));
     }
@@ -1114,65 +878,24 @@ mod tests {
     }
 
     #[test]
-    fn plot_nice_ticks() {
-        let labels =
-            |a: &Axis| -> Vec<String> { a.ticks.iter().map(|&v| a.format.label(v)).collect() };
-
-        let a = value_axis(Some((0.0, 97.0)));
-        assert_eq!((a.lo, a.hi), (0.0, 100.0));
-        assert_eq!(labels(&a), ["0", "20", "40", "60", "80", "100"]);
-
-        let a = value_axis(Some((3.0, 3.0)));
-        assert_eq!(labels(&a), ["0", "1", "2", "3"]);
-
-        let a = value_axis(Some((0.0, 0.0)));
-        assert_eq!(labels(&a), ["0", "0.2", "0.4", "0.6", "0.8", "1.0"]);
-
-        let a = value_axis(Some((-3.2, 7.9)));
-        assert_eq!(labels(&a), ["-5", "0", "5", "10"]);
-
-        let a = value_axis(Some((0.0, 0.013)));
-        assert_eq!(labels(&a), ["0", "0.005", "0.010", "0.015"]);
-
-        let a = value_axis(Some((0.0, 2.4e6)));
-        assert_eq!(labels(&a), ["0", "0.5M", "1.0M", "1.5M", "2.0M", "2.5M"]);
-
-        let a = value_axis(Some((0.0, 37_000.0)));
-        assert_eq!(labels(&a), ["0", "10k", "20k", "30k", "40k"]);
-
-        let a = value_axis(Some((0.0, 3e18)));
-        assert_eq!(labels(&a), ["0", "1e18", "2e18", "3e18"]);
-
-        let a = value_axis(Some((0.0, 2e-5)));
-        assert_eq!(labels(&a), ["0", "5e-6", "1e-5", "1.5e-5", "2e-5"]);
-
-        let t = time_axis(120.0);
-        assert_eq!(labels(&t), ["0", "20", "40", "60", "80", "100", "120"]);
-        let t = time_axis(95.0);
+    fn plot_tick_labels() {
+        let labels = |max: f64, ticks: &[f64]| -> Vec<String> {
+            ticks.iter().map(|&v| tick_label(v, max)).collect()
+        };
+        assert_eq!(labels(100.0, &[0.0, 20.0, 100.0]), ["0", "20", "100"]);
         assert_eq!(
-            labels(&t),
-            ["0", "10", "20", "30", "40", "50", "60", "70", "80", "90"]
+            labels(1.0, &[0.0, 0.2, 0.30000000000000004]),
+            ["0", "0.2", "0.3"]
         );
-        assert_eq!(t.hi, 95.0);
-        let t = time_axis(1.0);
-        assert_eq!(labels(&t).len(), 11);
-        assert_eq!(labels(&t)[10], "1.0");
-        let t = time_axis(3600.0);
-        assert_eq!(
-            labels(&t),
-            ["0", "500", "1000", "1500", "2000", "2500", "3000", "3500"]
-        );
-
-        for raw in [0.7, 1.0, 1.3, 2.0, 2.2, 4.9, 5.0, 7.0, 0.03, 123.0, 9e12] {
-            let s = nice_step(raw);
-            assert!(s >= raw * (1.0 - 1e-12), "{raw} -> {s}");
-            assert!(s < raw * 10.0);
-            let m = s / 10f64.powf(s.log10().floor());
-            assert!(
-                [1.0, 2.0, 5.0, 10.0].iter().any(|x| (m - x).abs() < 1e-9),
-                "{raw} -> {s}"
-            );
-        }
+        assert_eq!(labels(0.015, &[0.005, 0.0025]), ["0.005", "0.0025"]);
+        assert_eq!(labels(2.6e6, &[0.5e6, 1e6, 2.5e6]), ["0.5M", "1M", "2.5M"]);
+        assert_eq!(labels(40_000.0, &[10_000.0, 35_000.0]), ["10k", "35k"]);
+        assert_eq!(labels(5000.0, &[1000.0, 5000.0]), ["1000", "5000"]);
+        assert_eq!(labels(4.2e11, &[4e11, 1e11]), ["400G", "100G"]);
+        assert_eq!(labels(3e18, &[1e18, 3e18]), ["1e18", "3e18"]);
+        assert_eq!(labels(2e-5, &[5e-6, 1.5e-5]), ["5e-6", "1.5e-5"]);
+        assert_eq!(labels(1e300, &[f64::NAN, f64::INFINITY]), ["", ""]);
+        assert_eq!(labels(3.0, &[-3.0, -1.5]), ["-3", "-1.5"]);
     }
 
     #[test]
@@ -1180,11 +903,11 @@ mod tests {
         let check = |xs: &[f64], lines_may_cross: bool| {
             let placed = place_markers(
                 xs.iter()
-                    .map(|&x| (x, "replica 0 equivocate".to_string(), String::new()))
+                    .map(|&x| (x, "replica 0 equivocate".to_string()))
                     .collect(),
             );
             for (i, a) in placed.iter().enumerate() {
-                assert!(a.start >= 0.0 && a.end <= WIDTH, "{a:?}");
+                assert!(a.start >= 0.0 && a.end <= f64::from(WIDTH), "{a:?}");
                 for (j, b) in placed.iter().enumerate() {
                     if i == j {
                         continue;

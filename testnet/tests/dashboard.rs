@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: Chromium, driven through chromedriver (WebDriver) by
 //! `fantoccini`, against a real 4-replica testnet. What a user does with clicks must reach the
 //! replicas (an equivocating primary is caught, a 2/2 partition stops progress, healing resumes
-//! it) and the page must show it, with the safety verdict staying "safe" throughout.
+//! it) and the page must show it, with the safety verdict staying "safe" throughout. On a
+//! proof-of-work testnet the page draws the block tree, live, with its k-deep final prefix.
 //!
 //! Skipped, with a message, only where no Chromium or chromedriver is installed
 //! (`scripts/setup --tests` installs Debian's `chromium` and `chromium-driver`).
@@ -14,6 +15,22 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
+
+/// Chromium and chromedriver, or `None` (and a message) where they are not installed.
+fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
+    match (
+        find(&["chromium", "chromium-browser", "google-chrome"]),
+        find(&["chromedriver"]),
+    ) {
+        (Some(chromium), Some(chromedriver)) => Some((chromium, chromedriver)),
+        _ => {
+            println!(
+                "SKIPPED: no chromium and chromedriver on PATH (scripts/setup --tests installs Debian's chromium and chromium-driver)"
+            );
+            None
+        }
+    }
+}
 
 fn find(names: &[&str]) -> Option<PathBuf> {
     let paths = std::env::var_os("PATH")?;
@@ -136,13 +153,7 @@ async fn verdict(c: &Client) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_attacks_the_testnet_from_the_page_and_watches_pbft_hold() {
-    let (Some(chromium), Some(chromedriver)) = (
-        find(&["chromium", "chromium-browser", "google-chrome"]),
-        find(&["chromedriver"]),
-    ) else {
-        println!(
-            "SKIPPED: no chromium and chromedriver on PATH (scripts/setup --tests installs Debian's chromium and chromium-driver)"
-        );
+    let Some((chromium, chromedriver)) = browser_binaries() else {
         return;
     };
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
@@ -326,4 +337,133 @@ async fn a_user_attacks_the_testnet_from_the_page_and_watches_pbft_hold() {
         "the dashboard outlived down"
     );
     assert!(quire_testnet::dashboard::url(&net.tn.layout).is_none());
+}
+
+/// How many elements match `css`.
+async fn count(c: &Client, css: &str) -> usize {
+    c.find_all(Locator::Css(css)).await.map_or(0, |e| e.len())
+}
+
+/// The highest block drawn in the tree.
+async fn top_height(c: &Client) -> u64 {
+    let mut top = 0;
+    if let Ok(blocks) = c.find_all(Locator::Css("#pow-tree .block")).await {
+        for b in blocks {
+            if let Ok(Some(h)) = b.attr("data-height").await {
+                top = top.max(h.parse().unwrap_or(0));
+            }
+        }
+    }
+    top
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pow_testnet_shows_its_block_tree_and_final_prefix_live() {
+    use quire_chain::genesis::ConsensusMode;
+    use quire_chain::pow::PowParams;
+    use quire_node::config::PowFile;
+
+    let Some((chromium, chromedriver)) = browser_binaries() else {
+        return;
+    };
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot folder");
+    const K: u32 = 3;
+    let mut plan = quire_testnet::generate::Plan {
+        nodes: 4,
+        accounts: 4,
+        base_port: 0,
+        pow_node: PowFile {
+            hashes_per_s: 20_000,
+            ..PowFile::default()
+        },
+        ..quire_testnet::generate::Plan::default()
+    };
+    plan.protocol.consensus = ConsensusMode::Pow;
+    // A block every half second: the tree grows visibly within seconds.
+    plan.pow = Some(PowParams {
+        confirmations: K,
+        ..PowParams::for_hash_rate(4 * 20_000, 500)
+    });
+    let net = support::start_with("dashboard-pow", plan).await;
+    let url = quire_testnet::dashboard::start(
+        &net.tn.layout,
+        Path::new(env!("CARGO_BIN_EXE_quire-testnet")),
+        0,
+    )
+    .expect("the dashboard starts");
+    let (_driver, port) = start_driver(&chromedriver);
+    let c = browser(port, &chromium).await;
+    c.goto(&url).await.expect("open the dashboard");
+
+    // The tree is drawn from the replicas' own answers: blocks, every replica's head, and a
+    // final prefix k deep below the reference head.
+    until(
+        &c,
+        Duration::from_secs(30),
+        "a tree with blocks, heads and a final prefix",
+        async |c| {
+            count(c, "#pow-tree .block").await > K as usize
+                && count(c, "#pow-tree .block.final").await >= 1
+                && count(c, "#pow-tree .prefix").await == 1
+                && !texts(c, "#pow-tree .head").await.is_empty()
+        },
+    )
+    .await;
+    // The final prefix is exactly what is k deep on the reference chain.
+    let label = texts(&c, "#pow-tree .prefix-label").await.concat();
+    assert!(label.contains(&format!("k = {K} deep")), "{label}");
+    // Live: new blocks appear within seconds, and the final prefix follows them.
+    let top = top_height(&c).await;
+    until(&c, Duration::from_secs(20), "the tree grows", async |c| {
+        top_height(c).await >= top + 2
+    })
+    .await;
+    let finals: Vec<u64> = {
+        let mut v = Vec::new();
+        if let Ok(blocks) = c.find_all(Locator::Css("#pow-tree .block.final")).await {
+            for b in blocks {
+                if let Ok(Some(h)) = b.attr("data-height").await {
+                    v.push(h.parse().unwrap_or(0));
+                }
+            }
+        }
+        v
+    };
+    let top = top_height(&c).await;
+    assert!(
+        finals.iter().all(|h| h + u64::from(K) <= top + 1),
+        "a block marked final less than k deep: finals {finals:?}, top {top}"
+    );
+    screenshot(&c, &shots, "5-pow-tree").await;
+
+    // Replica 3 mines selfishly, from the page, with half the hash power: it withholds its
+    // blocks and publishes them to orphan the others', so forks and stale blocks appear.
+    quire_testnet::pow::hashpower(&net.tn, 3, 60_000).expect("set replica 3's hash power");
+    click(&c, "#b-replica option[value='3']").await;
+    click(&c, "#b-name option[value='selfish-mine']").await;
+    click(&c, "#do-behaviour").await;
+    until(
+        &c,
+        Duration::from_secs(40),
+        "a fork with a stale block in the tree",
+        async |c| {
+            count(c, "#pow-tree .block.stale").await > 0
+                && count(c, "#pow-tree .block.fork").await > 0
+        },
+    )
+    .await;
+    screenshot(&c, &shots, "6-pow-selfish").await;
+    let section = c
+        .find(Locator::Id("pow-section"))
+        .await
+        .expect("the block tree section");
+    let png = section
+        .screenshot()
+        .await
+        .expect("a screenshot of the tree");
+    let path = shots.join("6-pow-tree-section.png");
+    std::fs::write(&path, png).expect("write the screenshot");
+    println!("screenshot: {}", path.display());
+    c.close().await.expect("close the browser");
 }

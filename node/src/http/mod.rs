@@ -8,6 +8,7 @@
 //! | `POST /admin/block?peers=1,2` | drop all traffic to and from these replicas (`peers=` clears) |
 //! | `POST /admin/delay?peer=1&ms=200` | delay what this replica sends to a peer |
 //! | `GET /admin/state` | behaviour, blocked peers, delays |
+//! | `GET /admin/pow/tree` | proof of work: the block tree near the head (main chain and side blocks) |
 //!
 //! The admin API answers only requests from loopback addresses, whatever address it listens on.
 
@@ -40,6 +41,11 @@ pub trait Links: Send + Sync {
     /// driver renders as text (the transport's are a collector of the registry).
     fn extra_metrics(&self) -> String {
         String::new()
+    }
+    /// Proof of work: the recent block tree as text (see [`crate::pow::admin::render_tree`]);
+    /// `None` on a PBFT replica.
+    fn pow_tree(&self) -> Option<String> {
+        None
     }
     /// The replica switched behaviour: attacks on connections rather than messages (slowloris)
     /// start or stop here.
@@ -209,6 +215,10 @@ async fn admin(
                 r.behaviour, blocked, delays, r.view, r.height, r.describe
             ))
         }
+        ("GET", "/admin/pow/tree") => ctx
+            .links
+            .pow_tree()
+            .ok_or_else(|| "this replica runs PBFT: it has no block tree".to_string()),
         _ => Err(format!("unknown admin request {method} {path}")),
     }
 }
@@ -328,5 +338,9 @@ mod tests {
             let (status, body) = route(&ctx, local, "POST", bad).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
         }
+        // A PBFT replica has no block tree to show.
+        let (status, body) = route(&ctx, local, "GET", "/admin/pow/tree").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("runs PBFT"), "{body}");
     }
 }

@@ -1,8 +1,11 @@
-//! The admin API's proof-of-work requests: behaviours and the miner's hash rate.
+//! The admin API's proof-of-work requests: behaviours, the miner's hash rate, and the recent
+//! block tree (read-only, for the dashboard).
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use quire_chain::genesis::ConsensusMode;
+use quire_chain::pow::PowChain;
 
 use super::{PowBehaviour, PowEvent};
 use crate::driver::Event;
@@ -44,6 +47,45 @@ pub async fn hashpower(ctx: &HttpContext, params: &BTreeMap<&str, &str>) -> Resu
     Ok(format!("hash rate {rate}\n"))
 }
 
+/// Blocks this far below the head (and everything above them, side blocks included) are in
+/// `GET /admin/pow/tree`.
+pub const TREE_WINDOW: u64 = 40;
+
+/// The block tree from `window` blocks below the head up, as text: a `head HEIGHT HASH` line,
+/// then one `block HEIGHT HASH PARENT MINER main|side` line per block, in height order. Side
+/// blocks that fork off below the window are left out; the tree is walked down the children
+/// from the main-chain block at the bottom of the window, so the cost is that of the window.
+pub fn render_tree(chain: &PowChain, window: u64) -> String {
+    let head = chain.head();
+    let mut out = String::new();
+    let _ = writeln!(out, "head {} {}", head.height, head.hash());
+    let bottom = head.height.saturating_sub(window);
+    let Some(root) = chain.main_hash(bottom) else {
+        return out;
+    };
+    let tree = chain.tree();
+    let mut blocks = Vec::new();
+    let mut stack = vec![root];
+    while let Some(hash) = stack.pop() {
+        let Some(node) = tree.get(&hash) else {
+            continue;
+        };
+        blocks.push((
+            node.header.height,
+            hash,
+            node.header.parent_hash,
+            node.header.proposer,
+        ));
+        stack.extend(node.children.iter().copied());
+    }
+    blocks.sort_by_key(|b| b.0);
+    for (height, hash, parent, miner) in blocks {
+        let main = if chain.on_main(&hash) { "main" } else { "side" };
+        let _ = writeln!(out, "block {height} {hash} {parent} {miner} {main}");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -71,6 +113,56 @@ mod tests {
         )
         .with_consensus(mode);
         (ctx, inbox)
+    }
+
+    /// The tree near the head: every main-chain block and the side blocks that fork inside the
+    /// window, each with its parent and miner; a fork below the window is left out.
+    #[test]
+    fn the_tree_shows_main_and_side_blocks_within_the_window() {
+        use quire_chain::pow::{Limits, Received};
+        use quire_chain::store::{MemoryStore, Store};
+        use quire_chain::testkit::{TestNet, easy_pow, mine};
+        const NOW: u64 = 1_000_000_000;
+        let net = TestNet::with_pow(4, 2, 0, easy_pow(4));
+        let replica = || {
+            let store = MemoryStore::new(&net.genesis);
+            let chain = PowChain::open(&net.genesis, &store, Limits::default()).unwrap();
+            (store, chain)
+        };
+        let deliver = |(store, chain): &mut (MemoryStore, PowChain), b: quire_chain::Block| {
+            if let Received::NewHead(change) = chain.receive(store, b, NOW).unwrap() {
+                store.write_pow(&change.write).unwrap();
+            }
+        };
+        let (mut a, mut b) = (replica(), replica());
+        let mut main = Vec::new();
+        for i in 1..=3 {
+            let block = mine(&mut a.1, &[], 0, NOW - 10_000 + i * 1000);
+            deliver(&mut a, block.clone());
+            main.push(block);
+        }
+        // Replica 1 saw only the first block, and mined its own second one: stale at `a`.
+        deliver(&mut b, main[0].clone());
+        let side = mine(&mut b.1, &[], 1, NOW - 7_500);
+        deliver(&mut a, side.clone());
+        assert_eq!(a.1.head().hash(), main[2].hash());
+
+        let text = render_tree(&a.1, TREE_WINDOW);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], format!("head 3 {}", main[2].hash()));
+        assert_eq!(lines.len(), 1 + 5, "{text}");
+        assert!(
+            lines.contains(&format!("block 2 {} {} 1 side", side.hash(), main[0].hash()).as_str())
+        );
+        assert!(
+            lines.contains(
+                &format!("block 3 {} {} 0 main", main[2].hash(), main[1].hash()).as_str()
+            )
+        );
+        // A window of one: from height 2 up, without the fork at height 1.
+        let text = render_tree(&a.1, 1);
+        assert_eq!(text.lines().count(), 1 + 2, "{text}");
+        assert!(!text.contains("side"));
     }
 
     /// A PBFT replica refuses a hash rate; a PoW replica refuses PBFT behaviours and bad rates,

@@ -22,10 +22,12 @@ use crate::metrics::ReplicaState;
 use quire_consensus::Admission;
 use quire_consensus::mempool::Refusal as MempoolRefusal;
 
-/// What the HTTP layer reads: this mode's metrics, rendered by the driver.
+/// What the HTTP layer reads: this mode's metrics and the recent block tree
+/// (`GET /admin/pow/tree`), rendered by the driver.
 #[derive(Default)]
 pub struct PowShared {
     pub metrics: Mutex<String>,
+    pub tree: Mutex<String>,
 }
 
 fn now_ms() -> u64 {
@@ -536,6 +538,10 @@ impl PowDriver {
         }
         if let Ok(mut m) = self.pow_shared.metrics.lock() {
             *m = self.render_metrics();
+        }
+        let tree = super::admin::render_tree(&self.chain, super::admin::TREE_WINDOW);
+        if let Ok(mut t) = self.pow_shared.tree.lock() {
+            *t = tree;
         }
     }
 

@@ -87,6 +87,9 @@ impl Links for PowLinks {
             .map(|m| m.clone())
             .unwrap_or_default()
     }
+    fn pow_tree(&self) -> Option<String> {
+        self.pow.tree.lock().ok().map(|t| t.clone())
+    }
 }
 
 /// Runs a proof-of-work replica until SIGINT/SIGTERM or a storage failure.

@@ -11,6 +11,7 @@ pub mod load;
 pub mod scenario;
 pub mod server;
 pub mod state;
+pub mod tree;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;

@@ -1,7 +1,8 @@
 //! What the dashboard shows, sampled about once a second by one task per server (not per
 //! browser tab): each replica's process state and `/metrics`, its head from the client status
 //! call, rates from the difference of two scrapes, a few minutes of history, and the toggles of
-//! `events.log` to mark on the time axis. Each sample is published as one JSON text; every open
+//! `events.log` to mark on the time axis; on a proof-of-work testnet, the block tree each
+//! replica serves (merged in [`super::tree`]). Each sample is published as one JSON text; every open
 //! page receives the latest through a `watch` channel.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -83,17 +84,22 @@ pub struct Sampler {
     previous: Option<(Instant, Vec<Option<Series>>)>,
     history: VecDeque<Value>,
     started_ms: u64,
+    /// Proof of work's `k` (confirmations), or `None` on a PBFT testnet.
+    pow_k: Option<u64>,
 }
 
 impl Sampler {
     pub fn new(net: Arc<Testnet>) -> Sampler {
         let client = Client::new(net.network.clone()).ok();
+        let pow_k = quire_chain::pow::PowRules::new(&net.network.genesis)
+            .map(|rules| u64::from(rules.params.confirmations));
         Sampler {
             net,
             client,
             previous: None,
             history: VecDeque::new(),
             started_ms: unix_ms(),
+            pow_k,
         }
     }
 
@@ -116,6 +122,28 @@ impl Sampler {
         out
     }
 
+    /// Proof of work: every running replica's block tree near its head, merged; `null` on PBFT.
+    async fn pow_tree(&self, states: &[&'static str]) -> Value {
+        let Some(k) = self.pow_k else {
+            return Value::Null;
+        };
+        let mut tasks = Vec::new();
+        for (i, state) in states.iter().enumerate() {
+            let net = self.net.clone();
+            let up = *state == "up";
+            tasks.push(tokio::task::spawn_blocking(move || {
+                up.then(|| net.http(i as u32, "GET", "/admin/pow/tree").ok())
+                    .flatten()
+                    .and_then(|t| super::tree::parse(&t))
+            }));
+        }
+        let mut trees = Vec::new();
+        for t in tasks {
+            trees.push(t.await.ok().flatten());
+        }
+        super::tree::merge(&trees, k)
+    }
+
     /// Each replica's head hash (the status call), or nothing for one that does not answer soon.
     async fn heads(&self) -> BTreeMap<u32, String> {
         let Some(client) = &self.client else {
@@ -134,7 +162,8 @@ impl Sampler {
     pub async fn tick(&mut self, verdict: &Value, load: &Value) -> Value {
         let n = self.net.n();
         let states: Vec<&'static str> = (0..n).map(|i| process_state(&self.net, i)).collect();
-        let (series, heads) = tokio::join!(self.scrape(&states), self.heads());
+        let (series, heads, tree) =
+            tokio::join!(self.scrape(&states), self.heads(), self.pow_tree(&states));
         let now = Instant::now();
         let cards = cards(&states, &series, &heads);
         let rates = self
@@ -176,6 +205,7 @@ impl Sampler {
             "events": events,
             "verdict": verdict,
             "load": load,
+            "tree": tree,
         })
     }
 }

@@ -197,6 +197,11 @@ impl Replica {
         let view = nv.body.view;
         self.view = view;
         self.changing = false;
+        // A rotation this replica was waiting for (its checkpoint not yet stable here) is the
+        // view change the others completed: it is in the rotated view now. Kept, it fired later
+        // and took this replica alone to the next view; as the new primary it also proposed
+        // nothing while it waited (a chaos run: commits stopped for 5 s with one replica down).
+        self.rotation_due = None;
         self.persist(persist::view(view, false));
         self.stats.new_views += 1;
         self.view_start_tick = self.tick;

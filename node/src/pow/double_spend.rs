@@ -4,8 +4,8 @@
 //! holds the conflicting transfer, and holds back the public blocks from its own chain (an input
 //! filter: its chain stays on the private branch, so its miner keeps extending it). It releases the
 //! branch once the payment has the merchant's `k` confirmations on the public chain **and** the
-//! private branch has more work than the public one from the fork point; it gives up when the
-//! public chain is `give_up_behind` blocks longer (the model of docs/pow.md, live: no pre-mined
+//! private branch's tip has more cumulative work than the public tip (the fork choice every
+//! replica makes); it gives up when the public tip is `give_up_behind` blocks higher (the model of docs/pow.md, live: no pre-mined
 //! block). The driver (`driver.rs`) feeds it blocks and carries out its decisions with real
 //! blocks and the normal fork-choice rules on every replica.
 
@@ -69,21 +69,21 @@ pub enum Decision {
     GiveUp,
 }
 
-/// A public block descending from the fork point, as the attacker saw it.
+/// A held public block, linked to a block the attacker knows.
 #[derive(Clone, Debug)]
 struct PublicBlock {
     parent: Hash,
-    /// Blocks above the fork point.
     height: u64,
-    /// Work from the fork point.
+    /// Cumulative work.
     work: Work,
     has_payment: bool,
 }
 
-/// Where the public chain stands, from the fork point.
+/// Where the public chain's best tip stands (the fork point until a public block is linked).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublicView {
-    pub blocks: u64,
+    pub height: u64,
+    /// Cumulative work.
     pub work: Work,
     /// Confirmations of the payment on the public chain's best branch (0: not on it).
     pub payment_confirmations: u64,
@@ -95,7 +95,9 @@ pub struct Race {
     pub payment: TxId,
     pub fork: Hash,
     pub fork_height: u64,
+    fork_work: Work,
     private: Vec<Block>,
+    /// Cumulative work of the private tip.
     private_work: Work,
     public: HashMap<Hash, PublicBlock>,
     /// Public hashes in the order first seen (ties in work go to the first).
@@ -107,14 +109,16 @@ pub struct Race {
 }
 
 impl Race {
-    pub fn new(order: Order, payment: TxId, fork: &Header) -> Race {
+    /// A race from `fork` (the attacker's head, of cumulative work `fork_work`).
+    pub fn new(order: Order, payment: TxId, fork: &Header, fork_work: Work) -> Race {
         Race {
             order,
             payment,
             fork: fork.hash(),
             fork_height: fork.height,
+            fork_work: fork_work.clone(),
             private: Vec::new(),
-            private_work: Work::ZERO,
+            private_work: fork_work,
             public: HashMap::new(),
             seen: Vec::new(),
             held: Vec::new(),
@@ -143,9 +147,11 @@ impl Race {
         self.private.push(block);
     }
 
-    /// A public block (its work already checked). Returns false if it was not linked to the
-    /// fork point (its parent is unknown so far: the caller may fetch).
-    pub fn on_public(&mut self, block: Block) -> bool {
+    /// A public block (its work already checked). `known` gives the height and cumulative work
+    /// of a block in the attacker's own tree (the fork point, its ancestors, side blocks).
+    /// Returns false if it could not be linked (its parent is unknown so far: the caller may
+    /// fetch).
+    pub fn on_public(&mut self, block: Block, known: &dyn Fn(&Hash) -> Option<(u64, Work)>) -> bool {
         let hash = block.hash();
         if self.is_held(&hash) {
             return true;
@@ -154,23 +160,29 @@ impl Race {
         let header = block.header;
         self.held.push(block);
         self.unlinked.push((hash, header, has_payment));
-        let before = self.unlinked.len();
-        self.link_waiting();
-        self.unlinked.len() < before
+        self.link_waiting(known);
+        self.public.contains_key(&hash)
     }
 
-    /// Links every waiting header whose parent is the fork point or a linked public block.
-    fn link_waiting(&mut self) {
+    /// Links every waiting header whose parent is a linked public block or a known block.
+    fn link_waiting(&mut self, known: &dyn Fn(&Hash) -> Option<(u64, Work)>) {
         loop {
-            let at = self.unlinked.iter().position(|(_, h, _)| {
-                h.parent_hash == self.fork || self.public.contains_key(&h.parent_hash)
-            });
-            let Some(at) = at else { return };
-            let (hash, header, has_payment) = self.unlinked.swap_remove(at);
-            let (height, base) = match self.public.get(&header.parent_hash) {
-                Some(p) => (p.height + 1, p.work.clone()),
-                None => (1, Work::ZERO),
+            let mut found = None;
+            for (i, (_, h, _)) in self.unlinked.iter().enumerate() {
+                let base = match self.public.get(&h.parent_hash) {
+                    Some(p) => Some((p.height, p.work.clone())),
+                    None => known(&h.parent_hash),
+                };
+                if let Some(base) = base {
+                    found = Some((i, base));
+                    break;
+                }
+            }
+            let Some((at, (parent_height, base))) = found else {
+                return;
             };
+            let (hash, header, has_payment) = self.unlinked.swap_remove(at);
+            let height = parent_height + 1;
             let own = header.pow.map_or(Work::ZERO, |s| work(&s.target));
             self.public.insert(
                 hash,
@@ -199,8 +211,8 @@ impl Race {
         }
         let Some(tip) = best.and_then(|h| self.public.get(h)) else {
             return PublicView {
-                blocks: 0,
-                work: Work::ZERO,
+                height: self.fork_height,
+                work: self.fork_work.clone(),
                 payment_confirmations: 0,
             };
         };
@@ -214,13 +226,17 @@ impl Race {
             at = self.public.get(&b.parent);
         }
         PublicView {
-            blocks: tip.height,
+            height: tip.height,
             work: tip.work.clone(),
             payment_confirmations,
         }
     }
 
-    /// Release once the payment is `k` deep and the private branch has more work; give up when
+    pub fn private_height(&self) -> u64 {
+        self.fork_height + self.private_blocks()
+    }
+
+    /// Release once the payment is `k` deep and the private tip has more work; give up when
     /// `give_up_behind` blocks behind or past the memory bounds; hold otherwise.
     pub fn decide(&self) -> Decision {
         let public = self.public_view();
@@ -229,7 +245,7 @@ impl Race {
         {
             return Decision::Release;
         }
-        if public.blocks >= self.private_blocks() + self.order.give_up_behind
+        if public.height >= self.private_height() + self.order.give_up_behind
             || self.private.len() >= PRIVATE_BLOCKS_MAX
             || self.held.len() >= HELD_BLOCKS_MAX
         {
@@ -250,6 +266,7 @@ impl Race {
 pub struct Ended {
     pub released: bool,
     pub private_blocks: u64,
+    /// The public tip's height above the fork point.
     pub public_blocks: u64,
     pub payment_confirmations: u64,
 }
@@ -282,6 +299,16 @@ mod tests {
             txs,
             certificate: None,
         }
+    }
+
+    /// The attacker's tree holds only the fork point (work 0).
+    fn known(fork: &Header) -> impl Fn(&Hash) -> Option<(u64, Work)> {
+        let (hash, height) = (fork.hash(), fork.height);
+        move |h: &Hash| (*h == hash).then_some((height, Work::ZERO))
+    }
+
+    fn public(race: &mut Race, fork: &Header, b: Block) -> bool {
+        race.on_public(b, &known(fork))
     }
 
     struct Setup {
@@ -323,7 +350,7 @@ mod tests {
     #[test]
     fn the_branch_is_released_only_when_k_deep_and_ahead_in_work() {
         let s = setup(2, 10);
-        let mut race = Race::new(s.order.clone(), s.payment.id(), &s.fork);
+        let mut race = Race::new(s.order.clone(), s.payment.id(), &s.fork, Work::ZERO);
         // The attacker mines two blocks first: ahead, but the payment is not even public.
         let p1 = header(&s.fork, 1000, 1);
         race.on_private(block(p1, vec![s.order.conflict.clone()]));
@@ -331,12 +358,12 @@ mod tests {
         assert_eq!(race.decide(), Decision::Hold);
         // The payment's block: 1 confirmation, the attacker still ahead, but k = 2.
         let h1 = header(&s.fork, 1000, 3);
-        assert!(race.on_public(block(h1, vec![s.payment.clone()])));
+        assert!(public(&mut race, &s.fork, block(h1, vec![s.payment.clone()])));
         assert_eq!(race.public_view().payment_confirmations, 1);
         assert_eq!(race.decide(), Decision::Hold);
         // A second public block: k deep, but the work is equal.
         let h2 = header(&h1, 1000, 4);
-        assert!(race.on_public(block(h2, vec![])));
+        assert!(public(&mut race, &s.fork, block(h2, vec![])));
         assert_eq!(race.public_view().payment_confirmations, 2);
         assert_eq!(race.decide(), Decision::Hold);
         race.on_private(block(header(&p1, 1000, 5), vec![]));
@@ -349,9 +376,9 @@ mod tests {
     #[test]
     fn the_race_is_judged_by_work_not_height() {
         let s = setup(1, 10);
-        let mut race = Race::new(s.order.clone(), s.payment.id(), &s.fork);
+        let mut race = Race::new(s.order.clone(), s.payment.id(), &s.fork, Work::ZERO);
         let hard = header(&s.fork, 10_000, 1);
-        race.on_public(block(hard, vec![s.payment.clone()]));
+        public(&mut race, &s.fork, block(hard, vec![s.payment.clone()]));
         let p1 = header(&s.fork, 1000, 2);
         race.on_private(block(p1, vec![s.order.conflict.clone()]));
         race.on_private(block(header(&p1, 1000, 3), vec![]));
@@ -363,19 +390,19 @@ mod tests {
     #[test]
     fn public_blocks_out_of_order_are_linked_when_their_parent_arrives() {
         let s = setup(3, 10);
-        let mut race = Race::new(s.order.clone(), s.payment.id(), &s.fork);
+        let mut race = Race::new(s.order.clone(), s.payment.id(), &s.fork, Work::ZERO);
         let h1 = header(&s.fork, 1000, 1);
         let h2 = header(&h1, 1000, 2);
         let h3 = header(&h2, 1000, 3);
-        assert!(!race.on_public(block(h3, vec![])));
-        assert!(!race.on_public(block(h2, vec![])));
-        assert_eq!(race.public_view().blocks, 0);
-        assert!(race.on_public(block(h1, vec![s.payment.clone()])));
+        assert!(!public(&mut race, &s.fork, block(h3, vec![])));
+        assert!(!public(&mut race, &s.fork, block(h2, vec![])));
+        assert_eq!(race.public_view().height, 0);
+        assert!(public(&mut race, &s.fork, block(h1, vec![s.payment.clone()])));
         let view = race.public_view();
-        assert_eq!((view.blocks, view.payment_confirmations), (3, 3));
+        assert_eq!((view.height, view.payment_confirmations), (3, 3));
         assert!(race.is_held(&h2.hash()));
         // The same block again changes nothing.
-        assert!(race.on_public(block(h2, vec![])));
+        assert!(public(&mut race, &s.fork, block(h2, vec![])));
         assert_eq!(race.held_blocks(), 3);
     }
 
@@ -383,7 +410,7 @@ mod tests {
     #[test]
     fn the_attacker_gives_up_far_behind() {
         let s = setup(1, 3);
-        let mut race = Race::new(s.order.clone(), s.payment.id(), &s.fork);
+        let mut race = Race::new(s.order.clone(), s.payment.id(), &s.fork, Work::ZERO);
         race.on_private(block(
             header(&s.fork, 1000, 1),
             vec![s.order.conflict.clone()],
@@ -392,11 +419,11 @@ mod tests {
         for i in 0..3 {
             let h = header(&parent, 1000, 10 + i);
             let txs = if i == 0 { vec![s.payment.clone()] } else { vec![] };
-            race.on_public(block(h, txs));
+            public(&mut race, &s.fork, block(h, txs));
             parent = h;
             assert_eq!(race.decide(), Decision::Hold, "after {} public", i + 1);
         }
-        race.on_public(block(header(&parent, 1000, 20), vec![]));
+        public(&mut race, &s.fork, block(header(&parent, 1000, 20), vec![]));
         assert_eq!(race.decide(), Decision::GiveUp);
     }
 }

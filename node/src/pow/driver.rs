@@ -622,7 +622,10 @@ impl PowDriver {
             payment = %payment,
             "double-spend: the payment is out; mining a private branch"
         );
-        self.double_spend = DoubleSpend::Racing(Box::new(Race::new(*order, payment, &head)));
+        let fork_work = self.chain.head_work().clone();
+        self.double_spend = DoubleSpend::Racing(Box::new(Race::new(
+            *order, payment, &head, fork_work,
+        )));
         self.refresh_template();
     }
 
@@ -657,8 +660,10 @@ impl PowDriver {
             *self.counters.frames_refused.entry(e.name()).or_default() += 1;
             return Ok(None);
         }
+        let chain = &self.chain;
+        let known = |h: &Hash| Some((chain.header(h)?.height, chain.work(h)?.clone()));
         let linked = match &mut self.double_spend {
-            DoubleSpend::Racing(race) => race.on_public(block),
+            DoubleSpend::Racing(race) => race.on_public(block, &known),
             _ => true,
         };
         if !linked {
@@ -689,7 +694,7 @@ impl PowDriver {
         let ended = Ended {
             released: release,
             private_blocks: race.private_blocks(),
-            public_blocks: view.blocks,
+            public_blocks: view.height.saturating_sub(race.fork_height),
             payment_confirmations: view.payment_confirmations,
         };
         let fork_height = race.fork_height;
@@ -780,10 +785,10 @@ impl PowDriver {
             DoubleSpend::Racing(race) => {
                 let view = race.public_view();
                 format!(
-                    " double-spend racing from {}: private {} public {} payment confirmations {}",
+                    " double-spend racing from {}: private {} public tip {} payment confirmations {}",
                     race.fork_height,
                     race.private_blocks(),
-                    view.blocks,
+                    view.height,
                     view.payment_confirmations
                 )
             }

@@ -147,10 +147,17 @@ pub async fn run(dir: &Path, args: &CompareArgs, out: &mut dyn Write) -> Result<
     let pow = pow_side(dir, args, out).await?;
     let mut report = render(args, &pbft, &pow);
     write_svg(&folder, "latency.svg", &latency_figure(&pbft, &pow))?;
-    write_svg(&folder, "committed.svg", &committed_figure(&pow, args.duration as f64))?;
+    write_svg(
+        &folder,
+        "committed.svg",
+        &committed_figure(&pow, args.duration as f64),
+    )?;
     if args.attack {
         let phases = attack::Phases::for_args(args);
-        writeln!(out, "under attack: PBFT with f equivocators, then a partition")?;
+        writeln!(
+            out,
+            "under attack: PBFT with f equivocators, then a partition"
+        )?;
         let pbft_attack = attack::pbft(dir, args, phases).await?;
         writeln!(
             out,
@@ -402,7 +409,9 @@ async fn measure_pow(net: &Testnet, args: &CompareArgs, out: &mut dyn Write) -> 
         latency_samples_ms: latencies,
         committed_over_time,
         height_over_time,
-        duration_s: Instant::now().saturating_duration_since(start).as_secs_f64(),
+        duration_s: Instant::now()
+            .saturating_duration_since(start)
+            .as_secs_f64(),
         blocks: blocks_in_run,
         stale_rate: stale / connected.max(1.0),
         interval_ms,
@@ -419,7 +428,8 @@ async fn measure_pow(net: &Testnet, args: &CompareArgs, out: &mut dyn Write) -> 
 
 fn write_svg(folder: &Path, name: &str, figure: &crate::plot::Figure) -> Result<()> {
     let path = folder.join(name);
-    std::fs::write(&path, figure.to_svg()).with_context(|| format!("cannot write {}", path.display()))
+    std::fs::write(&path, figure.to_svg())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// A sorted sample as an empirical CDF: (value in seconds, fraction at or below), thinned to at

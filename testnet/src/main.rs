@@ -324,7 +324,9 @@ fn run(dir: &Path, command: Command) -> Result<()> {
             let net = Testnet::open(dir)?;
             if quire_testnet::pow::is_pow(&net) && behaviour == "double-spend" {
                 let (Some(from), Some(to)) = (from, to) else {
-                    bail!("double-spend needs --from ACCOUNT (whose next transfer it reverses) and --to ACCOUNT (where the conflicting transfer pays)");
+                    bail!(
+                        "double-spend needs --from ACCOUNT (whose next transfer it reverses) and --to ACCOUNT (where the conflicting transfer pays)"
+                    );
                 };
                 let args = quire_testnet::pow::DoubleSpendArgs {
                     from,

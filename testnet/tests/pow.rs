@@ -107,7 +107,13 @@ async fn a_live_double_spender_reverses_a_payment_with_one_confirmation() {
     let metric = |i: u32, name: &str| {
         let text = net.tn.http(i, "GET", "/metrics").unwrap();
         text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<u64>().ok())
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
             .unwrap_or_else(|| panic!("{name} missing"))
     };
     // The attacker usually has more work the moment the payment's block reaches it, so the

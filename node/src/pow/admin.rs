@@ -40,8 +40,8 @@ fn double_spend_order(params: &BTreeMap<&str, &str>) -> Result<Order, String> {
          (quire-testnet byzantine I double-spend --from ACCOUNT --to ACCOUNT signs it)",
     )?;
     let bytes = hex::decode(hex_tx).map_err(|_| "tx must be hex")?;
-    let conflict = Transaction::from_bytes(&bytes)
-        .map_err(|e| format!("tx is not a transaction: {e}"))?;
+    let conflict =
+        Transaction::from_bytes(&bytes).map_err(|e| format!("tx is not a transaction: {e}"))?;
     let number = |name: &str, default: u64| -> Result<u64, String> {
         params.get(name).map_or(Ok(default), |v| {
             v.parse()
@@ -50,8 +50,12 @@ fn double_spend_order(params: &BTreeMap<&str, &str>) -> Result<Order, String> {
                 .ok_or_else(|| format!("{name} must be a whole number from 1 to 1000"))
         })
     };
-    Order::new(conflict, number("confirmations", 1)?, number("give_up", 10)?)
-        .ok_or_else(|| "tx must be a signed transfer, not a raw payload".into())
+    Order::new(
+        conflict,
+        number("confirmations", 1)?,
+        number("give_up", 10)?,
+    )
+    .ok_or_else(|| "tx must be a signed transfer, not a raw payload".into())
 }
 
 /// `POST /admin/hashpower?rate=…` (hashes per second).
@@ -146,7 +150,10 @@ mod tests {
             (vec![], "needs ?tx="),
             (vec![("tx", "zz")], "hex"),
             (vec![("tx", "00ff")], "not a transaction"),
-            (vec![("tx", tx.as_str()), ("confirmations", "0")], "confirmations"),
+            (
+                vec![("tx", tx.as_str()), ("confirmations", "0")],
+                "confirmations",
+            ),
             (vec![("tx", tx.as_str()), ("give_up", "x")], "give_up"),
         ] {
             let mut params: BTreeMap<&str, &str> = bad.into_iter().collect();

@@ -151,7 +151,11 @@ impl Race {
     /// of a block in the attacker's own tree (the fork point, its ancestors, side blocks).
     /// Returns false if it could not be linked (its parent is unknown so far: the caller may
     /// fetch).
-    pub fn on_public(&mut self, block: Block, known: &dyn Fn(&Hash) -> Option<(u64, Work)>) -> bool {
+    pub fn on_public(
+        &mut self,
+        block: Block,
+        known: &dyn Fn(&Hash) -> Option<(u64, Work)>,
+    ) -> bool {
         let hash = block.hash();
         if self.is_held(&hash) {
             return true;
@@ -358,7 +362,11 @@ mod tests {
         assert_eq!(race.decide(), Decision::Hold);
         // The payment's block: 1 confirmation, the attacker still ahead, but k = 2.
         let h1 = header(&s.fork, 1000, 3);
-        assert!(public(&mut race, &s.fork, block(h1, vec![s.payment.clone()])));
+        assert!(public(
+            &mut race,
+            &s.fork,
+            block(h1, vec![s.payment.clone()])
+        ));
         assert_eq!(race.public_view().payment_confirmations, 1);
         assert_eq!(race.decide(), Decision::Hold);
         // A second public block: k deep, but the work is equal.
@@ -397,7 +405,11 @@ mod tests {
         assert!(!public(&mut race, &s.fork, block(h3, vec![])));
         assert!(!public(&mut race, &s.fork, block(h2, vec![])));
         assert_eq!(race.public_view().height, 0);
-        assert!(public(&mut race, &s.fork, block(h1, vec![s.payment.clone()])));
+        assert!(public(
+            &mut race,
+            &s.fork,
+            block(h1, vec![s.payment.clone()])
+        ));
         let view = race.public_view();
         assert_eq!((view.height, view.payment_confirmations), (3, 3));
         assert!(race.is_held(&h2.hash()));
@@ -418,7 +430,11 @@ mod tests {
         let mut parent = s.fork;
         for i in 0..3 {
             let h = header(&parent, 1000, 10 + i);
-            let txs = if i == 0 { vec![s.payment.clone()] } else { vec![] };
+            let txs = if i == 0 {
+                vec![s.payment.clone()]
+            } else {
+                vec![]
+            };
             public(&mut race, &s.fork, block(h, txs));
             parent = h;
             assert_eq!(race.decide(), Decision::Hold, "after {} public", i + 1);

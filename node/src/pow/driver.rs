@@ -623,16 +623,19 @@ impl PowDriver {
             "double-spend: the payment is out; mining a private branch"
         );
         let fork_work = self.chain.head_work().clone();
-        self.double_spend = DoubleSpend::Racing(Box::new(Race::new(
-            *order, payment, &head, fork_work,
-        )));
+        self.double_spend =
+            DoubleSpend::Racing(Box::new(Race::new(*order, payment, &head, fork_work)));
         self.refresh_template();
     }
 
     /// The double-spender's input filter. Armed, a block holding the payment starts the race
     /// from its parent; racing, public blocks above the fork are held back from this replica's
     /// chain (so its miner stays on the private branch) and counted in the race. `None`: held.
-    fn filter_public(&mut self, from: ReplicaId, block: Block) -> Result<Option<Block>, StoreError> {
+    fn filter_public(
+        &mut self,
+        from: ReplicaId,
+        block: Block,
+    ) -> Result<Option<Block>, StoreError> {
         let payment = match &self.double_spend {
             DoubleSpend::Armed(order) => block.txs.iter().find(|t| order.is_payment(t)),
             _ => None,

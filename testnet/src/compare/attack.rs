@@ -115,8 +115,11 @@ pub struct Trial {
     pub k: u64,
     pub payment: TxId,
     pub conflict: TxId,
-    /// The most confirmations the honest replica showed for the payment.
+    /// The most confirmations the honest replica showed for the payment (polled).
     pub max_confirmations: u64,
+    /// Transactions the merchant's replica reversed during the race (main-chain transactions
+    /// whose nonce the new branch spent: proof it held the payment, however briefly).
+    pub merchant_reversed: u64,
     /// At the end: the payment on the honest replica's chain, the conflict on it.
     pub payment_on_chain: bool,
     pub conflict_on_chain: bool,
@@ -130,7 +133,18 @@ pub struct Trial {
 impl Trial {
     /// The merchant accepted (k deep) and the payment was reversed by the conflicting transfer.
     pub fn reversed_after_acceptance(&self) -> bool {
-        self.max_confirmations >= self.k && !self.payment_on_chain && self.conflict_on_chain
+        let accepted =
+            self.max_confirmations >= self.k || self.k == 1 && self.merchant_reversed > 0;
+        accepted && !self.payment_on_chain && self.conflict_on_chain
+    }
+
+    /// The confirmations the merchant is known to have shown.
+    pub fn confirmations_shown(&self) -> u64 {
+        if self.merchant_reversed > 0 {
+            self.max_confirmations.max(1)
+        } else {
+            self.max_confirmations
+        }
     }
 }
 
@@ -181,7 +195,13 @@ struct Load {
 }
 
 impl Load {
-    fn start(net: &Testnet, client: Arc<Client>, first: usize, count: usize, rate: u64) -> Result<Load> {
+    fn start(
+        net: &Testnet,
+        client: Arc<Client>,
+        first: usize,
+        count: usize,
+        rate: u64,
+    ) -> Result<Load> {
         let chain_id = net.network.genesis.chain_id();
         let keys: Vec<_> = (first..first + count)
             .map(|i| net.account_key(i))
@@ -288,7 +308,11 @@ impl Watch {
     }
 }
 
-fn progress(before: &BTreeMap<u32, (u64, Hash)>, after: &BTreeMap<u32, (u64, Hash)>, secs: f64) -> Progress {
+fn progress(
+    before: &BTreeMap<u32, (u64, Hash)>,
+    after: &BTreeMap<u32, (u64, Hash)>,
+    secs: f64,
+) -> Progress {
     Progress {
         heights: before
             .iter()
@@ -302,7 +326,10 @@ fn progress(before: &BTreeMap<u32, (u64, Hash)>, after: &BTreeMap<u32, (u64, Has
 async fn replaced_blocks(client: &Client, samples: &[Sample], skip: &BTreeSet<u32>) -> u64 {
     let mut by_replica: BTreeMap<u32, BTreeMap<u64, Hash>> = BTreeMap::new();
     for s in samples.iter().filter(|s| !skip.contains(&s.replica)) {
-        by_replica.entry(s.replica).or_default().insert(s.height, s.hash);
+        by_replica
+            .entry(s.replica)
+            .or_default()
+            .insert(s.height, s.hash);
     }
     let mut replaced = 0;
     for (replica, seen) in by_replica {
@@ -322,8 +349,12 @@ async fn replaced_blocks(client: &Client, samples: &[Sample], skip: &BTreeSet<u3
 fn metric_by_label(texts: &[String], name: &str) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for l in texts.iter().flat_map(|t| t.lines()) {
-        let Some(rest) = l.strip_prefix(name) else { continue };
-        let Some(rest) = rest.strip_prefix('{') else { continue };
+        let Some(rest) = l.strip_prefix(name) else {
+            continue;
+        };
+        let Some(rest) = rest.strip_prefix('{') else {
+            continue;
+        };
         let label = rest.split('"').nth(1).unwrap_or("").to_string();
         if let Some(v) = l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
             *out.entry(label).or_insert(0.0) += v;
@@ -340,7 +371,9 @@ fn metrics_of(net: &Testnet, replicas: impl Iterator<Item = u32>) -> Vec<String>
 
 /// PBFT: f equivocators, then a partition and a heal.
 pub async fn pbft(dir: &Path, args: &CompareArgs, phases: Phases) -> Result<PbftAttack> {
-    let run_dir = dir.join("compare").join(format!("pbft-attack-{}", std::process::id()));
+    let run_dir = dir
+        .join("compare")
+        .join(format!("pbft-attack-{}", std::process::id()));
     let plan = Plan {
         nodes: args.nodes,
         accounts: args.accounts + 1,
@@ -408,7 +441,11 @@ async fn pbft_on(net: &Testnet, args: &CompareArgs, phases: Phases) -> Result<Pb
     Ok(PbftAttack {
         nodes: args.nodes,
         equivocators,
-        under_attack: progress(&honest_filter(&start), &honest_filter(&attacked), phases.attack_s as f64),
+        under_attack: progress(
+            &honest_filter(&start),
+            &honest_filter(&attacked),
+            phases.attack_s as f64,
+        ),
         partitioned: progress(&before_cut, &cut, phases.partition_s as f64),
         healed: progress(&cut, &heads, phases.heal_s as f64),
         resumed_after_s,
@@ -428,8 +465,15 @@ pub fn rate_for_share(rate: u64, others: usize, share: f64) -> u64 {
 }
 
 /// Proof of work: a 30% double-spender against k = 1 and k = 6, then a partition and a heal.
-pub async fn pow(dir: &Path, args: &CompareArgs, phases: Phases, trials: usize) -> Result<PowAttack> {
-    let run_dir = dir.join("compare").join(format!("pow-attack-{}", std::process::id()));
+pub async fn pow(
+    dir: &Path,
+    args: &CompareArgs,
+    phases: Phases,
+    trials: usize,
+) -> Result<PowAttack> {
+    let run_dir = dir
+        .join("compare")
+        .join(format!("pow-attack-{}", std::process::id()));
     let mut plan = Plan {
         nodes: args.nodes,
         accounts: args.accounts + 1,
@@ -453,7 +497,12 @@ pub async fn pow(dir: &Path, args: &CompareArgs, phases: Phases, trials: usize) 
     result
 }
 
-async fn pow_on(net: &Testnet, args: &CompareArgs, phases: Phases, trials: usize) -> Result<PowAttack> {
+async fn pow_on(
+    net: &Testnet,
+    args: &CompareArgs,
+    phases: Phases,
+    trials: usize,
+) -> Result<PowAttack> {
     let n = net.n();
     let attacker = n - 1;
     let share = 0.3;
@@ -507,6 +556,7 @@ async fn race(
     let merchant = 0;
     let released_before = metric(net, attacker, "quire_pow_double_spend_released_total");
     let given_up_before = metric(net, attacker, "quire_pow_double_spend_given_up_total");
+    let reversed_before = metric(net, merchant, "quire_pow_txs_reversed_total");
     let args = pow::DoubleSpendArgs {
         from: "account-0".into(),
         to: format!("account-{}", net.network.accounts.len() - 1),
@@ -536,8 +586,10 @@ async fn race(
             max_confirmations = max_confirmations.max(c);
         }
         if settled_at.is_none() {
-            released = metric(net, attacker, "quire_pow_double_spend_released_total") > released_before;
-            given_up = metric(net, attacker, "quire_pow_double_spend_given_up_total") > given_up_before;
+            released =
+                metric(net, attacker, "quire_pow_double_spend_released_total") > released_before;
+            given_up =
+                metric(net, attacker, "quire_pow_double_spend_given_up_total") > given_up_before;
             if released || given_up {
                 watch.event(if released { "released" } else { "given up" });
                 settled_at = Some(Instant::now());
@@ -561,7 +613,10 @@ async fn race(
     }
     let payment_on_chain = pow::tx_at(client, merchant, payment.id()).await?.is_some();
     let conflict_on_chain = pow::tx_at(client, merchant, conflict.id()).await?.is_some();
+    let merchant_reversed =
+        metric(net, merchant, "quire_pow_txs_reversed_total").saturating_sub(reversed_before);
     Ok(Trial {
+        merchant_reversed,
         k,
         payment: payment.id(),
         conflict: conflict.id(),
@@ -576,7 +631,12 @@ async fn race(
 }
 
 /// Blocks of a replica's main chain above `from`.
-async fn blocks_above(client: &Client, replica: u32, from: u64, to: u64) -> Vec<quire_chain::Block> {
+async fn blocks_above(
+    client: &Client,
+    replica: u32,
+    from: u64,
+    to: u64,
+) -> Vec<quire_chain::Block> {
     let mut out = Vec::new();
     for h in from + 1..=to {
         if let Ok(Response::Block { block: Some(b), .. }) = client
@@ -762,7 +822,11 @@ pub fn render(pbft: &PbftAttack, pow: &PowAttack, give_up: u64) -> String {
         "Fresh testnets of {} replicas, each under the same background load. Figure: `attack.svg` (every replica's height over time, with the run's events).\n",
         pbft.nodes
     );
-    let _ = writeln!(s, "### PBFT: f = {} equivocating, then a partition\n", pbft.equivocators.len());
+    let _ = writeln!(
+        s,
+        "### PBFT: f = {} equivocating, then a partition\n",
+        pbft.equivocators.len()
+    );
     let _ = writeln!(s, "| | measured |\n|---|---|");
     let _ = writeln!(
         s,
@@ -783,7 +847,11 @@ pub fn render(pbft: &PbftAttack, pow: &PowAttack, give_up: u64) -> String {
     let _ = writeln!(
         s,
         "| misbehaviour detected by the honest replicas | {} |",
-        if detected.is_empty() { "none".into() } else { detected.join(", ") }
+        if detected.is_empty() {
+            "none".into()
+        } else {
+            detected.join(", ")
+        }
     );
     let _ = writeln!(
         s,
@@ -841,7 +909,7 @@ pub fn render(pbft: &PbftAttack, pow: &PowAttack, give_up: u64) -> String {
             s,
             "| {} | {} | {} | {} | {:.0} | {:.3} | {:.3} |",
             t.k,
-            t.max_confirmations,
+            t.confirmations_shown(),
             outcome,
             yes(t.reversed_after_acceptance()),
             t.seconds,
@@ -851,7 +919,7 @@ pub fn render(pbft: &PbftAttack, pow: &PowAttack, give_up: u64) -> String {
     }
     let _ = writeln!(
         s,
-        "\nOne race per row: a single outcome, not a rate (`quire-testnet sim-pow double-spend` measures the rates over 20,000 trials). The live model: the attacker starts when the payment is sent, with no pre-mined block.\n"
+        "\nThe merchant's confirmations are polled every 200 ms; a payment the merchant's replica held on its main chain and reversed (its own count) had at least one even if no poll saw it. One race per row: a single outcome, not a rate (`quire-testnet sim-pow double-spend` measures the rates over 20,000 trials). The live model: the attacker starts when the payment is sent, with no pre-mined block.\n"
     );
     let p = &pow.partition;
     let sides: Vec<String> = p
@@ -859,22 +927,43 @@ pub fn render(pbft: &PbftAttack, pow: &PowAttack, give_up: u64) -> String {
         .iter()
         .map(|(side, b)| format!("side of {side}: {b}"))
         .collect();
-    let depths: Vec<String> = p.reorg_depths.iter().map(|(d, c)| format!("depth {d}: {c}")).collect();
+    let depths: Vec<String> = p
+        .reorg_depths
+        .iter()
+        .map(|(d, c)| format!("depth {d}: {c}"))
+        .collect();
     let reversed: Vec<&Orphaned> = p.orphaned.iter().filter(|o| o.reversed).collect();
-    let reincluded = p.orphaned.iter().filter(|o| o.final_height.is_some()).count();
-    let _ = writeln!(s, "| partition 0,1 / 2,3, then heal | measured |\n|---|---|");
+    let reincluded = p
+        .orphaned
+        .iter()
+        .filter(|o| o.final_height.is_some())
+        .count();
+    let _ = writeln!(
+        s,
+        "| partition 0,1 / 2,3, then heal | measured |\n|---|---|"
+    );
     let _ = writeln!(s, "| blocks mined on each side | {} |", sides.join(", "));
-    let _ = writeln!(s, "| the sides' heads differed at the heal (a fork) | {} |", yes(p.forked));
+    let _ = writeln!(
+        s,
+        "| the sides' heads differed at the heal (a fork) | {} |",
+        yes(p.forked)
+    );
     let _ = writeln!(
         s,
         "| reorganisations on heal (summed over replicas) | {} |",
-        if depths.is_empty() { "none".into() } else { depths.join(", ") }
+        if depths.is_empty() {
+            "none".into()
+        } else {
+            depths.join(", ")
+        }
     );
     let _ = writeln!(
         s,
         "| every replica on one head | {} |",
         p.converged_after_s
-            .map_or("not within the phase".into(), |t| format!("{t:.1} s after the heal"))
+            .map_or("not within the phase".into(), |t| format!(
+                "{t:.1} s after the heal"
+            ))
     );
     let _ = writeln!(
         s,
@@ -890,7 +979,10 @@ pub fn render(pbft: &PbftAttack, pow: &PowAttack, give_up: u64) -> String {
         p.check_summary
     );
     if !reversed.is_empty() {
-        let _ = writeln!(s, "\nReversed by the heal (on the losing side's chain, their nonce spent otherwise on the final chain):\n");
+        let _ = writeln!(
+            s,
+            "\nReversed by the heal (on the losing side's chain, their nonce spent otherwise on the final chain):\n"
+        );
         for o in reversed {
             let _ = writeln!(
                 s,
@@ -965,7 +1057,8 @@ pub fn figure(pbft: &PbftAttack, pow: &PowAttack) -> crate::plot::Figure {
                 series: heights(&pbft.samples, pbft.nodes, &pbft_label),
             },
             Panel {
-                title: "Proof of work: main-chain height (double-spend races, then a partition)".into(),
+                title: "Proof of work: main-chain height (double-spend races, then a partition)"
+                    .into(),
                 y_label: "height".into(),
                 series: heights(&shifted, pow.nodes, &pow_label),
             },
@@ -986,6 +1079,7 @@ mod tests {
             payment: TxId(Hash([1; 32])),
             conflict: TxId(Hash([2; 32])),
             max_confirmations,
+            merchant_reversed: 0,
             payment_on_chain,
             conflict_on_chain: !payment_on_chain,
             released,
@@ -1022,7 +1116,10 @@ mod tests {
             agreed_height: 900,
             detected: [("equivocation".to_string(), 3.0)].into(),
             samples: vec![sample(0.0, 0, 10), sample(1.0, 0, 20)],
-            events: vec![Event { t_s: 0.5, label: "0 equivocate".into() }],
+            events: vec![Event {
+                t_s: 0.5,
+                label: "0 equivocate".into(),
+            }],
             ..PbftAttack::default()
         };
         let orphan = |reversed: bool, final_height: Option<u64>| Orphaned {
@@ -1048,7 +1145,10 @@ mod tests {
                 check_summary: "agreed".into(),
             },
             samples: vec![sample(0.0, 3, 1), sample(2.0, 3, 3)],
-            events: vec![Event { t_s: 1.0, label: "payment (k = 1)".into() }],
+            events: vec![Event {
+                t_s: 1.0,
+                label: "payment (k = 1)".into(),
+            }],
         };
         (pbft, pow)
     }
@@ -1059,16 +1159,28 @@ mod tests {
     fn the_attack_report_renders_the_measured_outcomes() {
         let (pbft, pow) = measured();
         let md = render(&pbft, &pow, 10);
-        assert!(md.contains("| blocks committed by the honest replicas meanwhile | 390–400 |"), "{md}");
+        assert!(
+            md.contains("| blocks committed by the honest replicas meanwhile | 390–400 |"),
+            "{md}"
+        );
         assert!(md.contains("equivocation: 3"), "{md}");
-        assert!(md.contains("| blocks committed during the 8 s partition (0,1 / 2,3) | 0–1 |"), "{md}");
+        assert!(
+            md.contains("| blocks committed during the 8 s partition (0,1 / 2,3) | 0–1 |"),
+            "{md}"
+        );
         assert!(md.contains("1.5 s"), "{md}");
-        assert!(md.contains("| 0 (verdict OK, agreed up to height 900) |"), "{md}");
+        assert!(
+            md.contains("| 0 (verdict OK, agreed up to height 900) |"),
+            "{md}"
+        );
         assert!(md.contains("| 1 | 1 | released its branch | yes |"), "{md}");
         assert!(md.contains("| 6 | 6 | gave up | no |"), "{md}");
         assert!(md.contains("depth 5: 2"), "{md}");
         assert!(md.contains("| 1 / 1 / 0 |"), "{md}");
-        assert!(md.contains(&format!("`{}` at height 40", TxId(Hash([7; 32])))), "{md}");
+        assert!(
+            md.contains(&format!("`{}` at height 40", TxId(Hash([7; 32])))),
+            "{md}"
+        );
         let svg = figure(&pbft, &pow).to_svg();
         assert!(svg.contains("double-spender") && svg.contains("PoW: payment (k = 1)"));
     }
@@ -1083,7 +1195,9 @@ mod tests {
         let k6 = live_model(0.3, 6, 10);
         assert!(k1 > k6 && k6 > 0.0, "{k1} {k6}");
         // k = 1: the attacker wins at once with 2+ blocks first (q²), else catches up.
-        assert!((k1 - 0.3 * 0.3 - 0.3 * 0.7 * live_step(0.3, 0) - 0.7 * live_step(0.3, 1)).abs() < 1e-9);
+        assert!(
+            (k1 - 0.3 * 0.3 - 0.3 * 0.7 * live_step(0.3, 0) - 0.7 * live_step(0.3, 1)).abs() < 1e-9
+        );
         let rate = rate_for_share(20_000, 3, 0.3);
         assert!((rate as f64 / (rate as f64 + 60_000.0) - 0.3).abs() < 1e-4);
     }

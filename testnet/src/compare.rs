@@ -603,3 +603,70 @@ fn render(args: &CompareArgs, pbft: &PbftSide, pow: &PowSide) -> String {
     );
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The latency plot is a CDF per side and k from the measured samples (PBFT from its three
+    /// percentiles), ending at 1; the committed plot marks the end of the load.
+    #[test]
+    fn the_compare_plots_are_built_from_the_measurements() {
+        let cdf = cdf_seconds(&[100.0, 200.0, 300.0, 400.0]);
+        assert_eq!(cdf, vec![(0.1, 0.25), (0.2, 0.5), (0.3, 0.75), (0.4, 1.0)]);
+        let many: Vec<f64> = (0..10_000).map(f64::from).collect();
+        let thinned = cdf_seconds(&many);
+        assert!(thinned.len() <= 401 && thinned.last() == Some(&(9.999, 1.0)));
+        let pbft = PbftSide {
+            tps: 99.0,
+            p50_ms: 20.0,
+            p99_ms: 900.0,
+            max_ms: 1500.0,
+            blocks: 10,
+            frames_per_block: 26.0,
+            bytes_per_block: 4000.0,
+        };
+        let pow = PowSide {
+            committed: 3,
+            tps: 0.1,
+            latency_ms: BTreeMap::new(),
+            latency_samples_ms: [(1, vec![900.0, 1200.0]), (6, vec![7000.0])].into(),
+            committed_over_time: vec![(1.0, 1.0), (2.0, 3.0)],
+            height_over_time: vec![(0.5, 1.0), (2.0, 2.0)],
+            duration_s: 3.0,
+            blocks: 2,
+            stale_rate: 0.0,
+            interval_ms: 1000.0,
+            delay_ms: 0.1,
+            reorg_depths: BTreeMap::new(),
+            returned: 0.0,
+            reincluded: 0.0,
+            reversed: 0.0,
+            hashes_per_tx: 1000.0,
+            frames_per_block: 100.0,
+            bytes_per_block: 5000.0,
+        };
+        let latency = latency_figure(&pbft, &pow);
+        let names: Vec<&str> = latency.panels[0]
+            .series
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "PBFT, certified commit (p50, p99, max)",
+                "PoW, k = 1",
+                "PoW, k = 6"
+            ]
+        );
+        assert_eq!(latency.duration_s, 7.0);
+        assert!(latency.to_svg().contains("PoW, k = 6"));
+        let committed = committed_figure(&pow, 2.5);
+        assert_eq!(committed.markers[0].t_s, 2.5);
+        assert_eq!(
+            committed.panels[0].series[0].points,
+            pow.committed_over_time
+        );
+    }
+}

@@ -2,7 +2,10 @@
 //! proof-of-work testnet, on the same code, and a report folder (`report.md`) with the
 //! measurements side by side: committed tx/s, submit→final latency (PBFT: certified commit; PoW:
 //! k = 1, 3, 6), stale blocks against `1 − e^(−d/T)`, reorg depths, transactions orphaned and
-//! re-included, hashes per committed transaction, messages and bytes per committed block.
+//! re-included, hashes per committed transaction, messages and bytes per committed block; plots
+//! (`latency.svg`, `committed.svg`) and, with `--attack`, the [`attack`] section and `attack.svg`.
+
+pub mod attack;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -46,6 +49,13 @@ pub struct CompareArgs {
     /// The report folder (default: DIR/compare/<time>).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also: PBFT with f equivocators and PoW with a 30% double-spender (k = 1 and k = 6), then
+    /// a partition and a heal on each.
+    #[arg(long)]
+    pub attack: bool,
+    /// With --attack: double-spend races per k.
+    #[arg(long, default_value_t = 1)]
+    pub attack_trials: usize,
 }
 
 /// Sums of a counter over every replica's `/metrics` (labelled series included).
@@ -81,6 +91,7 @@ struct PbftSide {
     tps: f64,
     p50_ms: f64,
     p99_ms: f64,
+    max_ms: f64,
     blocks: u64,
     frames_per_block: f64,
     bytes_per_block: f64,
@@ -90,6 +101,13 @@ struct PowSide {
     committed: u64,
     tps: f64,
     latency_ms: BTreeMap<u64, (f64, f64)>,
+    /// Every measured latency at k, sorted.
+    latency_samples_ms: BTreeMap<u64, Vec<f64>>,
+    /// (seconds since the load started, transfers of the load on the final chain by then).
+    committed_over_time: Vec<(f64, f64)>,
+    /// (seconds since the load started, replica 1's height).
+    height_over_time: Vec<(f64, f64)>,
+    duration_s: f64,
     blocks: u64,
     stale_rate: f64,
     interval_ms: f64,
@@ -127,7 +145,32 @@ pub async fn run(dir: &Path, args: &CompareArgs, out: &mut dyn Write) -> Result<
         args.nodes, args.rate, args.duration
     )?;
     let pow = pow_side(dir, args, out).await?;
-    let report = render(args, &pbft, &pow);
+    let mut report = render(args, &pbft, &pow);
+    write_svg(&folder, "latency.svg", &latency_figure(&pbft, &pow))?;
+    write_svg(
+        &folder,
+        "committed.svg",
+        &committed_figure(&pow, args.duration as f64),
+    )?;
+    if args.attack {
+        let phases = attack::Phases::for_args(args);
+        writeln!(
+            out,
+            "under attack: PBFT with f equivocators, then a partition"
+        )?;
+        let pbft_attack = attack::pbft(dir, args, phases).await?;
+        writeln!(
+            out,
+            "under attack: proof of work with a 30% double-spender, then a partition"
+        )?;
+        let pow_attack = attack::pow(dir, args, phases, args.attack_trials).await?;
+        report.push_str(&attack::render(&pbft_attack, &pow_attack, 10));
+        write_svg(
+            &folder,
+            "attack.svg",
+            &attack::figure(&pbft_attack, &pow_attack),
+        )?;
+    }
     let path = folder.join("report.md");
     std::fs::write(&path, &report).with_context(|| format!("cannot write {}", path.display()))?;
     write!(out, "{report}")?;
@@ -161,6 +204,7 @@ async fn pbft_side(dir: &Path, args: &CompareArgs, out: &mut dyn Write) -> Resul
         tps: p.committed_tps,
         p50_ms: p.latency_p50_ms,
         p99_ms: p.latency_p99_ms,
+        max_ms: p.latency_max_ms,
         blocks: p.blocks,
         frames_per_block: p.messages_per_block.values().sum(),
         bytes_per_block: p.bytes_per_block.values().sum(),
@@ -280,6 +324,7 @@ async fn measure_pow(net: &Testnet, args: &CompareArgs, out: &mut dyn Write) -> 
         }
     }
     let mut latencies: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    let mut committed_at: Vec<f64> = Vec::new();
     let mut committed = 0u64;
     let mut committed_in_window = 0u64;
     let first_height = seen.first().map_or(1, |s| s.1);
@@ -297,6 +342,9 @@ async fn measure_pow(net: &Testnet, args: &CompareArgs, out: &mut dyn Write) -> 
                 continue;
             };
             committed += 1;
+            if let Some(Some(t)) = seen_at.get(h as usize) {
+                committed_at.push(t.saturating_duration_since(start).as_secs_f64());
+            }
             if seen_at
                 .get(h as usize)
                 .copied()
@@ -340,13 +388,30 @@ async fn measure_pow(net: &Testnet, args: &CompareArgs, out: &mut dyn Write) -> 
         }
     }
     let stale = (connected - blocks_in_run as f64).max(0.0);
+    committed_at.sort_by(|a, b| a.total_cmp(b));
+    let committed_over_time = committed_at
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (*t, (i + 1) as f64))
+        .collect();
+    let height_over_time = seen
+        .iter()
+        .map(|(t, h, _)| (t.saturating_duration_since(start).as_secs_f64(), *h as f64))
+        .collect();
+    let latency_ms = latencies
+        .iter_mut()
+        .map(|(k, v)| (*k, (percentile(v, 0.5), percentile(v, 0.99))))
+        .collect();
     Ok(PowSide {
         committed,
         tps: committed_in_window as f64 / args.duration as f64,
-        latency_ms: latencies
-            .into_iter()
-            .map(|(k, mut v)| (k, (percentile(&mut v, 0.5), percentile(&mut v, 0.99))))
-            .collect(),
+        latency_ms,
+        latency_samples_ms: latencies,
+        committed_over_time,
+        height_over_time,
+        duration_s: Instant::now()
+            .saturating_duration_since(start)
+            .as_secs_f64(),
         blocks: blocks_in_run,
         stale_rate: stale / connected.max(1.0),
         interval_ms,
@@ -359,6 +424,93 @@ async fn measure_pow(net: &Testnet, args: &CompareArgs, out: &mut dyn Write) -> 
         frames_per_block: diff("quire_transport_frames_sent_total") / blocks_in_run as f64,
         bytes_per_block: diff("quire_transport_bytes_sent_total") / blocks_in_run as f64,
     })
+}
+
+fn write_svg(folder: &Path, name: &str, figure: &crate::plot::Figure) -> Result<()> {
+    let path = folder.join(name);
+    std::fs::write(&path, figure.to_svg())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// A sorted sample as an empirical CDF: (value in seconds, fraction at or below), thinned to at
+/// most ~400 points.
+fn cdf_seconds(sorted_ms: &[f64]) -> Vec<(f64, f64)> {
+    let n = sorted_ms.len();
+    let every = (n / 400).max(1);
+    sorted_ms
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % every == 0 || *i + 1 == n)
+        .map(|(i, v)| (v / 1000.0, (i + 1) as f64 / n as f64))
+        .collect()
+}
+
+/// Submit→final latency as CDFs: PoW at k = 1, 3, 6 from every transfer; PBFT from the
+/// benchmark's p50, p99 and maximum (it keeps a histogram, not the samples).
+fn latency_figure(pbft: &PbftSide, pow: &PowSide) -> crate::plot::Figure {
+    use crate::plot::{Figure, Panel, Series};
+    let mut series = vec![Series {
+        name: "PBFT, certified commit (p50, p99, max)".into(),
+        points: vec![
+            (0.0, 0.0),
+            (pbft.p50_ms / 1000.0, 0.5),
+            (pbft.p99_ms / 1000.0, 0.99),
+            (pbft.max_ms / 1000.0, 1.0),
+        ],
+    }];
+    for (k, v) in &pow.latency_samples_ms {
+        series.push(Series {
+            name: format!("PoW, k = {k}"),
+            points: cdf_seconds(v),
+        });
+    }
+    let longest = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .filter(|x| x.is_finite())
+        .fold(1.0, f64::max);
+    Figure {
+        title: "Submit → final latency (x: latency in seconds)".into(),
+        duration_s: longest,
+        panels: vec![Panel {
+            title: "fraction of transfers final within x seconds".into(),
+            y_label: "fraction".into(),
+            series,
+        }],
+        markers: Vec::new(),
+    }
+}
+
+/// Proof of work over the load: transfers on the final chain and the height, by when replica 1
+/// first showed their block.
+fn committed_figure(pow: &PowSide, load_s: f64) -> crate::plot::Figure {
+    use crate::plot::{Figure, Panel, Series};
+    Figure {
+        title: "Proof of work: committed over time (from the start of the load)".into(),
+        duration_s: pow.duration_s,
+        panels: vec![
+            Panel {
+                title: "transfers of the load on the final chain".into(),
+                y_label: "transfers".into(),
+                series: vec![Series {
+                    name: "committed (k = 1)".into(),
+                    points: pow.committed_over_time.clone(),
+                }],
+            },
+            Panel {
+                title: "main-chain height at replica 1".into(),
+                y_label: "height".into(),
+                series: vec![Series {
+                    name: "height".into(),
+                    points: pow.height_over_time.clone(),
+                }],
+            },
+        ],
+        markers: vec![crate::plot::Marker {
+            t_s: load_s,
+            label: "load ends".into(),
+        }],
+    }
 }
 
 /// Records the head of replica 1 (height, hash) with the time it was seen.
@@ -446,8 +598,75 @@ fn render(args: &CompareArgs, pbft: &PbftSide, pow: &PowSide) -> String {
     );
     let _ = writeln!(
         s,
-        "\nPoW committed {} of the submitted transfers on its final chain. d is half a client round trip to a replica (a lower bound on propagation). Latencies at k are from submission to the first sighting, at replica 1, of the block k − 1 above the transaction's block on the final chain.",
+        "\nPoW committed {} of the submitted transfers on its final chain. d is half a client round trip to a replica (a lower bound on propagation). Latencies at k are from submission to the first sighting, at replica 1, of the block k − 1 above the transaction's block on the final chain.\n\nPlots: `latency.svg` (submit → final as CDFs, PBFT and PoW at k = 1, 3, 6), `committed.svg` (PoW: transfers committed and height over the run).",
         pow.committed
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The latency plot is a CDF per side and k from the measured samples (PBFT from its three
+    /// percentiles), ending at 1; the committed plot marks the end of the load.
+    #[test]
+    fn the_compare_plots_are_built_from_the_measurements() {
+        let cdf = cdf_seconds(&[100.0, 200.0, 300.0, 400.0]);
+        assert_eq!(cdf, vec![(0.1, 0.25), (0.2, 0.5), (0.3, 0.75), (0.4, 1.0)]);
+        let many: Vec<f64> = (0..10_000).map(f64::from).collect();
+        let thinned = cdf_seconds(&many);
+        assert!(thinned.len() <= 401 && thinned.last() == Some(&(9.999, 1.0)));
+        let pbft = PbftSide {
+            tps: 99.0,
+            p50_ms: 20.0,
+            p99_ms: 900.0,
+            max_ms: 1500.0,
+            blocks: 10,
+            frames_per_block: 26.0,
+            bytes_per_block: 4000.0,
+        };
+        let pow = PowSide {
+            committed: 3,
+            tps: 0.1,
+            latency_ms: BTreeMap::new(),
+            latency_samples_ms: [(1, vec![900.0, 1200.0]), (6, vec![7000.0])].into(),
+            committed_over_time: vec![(1.0, 1.0), (2.0, 3.0)],
+            height_over_time: vec![(0.5, 1.0), (2.0, 2.0)],
+            duration_s: 3.0,
+            blocks: 2,
+            stale_rate: 0.0,
+            interval_ms: 1000.0,
+            delay_ms: 0.1,
+            reorg_depths: BTreeMap::new(),
+            returned: 0.0,
+            reincluded: 0.0,
+            reversed: 0.0,
+            hashes_per_tx: 1000.0,
+            frames_per_block: 100.0,
+            bytes_per_block: 5000.0,
+        };
+        let latency = latency_figure(&pbft, &pow);
+        let names: Vec<&str> = latency.panels[0]
+            .series
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "PBFT, certified commit (p50, p99, max)",
+                "PoW, k = 1",
+                "PoW, k = 6"
+            ]
+        );
+        assert_eq!(latency.duration_s, 7.0);
+        assert!(latency.to_svg().contains("PoW, k = 6"));
+        let committed = committed_figure(&pow, 2.5);
+        assert_eq!(committed.markers[0].t_s, 2.5);
+        assert_eq!(
+            committed.panels[0].series[0].points,
+            pow.committed_over_time
+        );
+    }
 }

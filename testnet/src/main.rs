@@ -89,6 +89,22 @@ enum Command {
         /// Replicas it colludes with (they get both sides of an equivocation), e.g. `--colluders 0,1`.
         #[arg(long, value_delimiter = ',')]
         colluders: Vec<u32>,
+        /// double-spend: the account whose next transfer (the payment) is reversed.
+        #[arg(long)]
+        from: Option<String>,
+        /// double-spend: where the conflicting transfer pays (account name, key file or address).
+        #[arg(long)]
+        to: Option<String>,
+        /// double-spend: the conflicting transfer's amount (default: the sender's whole balance).
+        #[arg(long)]
+        amount: Option<u64>,
+        /// double-spend: hold the private branch until the payment is K deep (default: the
+        /// genesis's k), then release it as soon as it has more work.
+        #[arg(long)]
+        confirmations: Option<u64>,
+        /// double-spend: give up when the public chain is B blocks longer.
+        #[arg(long, default_value_t = 10)]
+        give_up: u64,
     },
     /// Check that the honest replicas agree: same blocks, valid certificates, valid state.
     Check,
@@ -299,8 +315,35 @@ fn run(dir: &Path, command: Command) -> Result<()> {
             replica,
             behaviour,
             colluders,
+            from,
+            to,
+            amount,
+            confirmations,
+            give_up,
         } => {
             let net = Testnet::open(dir)?;
+            if quire_testnet::pow::is_pow(&net) && behaviour == "double-spend" {
+                let (Some(from), Some(to)) = (from, to) else {
+                    bail!(
+                        "double-spend needs --from ACCOUNT (whose next transfer it reverses) and --to ACCOUNT (where the conflicting transfer pays)"
+                    );
+                };
+                let args = quire_testnet::pow::DoubleSpendArgs {
+                    from,
+                    to,
+                    amount,
+                    confirmations,
+                    give_up_behind: give_up,
+                };
+                let conflict =
+                    runtime()?.block_on(quire_testnet::pow::double_spend(&net, replica, &args))?;
+                writeln!(
+                    out,
+                    "replica {replica} is now double-spend: holding {} (the conflicting transfer); the sender's next transfer starts its private branch",
+                    conflict.id()
+                )?;
+                return Ok(());
+            }
             if quire_testnet::pow::is_pow(&net) {
                 let b = quire_testnet::pow::set_behaviour(&net, replica, &behaviour)?;
                 writeln!(out, "replica {replica} is now {}", b.name())?;

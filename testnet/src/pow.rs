@@ -50,9 +50,138 @@ pub fn set_behaviour(net: &Testnet, i: u32, name: &str) -> Result<PowBehaviour> 
             known.join(", ")
         )
     })?;
+    if b == PowBehaviour::DoubleSpend {
+        bail!(
+            "double-spend needs the transfer to reverse: quire-testnet byzantine {i} double-spend --from ACCOUNT --to ACCOUNT [--amount A] [--confirmations K] [--give-up B]"
+        );
+    }
     net.http(i, "POST", &format!("/admin/behaviour?name={}", b.name()))?;
     net.log_event(&format!("behaviour {i} {}", b.name()))?;
     Ok(b)
+}
+
+/// What `quire-testnet byzantine I double-spend` needs: whose next transfer to reverse, where
+/// the conflicting transfer pays, and when the attacker releases its branch.
+#[derive(Clone, Debug)]
+pub struct DoubleSpendArgs {
+    /// The paying account (the testnet must hold its key): an account name or key file.
+    pub from: String,
+    /// Where the conflicting transfer pays: an account name, key file or `q1…` address.
+    pub to: String,
+    /// The conflicting transfer's amount (default: the sender's whole balance).
+    pub amount: Option<u64>,
+    /// The merchant's k: the branch is held until the payment is this deep (default: the
+    /// genesis's `confirmations`).
+    pub confirmations: Option<u64>,
+    /// Give up this many blocks behind the public chain.
+    pub give_up_behind: u64,
+}
+
+/// An account name of the testnet, a key file, or an address.
+fn resolve_address(net: &Testnet, text: &str) -> Result<quire_chain::Address> {
+    if text.starts_with("q1") {
+        return Ok(quire_chain::Address::parse(text)?);
+    }
+    Ok(resolve_key(net, text)?.address())
+}
+
+fn resolve_key(net: &Testnet, text: &str) -> Result<quire_chain::Keypair> {
+    if let Some(entry) = net.network.accounts.iter().find(|a| a.name == text) {
+        return Ok(quire_chain::Keypair::read_file(std::path::Path::new(
+            &entry.key,
+        ))?);
+    }
+    let path = std::path::Path::new(text);
+    if path.is_file() {
+        return Ok(quire_chain::Keypair::read_file(path)?);
+    }
+    bail!(
+        "{text:?} is not an account of the testnet in {} nor a key file",
+        net.layout.dir.display()
+    )
+}
+
+/// Arms replica `i` as a double-spender: signs the conflicting transfer (the sender's next
+/// nonce on the most-work chain, so the sender's next transfer is the payment it reverses) and
+/// hands it to the replica's admin API. Returns the conflicting transfer.
+pub async fn double_spend(
+    net: &Testnet,
+    i: u32,
+    args: &DoubleSpendArgs,
+) -> Result<quire_chain::Transaction> {
+    require(net, ConsensusMode::Pow, "behaviour 'double-spend'")?;
+    net.check_index(i)?;
+    let key = resolve_key(net, &args.from)
+        .with_context(|| "--from must be an account whose key the testnet holds")?;
+    let to = resolve_address(net, &args.to)?;
+    if to == key.address() {
+        bail!("--to must differ from --from: a transfer to oneself reverses nothing");
+    }
+    let client = Client::new(net.network.clone())?;
+    let account = client.pow_account(key.address()).await?.account;
+    let amount = args.amount.unwrap_or(account.balance);
+    if amount == 0 || amount > account.balance {
+        bail!(
+            "the conflicting transfer must pay between 1 and the sender's balance ({})",
+            account.balance
+        );
+    }
+    let conflict = Transfer {
+        from: key.address(),
+        to,
+        amount,
+        nonce: account.nonce,
+    }
+    .sign(&key, &net.network.genesis.chain_id());
+    let k = match args.confirmations {
+        Some(k) => k,
+        None => net
+            .network
+            .genesis
+            .pow
+            .map_or(1, |p| p.confirmations as u64),
+    };
+    use quire_chain::codec::Encode;
+    net.http(
+        i,
+        "POST",
+        &format!(
+            "/admin/behaviour?name=double-spend&tx={}&confirmations={k}&give_up={}",
+            hex::encode(conflict.to_bytes()),
+            args.give_up_behind
+        ),
+    )?;
+    net.log_event(&format!(
+        "behaviour {i} double-spend nonce {} k {k}",
+        account.nonce
+    ))?;
+    Ok(conflict)
+}
+
+/// Where `tx` is on replica `replica`'s main chain, as that replica says: (height, block hash,
+/// confirmations). `None` if it is not there.
+pub async fn tx_at(
+    client: &Client,
+    replica: ReplicaId,
+    tx: TxId,
+) -> Result<Option<(u64, Hash, u64)>> {
+    let status = client.call(replica, &Request::TxStatus(tx)).await?;
+    let Response::TxStatus(quire_wire::rpc::TxStatus::Committed { block, .. }) = status else {
+        return Ok(None);
+    };
+    let head = match client
+        .call(replica, &Request::Block(BlockRef::Latest))
+        .await?
+    {
+        Response::Block { block: Some(b), .. } => b.header.height,
+        _ => return Ok(None),
+    };
+    let height = block.header.height;
+    Ok(Some((
+        height,
+        block.header.hash(),
+        (head + 1).saturating_sub(height),
+    )))
 }
 
 /// Sets replica `i`'s miner rate (hashes per second).

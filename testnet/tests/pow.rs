@@ -83,6 +83,67 @@ async fn a_pow_testnet_commits_to_k_confirmations_and_a_restarted_replica_catche
     assert!(report.agreed_up_to >= 8);
 }
 
+/// The live `double-spend` behaviour (docs/pow.md, "Attacks on a live testnet"): replica 3,
+/// armed with a transfer conflicting with account 0's next one and two thirds of the hash power,
+/// mines a private branch from the moment the payment is out and releases it once the payment
+/// has one confirmation and the branch more work. The honest replicas reorganise by the normal
+/// fork choice: the payment, on replica 0's main chain, is reversed there and the conflicting
+/// transfer is on its main chain; they still agree k deep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_double_spender_reverses_a_payment_with_one_confirmation() {
+    let net = support::start_with("pow-double-spend", plan()).await;
+    pow::hashpower(&net.tn, 3, 120_000).unwrap();
+    let args = pow::DoubleSpendArgs {
+        from: "account-0".into(),
+        to: "account-2".into(),
+        amount: Some(7),
+        confirmations: Some(1),
+        give_up_behind: 10,
+    };
+    let conflict = pow::double_spend(&net.tn, 3, &args).await.unwrap();
+    // Account 0 spent nonce 0 in `up`'s first transfer: the payment is its next one.
+    let payment = net.transfer(0, 1, 7, 1);
+    net.submit(std::slice::from_ref(&payment)).await;
+    let metric = |i: u32, name: &str| {
+        let text = net.tn.http(i, "GET", "/metrics").unwrap();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    // The attacker usually has more work the moment the payment's block reaches it, so the
+    // payment may be on replica 0's main chain for milliseconds only: replica 0's own count of
+    // reversed transactions (main-chain transactions whose nonce the new branch spent) is the
+    // proof that it held the payment and lost it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let paid = pow::tx_at(&net.client, 0, payment.id()).await.unwrap();
+        let reversed_by = pow::tx_at(&net.client, 0, conflict.id()).await.unwrap();
+        let reversed = metric(0, "quire_pow_txs_reversed_total");
+        if paid.is_none() && reversed_by.is_some() && reversed >= 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reversal in 40 s: payment {paid:?}, conflict {reversed_by:?}, reversed at 0: {reversed}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(metric(3, "quire_pow_double_spend_released_total"), 1);
+    assert!(metric(0, "quire_pow_reorgs_total") >= 1);
+    // The honest replicas converge on the attacker's branch (its head may still move).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let report = pow::check(&net.tn, &net.tn.ever_faulty()).await.unwrap();
+    eprintln!("{}", report.render());
+    assert!(report.faulty.contains(&3));
+    assert!(report.ok(), "{}", report.render());
+}
+
 fn json(run: &support::Run) -> serde_json::Value {
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     serde_json::from_str(run.stdout.trim()).unwrap()

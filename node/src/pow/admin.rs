@@ -4,9 +4,12 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use quire_chain::Transaction;
+use quire_chain::codec::Decode;
 use quire_chain::genesis::ConsensusMode;
 use quire_chain::pow::PowChain;
 
+use super::double_spend::Order;
 use super::{PowBehaviour, PowEvent};
 use crate::driver::Event;
 use crate::http::HttpContext;
@@ -22,10 +25,40 @@ pub async fn behaviour(ctx: &HttpContext, params: &BTreeMap<&str, &str>) -> Resu
             known.join(", ")
         )
     })?;
-    if !deliver(&ctx.events, Event::Pow(PowEvent::SetBehaviour(behaviour))).await {
+    let event = match behaviour {
+        PowBehaviour::DoubleSpend => PowEvent::DoubleSpend(Box::new(double_spend_order(params)?)),
+        b => PowEvent::SetBehaviour(b),
+    };
+    if !deliver(&ctx.events, Event::Pow(event)).await {
         return Err("replica is shutting down".into());
     }
     Ok(format!("behaviour {}\n", behaviour.name()))
+}
+
+/// `double-spend` takes `tx=HEX` (the signed conflicting transfer), `confirmations=K` (default
+/// 1) and `give_up=B` (default 10).
+fn double_spend_order(params: &BTreeMap<&str, &str>) -> Result<Order, String> {
+    let hex_tx = params.get("tx").ok_or(
+        "double-spend needs ?tx=HEX, the signed conflicting transfer \
+         (quire-testnet byzantine I double-spend --from ACCOUNT --to ACCOUNT signs it)",
+    )?;
+    let bytes = hex::decode(hex_tx).map_err(|_| "tx must be hex")?;
+    let conflict =
+        Transaction::from_bytes(&bytes).map_err(|e| format!("tx is not a transaction: {e}"))?;
+    let number = |name: &str, default: u64| -> Result<u64, String> {
+        params.get(name).map_or(Ok(default), |v| {
+            v.parse()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| format!("{name} must be a whole number from 1 to 1000"))
+        })
+    };
+    Order::new(
+        conflict,
+        number("confirmations", 1)?,
+        number("give_up", 10)?,
+    )
+    .ok_or_else(|| "tx must be a signed transfer, not a raw payload".into())
 }
 
 /// `POST /admin/hashpower?rate=…` (hashes per second).
@@ -194,5 +227,45 @@ mod tests {
                 PowBehaviour::SelfishMine
             )))
         ));
+    }
+
+    /// `double-spend` needs its conflicting transfer: missing, not hex, not a transaction, or
+    /// bad numbers are refused with the reason; a good order reaches the driver whole.
+    #[tokio::test]
+    async fn double_spend_needs_a_signed_conflicting_transfer() {
+        use quire_chain::codec::Encode;
+        let (pow, inbox) = context(ConsensusMode::Pow);
+        let net =
+            quire_chain::testkit::TestNet::with_pow(4, 2, 0, quire_chain::testkit::easy_pow(2));
+        let tx = hex::encode(net.transfer(0, 1, 5, 0).to_bytes());
+        for (bad, why) in [
+            (vec![], "needs ?tx="),
+            (vec![("tx", "zz")], "hex"),
+            (vec![("tx", "00ff")], "not a transaction"),
+            (
+                vec![("tx", tx.as_str()), ("confirmations", "0")],
+                "confirmations",
+            ),
+            (vec![("tx", tx.as_str()), ("give_up", "x")], "give_up"),
+        ] {
+            let mut params: BTreeMap<&str, &str> = bad.into_iter().collect();
+            params.insert("name", "double-spend");
+            let err = behaviour(&pow, &params).await.unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
+        let params: BTreeMap<&str, &str> = [
+            ("name", "double-spend"),
+            ("tx", tx.as_str()),
+            ("confirmations", "6"),
+        ]
+        .into();
+        behaviour(&pow, &params).await.unwrap();
+        match inbox.try_recv() {
+            Ok(Event::Pow(PowEvent::DoubleSpend(order))) => {
+                assert_eq!(order.conflict, net.transfer(0, 1, 5, 0));
+                assert_eq!((order.confirmations, order.give_up_behind), (6, 10));
+            }
+            _ => panic!("the order did not reach the driver"),
+        }
     }
 }

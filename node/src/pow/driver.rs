@@ -14,6 +14,7 @@ use quire_chain::store::{Store, StoreError};
 use quire_chain::{Block, Hash, ReplicaId, TxId};
 use quire_rocks::RocksStore;
 
+use super::double_spend::{Decision, Ended, Order, Race};
 use super::message::{BLOCKS_PER_REPLY_MAX, PowMessage, TXS_MAX};
 use super::miner::Miner;
 use super::{PowBehaviour, PowEvent};
@@ -49,9 +50,22 @@ struct Selfish {
     branch_len: u64,
 }
 
+/// The `double-spend` behaviour: waiting for the payment, racing, or done.
+#[derive(Default)]
+enum DoubleSpend {
+    #[default]
+    Off,
+    Armed(Box<Order>),
+    Racing(Box<Race>),
+    Done(Ended),
+}
+
 #[derive(Default)]
 struct Counters {
     mined: u64,
+    double_spend_races: u64,
+    double_spend_released: u64,
+    double_spend_given_up: u64,
     withheld: u64,
     frames_refused: BTreeMap<&'static str, u64>,
     false_work_claims: u64,
@@ -69,6 +83,7 @@ pub struct PowDriver {
     miner: Arc<Miner>,
     behaviour: PowBehaviour,
     selfish: Selfish,
+    double_spend: DoubleSpend,
     /// The public chain's height, as far as this replica knows: what others mined or it published.
     public_height: u64,
     template_dirty: bool,
@@ -106,6 +121,7 @@ impl PowDriver {
             miner,
             behaviour: PowBehaviour::Honest,
             selfish: Selfish::default(),
+            double_spend: DoubleSpend::Off,
             public_height,
             template_dirty: true,
             template_at: Instant::now(),
@@ -154,7 +170,9 @@ impl PowDriver {
         }
         if self.tip_at.elapsed() >= TIP_EVERY {
             self.tip_at = Instant::now();
-            if self.behaviour == PowBehaviour::Honest {
+            if self.behaviour == PowBehaviour::Honest
+                || self.behaviour == PowBehaviour::DoubleSpend && !self.racing()
+            {
                 let head = *self.chain.head();
                 let work = work_hash(self.chain.head_work());
                 let tip = PowMessage::Tip {
@@ -214,9 +232,12 @@ impl PowDriver {
                 if self.behaviour == PowBehaviour::SelfishMine && b != PowBehaviour::SelfishMine {
                     self.publish_up_to(u64::MAX);
                 }
+                self.end_race(false)?;
+                self.double_spend = DoubleSpend::Off;
                 self.behaviour = b;
                 self.publish();
             }
+            Event::Pow(PowEvent::DoubleSpend(order)) => self.arm(*order)?,
             Event::Pow(PowEvent::SetHashRate(rate)) => {
                 tracing::warn!(rate, "hash rate set");
                 self.miner.set_rate(rate);
@@ -243,6 +264,7 @@ impl PowDriver {
             return Err(MempoolRefusal::Full);
         }
         let nonce = tx.as_transfer().map(|t| t.transfer.nonce);
+        let payment = self.is_payment(&tx);
         if !self.mempool.insert(self.chain.ledger(), tx) {
             // Another transfer already waits with this sender and nonce: this one is its
             // conflict, and the nonce is taken.
@@ -253,6 +275,9 @@ impl PowDriver {
         self.template_dirty = true;
         if self.submitted_at.len() < LATENCY_TRACKED_MAX {
             self.submitted_at.entry(id).or_insert(received);
+        }
+        if payment {
+            self.start_race(id);
         }
         Ok(())
     }
@@ -289,9 +314,14 @@ impl PowDriver {
                     .or_default() += 1;
                 continue;
             }
+            let id = tx.id();
+            let payment = self.is_payment(&tx);
             if self.mempool.len() < self.mempool_max && self.mempool.insert(self.chain.ledger(), tx)
             {
                 self.template_dirty = true;
+                if payment {
+                    self.start_race(id);
+                }
             }
         }
     }
@@ -311,6 +341,11 @@ impl PowDriver {
                     self.fetch_from(from, true);
                 }
             }
+            PowMessage::GetBlocks(_) if self.racing() => {
+                // The private branch is the main chain here: serving it would publish it.
+                let reply = PowMessage::Blocks(Vec::new());
+                self.transport.send(from, Arc::new(reply.to_bytes()));
+            }
             PowMessage::GetBlocks(locator) => {
                 let blocks =
                     self.chain
@@ -320,6 +355,7 @@ impl PowDriver {
                 self.transport.send(from, Arc::new(reply.to_bytes()));
             }
             PowMessage::Txs(txs) => self.on_relayed(txs),
+            PowMessage::Tip { hash, .. } if self.race().is_some_and(|r| r.is_held(&hash)) => {}
             PowMessage::Tip { hash, work, .. } => {
                 let claimed = num_bigint::BigUint::from_bytes_be(&work.0);
                 match self.chain.work(&hash) {
@@ -356,6 +392,10 @@ impl PowDriver {
 
     /// A block from a peer. Returns whether it was an orphan.
     fn on_block(&mut self, from: ReplicaId, block: Block) -> Result<bool, StoreError> {
+        let block = match self.filter_public(from, block)? {
+            Some(b) => b,
+            None => return Ok(false),
+        };
         let height = block.header.height;
         match self.receive(block)? {
             Some(Received::Orphan { .. }) => {
@@ -447,6 +487,16 @@ impl PowDriver {
                 self.broadcast_block(&block);
             }
             PowBehaviour::Withhold => self.counters.withheld += 1,
+            PowBehaviour::DoubleSpend => match &mut self.double_spend {
+                DoubleSpend::Racing(race) => {
+                    race.on_private(block);
+                    self.decide()?;
+                }
+                _ => {
+                    self.public_height = self.public_height.max(block.header.height);
+                    self.broadcast_block(&block);
+                }
+            },
             PowBehaviour::SelfishMine => {
                 let lead_before = head_before as i64 - self.public_height as i64;
                 self.selfish.unpublished.push(block);
@@ -499,6 +549,190 @@ impl PowDriver {
         }
     }
 
+    fn racing(&self) -> bool {
+        matches!(self.double_spend, DoubleSpend::Racing(_))
+    }
+
+    fn race(&self) -> Option<&Race> {
+        match &self.double_spend {
+            DoubleSpend::Racing(race) => Some(race),
+            _ => None,
+        }
+    }
+
+    fn is_payment(&self, tx: &quire_chain::Transaction) -> bool {
+        matches!(&self.double_spend, DoubleSpend::Armed(order) if order.is_payment(tx))
+    }
+
+    /// `double-spend`: from now on, the first transfer that conflicts with the order's starts
+    /// the race (one already waiting here starts it at once).
+    fn arm(&mut self, order: Order) -> Result<(), StoreError> {
+        self.end_race(false)?;
+        if self.behaviour == PowBehaviour::SelfishMine {
+            self.publish_up_to(u64::MAX);
+        }
+        self.behaviour = PowBehaviour::DoubleSpend;
+        let waiting = self
+            .mempool
+            .candidates(self.chain.ledger(), usize::MAX)
+            .into_iter()
+            .find(|t| order.is_payment(t))
+            .map(|t| t.id());
+        tracing::warn!(
+            confirmations = order.confirmations,
+            give_up_behind = order.give_up_behind,
+            conflict = %order.conflict.id(),
+            "double-spend armed: waiting for the payment"
+        );
+        self.double_spend = DoubleSpend::Armed(Box::new(order));
+        if let Some(id) = waiting {
+            self.start_race(id);
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// The payment is out: fork at the head, with the conflicting transfer in the first
+    /// private block — if it applies there (else there is nothing to race for).
+    fn start_race(&mut self, payment: TxId) {
+        let DoubleSpend::Armed(order) = std::mem::take(&mut self.double_spend) else {
+            return;
+        };
+        let head = *self.chain.head();
+        let chain_id = self.chain.rules().chain_id;
+        let ok = self.chain.verdicts().verify(&order.conflict, &chain_id);
+        let mut trial = self.chain.ledger().clone();
+        let (outcomes, _) = trial.apply(std::slice::from_ref(&order.conflict), &[ok]);
+        if let Some(quire_chain::tx::Outcome::Rejected(why)) = outcomes.first() {
+            tracing::warn!(
+                reason = ?why,
+                height = head.height,
+                "double-spend: the conflicting transfer does not apply at the head; not racing"
+            );
+            self.counters.double_spend_given_up += 1;
+            self.double_spend = DoubleSpend::Done(Ended {
+                released: false,
+                private_blocks: 0,
+                public_blocks: 0,
+                payment_confirmations: 0,
+            });
+            return;
+        }
+        self.counters.double_spend_races += 1;
+        tracing::warn!(
+            height = head.height,
+            payment = %payment,
+            "double-spend: the payment is out; mining a private branch"
+        );
+        let fork_work = self.chain.head_work().clone();
+        self.double_spend =
+            DoubleSpend::Racing(Box::new(Race::new(*order, payment, &head, fork_work)));
+        self.refresh_template();
+    }
+
+    /// The double-spender's input filter. Armed, a block holding the payment starts the race
+    /// from its parent; racing, public blocks above the fork are held back from this replica's
+    /// chain (so its miner stays on the private branch) and counted in the race. `None`: held.
+    fn filter_public(
+        &mut self,
+        from: ReplicaId,
+        block: Block,
+    ) -> Result<Option<Block>, StoreError> {
+        let payment = match &self.double_spend {
+            DoubleSpend::Armed(order) => block.txs.iter().find(|t| order.is_payment(t)),
+            _ => None,
+        };
+        if let Some(payment) = payment.map(|t| t.id()) {
+            if block.header.parent_hash == self.chain.head().hash() {
+                self.start_race(payment);
+            } else {
+                tracing::warn!(
+                    "double-spend: the payment was mined on a chain this replica does not follow; too late"
+                );
+                self.double_spend = DoubleSpend::Done(Ended {
+                    released: false,
+                    private_blocks: 0,
+                    public_blocks: 0,
+                    payment_confirmations: 0,
+                });
+            }
+        }
+        let hash = block.hash();
+        if !self.racing() || self.chain.tree().contains(&hash) {
+            return Ok(Some(block));
+        }
+        if let Err(e) = self.chain.rules().check_alone(&block, &hash, now_ms()) {
+            *self.counters.frames_refused.entry(e.name()).or_default() += 1;
+            return Ok(None);
+        }
+        let chain = &self.chain;
+        let known = |h: &Hash| Some((chain.header(h)?.height, chain.work(h)?.clone()));
+        let linked = match &mut self.double_spend {
+            DoubleSpend::Racing(race) => race.on_public(block, &known),
+            _ => true,
+        };
+        if !linked {
+            self.fetch_from(from, false);
+        }
+        self.decide()?;
+        Ok(None)
+    }
+
+    fn decide(&mut self) -> Result<(), StoreError> {
+        match self.race().map(Race::decide) {
+            Some(Decision::Release) => self.end_race(true),
+            Some(Decision::GiveUp) => self.end_race(false),
+            Some(Decision::Hold) | None => Ok(()),
+        }
+    }
+
+    /// Ends a race: publishes the private branch (`release`) or abandons it, then hands the
+    /// held public blocks to the chain, which follows the most work as usual.
+    fn end_race(&mut self, release: bool) -> Result<(), StoreError> {
+        if !self.racing() {
+            return Ok(());
+        }
+        let DoubleSpend::Racing(race) = std::mem::take(&mut self.double_spend) else {
+            return Ok(());
+        };
+        let view = race.public_view();
+        let ended = Ended {
+            released: release,
+            private_blocks: race.private_blocks(),
+            public_blocks: view.height.saturating_sub(race.fork_height),
+            payment_confirmations: view.payment_confirmations,
+        };
+        let fork_height = race.fork_height;
+        let (private, held) = race.into_blocks();
+        if release {
+            self.counters.double_spend_released += 1;
+            for block in &private {
+                self.public_height = self.public_height.max(block.header.height);
+                self.broadcast_block(block);
+            }
+        } else {
+            self.counters.double_spend_given_up += 1;
+        }
+        tracing::warn!(
+            released = release,
+            fork_height,
+            private_blocks = ended.private_blocks,
+            public_blocks = ended.public_blocks,
+            payment_confirmations = ended.payment_confirmations,
+            "double-spend: race over"
+        );
+        self.double_spend = DoubleSpend::Done(ended);
+        for block in held {
+            let height = block.header.height;
+            if let Some(Received::NewHead(_) | Received::Side) = self.receive(block)? {
+                self.on_public_block(height);
+            }
+        }
+        self.refresh_template();
+        self.publish();
+        Ok(())
+    }
+
     fn broadcast_block(&self, block: &Block) {
         let message = PowMessage::Block(Box::new(block.clone()));
         self.transport.broadcast(Arc::new(message.to_bytes()));
@@ -508,7 +742,14 @@ impl PowDriver {
         self.template_dirty = false;
         self.template_at = Instant::now();
         let max = self.chain.rules().protocol.batch_txs_max as usize;
-        let candidates = self.mempool.candidates(self.chain.ledger(), max);
+        let mut candidates = self.mempool.candidates(self.chain.ledger(), max);
+        if let Some(race) = self.race() {
+            // The conflicting transfer first (once on the branch, it no longer applies and is
+            // skipped); never the payment.
+            let payment = race.payment;
+            candidates.retain(|t| t.id() != payment);
+            candidates.insert(0, race.order.conflict.clone());
+        }
         let template = self.chain.template(&candidates, self.id, now_ms());
         self.miner.set_job(Some(template));
     }
@@ -526,11 +767,12 @@ impl PowDriver {
             behaviour: self.behaviour.name().to_string(),
             stats: Default::default(),
             describe: format!(
-                "pow height {} work {} tree {} orphans {}",
+                "pow height {} work {} tree {} orphans {}{}",
                 head.height,
                 self.chain.head_work(),
                 self.chain.tree().len(),
-                self.chain.orphans().len()
+                self.chain.orphans().len(),
+                self.describe_double_spend()
             ),
         });
         if let Ok(mut h) = self.shared.head_hash.lock() {
@@ -542,6 +784,29 @@ impl PowDriver {
         let tree = super::admin::render_tree(&self.chain, super::admin::TREE_WINDOW);
         if let Ok(mut t) = self.pow_shared.tree.lock() {
             *t = tree;
+        }
+    }
+
+    fn describe_double_spend(&self) -> String {
+        match &self.double_spend {
+            DoubleSpend::Off => String::new(),
+            DoubleSpend::Armed(_) => " double-spend armed".into(),
+            DoubleSpend::Racing(race) => {
+                let view = race.public_view();
+                format!(
+                    " double-spend racing from {}: private {} public tip {} payment confirmations {}",
+                    race.fork_height,
+                    race.private_blocks(),
+                    view.height,
+                    view.payment_confirmations
+                )
+            }
+            DoubleSpend::Done(e) => format!(
+                " double-spend {} (private {} public {})",
+                if e.released { "released" } else { "given up" },
+                e.private_blocks,
+                e.public_blocks
+            ),
         }
     }
 
@@ -663,6 +928,30 @@ impl PowDriver {
             "counter",
             "Blocks sent to peers that asked.",
             self.counters.blocks_served.to_string(),
+        );
+        line(
+            "quire_pow_double_spend_races_total",
+            "counter",
+            "Double-spend races started (the payment seen, a private branch begun).",
+            self.counters.double_spend_races.to_string(),
+        );
+        line(
+            "quire_pow_double_spend_released_total",
+            "counter",
+            "Double-spend private branches released with more work than the public chain.",
+            self.counters.double_spend_released.to_string(),
+        );
+        line(
+            "quire_pow_double_spend_given_up_total",
+            "counter",
+            "Double-spend races abandoned (too far behind, or nothing to race for).",
+            self.counters.double_spend_given_up.to_string(),
+        );
+        line(
+            "quire_pow_double_spend_private_blocks",
+            "gauge",
+            "Blocks of the double-spend private branch not yet published.",
+            self.race().map_or(0, Race::private_blocks).to_string(),
         );
         let _ = writeln!(
             out,

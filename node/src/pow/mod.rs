@@ -4,6 +4,7 @@
 //! travel as [`message`]s over the mesh.
 
 pub mod admin;
+pub mod double_spend;
 pub mod driver;
 pub mod message;
 pub mod miner;
@@ -32,13 +33,17 @@ pub enum PowBehaviour {
     SelfishMine,
     /// Mines and never publishes.
     Withhold,
+    /// Reverses a chosen payment with a private branch holding a conflicting transfer
+    /// ([`double_spend`]); set with an [`double_spend::Order`] ([`PowEvent::DoubleSpend`]).
+    DoubleSpend,
 }
 
 impl PowBehaviour {
-    pub const ALL: [PowBehaviour; 3] = [
+    pub const ALL: [PowBehaviour; 4] = [
         PowBehaviour::Honest,
         PowBehaviour::SelfishMine,
         PowBehaviour::Withhold,
+        PowBehaviour::DoubleSpend,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -46,6 +51,7 @@ impl PowBehaviour {
             PowBehaviour::Honest => "honest",
             PowBehaviour::SelfishMine => "selfish-mine",
             PowBehaviour::Withhold => "withhold",
+            PowBehaviour::DoubleSpend => "double-spend",
         }
     }
 
@@ -64,6 +70,8 @@ pub enum PowEvent {
     },
     Mined(Box<Block>),
     SetBehaviour(PowBehaviour),
+    /// Arm the `double-spend` behaviour with this order.
+    DoubleSpend(Box<double_spend::Order>),
     SetHashRate(u64),
 }
 

@@ -280,10 +280,17 @@ async fn a_user_attacks_the_testnet_from_the_page_and_watches_pbft_hold() {
     .await;
     // Blocks in flight when the links were cut may still land: let them.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // No new block anywhere: the highest height stays. (A replica that lagged may still fetch
+    // blocks already committed from the replica on its side, so single heights may rise to it.)
     let stopped = heights(&c).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let later = heights(&c).await;
-    assert_eq!(stopped, later, "heights moved during a 2/2 partition");
+    let top = |h: &[u64]| h.iter().copied().max().unwrap_or(0);
+    assert_eq!(
+        top(&stopped),
+        top(&later),
+        "a block was committed during a 2/2 partition: {stopped:?} then {later:?}"
+    );
     screenshot(&c, &shots, "3-partitioned").await;
 
     // Heal: the honest replicas commit again (after a view change away from 0 if need be).

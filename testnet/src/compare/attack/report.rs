@@ -254,14 +254,15 @@ pub fn figure(pbft: &PbftAttack, pow: &PowAttack) -> crate::plot::Figure {
     let faulty: BTreeSet<u32> = pbft.equivocators.iter().copied().collect();
     let pbft_label = |r: u32| {
         if faulty.contains(&r) {
-            format!("replica {r} (equivocated)")
+            format!("replica {r} (faulty)")
         } else {
             format!("replica {r}")
         }
     };
+    // Short enough for the plot's legend (`plot::LEGEND_CHARS`), which cuts longer names.
     let pow_label = |r: u32| {
         if r == pow.attacker {
-            format!("replica {r} (double-spender)")
+            format!("replica {r} (attacker)")
         } else {
             format!("replica {r}")
         }
@@ -425,7 +426,7 @@ mod tests {
             "{md}"
         );
         let svg = figure(&pbft, &pow).to_svg();
-        assert!(svg.contains("double-spender") && svg.contains("PoW: payment (k = 1)"));
+        assert!(svg.contains("replica 3 (attacker)") && svg.contains("PoW: payment (k = 1)"));
     }
 
     /// The live model: certain above half the hash power, Rosenfeld-like below, falling with k;

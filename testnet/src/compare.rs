@@ -72,8 +72,14 @@ fn metric_sum(texts: &[String], name: &str) -> f64 {
         .sum()
 }
 
+/// Every replica's `/metrics` text (empty for one that does not answer).
 fn metrics(net: &Testnet) -> Vec<String> {
-    (0..net.n())
+    metrics_of(net, 0..net.n())
+}
+
+/// The `/metrics` texts of `replicas`.
+fn metrics_of(net: &Testnet, replicas: impl Iterator<Item = u32>) -> Vec<String> {
+    replicas
         .map(|i| net.http(i, "GET", "/metrics").unwrap_or_default())
         .collect()
 }
@@ -211,26 +217,35 @@ async fn pbft_side(dir: &Path, args: &CompareArgs, out: &mut dyn Write) -> Resul
     })
 }
 
-async fn pow_side(dir: &Path, args: &CompareArgs, out: &mut dyn Write) -> Result<PowSide> {
-    let run_dir = dir
-        .join("compare")
-        .join(format!("pow-{}", std::process::id()));
+/// The testnet a comparison runs on: `args`'s size and accounts (plus the faucet), quiet logs,
+/// and for proof of work each miner at `args.hash_rate` with the genesis retargeted to it.
+pub(crate) fn testnet_plan(args: &CompareArgs, consensus: ConsensusMode) -> Plan {
     let mut plan = Plan {
         nodes: args.nodes,
         accounts: args.accounts + 1,
         base_port: 0,
         log: "warn".into(),
-        pow_node: PowFile {
-            hashes_per_s: args.hash_rate,
-            ..PowFile::default()
-        },
         ..Plan::default()
     };
-    plan.protocol.consensus = ConsensusMode::Pow;
-    plan.pow = Some(PowParams::for_hash_rate(
-        args.hash_rate.saturating_mul(args.nodes as u64),
-        args.interval_ms,
-    ));
+    plan.protocol.consensus = consensus;
+    if consensus == ConsensusMode::Pow {
+        plan.pow_node = PowFile {
+            hashes_per_s: args.hash_rate,
+            ..PowFile::default()
+        };
+        plan.pow = Some(PowParams::for_hash_rate(
+            args.hash_rate.saturating_mul(args.nodes as u64),
+            args.interval_ms,
+        ));
+    }
+    plan
+}
+
+async fn pow_side(dir: &Path, args: &CompareArgs, out: &mut dyn Write) -> Result<PowSide> {
+    let run_dir = dir
+        .join("compare")
+        .join(format!("pow-{}", std::process::id()));
+    let plan = testnet_plan(args, ConsensusMode::Pow);
     let net = ops::up(&run_dir, &plan, &mut std::io::sink()).await?;
     let result = measure_pow(&net, args, out).await;
     net.stop_all()?;

@@ -244,6 +244,9 @@ impl Testnet {
     }
 }
 
+/// The most of a replica's HTTP answer that is read (metrics of a large testnet are a few MiB).
+const HTTP_RESPONSE_MAX: u64 = 32 << 20;
+
 /// A minimal HTTP/1.1 client for the replicas' loopback endpoints.
 pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> Result<String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
@@ -253,7 +256,10 @@ pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> Result<String
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
     let mut response = String::new();
-    stream.read_to_string(&mut response)?;
+    // A replica's answer is read into memory: bounded, whatever a replica sends.
+    (&mut stream)
+        .take(HTTP_RESPONSE_MAX)
+        .read_to_string(&mut response)?;
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     let status = head.lines().next().unwrap_or("");
     if !status.contains(" 200 ") {

@@ -366,33 +366,14 @@ async fn top_height(c: &Client) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pow_testnet_shows_its_block_tree_and_final_prefix_live() {
-    use quire_chain::genesis::ConsensusMode;
-    use quire_chain::pow::PowParams;
-    use quire_node::config::PowFile;
-
     let Some((chromium, chromedriver)) = browser_binaries() else {
         return;
     };
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
     std::fs::create_dir_all(&shots).expect("screenshot folder");
     const K: u32 = 3;
-    let mut plan = quire_testnet::generate::Plan {
-        nodes: 4,
-        accounts: 4,
-        base_port: 0,
-        pow_node: PowFile {
-            hashes_per_s: 20_000,
-            ..PowFile::default()
-        },
-        ..quire_testnet::generate::Plan::default()
-    };
-    plan.protocol.consensus = ConsensusMode::Pow;
     // A block every half second: the tree grows visibly within seconds.
-    plan.pow = Some(PowParams {
-        confirmations: K,
-        ..PowParams::for_hash_rate(4 * 20_000, 500)
-    });
-    let net = support::start_with("dashboard-pow", plan).await;
+    let net = support::start_with("dashboard-pow", support::pow_plan(K)).await;
     let url = quire_testnet::dashboard::start(
         &net.tn.layout,
         Path::new(env!("CARGO_BIN_EXE_quire-testnet")),

@@ -9,31 +9,13 @@ mod support;
 
 use std::time::Duration;
 
-use quire_chain::genesis::ConsensusMode;
-use quire_chain::pow::PowParams;
-use quire_node::config::PowFile;
 use quire_testnet::generate::Plan;
 use quire_testnet::pow;
 
 const K: u32 = 3;
 
 fn plan() -> Plan {
-    let mut plan = Plan {
-        nodes: 4,
-        accounts: 4,
-        base_port: 0,
-        pow_node: PowFile {
-            hashes_per_s: 20_000,
-            ..PowFile::default()
-        },
-        ..Plan::default()
-    };
-    plan.protocol.consensus = ConsensusMode::Pow;
-    plan.pow = Some(PowParams {
-        confirmations: K,
-        ..PowParams::for_hash_rate(4 * 20_000, 500)
-    });
-    plan
+    support::pow_plan(K)
 }
 
 /// Sends one transfer from each account (nonce `nonce`) and waits until the client finds each

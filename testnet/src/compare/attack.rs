@@ -21,19 +21,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use quire_chain::genesis::ConsensusMode;
-use quire_chain::pow::PowParams;
 use quire_chain::{Hash, Transaction, Transfer, TxId};
 use quire_client::Client;
 use quire_consensus::Behaviour;
-use quire_node::config::PowFile;
 use quire_wire::rpc::{BlockRef, Request, Response};
 
 mod report;
 
 pub use report::{figure, live_model, render};
 
-use super::CompareArgs;
-use crate::generate::Plan;
+use super::{CompareArgs, metrics_of};
 use crate::ops::{self, Testnet};
 use crate::pow;
 
@@ -367,24 +364,12 @@ fn metric_by_label(texts: &[String], name: &str) -> BTreeMap<String, f64> {
     out
 }
 
-fn metrics_of(net: &Testnet, replicas: impl Iterator<Item = u32>) -> Vec<String> {
-    replicas
-        .map(|i| net.http(i, "GET", "/metrics").unwrap_or_default())
-        .collect()
-}
-
 /// PBFT: f equivocators, then a partition and a heal.
 pub async fn pbft(dir: &Path, args: &CompareArgs, phases: Phases) -> Result<PbftAttack> {
     let run_dir = dir
         .join("compare")
         .join(format!("pbft-attack-{}", std::process::id()));
-    let plan = Plan {
-        nodes: args.nodes,
-        accounts: args.accounts + 1,
-        base_port: 0,
-        log: "warn".into(),
-        ..Plan::default()
-    };
+    let plan = super::testnet_plan(args, ConsensusMode::Pbft);
     let net = ops::up(&run_dir, &plan, &mut std::io::sink()).await?;
     let result = pbft_on(&net, args, phases).await;
     net.stop_all()?;
@@ -478,22 +463,7 @@ pub async fn pow(
     let run_dir = dir
         .join("compare")
         .join(format!("pow-attack-{}", std::process::id()));
-    let mut plan = Plan {
-        nodes: args.nodes,
-        accounts: args.accounts + 1,
-        base_port: 0,
-        log: "warn".into(),
-        pow_node: PowFile {
-            hashes_per_s: args.hash_rate,
-            ..PowFile::default()
-        },
-        ..Plan::default()
-    };
-    plan.protocol.consensus = ConsensusMode::Pow;
-    plan.pow = Some(PowParams::for_hash_rate(
-        args.hash_rate.saturating_mul(args.nodes as u64),
-        args.interval_ms,
-    ));
+    let plan = super::testnet_plan(args, ConsensusMode::Pow);
     let net = ops::up(&run_dir, &plan, &mut std::io::sink()).await?;
     let result = pow_on(&net, args, phases, trials).await;
     net.stop_all()?;

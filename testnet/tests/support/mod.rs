@@ -6,11 +6,35 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use quire_chain::genesis::ConsensusMode;
+use quire_chain::pow::PowParams;
 use quire_chain::{Address, Block, Hash, Keypair, Transaction, Transfer};
 use quire_client::Client;
+use quire_node::config::PowFile;
 use quire_testnet::generate::Plan;
 use quire_testnet::ops::{self, Testnet};
 use quire_wire::rpc::{BlockRef, Request, Response};
+
+/// A 4-replica proof-of-work testnet that finds a block about every half second (four miners at
+/// 20k hashes/s), final at `k` confirmations.
+pub fn pow_plan(k: u32) -> Plan {
+    let mut plan = Plan {
+        nodes: 4,
+        accounts: 4,
+        base_port: 0,
+        pow_node: PowFile {
+            hashes_per_s: 20_000,
+            ..PowFile::default()
+        },
+        ..Plan::default()
+    };
+    plan.protocol.consensus = ConsensusMode::Pow;
+    plan.pow = Some(PowParams {
+        confirmations: k,
+        ..PowParams::for_hash_rate(4 * 20_000, 500)
+    });
+    plan
+}
 
 pub struct Net {
     pub tn: Testnet,

@@ -135,6 +135,12 @@ pub struct Replica {
     pub(crate) admissions: Vec<Admission>,
     /// When each peer was last sent a reply that costs more than its request (PBFT.md trap 12).
     pub(crate) replied: BTreeMap<(ReplicaId, Reply), u64>,
+    /// Block requests that came within a tick of the last reply to their peer: served one per
+    /// tick, in order, instead of dropped (at most `FETCH_PIPELINE` per peer, the latest).
+    /// Dropped, an honest replica catching up on a fast link waited a fetch timeout every
+    /// other round trip.
+    pub(crate) deferred_fetch:
+        BTreeMap<ReplicaId, std::collections::VecDeque<crate::message::FetchBlocks>>,
     /// Set when this replica's executed chain turned out to differ from a checkpoint a quorum
     /// certified: from then on it signs nothing and commits nothing, until it is rebuilt.
     pub(crate) diverged: Option<Divergence>,
@@ -228,6 +234,7 @@ impl Replica {
             out: Vec::new(),
             admissions: Vec::new(),
             replied: BTreeMap::new(),
+            deferred_fetch: BTreeMap::new(),
             diverged: None,
         };
         let low = replica.stable.seq;
@@ -618,6 +625,7 @@ impl Replica {
         }
         self.check_timers();
         self.check_fetch_timeout();
+        self.serve_deferred_fetches();
     }
 
     /// Every status interval: report status (the primary's is its heartbeat), resend what seems
@@ -778,7 +786,10 @@ impl Replica {
         // Bounded: one entry per (validator, kind).
         let last = self.replied.entry((peer, reply)).or_insert(0);
         if *last != 0 && tick.saturating_sub(*last) < gap {
-            self.stats.drop(Drop::RateLimited);
+            // A block request waits its turn (`deferred_fetch`); a NewView resend is dropped.
+            if reply == Reply::NewView {
+                self.stats.drop(Drop::RateLimited);
+            }
             return false;
         }
         *last = tick.max(1);

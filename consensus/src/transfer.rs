@@ -14,10 +14,20 @@ pub struct Fetch {
     /// Fetch at least up to this height.
     pub target: u64,
     pub peer: ReplicaId,
+    /// When the last request left or the last block arrived.
     pub sent_tick: u64,
     /// How many peers have been asked in turn (rotates the choice).
     pub attempts: u32,
+    /// The highest height asked for: requests in flight cover `head + 1..=asked`.
+    pub asked: u64,
 }
+
+/// Block requests kept in flight at once while catching up. One at a time, every round trip
+/// waited for the peer's read, the network, verification, execution and the synced write in
+/// turn; with a few in flight the peer reads and the pool verifies the next replies while this
+/// replica executes and writes the current one. Bounded: at most this many replies
+/// (`BLOCKS_PER_REPLY_MAX` blocks each) are ever on their way to us.
+pub const FETCH_PIPELINE: u64 = 4;
 
 impl Replica {
     pub(crate) fn start_fetch(&mut self, target: u64) {
@@ -33,6 +43,7 @@ impl Replica {
                     peer,
                     sent_tick: self.tick,
                     attempts: 0,
+                    asked: self.head.height,
                 });
                 self.request_blocks();
             }
@@ -56,18 +67,30 @@ impl Replica {
         peers[attempt as usize % peers.len()].1
     }
 
+    /// Tops the requests in flight up to [`FETCH_PIPELINE`] replies' worth past the head, in
+    /// consecutive ranges, all to the chosen peer (its replies then arrive in order).
     fn request_blocks(&mut self) {
-        let Some(f) = &self.fetch else {
+        let head = self.head.height;
+        let per = BLOCKS_PER_REPLY_MAX as u64;
+        let Some(f) = &mut self.fetch else {
             return;
         };
-        let from = self.head.height + 1;
-        let to = f
-            .target
-            .max(from)
-            .min(from + BLOCKS_PER_REPLY_MAX as u64 - 1);
+        // Nothing asked beyond the head is still coming (a timeout, a short reply): ask again.
+        f.asked = f.asked.max(head);
+        let window_end = head + FETCH_PIPELINE * per;
+        let mut ranges = Vec::new();
+        // At least one request, even at the target: a peer may have more than it claimed.
+        while ranges.is_empty() || (f.asked < f.target && f.asked < window_end) {
+            let from = f.asked + 1;
+            let to = f.target.max(from).min(from + per - 1);
+            ranges.push((from, to));
+            f.asked = to;
+        }
         let peer = f.peer;
-        let request = self.fetch_request(from, to);
-        self.out.push(Output::Send(peer, request));
+        for (from, to) in ranges {
+            let request = self.fetch_request(from, to);
+            self.out.push(Output::Send(peer, request));
+        }
     }
 
     pub(crate) fn check_fetch_timeout(&mut self) {
@@ -87,10 +110,13 @@ impl Replica {
             return;
         }
         let peer = self.fetch_peer(attempts);
+        let head = self.head.height;
         if let Some(f) = &mut self.fetch {
             f.attempts = attempts;
             f.peer = peer;
             f.sent_tick = self.tick;
+            // What the last peer was asked is forgotten: the next one is asked from the head.
+            f.asked = head;
         }
         self.request_blocks();
     }
@@ -119,24 +145,73 @@ impl Replica {
     }
 
     pub(crate) fn on_fetch(&mut self, m: Signed<FetchBlocks>) {
-        let FetchBlocks { from, to } = m.body;
-        if from > self.head.height || !self.may_reply(m.from, Reply::Blocks) {
+        if m.body.from > self.head.height {
             return;
         }
+        let waiting = self
+            .deferred_fetch
+            .get(&m.from)
+            .is_some_and(|q| !q.is_empty());
+        if !waiting && self.may_reply(m.from, Reply::Blocks) {
+            self.serve_fetch(m.from, m.body);
+        } else if self.validators_contain(m.from) {
+            // At most one reply per peer per tick still holds; the request waits its turn.
+            let queue = self.deferred_fetch.entry(m.from).or_default();
+            if queue.len() as u64 >= FETCH_PIPELINE {
+                queue.pop_front();
+                self.stats.drop(Drop::RateLimited);
+            }
+            queue.push_back(m.body);
+        }
+    }
+
+    /// At each tick: one of each peer's block requests that came too soon after the last reply.
+    pub(crate) fn serve_deferred_fetches(&mut self) {
+        if self.deferred_fetch.is_empty() {
+            return;
+        }
+        let peers: Vec<ReplicaId> = self.deferred_fetch.keys().copied().collect();
+        for peer in peers {
+            if !self.may_reply(peer, Reply::Blocks) {
+                continue;
+            }
+            let Some(queue) = self.deferred_fetch.get_mut(&peer) else {
+                continue;
+            };
+            let next = queue.pop_front();
+            if queue.is_empty() {
+                self.deferred_fetch.remove(&peer);
+            }
+            if let Some(request) = next
+                && request.from <= self.head.height
+            {
+                self.serve_fetch(peer, request);
+            }
+        }
+    }
+
+    fn serve_fetch(&mut self, peer: ReplicaId, request: FetchBlocks) {
+        let FetchBlocks { from, to } = request;
         let to_height = to
             .min(self.head.height)
             .min(from + BLOCKS_PER_REPLY_MAX as u64 - 1);
         self.out.push(Output::ServeBlocks {
-            to: m.from,
+            to: peer,
             from,
             to_height,
         });
     }
 
+    fn validators_contain(&self, peer: ReplicaId) -> bool {
+        self.verifier.validators.ids().any(|r| r == peer)
+    }
+
     pub(crate) fn on_blocks(&mut self, m: Signed<Blocks>) {
         let mut progressed = false;
+        let mut skipped_ahead = false;
         for block in m.body.0 {
             if block.header.height != self.head.height + 1 {
+                skipped_ahead |= block.header.height > self.head.height + 1;
                 continue;
             }
             let Some(cert) = block.certificate.clone() else {
@@ -152,6 +227,11 @@ impl Replica {
             self.execute_block(&batch, cert, Some((&block.header, m.from)));
             self.stats.blocks_fetched += 1;
             progressed = true;
+        }
+        if skipped_ahead && let Some(f) = &mut self.fetch {
+            // A reply overtook an earlier one and its blocks were skipped: the ranges in flight
+            // no longer cover the head's successors. The next request starts at the head.
+            f.asked = self.head.height;
         }
         if !progressed {
             self.stats.drop(Drop::UnwantedBlocks);
@@ -169,5 +249,100 @@ impl Replica {
             f.sent_tick = self.tick;
             self.request_blocks();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quire_chain::store::{MemoryStore, Store};
+    use quire_chain::testkit::TestNet;
+
+    use crate::config::Params;
+    use crate::message::{FetchBlocks, Signed};
+    use crate::replica::{Durable, Input, Output, Replica};
+    use crate::verify::Verifier;
+
+    fn replica(net: &TestNet) -> Replica {
+        let store = MemoryStore::new(&net.genesis);
+        let durable = Durable {
+            head: store.head(),
+            ledger: store.ledger(net.chain_id()).unwrap(),
+            consensus: store.consensus_entries().unwrap(),
+        };
+        let verifier = Verifier::new(&net.genesis);
+        Replica::recover(
+            1,
+            net.validator_keys[1].clone(),
+            verifier,
+            Params::default(),
+            durable,
+        )
+        .unwrap()
+    }
+
+    fn served(outputs: &[Output]) -> usize {
+        outputs
+            .iter()
+            .filter(|o| matches!(o, Output::ServeBlocks { to: 2, .. }))
+            .count()
+    }
+
+    /// A peer catching up on a fast link asks again within a tick of the last reply: the
+    /// request waits for the next tick (one reply per peer per tick still holds) instead of
+    /// being dropped, which cost the peer a fetch timeout every other round trip.
+    #[test]
+    fn a_block_request_within_a_tick_of_the_last_reply_is_served_at_the_next_tick() {
+        let net = TestNet::new(4, 2);
+        let mut r = replica(&net);
+        r.step(Input::Tick { now_ms: 10 });
+        let request = || {
+            Signed::sign(
+                FetchBlocks { from: 0, to: 0 },
+                2,
+                &net.validator_keys[2],
+                &net.chain_id(),
+            )
+        };
+        r.on_fetch(request());
+        assert_eq!(served(&std::mem::take(&mut r.out)), 1);
+        r.on_fetch(request());
+        r.on_fetch(request());
+        assert_eq!(served(&std::mem::take(&mut r.out)), 0, "one reply per tick");
+        // The two that waited go out one per tick, and nothing more.
+        for now_ms in [20, 30] {
+            let outputs = r.step(Input::Tick { now_ms });
+            assert_eq!(served(&outputs), 1, "at {now_ms} ms");
+        }
+        let outputs = r.step(Input::Tick { now_ms: 40 });
+        assert_eq!(served(&outputs), 0);
+    }
+
+    /// A peer that asks far more often than once a tick gets one reply a tick and no more
+    /// than `FETCH_PIPELINE` of its requests are kept waiting.
+    #[test]
+    fn block_requests_wait_in_a_bounded_queue_and_go_one_per_tick() {
+        let net = TestNet::new(4, 2);
+        let mut r = replica(&net);
+        r.step(Input::Tick { now_ms: 10 });
+        for _ in 0..100 {
+            r.on_fetch(Signed::sign(
+                FetchBlocks { from: 0, to: 0 },
+                2,
+                &net.validator_keys[2],
+                &net.chain_id(),
+            ));
+        }
+        assert_eq!(served(&std::mem::take(&mut r.out)), 1);
+        assert_eq!(
+            r.deferred_fetch.get(&2).map(|q| q.len() as u64),
+            Some(super::FETCH_PIPELINE)
+        );
+        let mut total = 0;
+        for t in 2..20 {
+            let outputs = r.step(Input::Tick { now_ms: t * 10 });
+            assert!(served(&outputs) <= 1);
+            total += served(&outputs);
+        }
+        assert_eq!(total as u64, super::FETCH_PIPELINE);
     }
 }

@@ -154,6 +154,9 @@ pub struct Driver {
     published: Instant,
     /// When in-flight sequence numbers reached each phase.
     phases: crate::metrics::phases::PhaseClock,
+    /// The view and whether a view change was under way, after the last round (logged when
+    /// either changes: view changes are what a fault run is read by).
+    view_seen: (u64, bool),
 }
 
 /// Transactions whose latency is tracked at once; beyond that, new ones are not timed.
@@ -189,6 +192,7 @@ impl Driver {
             submitted_at: HashMap::new(),
             published: Instant::now(),
             phases: Default::default(),
+            view_seen: (0, false),
         }
     }
 
@@ -230,6 +234,7 @@ impl Driver {
                 next_tick = (next_tick + self.tick).max(now);
             }
             self.carry_out(outputs)?;
+            self.log_view_change();
             if let Some(d) = self.actor.replica.diverged() {
                 self.rebuild(d)?;
             }
@@ -296,6 +301,29 @@ impl Driver {
                 self.publish();
             }
             Event::Pow(_) | Event::Shutdown => {}
+        }
+    }
+
+    /// One line per view change started and per view entered, with the height it happened
+    /// at: a chaos run's stalls are read from these.
+    fn log_view_change(&mut self) {
+        let r = &self.actor.replica;
+        let now = (r.view(), r.is_changing_view());
+        if now == self.view_seen {
+            return;
+        }
+        self.view_seen = now;
+        let height = r.head().height;
+        let stats = r.stats();
+        if now.1 {
+            tracing::info!(
+                view = now.0,
+                height,
+                rotations = stats.rotations,
+                "view change started"
+            );
+        } else {
+            tracing::info!(view = now.0, primary = r.primary(), height, "entered view");
         }
     }
 

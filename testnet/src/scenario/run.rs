@@ -128,7 +128,7 @@ impl Runner {
         self.start = Instant::now();
         let duration = Duration::from_secs(self.plan.scenario.load.duration);
         let settle = Duration::from_secs_f64(self.plan.scenario.expect.recover_within.min(20.0));
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(sample_memory(
                 self.net.layout.dir.clone(),
                 self.start,
@@ -142,15 +142,21 @@ impl Runner {
                 self.record.clone(),
                 self.stop.clone(),
             )),
-            tokio::spawn(follow(
+        ];
+        // One follower per honest replica; a transfer counts as committed when the first of
+        // them sees it. Following one replica at a time timed the follower, not the cluster:
+        // when the followed replica was paused, killed or lagging, commits "stopped" for the
+        // call timeout (1.5 s) or its patience on top of the protocol's own stop.
+        for replica in self.honest_replicas() {
+            tasks.push(tokio::spawn(follow(
                 self.client.clone(),
-                self.honest_replicas(),
+                vec![replica],
                 self.start,
                 self.record.clone(),
                 self.load.clone(),
                 self.stop.clone(),
-            )),
-        ];
+            )));
+        }
         let load_stop = Arc::new(AtomicBool::new(false));
         let load_task = tokio::spawn(generate_load(
             self.client.clone(),
@@ -309,8 +315,8 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// Follows the chain at an honest replica (the next one when it stops answering) and records
-/// when each transfer of the load commits.
+/// Follows the chain at `candidates` (the next one when one stops answering) and records when
+/// each transfer of the load commits, unless another follower saw it first.
 async fn follow(
     client: Arc<Client>,
     candidates: Vec<u32>,

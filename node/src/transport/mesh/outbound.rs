@@ -52,8 +52,19 @@ impl Outbound {
     pub(super) async fn run(mut self) {
         let mut backoff = BACKOFF_MIN;
         while !self.queue.is_closed() {
-            let healthy = match self.connect().await {
-                Ok(conn) => {
+            let link = self.link.clone();
+            // The peer dialling us means it is up: a dial still under way (perhaps to its dead
+            // incarnation) is dropped and made again at once.
+            let attempt = tokio::select! {
+                attempt = self.connect() => Some(attempt),
+                () = link.wake.notified() => None,
+            };
+            let healthy = match attempt {
+                None => {
+                    backoff = BACKOFF_MIN;
+                    continue;
+                }
+                Some(Ok(conn)) => {
                     let started = Instant::now();
                     match self.pump(&conn).await {
                         Ok(()) => return,
@@ -61,14 +72,21 @@ impl Outbound {
                     }
                     started.elapsed() >= CONNECTION_HEALTHY
                 }
-                Err(error) => {
+                Some(Err(error)) => {
                     self.lost(&error);
                     false
                 }
             };
             backoff = if healthy { BACKOFF_MIN } else { backoff };
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(BACKOFF_MAX);
+            let woken = tokio::select! {
+                () = tokio::time::sleep(backoff) => false,
+                () = link.wake.notified() => true,
+            };
+            backoff = if woken {
+                BACKOFF_MIN
+            } else {
+                (backoff * 2).min(BACKOFF_MAX)
+            };
         }
     }
 

@@ -11,6 +11,7 @@ use crate::persist;
 use crate::replica::{Output, Replica, Reply};
 use crate::stats::Drop;
 use crate::view_change;
+use crate::view_changes::Inserted;
 
 impl Replica {
     /// Stops taking part in the current view and asks to move to `target`.
@@ -20,6 +21,8 @@ impl Replica {
         }
         self.view = target;
         self.changing = true;
+        // ViewChanges for views below the target can no longer start a view.
+        self.view_changes.retain_from(target);
         // Whatever rotation was due, this view change is it.
         self.rotation_due = None;
         self.view_change_tick = None;
@@ -51,8 +54,7 @@ impl Replica {
         let batches: Vec<Batch> = batches.into_values().collect();
         self.persist(persist::view(target, true));
         self.persist(persist::view_change(&vc, &batches));
-        self.view_changes
-            .insert(self.id, (vc.clone(), batches.clone()));
+        self.view_changes.insert(vc.clone(), batches.clone());
         self.out.push(Output::Broadcast(Message::ViewChange {
             view_change: vc,
             batches,
@@ -66,11 +68,7 @@ impl Replica {
         if !self.changing || self.view_change_tick.is_some() {
             return;
         }
-        let asking = self
-            .view_changes
-            .values()
-            .filter(|(vc, _)| vc.body.new_view >= self.view)
-            .count();
+        let asking = self.view_changes.asking_at_least(self.view);
         if asking >= self.quorum() {
             self.view_change_tick = Some(self.tick);
         }
@@ -97,15 +95,12 @@ impl Replica {
             self.stats.drop(Drop::StaleView);
             return;
         }
-        // One ViewChange per replica is kept (its latest), so memory stays bounded whatever
-        // views a faulty replica claims.
-        if let Some((existing, _)) = self.view_changes.get(&from)
-            && existing.body.new_view >= target
-        {
+        // A few ViewChanges per replica are kept, for the lowest views (see `view_changes`), so
+        // memory stays bounded whatever views a faulty replica claims.
+        if self.view_changes.insert(vc, batches) != Inserted::Kept {
             self.stats.drop(Drop::Duplicate);
             return;
         }
-        self.view_changes.insert(from, (vc, batches));
         self.join_if_weak_quorum();
         self.start_timer_on_quorum();
         self.try_new_view();
@@ -114,13 +109,7 @@ impl Replica {
     /// The join rule (liveness, trap 7): f+1 replicas asking for views above ours include an
     /// honest one, so follow them to the smallest such view.
     fn join_if_weak_quorum(&mut self) {
-        let above: Vec<u64> = self
-            .view_changes
-            .iter()
-            .filter(|(r, _)| **r != self.id)
-            .map(|(_, (vc, _))| vc.body.new_view)
-            .filter(|v| *v > self.view)
-            .collect();
+        let above = self.view_changes.lowest_above(self.view, self.id);
         if above.len() >= self.verifier.validators.weak_quorum()
             && let Some(target) = above.iter().min().copied()
         {
@@ -134,12 +123,8 @@ impl Replica {
             return;
         }
         let view = self.view;
-        let chosen: Vec<(Signed<ViewChange>, Vec<Batch>)> = self
-            .view_changes
-            .values()
-            .filter(|(vc, _)| vc.body.new_view == view)
-            .cloned()
-            .collect();
+        let chosen: Vec<(Signed<ViewChange>, Vec<Batch>)> =
+            self.view_changes.for_view(view).cloned().collect();
         if chosen.len() < self.quorum() {
             return;
         }
@@ -207,8 +192,7 @@ impl Replica {
         self.view_start_tick = self.tick;
         self.progress_tick = self.tick;
         self.primary_tick = self.tick;
-        self.view_changes
-            .retain(|_, (vc, _)| vc.body.new_view > view);
+        self.view_changes.retain_above(view);
         for slot in self.log.values_mut() {
             slot.prune_votes(view);
             if slot

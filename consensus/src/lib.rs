@@ -39,6 +39,7 @@ pub mod stats;
 pub mod transfer;
 pub mod verify;
 pub mod view_change;
+pub mod view_changes;
 
 pub use byzantine::{Actor, Behaviour, Pressure};
 pub use config::Params;

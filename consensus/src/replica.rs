@@ -24,7 +24,6 @@ use crate::log::{Slot, record as log_record};
 use crate::mempool::Mempool;
 use crate::message::{
     Body, FetchBlocks, Forward, Message, NewView, Proposal, Signed, StableCheckpoint, Status,
-    ViewChange,
 };
 use crate::persist::{self, CorruptEntry, Op};
 use crate::stats::{Drop, Stats};
@@ -107,7 +106,7 @@ pub struct Replica {
     pub(crate) next_seq: u64,
 
     /// The latest ViewChange of each replica (with its batches).
-    pub(crate) view_changes: BTreeMap<ReplicaId, (Signed<ViewChange>, Vec<Batch>)>,
+    pub(crate) view_changes: crate::view_changes::ViewChanges,
     /// The NewView that started the current view, to hand to replicas still in older views.
     pub(crate) new_view: Option<(Signed<NewView>, Vec<Batch>)>,
     pub(crate) peers: BTreeMap<ReplicaId, PeerStatus>,
@@ -215,7 +214,7 @@ impl Replica {
             ledger: durable.ledger,
             head: durable.head,
             next_seq: 0,
-            view_changes: BTreeMap::new(),
+            view_changes: Default::default(),
             new_view: recovered
                 .new_view
                 .filter(|(nv, _)| nv.body.view == recovered.view),
@@ -270,7 +269,7 @@ impl Replica {
             && replica.changing
             && vc.body.new_view == replica.view
         {
-            replica.view_changes.insert(replica.id, (vc, batches));
+            replica.view_changes.insert(vc, batches);
         }
         replica.next_seq = replica.first_free_seq();
         replica.restore_own_votes();
@@ -461,10 +460,7 @@ impl Replica {
             self.next_seq,
             self.mempool.len(),
             self.fetch.as_ref().map(|f| f.target),
-            self.view_changes
-                .iter()
-                .map(|(r, (vc, _))| (*r, vc.body.new_view))
-                .collect::<Vec<_>>(),
+            self.view_changes.summary(),
             slots.join(" ")
         )
     }
@@ -641,7 +637,7 @@ impl Replica {
         self.mempool.expire(self.tick);
         if self.changing {
             // Our ViewChange may have been lost; it is idempotent to send again.
-            if let Some((vc, batches)) = self.view_changes.get(&self.id).cloned() {
+            if let Some((vc, batches)) = self.view_changes.latest(self.id).cloned() {
                 self.out.push(Output::Broadcast(Message::ViewChange {
                     view_change: vc,
                     batches,

@@ -140,6 +140,79 @@ fn a_replica_that_changed_views_alone_votes_again_after_the_next_rotation() {
     c.assert_all_executed();
 }
 
+/// A scheduled rotation is not a view change that failed: rotating into the view of a replica
+/// that is down moves on to the next view after one base timeout. (Counted as a failed one, it
+/// doubled the rotated view's timer, and a chaos run's rotation into a restarting replica's view
+/// waited 2 s instead of 1 s.)
+#[test]
+fn a_rotation_into_a_crashed_replicas_view_moves_on_after_one_base_timeout() {
+    let timeout = 60;
+    let mut c = Cluster::with(4, |cfg| {
+        cfg.protocol.rotation_blocks = 16;
+        cfg.params.view_timeout_ticks = timeout;
+    });
+    c.submit(4, Target::All);
+    c.run(50);
+    assert_eq!(c.view(0), 0);
+    // Replica 1 leads view 1, the view the first rotation goes to.
+    c.crash(1);
+    let mut rotated_at = None;
+    for _ in 0..200 {
+        c.submit(1, Target::All);
+        c.run(5);
+        if c.view(0) >= 1 {
+            rotated_at = Some(c.sim.tick);
+            break;
+        }
+    }
+    let rotated_at = rotated_at.expect("no rotation");
+    assert_eq!(c.view(0), 1, "rotated into the crashed replica's view");
+    let mut moved_on_at = None;
+    for _ in 0..4 * timeout {
+        c.run(1);
+        if c.view(0) >= 2 && !c.sim.replica(0).unwrap().is_changing_view() {
+            moved_on_at = Some(c.sim.tick);
+            break;
+        }
+    }
+    let waited = moved_on_at.expect("still waiting for view 1's NewView") - rotated_at;
+    assert!(
+        waited < timeout + timeout / 2,
+        "view 2 after {waited} ticks; one base timeout is {timeout}"
+    );
+    c.submit(3, Target::All);
+    c.run(200);
+    c.assert_all_executed();
+}
+
+/// A replica that flooded ViewChanges for far views and then turned honest counts again in the
+/// next view change. Kept one per replica (the highest), its honest ViewChange for the next view
+/// was dropped as older than its flood's, and with the primary down no NewView could form without
+/// it: the view change passed through a second timeout (in a chaos run, with one more replica
+/// paused, commits waited for the paused primary to return).
+#[test]
+fn a_replica_back_from_a_view_change_flood_counts_in_the_next_view_change() {
+    let mut c = Cluster::new(4);
+    c.submit_to_all(4);
+    c.run(50);
+    c.make(2, Behaviour::Flood);
+    c.run(100);
+    c.sim.actors[2]
+        .as_mut()
+        .unwrap()
+        .set_behaviour(Behaviour::Honest);
+    c.run(50);
+    assert_eq!(c.view(1), 0);
+    // The primary of view 0 crashes; view 1's primary (replica 1) needs replica 2's ViewChange.
+    c.crash(0);
+    c.submit(10, Target::One(1));
+    c.run(600);
+    for i in [1, 3] {
+        assert_eq!(c.view(i), 1, "replica {i} went past view 1");
+    }
+    c.assert_all_executed();
+}
+
 /// Overload is not censorship: a backlog that takes many view timeouts to drain, behind full
 /// blocks, changes no view (blaming the primary for the queue turned overload into collapse);
 /// every transfer executes in order.

@@ -75,7 +75,7 @@ impl Archive {
                 batches: batches.clone(),
             });
         }
-        if let Some((vc, batches)) = replica.view_changes.get(&replica.id) {
+        if let Some((vc, batches)) = replica.view_changes.latest(replica.id) {
             self.keep(&Message::ViewChange {
                 view_change: vc.clone(),
                 batches: batches.clone(),

@@ -306,7 +306,7 @@ fn a_peer_back_after_a_long_crash_is_dialled_at_once() {
             mesh_0.send(1, frame("while down"));
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let (_mesh_1, mut events_1) = net.start(1);
+        let (_mesh_1, events_1) = net.start(1);
         let restarted = Instant::now();
         let received = within("a frame after the restart", async {
             loop {

@@ -108,7 +108,7 @@ pub fn read_blocks<S: Store + ?Sized>(store: &S, from: u64, to: u64) -> Vec<Bloc
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use quire_chain::store::MemoryStore;
     use quire_chain::testkit::TestNet;
@@ -178,7 +178,8 @@ mod tests {
         }
     }
 
-    fn replica(net: &TestNet, store: &dyn Store) -> Replica {
+    /// Replica 1 of `net`, started from what `store` holds.
+    pub(crate) fn replica(net: &TestNet, store: &dyn Store) -> Replica {
         let params = Params::default();
         let verifier = Verifier::new(&net.genesis);
         let durable = Durable {

@@ -154,7 +154,7 @@ impl Replica {
             .is_some_and(|q| !q.is_empty());
         if !waiting && self.may_reply(m.from, Reply::Blocks) {
             self.serve_fetch(m.from, m.body);
-        } else if self.validators_contain(m.from) {
+        } else if self.verifier.validators.get(m.from).is_some() {
             // At most one reply per peer per tick still holds; the request waits its turn.
             let queue = self.deferred_fetch.entry(m.from).or_default();
             if queue.len() as u64 >= FETCH_PIPELINE {
@@ -200,10 +200,6 @@ impl Replica {
             from,
             to_height,
         });
-    }
-
-    fn validators_contain(&self, peer: ReplicaId) -> bool {
-        self.verifier.validators.ids().any(|r| r == peer)
     }
 
     pub(crate) fn on_blocks(&mut self, m: Signed<Blocks>) {
@@ -254,30 +250,14 @@ impl Replica {
 
 #[cfg(test)]
 mod tests {
-    use quire_chain::store::{MemoryStore, Store};
+    use quire_chain::store::MemoryStore;
     use quire_chain::testkit::TestNet;
 
-    use crate::config::Params;
     use crate::message::{FetchBlocks, Signed};
-    use crate::replica::{Durable, Input, Output, Replica};
-    use crate::verify::Verifier;
+    use crate::replica::{Input, Output, Replica};
 
     fn replica(net: &TestNet) -> Replica {
-        let store = MemoryStore::new(&net.genesis);
-        let durable = Durable {
-            head: store.head(),
-            ledger: store.ledger(net.chain_id()).unwrap(),
-            consensus: store.consensus_entries().unwrap(),
-        };
-        let verifier = Verifier::new(&net.genesis);
-        Replica::recover(
-            1,
-            net.validator_keys[1].clone(),
-            verifier,
-            Params::default(),
-            durable,
-        )
-        .unwrap()
+        crate::exec::tests::replica(net, &MemoryStore::new(&net.genesis))
     }
 
     fn served(outputs: &[Output]) -> usize {

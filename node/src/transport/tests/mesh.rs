@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use super::{Net, client_endpoint, eventually, frame, key, next_frame, warm_up, within};
 use crate::transport::codes;
 use crate::transport::frame::write_frame;
-use crate::transport::mesh::Mesh;
+use crate::transport::mesh::{Mesh, MeshEvents};
 use crate::transport::tls::{SERVER_NAME, replica_client_config};
 
 /// Frames go both ways between two replicas, and one broadcast reaches every other replica, each
@@ -228,12 +228,10 @@ async fn delayed_frames_arrive_later() {
     assert_eq!(next_frame(&mut events[1]).await, (0, b"prompt".to_vec()));
 }
 
-/// A peer that crashes (no goodbye) and restarts is noticed within about a keep-alive, not an
-/// idle timeout: the new incarnation derives the same stateless-reset key from the replica
-/// secret and resets the connections of the old one.
-#[test]
-fn a_crashed_peer_is_reset_by_its_next_incarnation() {
-    let net = Net::new(2);
+/// Replica 0 on a runtime that lives, replica 1 on one that is dropped after a frame got
+/// through: a crash, since the runtime stops first and the CONNECTION_CLOSE of the drop is never
+/// sent. Returns the live runtime and replica 0 (with its events, kept alive).
+fn crash_peer_1(net: &Net) -> (tokio::runtime::Runtime, Mesh, MeshEvents) {
     let runtime = |name| {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -244,35 +242,47 @@ fn a_crashed_peer_is_reset_by_its_next_incarnation() {
     };
     let main = runtime("main");
     let doomed = runtime("doomed");
-    let (mesh_0, _events_0) = main.block_on(async { net.start(0) });
+    let (mesh_0, events_0) = main.block_on(async { net.start(0) });
     let (mesh_1, mut events_1) = doomed.block_on(async { net.start(1) });
     main.block_on(async {
         mesh_0.send(1, frame("before"));
         assert_eq!(next_frame(&mut events_1).await, (0, b"before".to_vec()));
     });
-    // The crash: the runtime stops first, so the CONNECTION_CLOSE of the drop is never sent.
     drop(doomed);
     drop((mesh_1, events_1));
+    (main, mesh_0, events_0)
+}
 
-    main.block_on(async {
-        let (_mesh_1, events_1) = net.start(1);
-        let restarted = Instant::now();
-        let received = within("a frame after the restart", async {
-            loop {
-                mesh_0.send(1, frame("after"));
-                let wait = Duration::from_millis(100);
-                if let Ok(Some(received)) = tokio::time::timeout(wait, events_1.frames.recv()).await
-                {
-                    break received;
-                }
+/// Restarts replica 1 and sends it "after" until one arrives: how long that took.
+async fn heard_after_restart(net: &Net, mesh_0: &Mesh) -> Duration {
+    let (_mesh_1, events_1) = net.start(1);
+    let restarted = Instant::now();
+    let received = within("a frame after the restart", async {
+        loop {
+            mesh_0.send(1, frame("after"));
+            let wait = Duration::from_millis(50);
+            if let Ok(Some(received)) = tokio::time::timeout(wait, events_1.frames.recv()).await
+                && received.1 == b"after"
+            {
+                break received;
             }
-        })
-        .await;
-        assert_eq!(received, (0, b"after".to_vec()));
-        // Typically ~0.1 s; without the reset it would take the 10 s idle timeout.
-        let elapsed = restarted.elapsed();
-        assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
-    });
+        }
+    })
+    .await;
+    assert_eq!(received, (0, b"after".to_vec()));
+    restarted.elapsed()
+}
+
+/// A peer that crashes (no goodbye) and restarts is noticed within about a keep-alive, not an
+/// idle timeout: the new incarnation derives the same stateless-reset key from the replica
+/// secret and resets the connections of the old one.
+#[test]
+fn a_crashed_peer_is_reset_by_its_next_incarnation() {
+    let net = Net::new(2);
+    let (main, mesh_0, _events_0) = crash_peer_1(&net);
+    let elapsed = main.block_on(heard_after_restart(&net, &mesh_0));
+    // Typically ~0.1 s; without the reset it would take the 10 s idle timeout.
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
 }
 
 /// A peer down for longer than the idle timeout of replica links is heard from again as soon
@@ -282,51 +292,19 @@ fn a_crashed_peer_is_reset_by_its_next_incarnation() {
 #[test]
 fn a_peer_back_after_a_long_crash_is_dialled_at_once() {
     let net = Net::new(2);
-    let runtime = |name| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name(name)
-            .enable_all()
-            .build()
-            .unwrap()
-    };
-    let main = runtime("main");
-    let doomed = runtime("doomed");
-    let (mesh_0, _events_0) = main.block_on(async { net.start(0) });
-    let (mesh_1, mut events_1) = doomed.block_on(async { net.start(1) });
-    main.block_on(async {
-        mesh_0.send(1, frame("before"));
-        assert_eq!(next_frame(&mut events_1).await, (0, b"before".to_vec()));
-    });
-    drop(doomed);
-    drop((mesh_1, events_1));
-    main.block_on(async {
+    let (main, mesh_0, _events_0) = crash_peer_1(&net);
+    let elapsed = main.block_on(async {
         // Down for longer than the link's idle timeout, with frames queued for it meanwhile.
         for _ in 0..30 {
             mesh_0.send(1, frame("while down"));
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let (_mesh_1, events_1) = net.start(1);
-        let restarted = Instant::now();
-        let received = within("a frame after the restart", async {
-            loop {
-                mesh_0.send(1, frame("after"));
-                let wait = Duration::from_millis(50);
-                if let Ok(Some(received)) = tokio::time::timeout(wait, events_1.frames.recv()).await
-                    && received.1 == b"after"
-                {
-                    break received;
-                }
-            }
-        })
-        .await;
-        assert_eq!(received.0, 0);
-        let elapsed = restarted.elapsed();
-        println!("heard from the restarted peer after {elapsed:?}");
-        // A few milliseconds here; without the wake-up about 0.5 s (the rest of a back-off),
-        // and up to the 2.5 s idle timeout (a handshake with the dead incarnation).
-        assert!(elapsed < Duration::from_millis(300), "took {elapsed:?}");
+        heard_after_restart(&net, &mesh_0).await
     });
+    println!("heard from the restarted peer after {elapsed:?}");
+    // A few milliseconds here; without the wake-up about 0.5 s (the rest of a back-off),
+    // and up to the 2.5 s idle timeout (a handshake with the dead incarnation).
+    assert!(elapsed < Duration::from_millis(300), "took {elapsed:?}");
 }
 
 /// A replica's new connection supersedes its old one, so a faulty replica cannot pile up

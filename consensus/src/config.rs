@@ -17,6 +17,11 @@ pub struct Params {
     pub batch_timeout_ticks: u64,
     /// Sequence numbers in flight (proposed, not yet executed) at once.
     pub pipeline_depth: u64,
+    /// While fewer than this many are in flight, a primary proposes what it has at once instead
+    /// of waiting for the batch timeout: a lightly loaded network gains nothing from waiting
+    /// (the next tick is up to a tick away). Past it, batches fill while they wait, so under load
+    /// batches grow instead of blocks multiplying. 1 proposes at once only into an empty pipeline.
+    pub eager_depth: u64,
     /// Base view-change timeout; it doubles with every view change that makes no progress…
     pub view_timeout_ticks: u64,
     /// …up to this cap.
@@ -37,6 +42,7 @@ impl Default for Params {
             batch_txs_max: 512,
             batch_timeout_ticks: 1,
             pipeline_depth: 16,
+            eager_depth: 2,
             view_timeout_ticks: 100,
             view_timeout_max_ticks: 1600,
             status_interval_ticks: 10,

@@ -20,9 +20,10 @@ impl Replica {
     /// As primary: propose batches while there is work, room in the pipeline and in the window.
     ///
     /// A batch closes when it is full, when its oldest transaction has waited the batch timeout,
-    /// or at once when nothing is in flight: an idle network gains nothing from waiting (the
-    /// next tick is up to a tick away), so a lone transaction is proposed the moment it arrives.
-    /// Under load the pipeline is busy and batches fill up while they wait.
+    /// or at once while fewer than `eager_depth` blocks are in flight: a lightly loaded network
+    /// gains nothing from waiting (the next tick is up to a tick away), so a lone transaction is
+    /// proposed the moment it arrives even if the previous block has not executed yet. Under load
+    /// the pipeline is deeper than that and batches fill up while they wait.
     pub(crate) fn try_propose(&mut self) {
         // State transfer may have executed past what we proposed.
         self.next_seq = self.next_seq.max(self.head.height + 1);
@@ -43,7 +44,7 @@ impl Replica {
             let batch_max = self.batch_txs_max();
             let full = self.mempool.queued() >= batch_max;
             let waited = self.tick.saturating_sub(oldest) >= self.params.batch_timeout_ticks;
-            if !full && !waited && in_flight > 0 {
+            if !full && !waited && in_flight >= self.params.eager_depth {
                 return;
             }
             let txs = self.mempool.take_batch(batch_max, &self.ledger);

@@ -93,6 +93,7 @@ pub struct ParamsFile {
     pub batch_txs_max: Option<usize>,
     pub batch_timeout_ticks: Option<u64>,
     pub pipeline_depth: Option<u64>,
+    pub eager_depth: Option<u64>,
     pub view_timeout_ticks: Option<u64>,
     pub view_timeout_max_ticks: Option<u64>,
     pub status_interval_ticks: Option<u64>,
@@ -108,6 +109,7 @@ impl ParamsFile {
             batch_txs_max: self.batch_txs_max.unwrap_or(d.batch_txs_max),
             batch_timeout_ticks: self.batch_timeout_ticks.unwrap_or(d.batch_timeout_ticks),
             pipeline_depth: self.pipeline_depth.unwrap_or(d.pipeline_depth),
+            eager_depth: self.eager_depth.unwrap_or(d.eager_depth),
             view_timeout_ticks: self.view_timeout_ticks.unwrap_or(d.view_timeout_ticks),
             view_timeout_max_ticks: self
                 .view_timeout_max_ticks

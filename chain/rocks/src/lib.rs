@@ -250,8 +250,16 @@ impl RocksStore {
     }
 
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.commit_with(batch, true)
+    }
+
+    /// Writes `batch` in one atomic step; `sync` forces the write-ahead log to disk before it
+    /// returns. Without it the batch is in the log file (the kernel's page cache) when this
+    /// returns, so a crash of the process loses nothing, and the next synced write forces it to
+    /// disk with everything before it (RocksDB syncs every live log file on a synced write).
+    fn commit_with(&self, batch: WriteBatch, sync: bool) -> Result<(), StoreError> {
         let mut opts = WriteOptions::default();
-        opts.set_sync(true);
+        opts.set_sync(sync);
         self.db.write_opt(batch, &opts).map_err(engine)
     }
 }
@@ -480,7 +488,14 @@ impl Store for RocksStore {
                 None => batch.delete_cf(self.cf(CF_CONSENSUS)?, key),
             }
         }
-        self.commit(batch)?;
+        // Votes and log entries are forced to disk before this returns: a vote is sent only
+        // after it. Blocks alone are not. A block is derived from what the log already holds
+        // durably at 2f+1 replicas (the batch, the prepare and commit votes); losing the
+        // newest ones in a power cut leaves this replica where a crash between its Commit vote
+        // and the block leaves it, and it fetches them back with their certificates. A
+        // process crash loses nothing (the write is in the kernel's cache), and the next vote's
+        // synced write forces every block before it to disk.
+        self.commit_with(batch, !writes.consensus.is_empty())?;
         *self.head_lock() = new_head;
         Ok(())
     }

@@ -6,6 +6,12 @@
 //! many blocks, say, from state transfer) leaves all of it or none of it, never a prefix. What
 //! the fault tests is the replica: that after any of these it restarts from what is durable and
 //! never contradicts what it may or may not have sent.
+//!
+//! A power cut is the other way to lose a write: the real store forces a write to disk only when
+//! it holds consensus entries (votes must be durable before they are sent); blocks written alone
+//! sit in the kernel's cache until the next synced write. With [`Disk::model_power_cuts`] on,
+//! [`Disk::power_cut`] throws away what was written since the last synced write, as the machine
+//! losing power would.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -69,6 +75,10 @@ struct State {
     armed: Option<(Trigger, CrashPoint)>,
     /// The fault that went off at the last write, and the blocks that write made durable.
     fired: Option<(CrashPoint, Vec<Executed>)>,
+    /// Whether writes since the last synced one are tracked (it costs a copy of the store).
+    power_cuts: bool,
+    /// The store as of the last synced write, kept while unsynced writes followed it.
+    since_sync: Option<MemoryStore>,
 }
 
 pub struct Disk {
@@ -107,6 +117,43 @@ impl Disk {
         self.state().armed = None;
     }
 
+    /// From now on, remember what a power cut would lose (see [`Disk::power_cut`]).
+    pub fn model_power_cuts(&self) {
+        self.state().power_cuts = true;
+    }
+
+    /// Blocks written since the last synced write, which a power cut now would lose.
+    pub fn unsynced_blocks(&self) -> u64 {
+        let state = self.state();
+        match &state.since_sync {
+            Some(synced) => self.store.head().height - synced.head().height,
+            None => 0,
+        }
+    }
+
+    /// The machine loses power: what was written since the last synced write is gone. Returns
+    /// how many blocks were lost. (The replica's process must be crashed with it.)
+    pub fn power_cut(&mut self) -> u64 {
+        let lost = self.unsynced_blocks();
+        let synced = self.state().since_sync.take();
+        if let Some(synced) = synced {
+            self.store = synced;
+        }
+        lost
+    }
+
+    /// The RocksDB store's rule: a write is synced when it holds consensus entries.
+    fn track_sync(&self, state: &mut State, writes: &WriteSet) {
+        if !state.power_cuts {
+            return;
+        }
+        if !writes.consensus.is_empty() {
+            state.since_sync = None;
+        } else if state.since_sync.is_none() {
+            state.since_sync = Some(self.store.snapshot());
+        }
+    }
+
     /// How many frames may leave before the process dies, when the last write met a
     /// [`CrashPoint::MidSends`].
     pub fn frames_before_crash(&self) -> Option<usize> {
@@ -142,6 +189,8 @@ impl Store for Disk {
         self.store.consensus_entries()
     }
     fn reset_chain(&self, genesis: &Genesis) -> Result<(), StoreError> {
+        // A synced write in the real store.
+        self.state().since_sync = None;
         self.store.reset_chain(genesis)
     }
     // The simulator runs PBFT only; proof-of-work writes pass through untouched.
@@ -156,7 +205,10 @@ impl Store for Disk {
         let mut state = self.state();
         let point = match state.armed {
             Some((trigger, point)) if trigger.matches(writes) => point,
-            _ => return self.store.write(writes),
+            _ => {
+                self.track_sync(&mut state, writes);
+                return self.store.write(writes);
+            }
         };
         state.armed = None;
         let lands = match point {
@@ -165,6 +217,7 @@ impl Store for Disk {
             CrashPoint::WriteFails => false,
         };
         if lands {
+            self.track_sync(&mut state, writes);
             self.store.write(writes)?;
         }
         let durable = if lands {

@@ -117,6 +117,7 @@ impl SimConfig {
                 batch_txs_max: 64,
                 batch_timeout_ticks: 5,
                 pipeline_depth: 4,
+                eager_depth: 2,
                 view_timeout_ticks: 60,
                 view_timeout_max_ticks: 240,
                 status_interval_ticks: 20,
@@ -313,6 +314,15 @@ impl Sim {
     pub fn crash(&mut self, i: ReplicaId) {
         self.actors[i as usize] = None;
         self.note(format!("t={} crash {i}", self.tick));
+    }
+
+    /// Replica `i`'s machine loses power: its process dies and its disk loses what was written
+    /// since the last synced write (see [`Disk::power_cut`]). Returns the blocks lost.
+    pub fn power_cut(&mut self, i: ReplicaId) -> u64 {
+        self.actors[i as usize] = None;
+        let lost = self.stores[i as usize].power_cut();
+        self.note(format!("t={} power cut {i}: {lost} blocks lost", self.tick));
+        lost
     }
 
     pub fn restart(&mut self, i: ReplicaId) {

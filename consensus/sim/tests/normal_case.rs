@@ -77,3 +77,62 @@ fn replicas_execute_identical_chains() {
         assert_eq!(s.head(), head);
     }
 }
+
+/// How many PrePrepares a primary broadcasts for a lone transaction arriving with `in_flight`
+/// of its blocks proposed and not yet executed, before any tick passes.
+fn proposed_at_once(eager_depth: u64, in_flight: usize) -> usize {
+    use quire_chain::store::{MemoryStore, Store};
+    use quire_chain::testkit::TestNet;
+    use quire_consensus::message::Message;
+    use quire_consensus::{Durable, Input, Output, Params, Replica, Verifier};
+
+    let net = TestNet::new(4, 4);
+    let store = MemoryStore::new(&net.genesis);
+    let durable = Durable {
+        head: store.head(),
+        ledger: store.ledger(net.chain_id()).unwrap(),
+        consensus: Vec::new(),
+    };
+    let params = Params {
+        eager_depth,
+        ..Params::default()
+    };
+    let mut primary = Replica::recover(
+        0,
+        net.validator_keys[0].clone(),
+        Verifier::new(&net.genesis),
+        params,
+        durable,
+    )
+    .unwrap();
+    let proposals = |outputs: Vec<Output>| {
+        outputs
+            .iter()
+            .filter(|o| matches!(o, Output::Broadcast(Message::PrePrepare { .. })))
+            .count()
+    };
+    // Transactions from different accounts, each ready on its own.
+    for i in 0..in_flight {
+        let sent = proposals(primary.step(Input::Requests(vec![net.transfer(i, 3, 1, 0)])));
+        assert_eq!(sent, 1, "block {} goes into a pipeline with room", i + 1);
+    }
+    let lone = net.transfer(in_flight, 3, 1, 0);
+    proposals(primary.step(Input::Requests(vec![lone])))
+}
+
+/// A lightly loaded primary proposes a lone transaction the moment it arrives while fewer than
+/// `eager_depth` blocks are in flight (waiting for the next tick would add up to a tick to its
+/// latency and gain nothing); past that it waits for the batch timeout, so batches grow under
+/// load instead of blocks multiplying.
+#[test]
+fn a_primary_proposes_at_once_while_the_pipeline_is_shallow() {
+    assert_eq!(proposed_at_once(2, 0), 1, "empty pipeline");
+    assert_eq!(proposed_at_once(2, 1), 1, "one block in flight");
+    assert_eq!(proposed_at_once(2, 2), 0, "two in flight: it waits");
+    assert_eq!(
+        proposed_at_once(1, 1),
+        0,
+        "eager_depth 1: only into an empty pipeline"
+    );
+    assert_eq!(proposed_at_once(3, 2), 1);
+}

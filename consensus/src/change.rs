@@ -55,6 +55,8 @@ impl Replica {
         self.persist(persist::view(target, true));
         self.persist(persist::view_change(&vc, &batches));
         self.view_changes.insert(vc.clone(), batches.clone());
+        let gap = self.params.retransmit_ticks;
+        self.view_change_resend = (self.tick + gap, gap);
         self.out.push(Output::Broadcast(Message::ViewChange {
             view_change: vc,
             batches,

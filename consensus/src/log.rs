@@ -30,6 +30,10 @@ pub struct Slot {
     /// The last tick something happened in this slot, or its votes were resent (for
     /// retransmission).
     pub touched_tick: u64,
+    /// How often this slot's votes were resent since it last heard something new: each resend
+    /// doubles the wait before the next (a slot slow because the cluster is overloaded, not
+    /// because a message was lost, must not have its batch sent again every interval).
+    pub resends: u32,
     /// When this replica accepted the slot's PrePrepare (for the view-change timer).
     pub accepted_tick: u64,
     /// Whether this slot already produced evidence against its primary.

@@ -74,6 +74,7 @@ impl Replica {
         let slot = self.slot_mut(seq);
         slot.pre_prepare = Some((proposal.clone(), Arc::new(batch.clone())));
         slot.touched_tick = tick;
+        slot.resends = 0;
         slot.accepted_tick = tick;
         self.stats.batches_proposed += 1;
         self.out
@@ -161,6 +162,7 @@ impl Replica {
         let slot = self.slot_mut(vote.seq);
         slot.pre_prepare = Some((proposal, batch));
         slot.touched_tick = tick;
+        slot.resends = 0;
         slot.accepted_tick = tick;
         if !self.is_primary() {
             let prepare = self.sign(Prepare(vote));
@@ -572,11 +574,28 @@ impl Replica {
     }
 
     /// Sends our votes again for slots that have waited too long to commit (lost messages).
+    ///
+    /// Each resend of a slot doubles its wait before the next, up to the view timeout: a slot
+    /// waits long either because a message was lost (one resend fixes that) or because the
+    /// cluster is overloaded, and resending every interval then (the primary's whole batch, to
+    /// every peer) is what turned overload at 16 replicas into tens of megabytes per block.
     pub(crate) fn retransmit_stuck_slots(&mut self) {
-        let threshold = self.params.retransmit_ticks;
+        let (base, cap) = (
+            self.params.retransmit_ticks,
+            self.params
+                .view_timeout_ticks
+                .max(self.params.retransmit_ticks),
+        );
+        let wait = move |slot: &crate::log::Slot| {
+            base.saturating_mul(1u64 << slot.resends.min(16)).min(cap)
+        };
+        let tick = self.tick;
+        let due = move |slot: &crate::log::Slot| {
+            slot.committed.is_none() && tick.saturating_sub(slot.touched_tick) >= wait(slot)
+        };
         let mut resend = Vec::new();
         for (seq, slot) in self.log.range(self.head.height + 1..) {
-            if slot.committed.is_some() || self.tick.saturating_sub(slot.touched_tick) < threshold {
+            if !due(slot) {
                 continue;
             }
             let Some((pp, batch)) = &slot.pre_prepare else {
@@ -613,10 +632,10 @@ impl Replica {
                 break;
             }
         }
-        let tick = self.tick;
         for slot in self.log.range_mut(self.head.height + 1..).map(|(_, s)| s) {
-            if slot.committed.is_none() && tick.saturating_sub(slot.touched_tick) >= threshold {
+            if due(slot) {
                 slot.touched_tick = tick;
+                slot.resends = slot.resends.saturating_add(1);
             }
         }
         self.out.extend(resend.into_iter().map(Output::Broadcast));

@@ -92,6 +92,11 @@ pub struct Replica {
     /// only then does the view-change timer run (PBFT §4.5.2), so a replica cut off from the
     /// others waits at v+1 instead of racing through views alone.
     pub(crate) view_change_tick: Option<u64>,
+    /// When our ViewChange goes out again while the view change lasts, and the gap before the
+    /// next time (it doubles, up to the view timeout): links are reliable streams, so a resend
+    /// is for a peer that reconnected, and resending every status interval made 16 replicas
+    /// under load send each other their ViewChanges (batches and all) ten times a second.
+    pub(crate) view_change_resend: (u64, u64),
 
     pub(crate) log: BTreeMap<u64, Slot>,
     pub(crate) stable: StableCheckpoint,
@@ -208,6 +213,7 @@ impl Replica {
             changing: recovered.changing,
             view_change_streak: 0,
             view_change_tick: None,
+            view_change_resend: (0, 0),
             log: BTreeMap::new(),
             stable: recovered.stable.unwrap_or(genesis_checkpoint),
             checkpoints: CheckpointVotes::default(),
@@ -636,8 +642,14 @@ impl Replica {
         self.out.push(Output::Broadcast(Message::Status(status)));
         self.mempool.expire(self.tick);
         if self.changing {
-            // Our ViewChange may have been lost; it is idempotent to send again.
-            if let Some((vc, batches)) = self.view_changes.latest(self.id).cloned() {
+            // Our ViewChange may have been lost (a peer reconnected); it is idempotent to send
+            // again, and sent less often the longer the view change lasts.
+            let (at, gap) = self.view_change_resend;
+            if self.tick >= at
+                && let Some((vc, batches)) = self.view_changes.latest(self.id).cloned()
+            {
+                let gap = (gap * 2).clamp(1, self.params.view_timeout_ticks.max(1));
+                self.view_change_resend = (self.tick + gap, gap);
                 self.out.push(Output::Broadcast(Message::ViewChange {
                     view_change: vc,
                     batches,

@@ -136,3 +136,43 @@ fn a_primary_proposes_at_once_while_the_pipeline_is_shallow() {
     );
     assert_eq!(proposed_at_once(3, 2), 1);
 }
+
+/// A slot that cannot commit (two of four replicas are down) has its votes sent again less and
+/// less often: each resend doubles the wait before the next, up to the view timeout. A slot
+/// slow because the cluster is overloaded, not because a message was lost, must not have its
+/// whole batch sent to every peer at every status interval.
+#[test]
+fn a_stuck_slot_is_resent_less_and_less_often() {
+    use quire_consensus::message::Kind;
+    let ticks = 900;
+    let mut c = Cluster::with(4, |cfg| {
+        // Long enough that no view change starts during the window.
+        cfg.params.view_timeout_ticks = 2000;
+        cfg.params.view_timeout_max_ticks = 2000;
+    });
+    c.crash(2);
+    c.crash(3);
+    c.submit(1, Target::One(0));
+    c.run(ticks);
+    assert_eq!(c.height(0), 0, "no quorum: nothing commits");
+    let sent = c.sim.delivered(0, 1, Kind::PrePrepare).0;
+    let cfg = quire_sim::SimConfig::new(
+        4,
+        0,
+        quire_sim::Choice::One(quire_consensus::Behaviour::Honest),
+        7,
+    );
+    let every_status = ticks / cfg.params.status_interval_ticks;
+    eprintln!(
+        "{sent} PrePrepares in {ticks} ticks (one per status interval would be {every_status})"
+    );
+    // Sent at 0, then after 40, 80, 160, 320, ... ticks of silence.
+    assert!(
+        (2..=7).contains(&sent),
+        "{sent} PrePrepares in {ticks} ticks"
+    );
+    c.restart(2);
+    c.restart(3);
+    c.run(1000);
+    c.assert_all_executed();
+}

@@ -241,3 +241,39 @@ fn a_backlog_behind_full_blocks_changes_no_view() {
         );
     }
 }
+
+/// A view change that cannot finish (two of four replicas are down, so no quorum forms) does
+/// not flood: a replica's ViewChange goes out again less and less often, up to once per view
+/// timeout, instead of at every status interval (at 16 replicas under load the resends, batches
+/// and all, came to hundreds of megabytes per block). Once the others are back it completes.
+#[test]
+fn a_long_view_change_resends_its_view_change_less_and_less_often() {
+    use quire_consensus::message::Kind;
+    let mut c = Cluster::new(4);
+    c.submit(4, Target::One(0));
+    c.run(50);
+    c.crash(0);
+    c.crash(3);
+    let before = c.sim.delivered(1, 2, Kind::ViewChange).0;
+    let ticks = 3000;
+    c.run(ticks);
+    assert!(c.sim.replica(1).unwrap().is_changing_view());
+    let sent = c.sim.delivered(1, 2, Kind::ViewChange).0 - before;
+    let params =
+        quire_sim::SimConfig::new(4, 0, quire_sim::Choice::One(Behaviour::Honest), 7).params;
+    let every_status = ticks / params.status_interval_ticks;
+    // New views (the timer doubles up to its cap) plus resends once per view timeout at most.
+    let bound = ticks / params.view_timeout_max_ticks + 4 + ticks / params.view_timeout_ticks;
+    eprintln!(
+        "{sent} ViewChanges in {ticks} ticks (one per status interval would be {every_status})"
+    );
+    assert!(sent >= 2, "{sent} ViewChanges: it must still resend");
+    assert!(
+        sent <= bound,
+        "{sent} ViewChanges in {ticks} ticks, bound {bound}"
+    );
+    c.restart(0);
+    c.restart(3);
+    c.run(3000);
+    c.assert_all_executed();
+}

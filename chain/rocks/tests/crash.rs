@@ -54,7 +54,7 @@ fn crash_child() {
         let height = executed.record.block.header.height;
         // Even heights come with a consensus entry (a synced write, as a vote's), odd ones alone
         // (a block by itself is written without a sync): a kill must lose neither.
-        let consensus = if height % 2 == 0 {
+        let consensus = if height.is_multiple_of(2) {
             vec![(b"last".to_vec(), Some(height.to_be_bytes().to_vec()))]
         } else {
             Vec::new()

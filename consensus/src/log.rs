@@ -30,7 +30,7 @@ pub struct Slot {
     /// The last tick something happened in this slot, or its votes were resent (for
     /// retransmission).
     pub touched_tick: u64,
-    /// How often this slot's votes were resent since it last heard something new: each resend
+    /// How often this slot's votes were resent since its PrePrepare was accepted: each resend
     /// doubles the wait before the next (a slot slow because the cluster is overloaded, not
     /// because a message was lost, must not have its batch sent again every interval).
     pub resends: u32,

@@ -18,7 +18,8 @@
 //!
 //! Every write is one atomic `WriteBatch`, so a crash leaves the previous or the new state, never
 //! a mix. A write that holds consensus entries (votes) is synced before it returns; one of blocks
-//! alone is not, and the next synced write forces it to disk (see `RocksStore::write`). Opening checks that the contents hang together and says what is wrong if they do not.
+//! alone is not, and the next synced write forces it to disk (see `RocksStore::write`). Opening
+//! checks that the contents hang together and says what is wrong if they do not.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};

@@ -56,7 +56,7 @@ impl Replica {
         self.persist(persist::view_change(&vc, &batches));
         self.view_changes.insert(vc.clone(), batches.clone());
         let gap = self.params.retransmit_ticks;
-        self.view_change_resend = (self.tick + gap, gap);
+        self.view_change_resend = (self.tick.saturating_add(gap), gap);
         self.out.push(Output::Broadcast(Message::ViewChange {
             view_change: vc,
             batches,

@@ -648,8 +648,10 @@ impl Replica {
             if self.tick >= at
                 && let Some((vc, batches)) = self.view_changes.latest(self.id).cloned()
             {
-                let gap = (gap * 2).clamp(1, self.params.view_timeout_ticks.max(1));
-                self.view_change_resend = (self.tick + gap, gap);
+                let gap = gap
+                    .saturating_mul(2)
+                    .clamp(1, self.params.view_timeout_ticks.max(1));
+                self.view_change_resend = (self.tick.saturating_add(gap), gap);
                 self.out.push(Output::Broadcast(Message::ViewChange {
                     view_change: vc,
                     batches,

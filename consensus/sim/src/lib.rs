@@ -333,6 +333,11 @@ impl Sim {
         self.note(format!("t={} restart {i}", self.tick));
     }
 
+    /// What this simulation runs with (tests read its parameters to state their bounds).
+    pub fn config(&self) -> &SimConfig {
+        &self.cfg
+    }
+
     pub fn replica(&self, i: ReplicaId) -> Option<&Replica> {
         self.actors[i as usize].as_ref().map(|a| &a.replica)
     }

@@ -81,30 +81,16 @@ fn replicas_execute_identical_chains() {
 /// How many PrePrepares a primary broadcasts for a lone transaction arriving with `in_flight`
 /// of its blocks proposed and not yet executed, before any tick passes.
 fn proposed_at_once(eager_depth: u64, in_flight: usize) -> usize {
-    use quire_chain::store::{MemoryStore, Store};
     use quire_chain::testkit::TestNet;
     use quire_consensus::message::Message;
-    use quire_consensus::{Durable, Input, Output, Params, Replica, Verifier};
+    use quire_consensus::{Input, Output, Params};
 
     let net = TestNet::new(4, 4);
-    let store = MemoryStore::new(&net.genesis);
-    let durable = Durable {
-        head: store.head(),
-        ledger: store.ledger(net.chain_id()).unwrap(),
-        consensus: Vec::new(),
-    };
     let params = Params {
         eager_depth,
         ..Params::default()
     };
-    let mut primary = Replica::recover(
-        0,
-        net.validator_keys[0].clone(),
-        Verifier::new(&net.genesis),
-        params,
-        durable,
-    )
-    .unwrap();
+    let mut primary = support::fresh_replica(&net, 0, params);
     let proposals = |outputs: Vec<Output>| {
         outputs
             .iter()
@@ -156,13 +142,8 @@ fn a_stuck_slot_is_resent_less_and_less_often() {
     c.run(ticks);
     assert_eq!(c.height(0), 0, "no quorum: nothing commits");
     let sent = c.sim.delivered(0, 1, Kind::PrePrepare).0;
-    let cfg = quire_sim::SimConfig::new(
-        4,
-        0,
-        quire_sim::Choice::One(quire_consensus::Behaviour::Honest),
-        7,
-    );
-    let every_status = ticks / cfg.params.status_interval_ticks;
+    let params = &c.sim.config().params;
+    let every_status = ticks / params.status_interval_ticks;
     eprintln!(
         "{sent} PrePrepares in {ticks} ticks (one per status interval would be {every_status})"
     );

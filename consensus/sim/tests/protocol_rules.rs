@@ -4,32 +4,17 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
+mod support;
+
 use quire_chain::genesis::Protocol;
-use quire_chain::store::{MemoryStore, Store};
 use quire_chain::testkit::TestNet;
 use quire_chain::{Batch, Transaction};
 use quire_consensus::message::{Blocks, Forward, Message, Proposal, Signed, SlotVote};
-use quire_consensus::{Durable, Input, Output, Params, Reject, Replica, Verifier};
+use quire_consensus::{Input, Output, Params, Reject, Verifier};
+use support::fresh_replica as replica;
 
 fn net(protocol: Protocol) -> TestNet {
     TestNet::with_protocol(4, 4, 0, protocol)
-}
-
-fn replica(net: &TestNet, id: u32, params: Params) -> Replica {
-    let store = MemoryStore::new(&net.genesis);
-    let durable = Durable {
-        head: store.head(),
-        ledger: store.ledger(net.chain_id()).unwrap(),
-        consensus: Vec::new(),
-    };
-    Replica::recover(
-        id,
-        net.validator_keys[id as usize].clone(),
-        Verifier::new(&net.genesis),
-        params,
-        durable,
-    )
-    .unwrap()
 }
 
 fn signed<T: quire_consensus::message::Body>(net: &TestNet, i: u32, body: T) -> Signed<T> {

@@ -259,8 +259,7 @@ fn a_long_view_change_resends_its_view_change_less_and_less_often() {
     c.run(ticks);
     assert!(c.sim.replica(1).unwrap().is_changing_view());
     let sent = c.sim.delivered(1, 2, Kind::ViewChange).0 - before;
-    let params =
-        quire_sim::SimConfig::new(4, 0, quire_sim::Choice::One(Behaviour::Honest), 7).params;
+    let params = &c.sim.config().params;
     let every_status = ticks / params.status_interval_ticks;
     // New views (the timer doubles up to its cap) plus resends once per view timeout at most.
     let bound = ticks / params.view_timeout_max_ticks + 4 + ticks / params.view_timeout_ticks;

@@ -3,9 +3,30 @@
 
 #![allow(dead_code)]
 
-use quire_consensus::Behaviour;
+use quire_chain::store::{MemoryStore, Store};
+use quire_chain::testkit::TestNet;
+use quire_consensus::{Behaviour, Durable, Params, Replica, Verifier};
 use quire_sim::workload::Target;
 use quire_sim::{Choice, Sim, SimConfig};
+
+/// Replica `id` of `net` with `params`, on a fresh store (only the genesis), outside any
+/// simulation: for tests that step one replica by hand.
+pub fn fresh_replica(net: &TestNet, id: u32, params: Params) -> Replica {
+    let store = MemoryStore::new(&net.genesis);
+    let durable = Durable {
+        head: store.head(),
+        ledger: store.ledger(net.chain_id()).unwrap(),
+        consensus: Vec::new(),
+    };
+    Replica::recover(
+        id,
+        net.validator_keys[id as usize].clone(),
+        Verifier::new(&net.genesis),
+        params,
+        durable,
+    )
+    .unwrap()
+}
 
 pub struct Cluster {
     pub sim: Sim,

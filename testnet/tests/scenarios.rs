@@ -120,9 +120,6 @@ fn attack(name: &str) {
     assert!(j.against_baseline && j.intervals.iter().any(|i| i.attack));
     for i in j.intervals.iter().filter(|i| i.attack) {
         let ratio = i.ratio().unwrap();
-        // Printed on success too (with --nocapture): how close a run came to the bar is what
-        // tells a flaky machine from a regression.
-        eprintln!("{name}: honest throughput under attack at {ratio:.2} of the run without it");
         assert!(
             ratio >= required - NOISE_MARGIN,
             "{name}: {ratio}\n{report}"

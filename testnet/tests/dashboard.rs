@@ -93,23 +93,66 @@ async fn browser(port: u16, chromium: &Path) -> Client {
         .expect("a WebDriver session")
 }
 
-/// Text of every element matching `css`.
-async fn texts(c: &Client, css: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Ok(elements) = c.find_all(Locator::Css(css)).await {
-        for e in elements {
-            out.push(e.text().await.unwrap_or_default());
-        }
+/// Runs `script` in the page and returns what it returns as strings. One script reads the DOM in
+/// one go: the page replaces its cards and its tree at every sample, so element handles found
+/// first and read afterwards can be stale by then (and read as empty).
+async fn read(c: &Client, script: &str, css: &str) -> Vec<String> {
+    match c.execute(script, vec![serde_json::Value::from(css)]).await {
+        Ok(serde_json::Value::Array(values)) => values
+            .into_iter()
+            .map(|v| v.as_str().map(str::to_string).unwrap_or_default())
+            .collect(),
+        _ => Vec::new(),
     }
-    out
 }
 
+/// Text of every element matching `css`, read in one snapshot of the page.
+async fn texts(c: &Client, css: &str) -> Vec<String> {
+    read(
+        c,
+        "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.innerText ?? e.textContent);",
+        css,
+    )
+    .await
+}
+
+/// `data-height` of every element matching `css`, read in one snapshot of the page.
+async fn data_heights(c: &Client, css: &str) -> Vec<u64> {
+    read(
+        c,
+        "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.getAttribute('data-height') || '');",
+        css,
+    )
+    .await
+    .iter()
+    .filter_map(|h| h.parse().ok())
+    .collect()
+}
+
+/// Every card's executed height, or nothing while any card does not show one (yet).
 async fn heights(c: &Client) -> Vec<u64> {
-    texts(c, ".card dd.height")
+    let read: Option<Vec<u64>> = texts(c, ".card dd.height")
         .await
         .iter()
-        .map(|t| t.parse().unwrap_or(0))
-        .collect()
+        .map(|t| t.trim().parse().ok())
+        .collect();
+    read.unwrap_or_default()
+}
+
+/// The four cards' heights, waiting (up to 10 s) for a sample that shows all four.
+async fn four_heights(c: &Client) -> Vec<u64> {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = heights(c).await;
+        if now.len() == 4 {
+            return now;
+        }
+        assert!(
+            Instant::now() < end,
+            "the page does not show four heights: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Waits up to `limit` for `what` to hold of the page, saying `describe` if it never does.
@@ -178,7 +221,7 @@ async fn a_user_attacks_the_testnet_from_the_page_and_watches_pbft_hold() {
     )
     .await;
     click(&c, "#do-load").await;
-    let start = heights(&c).await;
+    let start = four_heights(&c).await;
     until(
         &c,
         Duration::from_secs(30),
@@ -282,9 +325,9 @@ async fn a_user_attacks_the_testnet_from_the_page_and_watches_pbft_hold() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     // No new block anywhere: the highest height stays. (A replica that lagged may still fetch
     // blocks already committed from the replica on its side, so single heights may rise to it.)
-    let stopped = heights(&c).await;
+    let stopped = four_heights(&c).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let later = heights(&c).await;
+    let later = four_heights(&c).await;
     let top = |h: &[u64]| h.iter().copied().max().unwrap_or(0);
     assert_eq!(
         top(&stopped),
@@ -348,20 +391,16 @@ async fn a_user_attacks_the_testnet_from_the_page_and_watches_pbft_hold() {
 
 /// How many elements match `css`.
 async fn count(c: &Client, css: &str) -> usize {
-    c.find_all(Locator::Css(css)).await.map_or(0, |e| e.len())
+    texts(c, css).await.len()
 }
 
 /// The highest block drawn in the tree.
 async fn top_height(c: &Client) -> u64 {
-    let mut top = 0;
-    if let Ok(blocks) = c.find_all(Locator::Css("#pow-tree .block")).await {
-        for b in blocks {
-            if let Ok(Some(h)) = b.attr("data-height").await {
-                top = top.max(h.parse().unwrap_or(0));
-            }
-        }
-    }
-    top
+    data_heights(c, "#pow-tree .block")
+        .await
+        .into_iter()
+        .max()
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -407,18 +446,28 @@ async fn a_pow_testnet_shows_its_block_tree_and_final_prefix_live() {
         top_height(c).await >= top + 2
     })
     .await;
-    let finals: Vec<u64> = {
-        let mut v = Vec::new();
-        if let Ok(blocks) = c.find_all(Locator::Css("#pow-tree .block.final")).await {
-            for b in blocks {
-                if let Ok(Some(h)) = b.attr("data-height").await {
-                    v.push(h.parse().unwrap_or(0));
-                }
-            }
-        }
-        v
-    };
-    let top = top_height(&c).await;
+    // The final blocks and the top, read in one snapshot of the tree.
+    let snapshot = read(
+        &c,
+        "const t = document.querySelector(arguments[0]); if (!t) return []; \
+         return Array.from(t.querySelectorAll('.block')).map(e => \
+           (e.classList.contains('final') ? 'f' : 'b') + (e.getAttribute('data-height') || ''));",
+        "#pow-tree",
+    )
+    .await;
+    let finals: Vec<u64> = snapshot
+        .iter()
+        .filter_map(|b| b.strip_prefix('f')?.parse().ok())
+        .collect();
+    let top = snapshot
+        .iter()
+        .filter_map(|b| b.get(1..)?.parse().ok())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        !finals.is_empty(),
+        "no final block in the tree: {snapshot:?}"
+    );
     assert!(
         finals.iter().all(|h| h + u64::from(K) <= top + 1),
         "a block marked final less than k deep: finals {finals:?}, top {top}"

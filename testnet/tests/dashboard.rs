@@ -10,6 +10,7 @@
 mod support;
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,11 +40,17 @@ fn find(names: &[&str]) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// chromedriver, stopped (killed and reaped) when the test ends, however it ends.
+/// chromedriver, in a process group of its own with the Chromium it starts; the whole group is
+/// killed (and chromedriver reaped) when the test ends, however it ends. Killing chromedriver
+/// alone left its browsers running after the test (two per run).
 struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -60,6 +67,7 @@ fn start_driver(chromedriver: &Path) -> (Driver, u16) {
     let port = free_port();
     let child = Command::new(chromedriver)
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

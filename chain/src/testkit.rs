@@ -171,7 +171,9 @@ pub mod store {
     use crate::store::{Store, WriteSet};
 
     /// Commits `count` blocks of one transfer each on top of `store`'s head, with one consensus
-    /// entry per write.
+    /// entry per write. Every other batch is accepted in a write of its own first, as a replica
+    /// accepts before it votes (its block then finds the body stored); the others come with
+    /// their block, as from state transfer.
     pub fn commit_blocks(net: &TestNet, store: &dyn Store, count: u64) {
         let mut ledger = store.ledger(net.chain_id()).expect("ledger");
         for _ in 0..count {
@@ -184,10 +186,23 @@ pub mod store {
                 timestamp_ms: head.height * 10,
                 txs: vec![net.transfer(sender, 3, 7, nonce)],
             };
+            if head.height.is_multiple_of(2) {
+                let accepted = WriteSet {
+                    batches: vec![crate::store::BatchBody {
+                        seq: head.height + 1,
+                        digest: batch.digest(),
+                        batch: std::sync::Arc::new(batch.clone()),
+                    }],
+                    consensus: vec![(b"k".to_vec(), Some(head.height.to_be_bytes().to_vec()))],
+                    ..WriteSet::default()
+                };
+                store.write(&accepted).expect("write the accepted batch");
+            }
             let executed = net.certified_block(&mut ledger, &head, &batch);
             let writes = WriteSet {
                 blocks: vec![executed],
                 consensus: vec![(b"k".to_vec(), Some(head.height.to_be_bytes().to_vec()))],
+                ..WriteSet::default()
             };
             store.write(&writes).expect("write");
         }
@@ -204,6 +219,12 @@ pub mod store {
                 .expect("certificate");
             let parent = store.header(h - 1).expect("read").expect("parent");
             assert_eq!(record.block.header.parent_hash, parent.hash());
+            // The body is stored once, as the batch at (height, digest).
+            let body = store
+                .batch(h, &record.block.header.batch_digest())
+                .expect("read")
+                .expect("the block's body");
+            assert_eq!(body.txs, record.block.txs);
             let id = record.block.txs[0].id();
             assert_eq!(
                 store

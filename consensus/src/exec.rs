@@ -1,7 +1,8 @@
 //! The executor: the one place where a step's outputs are carried out, in the only order that
 //! keeps a replica honest across crashes — **persist, then send, then commit**:
 //!
-//! 1. every `Persist` and `Commit` of the step goes to the store in one atomic, durable write
+//! 1. every `Persist`, `PersistBatch` and `Commit` of the step goes to the store in one atomic,
+//!    durable write
 //!    (one synced RocksDB batch in the node, the memory store in the simulator);
 //! 2. only then do the step's messages leave, through an [`Outbox`];
 //! 3. and only then are the committed blocks handed back, for what follows a commit (client
@@ -64,6 +65,7 @@ fn split(outputs: Vec<Output>) -> (WriteSet, Vec<Output>) {
     for o in outputs {
         match o {
             Output::Persist(op) => writes.consensus.push(op),
+            Output::PersistBatch(body) => writes.batches.push(body),
             Output::Commit(executed) => writes.blocks.push(*executed),
             other => sends.push(other),
         }
@@ -94,7 +96,7 @@ where
             }
         }
         Output::SendRaw(to, bytes) => outbox.send(to, None, Arc::new(bytes)),
-        Output::Persist(_) | Output::Commit(_) => {}
+        Output::Persist(_) | Output::PersistBatch(_) | Output::Commit(_) => {}
     }
 }
 
@@ -161,6 +163,13 @@ pub(crate) mod tests {
         fn consensus_entries(&self) -> Result<quire_chain::store::ConsensusEntries, StoreError> {
             self.0.consensus_entries()
         }
+        fn batch(
+            &self,
+            seq: u64,
+            digest: &quire_chain::Hash,
+        ) -> Result<Option<quire_chain::Batch>, StoreError> {
+            self.0.batch(seq, digest)
+        }
         fn write(&self, _: &WriteSet) -> Result<(), StoreError> {
             Err(StoreError::Engine("disk full".into()))
         }
@@ -182,11 +191,7 @@ pub(crate) mod tests {
     pub(crate) fn replica(net: &TestNet, store: &dyn Store) -> Replica {
         let params = Params::default();
         let verifier = Verifier::new(&net.genesis);
-        let durable = Durable {
-            head: store.head(),
-            ledger: store.ledger(net.chain_id()).unwrap(),
-            consensus: store.consensus_entries().unwrap(),
-        };
+        let durable = Durable::read(store, net.chain_id()).unwrap();
         Replica::recover(1, net.validator_keys[1].clone(), verifier, params, durable).unwrap()
     }
 

@@ -69,16 +69,19 @@ impl Replica {
             seq,
             digest: batch.digest(),
         }));
-        self.persist(persist::accepted(&proposal, &batch));
+        let batch = Arc::new(batch);
+        self.persist_accepted(&proposal, &batch);
         let tick = self.tick;
         let slot = self.slot_mut(seq);
-        slot.pre_prepare = Some((proposal.clone(), Arc::new(batch.clone())));
+        slot.pre_prepare = Some((proposal.clone(), batch.clone()));
         slot.touched_tick = tick;
         slot.resends = 0;
         slot.accepted_tick = tick;
         self.stats.batches_proposed += 1;
-        self.out
-            .push(Output::Broadcast(Message::PrePrepare { proposal, batch }));
+        self.out.push(Output::Broadcast(Message::PrePrepare {
+            proposal,
+            batch: Batch::clone(&batch),
+        }));
         self.check_prepared(seq);
     }
 
@@ -155,7 +158,7 @@ impl Replica {
     /// answer with a Prepare unless we are the primary.
     pub(crate) fn accept_pre_prepare(&mut self, proposal: Signed<Proposal>, batch: Arc<Batch>) {
         let vote = proposal.body.0;
-        self.persist(persist::accepted(&proposal, &batch));
+        self.persist_accepted(&proposal, &batch);
         let txs: Vec<&quire_chain::Transaction> = batch.txs.iter().collect();
         self.mempool.mark_proposed(&txs);
         let tick = self.tick;

@@ -5,9 +5,13 @@
 //! ViewChange it sent — so that after a crash it never signs a different digest for a (view, seq)
 //! it already voted on, and never returns to a view it left.
 //!
-//! Keys: `view` → (view, changing); `acc/<seq>` → accepted PrePrepare and batch; `prep/<seq>` →
-//! prepared certificate (its batch is the accepted one); `stable` → stable checkpoint; `vc` → the last ViewChange sent;
-//! `nv` → the NewView of the current view.
+//! Keys: `view` → (view, changing); `acc/<seq>` → accepted PrePrepare; `prep/<seq>` → prepared
+//! certificate (its batch is the accepted one); `stable` → stable checkpoint; `vc` → the last
+//! ViewChange sent; `nv` → the NewView of the current view.
+//!
+//! The batch of an accepted PrePrepare is not in its `acc/` entry: it goes to the chain store in
+//! the same atomic write ([`crate::Output::PersistBatch`], stored under `(seq, digest)`), where
+//! it later is the body of the block that executes it — so a batch reaches the disk once.
 
 use quire_chain::Batch;
 use quire_chain::codec::{self, Decode, DecodeError, Encode, Reader};
@@ -39,10 +43,13 @@ pub fn view(view: u64, changing: bool) -> Op {
     (KEY_VIEW.to_vec(), Some(v))
 }
 
-pub fn accepted(proposal: &Signed<Proposal>, batch: &Batch) -> Op {
-    let mut v = proposal.to_bytes();
-    batch.encode(&mut v);
-    (seq_key(PREFIX_ACCEPTED, proposal.body.0.seq), Some(v))
+/// The accepted PrePrepare; its batch is persisted with it by `(seq, digest)`
+/// ([`crate::Output::PersistBatch`]).
+pub fn accepted(proposal: &Signed<Proposal>) -> Op {
+    (
+        seq_key(PREFIX_ACCEPTED, proposal.body.0.seq),
+        Some(proposal.to_bytes()),
+    )
 }
 
 /// The prepared certificate alone: its batch is the one in the slot's `acc/` entry (a replica
@@ -92,7 +99,8 @@ pub struct Recovered {
     pub view: u64,
     pub changing: bool,
     pub stable: Option<StableCheckpoint>,
-    pub accepted: Vec<(Signed<Proposal>, Batch)>,
+    /// Accepted PrePrepares; their batches are in the chain store.
+    pub accepted: Vec<Signed<Proposal>>,
     pub prepared: Vec<PreparedProof>,
     pub view_change: Option<(Signed<ViewChange>, Vec<Batch>)>,
     pub new_view: Option<(Signed<NewView>, Vec<Batch>)>,
@@ -106,6 +114,17 @@ fn decode_all<T>(
     let value = f(&mut r)?;
     r.finish()?;
     Ok(value)
+}
+
+/// The (seq, digest) of every accepted PrePrepare in `entries`: the batches to read back from
+/// the chain store. An entry that does not decode is left to [`recover`] to report.
+pub fn accepted_slots(entries: &[(Vec<u8>, Vec<u8>)]) -> Vec<(u64, quire_chain::Hash)> {
+    entries
+        .iter()
+        .filter(|(key, _)| key.starts_with(PREFIX_ACCEPTED))
+        .filter_map(|(_, value)| decode_all(value, Signed::<Proposal>::decode).ok())
+        .map(|pp| (pp.body.0.seq, pp.body.0.digest))
+        .collect()
 }
 
 pub fn recover(entries: &[(Vec<u8>, Vec<u8>)]) -> Result<Recovered, CorruptEntry> {
@@ -134,8 +153,7 @@ pub fn recover(entries: &[(Vec<u8>, Vec<u8>)]) -> Result<Recovered, CorruptEntry
             .map_err(corrupt)?;
             out.new_view = Some(nv);
         } else if key.starts_with(PREFIX_ACCEPTED) {
-            let pp = decode_all(value, |r| Ok((Signed::decode(r)?, Batch::decode(r)?)))
-                .map_err(corrupt)?;
+            let pp = decode_all(value, Signed::decode).map_err(corrupt)?;
             out.accepted.push(pp);
         } else if key.starts_with(PREFIX_PREPARED) {
             out.prepared

@@ -1,20 +1,21 @@
 //! The replica: PBFT's state and the `step` function that advances it.
 //!
 //! `step` takes one input — a verified message, client transactions, or a tick — and returns the
-//! outputs it caused. **The caller must make every `Persist` and `Commit` of a step durable, in
-//! order, before any `Send`, `Broadcast` or `ServeBlocks` of that step leaves the process.** That
+//! outputs it caused. **The caller must make every `Persist`, `PersistBatch` and `Commit` of a
+//! step durable, in order, before any `Send`, `Broadcast` or `ServeBlocks` of that step leaves
+//! the process.** That
 //! is the whole persistence contract: the core never sends a vote it has not asked to persist.
 //!
 //! The protocol is split by concern: the normal case and execution in [`crate::normal`], view
 //! changes in [`crate::change`], state transfer in [`crate::transfer`], the periodic work of a
 //! tick here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use quire_chain::block::Executed;
-use quire_chain::store::ConsensusEntries;
-use quire_chain::{Batch, Header, Keypair, Ledger, ReplicaId, Transaction};
+use quire_chain::store::{BatchBody, ConsensusEntries, Store, StoreError};
+use quire_chain::{Batch, Hash, Header, Keypair, Ledger, ReplicaId, Transaction};
 use thiserror::Error;
 
 use crate::checkpoint::CheckpointVotes;
@@ -45,6 +46,9 @@ pub enum Input {
 pub enum Output {
     /// Write (or delete) a consensus log entry.
     Persist(Op),
+    /// Store the body of a batch accepted at a sequence number, with the entry that accepts it
+    /// (the batch is not in the entry: see [`crate::persist`]).
+    PersistBatch(BatchBody),
     /// Append an executed block, with its state changes, to the chain store.
     Commit(Box<Executed>),
     Send(ReplicaId, Message),
@@ -171,11 +175,55 @@ pub(crate) enum Reply {
 /// Whether the mempool took one client transaction, or why not.
 pub type Admission = Result<(), crate::mempool::Refusal>;
 
-/// What a replica starts from: its chain (head block and ledger) and its consensus log.
+/// What a replica starts from: its chain (head block and ledger) and its consensus log, with the
+/// batches of the PrePrepares the log says it accepted.
 pub struct Durable {
     pub head: Header,
     pub ledger: Ledger,
     pub consensus: ConsensusEntries,
+    /// The bodies of accepted PrePrepares, by (seq, digest).
+    pub batches: HashMap<(u64, Hash), Batch>,
+}
+
+impl Durable {
+    /// Only the genesis: a replica that has persisted nothing.
+    pub fn genesis(genesis: &quire_chain::Genesis) -> Durable {
+        Durable {
+            head: genesis.block().header,
+            ledger: genesis.ledger(),
+            consensus: Vec::new(),
+            batches: HashMap::new(),
+        }
+    }
+
+    /// Everything `store` holds for a restart. An accepted PrePrepare above the head whose batch
+    /// is missing is corruption (the two are written in one atomic write, and a body is deleted
+    /// only when another block executes at its height); at or below the head the slot has
+    /// executed, and its batch may have been a proposal a view change replaced.
+    pub fn read(store: &dyn Store, chain_id: Hash) -> Result<Durable, StoreError> {
+        let head = store.head();
+        let consensus = store.consensus_entries()?;
+        let mut batches = HashMap::new();
+        for (seq, digest) in persist::accepted_slots(&consensus) {
+            match store.batch(seq, &digest)? {
+                Some(batch) => {
+                    batches.insert((seq, digest), batch);
+                }
+                None if seq > head.height => {
+                    return Err(StoreError::Corrupt(format!(
+                        "the batch accepted at {seq} ({digest}) is missing"
+                    )));
+                }
+                None => {}
+            }
+        }
+        Ok(Durable {
+            head,
+            ledger: store.ledger(chain_id)?,
+            consensus,
+            batches,
+        })
+    }
 }
 
 impl Replica {
@@ -243,10 +291,16 @@ impl Replica {
             diverged: None,
         };
         let low = replica.stable.seq;
+        let mut bodies = durable.batches;
+        // An accepted PrePrepare whose batch is gone executed long ago (see `Durable::read`).
         let accepted: BTreeMap<u64, (Signed<Proposal>, Arc<Batch>)> = recovered
             .accepted
             .into_iter()
-            .map(|(pp, batch)| (pp.body.0.seq, (pp, Arc::new(batch))))
+            .filter_map(|pp| {
+                let vote = pp.body.0;
+                let batch = bodies.remove(&(vote.seq, vote.digest))?;
+                Some((vote.seq, (pp, Arc::new(batch))))
+            })
             .collect();
         for proof in recovered.prepared {
             let slot = proof.slot();
@@ -740,6 +794,16 @@ impl Replica {
 
     pub(crate) fn persist(&mut self, op: Op) {
         self.out.push(Output::Persist(op));
+    }
+
+    /// Persists an accepted PrePrepare: its log entry, and its batch by (seq, digest).
+    pub(crate) fn persist_accepted(&mut self, proposal: &Signed<Proposal>, batch: &Arc<Batch>) {
+        self.persist(persist::accepted(proposal));
+        self.out.push(Output::PersistBatch(BatchBody {
+            seq: proposal.body.0.seq,
+            digest: proposal.body.0.digest,
+            batch: batch.clone(),
+        }));
     }
 
     pub(crate) fn quorum(&self) -> usize {

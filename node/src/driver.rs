@@ -365,11 +365,7 @@ impl Driver {
         self.shared.metrics.diverged(d.height, d.ours, d.certified);
         self.store.reset_chain(&self.genesis)?;
         self.shared.height.send_replace(0);
-        let durable = quire_consensus::Durable {
-            head: self.store.head(),
-            ledger: self.store.ledger(self.genesis.chain_id())?,
-            consensus: self.store.consensus_entries()?,
-        };
+        let durable = quire_consensus::Durable::read(&*self.store, self.genesis.chain_id())?;
         self.actor.replica.restart_from(durable).map_err(|e| {
             quire_chain::store::StoreError::Corrupt(format!(
                 "cannot restart the core after a divergence: {e}"

@@ -97,14 +97,7 @@ fn recover_core(loaded: &Loaded) -> Result<Actor, StartError> {
         path: loaded.config.data_dir.clone(),
         source,
     };
-    let durable = Durable {
-        head: loaded.store.head(),
-        ledger: loaded
-            .store
-            .ledger(loaded.genesis.chain_id())
-            .map_err(store_err)?,
-        consensus: loaded.store.consensus_entries().map_err(store_err)?,
-    };
+    let durable = Durable::read(&*loaded.store, loaded.genesis.chain_id()).map_err(store_err)?;
     let verifier = Verifier::new(&loaded.genesis);
     let replica = Replica::recover(
         loaded.config.id,

@@ -4,13 +4,20 @@
 //!
 //! | family      | key                  | value                          |
 //! |-------------|----------------------|--------------------------------|
-//! | `blocks`    | block hash (32)      | `BlockRecord`                  |
+//! | `blocks`    | block hash (32)      | the block, its body apart (below) |
+//! | `batches`   | seq (u64 BE), digest (32) | a batch body (`Batch`)    |
 //! | `heights`   | height (u64 BE)      | block hash                     |
 //! | `state`     | address (32)         | `Account` (balance, nonce)     |
 //! | `txindex`   | tx id (32)           | height (u64 BE), index (u32 BE)|
 //! | `consensus` | consensus's own keys | consensus's own values         |
 //! | `undo`      | block hash (32)      | `Undo` (proof of work only)    |
 //! | `meta`      | `format`, `chain_id`, `head` | version, hash, height+hash |
+//!
+//! **A batch is written once** (see [`quire_chain::store`]): a PBFT block is kept in `blocks`
+//! without its transactions (tag 1: header, certificate, outcomes), and its body is the batch
+//! under `(height, batch digest)` in `batches`, written when the replica accepted it, before its
+//! Prepare. `batches` keeps large values in blob files, so compaction never copies a body
+//! again. A proof-of-work block (and the genesis) is kept whole (tag 0).
 //!
 //! Under proof of work, `blocks` also keeps blocks that were rolled back off the main chain,
 //! `heights` is the current main chain, and `undo` holds the undo record of each main-chain
@@ -21,13 +28,14 @@
 //! alone is not, and the next synced write forces it to disk (see `RocksStore::write`). Opening
 //! checks that the contents hang together and says what is wrong if they do not.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions};
 
-use quire_chain::block::{BlockRecord, Header};
-use quire_chain::codec::{Decode, Encode};
+use quire_chain::block::{Batch, BlockRecord, Header};
+use quire_chain::codec::{self, Decode, DecodeError, Encode, Reader};
 use quire_chain::genesis::ConsensusMode;
 use quire_chain::genesis::Genesis;
 use quire_chain::hash::Hash;
@@ -40,16 +48,19 @@ use quire_chain::store::{
 };
 use quire_chain::tx::TxId;
 
-const FORMAT_VERSION: u32 = 1;
+/// 2: PBFT blocks keep their body in `batches` (format 1 kept it in the block).
+const FORMAT_VERSION: u32 = 2;
 pub(crate) const CF_BLOCKS: &str = "blocks";
+pub(crate) const CF_BATCHES: &str = "batches";
 pub(crate) const CF_HEIGHTS: &str = "heights";
 pub(crate) const CF_STATE: &str = "state";
 const CF_TXINDEX: &str = "txindex";
 const CF_CONSENSUS: &str = "consensus";
 pub(crate) const CF_META: &str = "meta";
 const CF_UNDO: &str = "undo";
-const FAMILIES: [&str; 7] = [
+const FAMILIES: [&str; 8] = [
     CF_BLOCKS,
+    CF_BATCHES,
     CF_HEIGHTS,
     CF_STATE,
     CF_TXINDEX,
@@ -66,8 +77,11 @@ pub struct RocksStore {
     /// The durable head. Held only to read or replace it, never across a disk write, so readers
     /// (client RPC) never wait for an fsync.
     head: Mutex<Header>,
-    /// Serialises writers: held across the whole synced write.
-    writing: Mutex<()>,
+    /// Serialises writers: held across the whole synced write. It guards the digests of the
+    /// bodies stored above the head, by sequence number: when a block is written at a height,
+    /// the other bodies there (proposals a view change replaced) are deleted with it, without
+    /// reading the family.
+    writing: Mutex<BTreeMap<u64, Vec<Hash>>>,
 }
 
 fn engine(e: rocksdb::Error) -> StoreError {
@@ -94,11 +108,17 @@ impl RocksStore {
         let families = FAMILIES.iter().map(|name| {
             let mut cf = Options::default();
             cf.set_compression_type(rocksdb::DBCompressionType::None);
-            cf.set_write_buffer_size(if *name == CF_BLOCKS {
+            cf.set_write_buffer_size(if *name == CF_BATCHES {
                 64 << 20
             } else {
                 16 << 20
             });
+            if *name == CF_BATCHES {
+                // Bodies go to blob files when the memtable is flushed; compaction then moves
+                // only their small index entries, never the bodies themselves.
+                cf.set_enable_blob_files(true);
+                cf.set_min_blob_size(4096);
+            }
             ColumnFamilyDescriptor::new(*name, cf)
         });
         let db = DB::open_cf_descriptors(&opts, path, families).map_err(engine)?;
@@ -106,13 +126,34 @@ impl RocksStore {
         let store = RocksStore {
             db,
             head: Mutex::new(genesis_header),
-            writing: Mutex::new(()),
+            writing: Mutex::new(BTreeMap::new()),
         };
         match store.get(CF_META, META_CHAIN_ID)? {
             None => store.initialise(genesis)?,
             Some(found) => store.check(genesis, &found)?,
         }
+        let above = store.bodies_above(store.head().height)?;
+        *store.writing_lock() = above;
         Ok(store)
+    }
+
+    fn writing_lock(&self) -> MutexGuard<'_, BTreeMap<u64, Vec<Hash>>> {
+        self.writing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The digests of the bodies stored at sequence numbers above `height`, by sequence number.
+    fn bodies_above(&self, height: u64) -> Result<BTreeMap<u64, Vec<Hash>>, StoreError> {
+        let mut out: BTreeMap<u64, Vec<Hash>> = BTreeMap::new();
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_BATCHES)?);
+        it.seek(height.saturating_add(1).to_be_bytes());
+        while let Some(key) = it.key() {
+            let (seq, digest) = parse_batch_key(key)
+                .ok_or_else(|| corrupt(format!("batch key {} is malformed", hex::encode(key))))?;
+            out.entry(seq).or_default().push(digest);
+            it.next();
+        }
+        it.status().map_err(engine)?;
+        Ok(out)
     }
 
     pub(crate) fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
@@ -137,7 +178,7 @@ impl RocksStore {
             block,
             outcomes: Vec::new(),
         };
-        batch.put_cf(self.cf(CF_BLOCKS)?, hash.0, record.to_bytes());
+        batch.put_cf(self.cf(CF_BLOCKS)?, hash.0, whole(&record));
         batch.put_cf(self.cf(CF_HEIGHTS)?, 0u64.to_be_bytes(), hash.0);
         for (address, account) in &genesis.accounts {
             batch.put_cf(self.cf(CF_STATE)?, address.0, account.to_bytes());
@@ -243,11 +284,29 @@ impl RocksStore {
     }
 
     pub(crate) fn record_by_hash(&self, hash: &Hash) -> Result<Option<BlockRecord>, StoreError> {
-        match self.get(CF_BLOCKS, &hash.0)? {
+        let Some(bytes) = self.get(CF_BLOCKS, &hash.0)? else {
+            return Ok(None);
+        };
+        match Kept::from_bytes(&bytes).map_err(|e| corrupt(format!("block {hash}: {e}")))? {
+            Kept::Whole(record) => Ok(Some(record)),
+            Kept::Apart(apart) => {
+                let height = apart.header.height;
+                let body = self
+                    .body(height, &apart.header.batch_digest())?
+                    .ok_or_else(|| {
+                        corrupt(format!("the body of block {height} ({hash}) is missing"))
+                    })?;
+                Ok(Some(apart.with_body(body)))
+            }
+        }
+    }
+
+    fn body(&self, seq: u64, digest: &Hash) -> Result<Option<Batch>, StoreError> {
+        match self.get(CF_BATCHES, &batch_key(seq, digest))? {
             None => Ok(None),
-            Some(bytes) => BlockRecord::from_bytes(&bytes)
+            Some(bytes) => Batch::from_bytes(&bytes)
                 .map(Some)
-                .map_err(|e| corrupt(format!("block {hash}: {e}"))),
+                .map_err(|e| corrupt(format!("batch body at {seq} ({digest}): {e}"))),
         }
     }
 
@@ -264,6 +323,86 @@ impl RocksStore {
         opts.set_sync(sync);
         self.db.write_opt(batch, &opts).map_err(engine)
     }
+}
+
+/// A block as `blocks` keeps it: whole (tag 0), or apart from its body (tag 1), which is the
+/// batch under `(height, header.batch_digest())` in `batches`.
+enum Kept {
+    Whole(BlockRecord),
+    Apart(Apart),
+}
+
+struct Apart {
+    header: Header,
+    certificate: Option<quire_chain::CommitCertificate>,
+    outcomes: Vec<quire_chain::tx::Outcome>,
+}
+
+impl Apart {
+    fn with_body(self, body: Batch) -> BlockRecord {
+        BlockRecord {
+            block: quire_chain::Block {
+                header: self.header,
+                txs: body.txs,
+                certificate: self.certificate,
+            },
+            outcomes: self.outcomes,
+        }
+    }
+}
+
+const KEPT_WHOLE: u8 = 0;
+const KEPT_APART: u8 = 1;
+
+fn whole(record: &BlockRecord) -> Vec<u8> {
+    let mut out = vec![KEPT_WHOLE];
+    record.encode(&mut out);
+    out
+}
+
+fn apart(record: &BlockRecord) -> Vec<u8> {
+    let mut out = vec![KEPT_APART];
+    record.block.header.encode(&mut out);
+    codec::put_option(&mut out, &record.block.certificate);
+    codec::put_seq(&mut out, &record.outcomes);
+    out
+}
+
+impl Kept {
+    fn from_bytes(bytes: &[u8]) -> Result<Kept, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let kept = match r.u8()? {
+            KEPT_WHOLE => Kept::Whole(BlockRecord::decode(&mut r)?),
+            KEPT_APART => Kept::Apart(Apart {
+                header: Header::decode(&mut r)?,
+                certificate: r.option()?,
+                outcomes: r.seq("outcomes", quire_chain::block::BATCH_TXS_MAX)?,
+            }),
+            _ => {
+                return Err(DecodeError::Invalid {
+                    what: "stored block",
+                    reason: "unknown tag",
+                });
+            }
+        };
+        r.finish()?;
+        Ok(kept)
+    }
+}
+
+fn batch_key(seq: u64, digest: &Hash) -> [u8; 40] {
+    let mut key = [0u8; 40];
+    key[..8].copy_from_slice(&seq.to_be_bytes());
+    key[8..].copy_from_slice(&digest.0);
+    key
+}
+
+fn parse_batch_key(key: &[u8]) -> Option<(u64, Hash)> {
+    if key.len() != 40 {
+        return None;
+    }
+    let seq = u64::from_be_bytes(key[..8].try_into().ok()?);
+    Some((seq, Hash(key[8..].try_into().ok()?)))
 }
 
 fn head_value(height: u64, hash: &Hash) -> Vec<u8> {
@@ -339,8 +478,12 @@ impl Store for RocksStore {
         Ok(out)
     }
 
+    fn batch(&self, seq: u64, digest: &Hash) -> Result<Option<Batch>, StoreError> {
+        self.body(seq, digest)
+    }
+
     fn reset_chain(&self, genesis: &Genesis) -> Result<(), StoreError> {
-        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut above = self.writing_lock();
         let mut batch = WriteBatch::default();
         for family in [CF_BLOCKS, CF_HEIGHTS, CF_STATE, CF_TXINDEX] {
             let cf = self.cf(family)?;
@@ -355,7 +498,7 @@ impl Store for RocksStore {
             block,
             outcomes: Vec::new(),
         };
-        batch.put_cf(self.cf(CF_BLOCKS)?, hash.0, record.to_bytes());
+        batch.put_cf(self.cf(CF_BLOCKS)?, hash.0, whole(&record));
         batch.put_cf(self.cf(CF_HEIGHTS)?, 0u64.to_be_bytes(), hash.0);
         for (address, account) in &genesis.accounts {
             batch.put_cf(self.cf(CF_STATE)?, address.0, account.to_bytes());
@@ -363,12 +506,15 @@ impl Store for RocksStore {
         batch.put_cf(self.cf(CF_META)?, META_HEAD, head_value(0, &hash));
         self.commit(batch)?;
         *self.head_lock() = record.block.header;
+        // The bodies stay (the consensus log's accepted batches among them); the chain fetched
+        // again finds its own and replaces the others height by height.
+        *above = self.bodies_above(0)?;
         Ok(())
     }
 
     fn write_pow(&self, write: &PowWrite) -> Result<(), StoreError> {
         // One writer at a time; readers keep seeing the old head until the new one is durable.
-        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let _writing = self.writing_lock();
         let head = *self.head_lock();
         check_pow_write(&head, write)?;
         let mut batch = WriteBatch::default();
@@ -402,7 +548,7 @@ impl Store for RocksStore {
             let record = &executed.record;
             let header = record.block.header;
             let hash = header.hash();
-            batch.put_cf(self.cf(CF_BLOCKS)?, hash.0, record.to_bytes());
+            batch.put_cf(self.cf(CF_BLOCKS)?, hash.0, whole(record));
             batch.put_cf(self.cf(CF_HEIGHTS)?, header.height.to_be_bytes(), hash.0);
             for (index, tx) in record.block.txs.iter().enumerate() {
                 let mut v = header.height.to_be_bytes().to_vec();
@@ -442,16 +588,60 @@ impl Store for RocksStore {
             return Ok(());
         }
         // One writer at a time; readers keep seeing the old head until the new one is durable.
-        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut above = self.writing_lock();
         let head = *self.head_lock();
         check_extends(head, &writes.blocks)?;
+        let new_head = writes.blocks.last().map_or(head, |b| b.record.block.header);
         let mut batch = WriteBatch::default();
-        let mut new_head = head;
+        let bodies = self.cf(CF_BATCHES)?;
+        // Bodies above the head are kept until their height executes; one at or below it is
+        // the executed block's (stored already) or one that can never execute.
+        let mut added: Vec<(u64, Hash)> = Vec::new();
+        for body in &writes.batches {
+            let executes_here = writes.blocks.iter().any(|b| {
+                let h = &b.record.block.header;
+                h.height == body.seq && h.batch_digest() == body.digest
+            });
+            if body.seq > new_head.height || executes_here {
+                batch.put_cf(
+                    bodies,
+                    batch_key(body.seq, &body.digest),
+                    body.batch.to_bytes(),
+                );
+                added.push((body.seq, body.digest));
+            }
+        }
         for executed in &writes.blocks {
             let record = &executed.record;
             let header = record.block.header;
             let hash = header.hash();
-            batch.put_cf(self.cf(CF_BLOCKS)?, hash.0, record.to_bytes());
+            let digest = header.batch_digest();
+            // The body: stored when the batch was accepted, or now (a block from state transfer,
+            // or one whose body a power cut lost). The other bodies at this height go. Every
+            // body above the head is in `above`, so this reads nothing.
+            let stored = above.get(&header.height).map(Vec::as_slice).unwrap_or(&[]);
+            let here = stored.iter().chain(
+                added
+                    .iter()
+                    .filter(|(s, _)| *s == header.height)
+                    .map(|(_, d)| d),
+            );
+            let mut has_body = false;
+            for d in here {
+                if *d == digest {
+                    has_body = true;
+                } else {
+                    batch.delete_cf(bodies, batch_key(header.height, d));
+                }
+            }
+            if !has_body {
+                batch.put_cf(
+                    bodies,
+                    batch_key(header.height, &digest),
+                    record.block.batch().to_bytes(),
+                );
+            }
+            batch.put_cf(self.cf(CF_BLOCKS)?, hash.0, apart(record));
             batch.put_cf(self.cf(CF_HEIGHTS)?, header.height.to_be_bytes(), hash.0);
             // Index entries in key order: RocksDB's memtable inserts sorted keys one after the
             // other from where the last one landed, instead of searching its skiplist from the
@@ -475,7 +665,6 @@ impl Store for RocksStore {
             for (address, account) in &executed.changes {
                 batch.put_cf(self.cf(CF_STATE)?, address.0, account.to_bytes());
             }
-            new_head = header;
         }
         if !writes.blocks.is_empty() {
             batch.put_cf(
@@ -490,15 +679,19 @@ impl Store for RocksStore {
                 None => batch.delete_cf(self.cf(CF_CONSENSUS)?, key),
             }
         }
-        // Votes and log entries are forced to disk before this returns: a vote is sent only
-        // after it. Blocks alone are not. A block is derived from what the log already holds
-        // durably at 2f+1 replicas (the batch, the prepare and commit votes); losing the
-        // newest ones in a power cut leaves this replica where a crash between its Commit vote
-        // and the block leaves it, and it fetches them back with their certificates. A
-        // process crash loses nothing (the write is in the kernel's cache), and the next vote's
-        // synced write forces every block before it to disk.
-        self.commit_with(batch, !writes.consensus.is_empty())?;
+        // Votes, log entries and the batches they vote for are forced to disk before this
+        // returns: a vote is sent only after it. Blocks alone are not. A block is derived from
+        // what the log already holds durably at 2f+1 replicas (the batch, the prepare and
+        // commit votes); losing the newest ones in a power cut leaves this replica where a
+        // crash between its Commit vote and the block leaves it, and it fetches them back with
+        // their certificates. A process crash loses nothing (the write is in the kernel's
+        // cache), and the next vote's synced write forces every block before it to disk.
+        self.commit_with(batch, writes.must_sync())?;
         *self.head_lock() = new_head;
+        for (seq, digest) in added {
+            above.entry(seq).or_default().push(digest);
+        }
+        *above = above.split_off(&(new_head.height + 1));
         Ok(())
     }
 }

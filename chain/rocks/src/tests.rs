@@ -110,10 +110,144 @@ fn a_corrupt_store_opens_with_an_error_naming_what_is_wrong() {
             let mut record = s.record_by_hash(&hash).unwrap().unwrap();
             record.block.certificate.as_mut().unwrap().votes.pop();
             record.block.certificate.as_mut().unwrap().votes.pop();
-            s.db.put_cf(cf, hash.0, record.to_bytes()).unwrap();
+            s.db.put_cf(cf, hash.0, apart(&record)).unwrap();
         },
         "certificate",
     );
+    reopen_after(
+        |s| {
+            let cf = s.cf(CF_BATCHES).unwrap();
+            let head = s.head();
+            s.db.delete_cf(cf, batch_key(head.height, &head.batch_digest()))
+                .unwrap();
+        },
+        "the body of block 3",
+    );
+    reopen_after(
+        |s| {
+            let cf = s.cf(CF_BATCHES).unwrap();
+            let head = s.head();
+            let mut body = s.batch(head.height, &head.batch_digest()).unwrap().unwrap();
+            body.txs.push(quire_chain::Transaction::raw(vec![1; 8]));
+            s.db.put_cf(
+                cf,
+                batch_key(head.height, &head.batch_digest()),
+                body.to_bytes(),
+            )
+            .unwrap();
+        },
+        "tx_root",
+    );
+}
+
+/// One block of two raw payloads on `store`'s head; its batch is accepted (stored by
+/// (seq, digest)) first when `accept_first`, as a replica does before it votes.
+fn raw_block(net: &TestNet, store: &RocksStore, tag: u8, accept_first: bool) -> quire_chain::Batch {
+    let head = store.head();
+    let batch = quire_chain::Batch {
+        view: 0,
+        proposer: 0,
+        timestamp_ms: u64::from(tag),
+        txs: vec![
+            quire_chain::Transaction::raw(vec![tag; 700]),
+            quire_chain::Transaction::raw(vec![tag.wrapping_add(1); 700]),
+        ],
+    };
+    if accept_first {
+        store.write(&accepted(head.height + 1, &batch)).unwrap();
+    }
+    let mut ledger = store.ledger(net.chain_id()).unwrap();
+    let executed = net.certified_block(&mut ledger, &head, &batch);
+    store
+        .write(&WriteSet {
+            blocks: vec![executed],
+            ..WriteSet::default()
+        })
+        .unwrap();
+    batch
+}
+
+fn accepted(seq: u64, batch: &quire_chain::Batch) -> WriteSet {
+    WriteSet {
+        batches: vec![quire_chain::store::BatchBody {
+            seq,
+            digest: batch.digest(),
+            batch: std::sync::Arc::new(batch.clone()),
+        }],
+        consensus: vec![(b"acc".to_vec(), Some(seq.to_be_bytes().to_vec()))],
+        ..WriteSet::default()
+    }
+}
+
+/// The batch a replica accepted is the body of the block that executes it: the block is kept
+/// without its transactions, and reads back whole.
+#[test]
+fn a_batch_is_written_once_and_the_block_reads_back_whole() {
+    let net = TestNet::new(4, 4);
+    let dir = temp_dir("rocks-once");
+    {
+        let store = RocksStore::open(&dir, &net.genesis).unwrap();
+        for (tag, accept_first) in [(1, true), (2, false)] {
+            let batch = raw_block(&net, &store, tag, accept_first);
+            let head = store.head();
+            let kept = store
+                .db
+                .get_cf(store.cf(CF_BLOCKS).unwrap(), head.hash().0)
+                .unwrap()
+                .unwrap();
+            assert_eq!(kept[0], KEPT_APART);
+            assert!(
+                kept.len() < 700,
+                "the kept block holds no payload: {} bytes",
+                kept.len()
+            );
+            let record = store.block(head.height).unwrap().unwrap();
+            assert_eq!(record.block.txs, batch.txs);
+            assert_eq!(
+                store.batch(head.height, &batch.digest()).unwrap().unwrap(),
+                batch
+            );
+        }
+    }
+    let store = RocksStore::open(&dir, &net.genesis).unwrap();
+    assert_eq!(store.block(2).unwrap().unwrap().block.txs.len(), 2);
+    drop(store);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Bodies a view change replaced (another digest at a height) are deleted when a block executes
+/// there, also after a restart; bodies above the head are kept for the consensus log.
+#[test]
+fn replaced_bodies_go_when_their_height_executes() {
+    let net = TestNet::new(4, 4);
+    let dir = temp_dir("rocks-replaced");
+    let replaced = quire_chain::Batch {
+        view: 0,
+        proposer: 1,
+        timestamp_ms: 9,
+        txs: vec![quire_chain::Transaction::raw(vec![9; 700])],
+    };
+    let far = quire_chain::Batch {
+        view: 1,
+        ..replaced.clone()
+    };
+    {
+        let store = RocksStore::open(&dir, &net.genesis).unwrap();
+        store.write(&accepted(1, &replaced)).unwrap();
+        store.write(&accepted(5, &far)).unwrap();
+    }
+    let store = RocksStore::open(&dir, &net.genesis).unwrap();
+    assert!(store.batch(1, &replaced.digest()).unwrap().is_some());
+    let executed = raw_block(&net, &store, 3, false);
+    assert_eq!(store.head().height, 1);
+    assert!(store.batch(1, &replaced.digest()).unwrap().is_none());
+    assert!(store.batch(1, &executed.digest()).unwrap().is_some());
+    assert!(store.batch(5, &far.digest()).unwrap().is_some());
+    // A body arriving for a height already executed is not kept.
+    store.write(&accepted(1, &far)).unwrap();
+    assert!(store.batch(1, &far.digest()).unwrap().is_none());
+    drop(store);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A diverged replica's chain is forgotten in one durable write, back to the genesis, while its

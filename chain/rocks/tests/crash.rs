@@ -62,6 +62,7 @@ fn crash_child() {
         let writes = WriteSet {
             blocks: vec![executed],
             consensus,
+            ..WriteSet::default()
         };
         store.write(&writes).expect("child writes");
         println!("committed {height}");

@@ -3,10 +3,10 @@
 //! it crashes a replica).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{PowWrite, Store, StoreError, TxLocation, WriteSet, check_extends, check_pow_write};
-use crate::block::{BlockRecord, Header};
+use crate::block::{Batch, BlockRecord, Header};
 use crate::genesis::Genesis;
 use crate::hash::Hash;
 use crate::keys::Address;
@@ -20,7 +20,29 @@ struct Inner {
     tx_index: HashMap<TxId, TxLocation>,
     accounts: BTreeMap<Address, Account>,
     consensus: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Batch bodies by (seq, digest), as the RocksDB store keeps them (see the module doc of
+    /// [`super`]); blocks here also keep their transactions, which costs nothing in memory.
+    batches: BTreeMap<(u64, Hash), Arc<Batch>>,
     undo: HashMap<Hash, Undo>,
+}
+
+impl Inner {
+    /// The body of the block at `height` is the batch `digest` there; other bodies at that
+    /// height were proposals a view change replaced.
+    fn keep_only_body(&mut self, height: u64, digest: Hash, body: impl FnOnce() -> Batch) {
+        let stale: Vec<(u64, Hash)> = self
+            .batches
+            .range((height, Hash([0; 32]))..=(height, Hash([0xff; 32])))
+            .map(|(k, _)| *k)
+            .filter(|(_, d)| *d != digest)
+            .collect();
+        for k in stale {
+            self.batches.remove(&k);
+        }
+        self.batches
+            .entry((height, digest))
+            .or_insert_with(|| Arc::new(body()));
+    }
 }
 
 pub struct MemoryStore {
@@ -97,6 +119,14 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    fn batch(&self, seq: u64, digest: &Hash) -> Result<Option<Batch>, StoreError> {
+        Ok(self
+            .lock()
+            .batches
+            .get(&(seq, *digest))
+            .map(|b| Batch::clone(b)))
+    }
+
     fn reset_chain(&self, genesis: &Genesis) -> Result<(), StoreError> {
         let mut inner = self.lock();
         inner.blocks = vec![BlockRecord {
@@ -159,9 +189,17 @@ impl Store for MemoryStore {
         let head = self.head();
         check_extends(head, &writes.blocks)?;
         let mut inner = self.lock();
+        for body in &writes.batches {
+            inner
+                .batches
+                .insert((body.seq, body.digest), body.batch.clone());
+        }
         for executed in &writes.blocks {
             let height = executed.record.block.header.height;
             let record = &executed.record;
+            inner.keep_only_body(height, record.block.header.batch_digest(), || {
+                record.block.batch()
+            });
             for (index, tx) in record.block.txs.iter().enumerate() {
                 let id = tx.id();
                 if super::replaces_index_entry(record, index) || !inner.tx_index.contains_key(&id) {

@@ -1,9 +1,17 @@
 //! Durable storage of the chain, the ledger state and the consensus log.
 //!
 //! A [`WriteSet`] is everything one consensus step must make durable: executed blocks (with their
-//! state changes) and consensus log entries. [`Store::write`] applies it atomically and durably
-//! (one synced RocksDB write batch), so after a crash either all of it is there or none of it is,
-//! and the head is always a complete block whose state is in the store.
+//! state changes), the bodies of batches the replica accepted, and consensus log entries.
+//! [`Store::write`] applies it atomically and durably (one synced RocksDB write batch), so after
+//! a crash either all of it is there or none of it is, and the head is always a complete block
+//! whose state is in the store.
+//!
+//! **A batch is written once.** The body of a batch a replica accepts is stored by `(seq,
+//! digest)` when it is accepted (before the Prepare that votes for it), and the block that
+//! executes it at height `seq` is stored without its transactions: its body is the batch under
+//! `(height, header.batch_digest())`. A block that arrives by state transfer brings its body,
+//! which is stored the same way. Bodies of other digests at an executed height (proposals a
+//! view change replaced) are deleted when the block is written.
 //!
 //! This crate holds the trait and its in-memory twin; the RocksDB implementation is the
 //! `quire-rocks` crate, so that only what opens a store on disk builds RocksDB.
@@ -14,7 +22,7 @@ pub use memory::MemoryStore;
 
 use thiserror::Error;
 
-use crate::block::{BlockRecord, Executed, Header};
+use crate::block::{Batch, BlockRecord, Executed, Header};
 use crate::hash::Hash;
 use crate::keys::Address;
 use crate::ledger::{Account, Ledger};
@@ -29,14 +37,32 @@ pub type ConsensusEntries = Vec<(Vec<u8>, Vec<u8>)>;
 pub struct WriteSet {
     /// Blocks in height order; the first extends the current head.
     pub blocks: Vec<Executed>,
+    /// Bodies of batches accepted at a sequence number, kept until a block executes there.
+    pub batches: Vec<BatchBody>,
     /// Consensus log entries to put (`Some`) or delete (`None`).
     pub consensus: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl WriteSet {
     pub fn is_empty(&self) -> bool {
-        self.blocks.is_empty() && self.consensus.is_empty()
+        self.blocks.is_empty() && self.consensus.is_empty() && self.batches.is_empty()
     }
+
+    /// Whether the write must be forced to disk before it returns: it holds votes or what they
+    /// vote for (consensus entries, accepted batches). Blocks alone need not be (see
+    /// `quire_rocks::RocksStore::write`).
+    pub fn must_sync(&self) -> bool {
+        !self.consensus.is_empty() || !self.batches.is_empty()
+    }
+}
+
+/// The body of a batch a replica accepted at `seq`, stored under `(seq, digest)`.
+#[derive(Debug, Clone)]
+pub struct BatchBody {
+    pub seq: u64,
+    /// `batch.digest()`, computed once by whoever accepted it.
+    pub digest: Hash,
+    pub batch: std::sync::Arc<Batch>,
 }
 
 /// One atomic, durable change of a proof-of-work replica's main chain: roll back to the fork
@@ -119,6 +145,9 @@ pub trait Store: Send + Sync {
     fn accounts(&self) -> Result<Vec<(Address, Account)>, StoreError>;
 
     fn consensus_entries(&self) -> Result<ConsensusEntries, StoreError>;
+
+    /// The body of the batch with `digest` accepted (or executed) at `seq`, if stored.
+    fn batch(&self, seq: u64, digest: &Hash) -> Result<Option<Batch>, StoreError>;
 
     /// Applies `writes` atomically and durably.
     fn write(&self, writes: &WriteSet) -> Result<(), StoreError>;

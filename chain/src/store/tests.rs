@@ -22,11 +22,13 @@ fn a_block_that_does_not_extend_the_head_is_refused() {
         .write(&WriteSet {
             blocks: vec![executed.clone()],
             consensus: vec![],
+            ..WriteSet::default()
         })
         .unwrap();
     let again = store.write(&WriteSet {
         blocks: vec![executed],
         consensus: vec![],
+        ..WriteSet::default()
     });
     assert!(matches!(
         again,

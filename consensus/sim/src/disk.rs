@@ -8,7 +8,8 @@
 //! never contradicts what it may or may not have sent.
 //!
 //! A power cut is the other way to lose a write: the real store forces a write to disk only when
-//! it holds consensus entries (votes must be durable before they are sent); blocks written alone
+//! it holds consensus entries or accepted batches (votes, and what they vote for, must be
+//! durable before they are sent); blocks written alone
 //! sit in the kernel's cache until the next synced write. With [`Disk::model_power_cuts`] on,
 //! [`Disk::power_cut`] throws away what was written since the last synced write, as the machine
 //! losing power would.
@@ -142,12 +143,12 @@ impl Disk {
         lost
     }
 
-    /// The RocksDB store's rule: a write is synced when it holds consensus entries.
+    /// The RocksDB store's rule: a write is synced when it holds votes or what they vote for.
     fn track_sync(&self, state: &mut State, writes: &WriteSet) {
         if !state.power_cuts {
             return;
         }
-        if !writes.consensus.is_empty() {
+        if writes.must_sync() {
             state.since_sync = None;
         } else if state.since_sync.is_none() {
             state.since_sync = Some(self.store.snapshot());
@@ -187,6 +188,9 @@ impl Store for Disk {
     }
     fn consensus_entries(&self) -> Result<ConsensusEntries, StoreError> {
         self.store.consensus_entries()
+    }
+    fn batch(&self, seq: u64, digest: &Hash) -> Result<Option<quire_chain::Batch>, StoreError> {
+        self.store.batch(seq, digest)
     }
     fn reset_chain(&self, genesis: &Genesis) -> Result<(), StoreError> {
         // A synced write in the real store.

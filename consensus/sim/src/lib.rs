@@ -277,15 +277,8 @@ impl Sim {
     /// Starts (or restarts) replica `i` from its store.
     fn start(&self, i: ReplicaId) -> Actor {
         let store = &self.stores[i as usize];
-        let durable = Durable {
-            head: store.head(),
-            ledger: store
-                .ledger(self.verifier.chain_id)
-                .expect("the memory store cannot fail"),
-            consensus: store
-                .consensus_entries()
-                .expect("the memory store cannot fail"),
-        };
+        let durable =
+            Durable::read(store, self.verifier.chain_id).expect("the memory store cannot fail");
         let replica = Replica::recover(
             i,
             self.net.validator_keys[i as usize].clone(),
@@ -539,7 +532,10 @@ impl Sim {
             .iter()
             .filter(|o| matches!(o, Output::Commit(_)))
             .count();
-        let writes = blocks > 0 || outputs.iter().any(|o| matches!(o, Output::Persist(_)));
+        let writes = blocks > 0
+            || outputs
+                .iter()
+                .any(|o| matches!(o, Output::Persist(_) | Output::PersistBatch(_)));
         if !writes {
             return false;
         }
@@ -555,7 +551,7 @@ impl Sim {
             .iter()
             .map(|o| match o {
                 Output::Broadcast(_) => self.cfg.nodes.saturating_sub(1),
-                Output::Persist(_) | Output::Commit(_) => 0,
+                Output::Persist(_) | Output::PersistBatch(_) | Output::Commit(_) => 0,
                 _ => 1,
             })
             .sum();

@@ -265,11 +265,7 @@ fn malformed_bytes_never_panic() {
 #[test]
 fn far_future_messages_do_not_grow_memory() {
     let s = setup();
-    let durable = Durable {
-        head: s.net.genesis.block().header,
-        ledger: s.net.genesis.ledger(),
-        consensus: Vec::new(),
-    };
+    let durable = Durable::genesis(&s.net.genesis);
     let params = Params::default();
     let mut r = Replica::recover(3, s.key(3).clone(), s.verifier.clone(), params, durable).unwrap();
     let mut rng = Rng::new(5);

@@ -29,11 +29,7 @@ impl Outbox for Sent {
 }
 
 fn start(net: &TestNet, id: u32, store: &MemoryStore) -> Replica {
-    let durable = Durable {
-        head: store.head(),
-        ledger: store.ledger(net.chain_id()).unwrap(),
-        consensus: store.consensus_entries().unwrap(),
-    };
+    let durable = Durable::read(store, net.chain_id()).unwrap();
     Replica::recover(
         id,
         net.validator_keys[id as usize].clone(),

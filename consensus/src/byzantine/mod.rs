@@ -399,7 +399,9 @@ impl Actor {
         let mut result = Vec::new();
         for output in outputs {
             match output {
-                Output::Persist(_) | Output::Commit(_) => result.push(output),
+                Output::Persist(_) | Output::PersistBatch(_) | Output::Commit(_) => {
+                    result.push(output)
+                }
                 Output::Send(to, m) => {
                     for m in self.rewrite_message(m) {
                         result.push(Output::Send(to, m));

@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-use quire_chain::store::{MemoryStore, Store};
 use quire_chain::testkit::TestNet;
 use quire_consensus::{Behaviour, Durable, Params, Replica, Verifier};
 use quire_sim::workload::Target;
@@ -12,12 +11,7 @@ use quire_sim::{Choice, Sim, SimConfig};
 /// Replica `id` of `net` with `params`, on a fresh store (only the genesis), outside any
 /// simulation: for tests that step one replica by hand.
 pub fn fresh_replica(net: &TestNet, id: u32, params: Params) -> Replica {
-    let store = MemoryStore::new(&net.genesis);
-    let durable = Durable {
-        head: store.head(),
-        ledger: store.ledger(net.chain_id()).unwrap(),
-        consensus: Vec::new(),
-    };
+    let durable = Durable::genesis(&net.genesis);
     Replica::recover(
         id,
         net.validator_keys[id as usize].clone(),

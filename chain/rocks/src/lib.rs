@@ -9,6 +9,7 @@
 //! | `heights`   | height (u64 BE)      | block hash                     |
 //! | `state`     | address (32)         | `Account` (balance, nonce)     |
 //! | `txindex`   | tx id (32)           | height (u64 BE), index (u32 BE)|
+//! | `txindex`   | `indexed-height`     | the height the index covers (PBFT) |
 //! | `consensus` | consensus's own keys | consensus's own values         |
 //! | `undo`      | block hash (32)      | `Undo` (proof of work only)    |
 //! | `meta`      | `format`, `chain_id`, `head` | version, hash, height+hash |
@@ -28,9 +29,11 @@
 //! alone is not, and the next synced write forces it to disk (see `RocksStore::write`). Opening
 //! checks that the contents hang together and says what is wrong if they do not.
 
+mod txindex;
+
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions};
 
@@ -73,7 +76,7 @@ const META_CHAIN_ID: &[u8] = b"chain_id";
 pub(crate) const META_HEAD: &[u8] = b"head";
 
 pub struct RocksStore {
-    pub(crate) db: DB,
+    pub(crate) db: Arc<DB>,
     /// The durable head. Held only to read or replace it, never across a disk write, so readers
     /// (client RPC) never wait for an fsync.
     head: Mutex<Header>,
@@ -82,6 +85,9 @@ pub struct RocksStore {
     /// the other bodies there (proposals a view change replaced) are deleted with it, without
     /// reading the family.
     writing: Mutex<BTreeMap<u64, Vec<Hash>>>,
+    /// The transaction index of a PBFT chain, written behind the blocks ([`txindex`]); `None`
+    /// under proof of work, whose index is written with each block.
+    index: Option<txindex::TxIndex>,
 }
 
 fn engine(e: rocksdb::Error) -> StoreError {
@@ -121,12 +127,13 @@ impl RocksStore {
             }
             ColumnFamilyDescriptor::new(*name, cf)
         });
-        let db = DB::open_cf_descriptors(&opts, path, families).map_err(engine)?;
+        let db = Arc::new(DB::open_cf_descriptors(&opts, path, families).map_err(engine)?);
         let genesis_header = genesis.block().header;
-        let store = RocksStore {
+        let mut store = RocksStore {
             db,
             head: Mutex::new(genesis_header),
             writing: Mutex::new(BTreeMap::new()),
+            index: None,
         };
         match store.get(CF_META, META_CHAIN_ID)? {
             None => store.initialise(genesis)?,
@@ -134,7 +141,60 @@ impl RocksStore {
         }
         let above = store.bodies_above(store.head().height)?;
         *store.writing_lock() = above;
+        if genesis.protocol.consensus != ConsensusMode::Pow {
+            store.open_index(txindex::HOT_MAX)?;
+        }
         Ok(store)
+    }
+
+    /// Starts the transaction index's writer and indexes again the blocks above what its
+    /// flushed part covers (derived data a crash may have lost; see [`txindex`]).
+    fn open_index(&mut self, hot_max: usize) -> Result<(), StoreError> {
+        let indexed = match self.get(CF_TXINDEX, txindex::INDEXED_HEIGHT)? {
+            None => 0,
+            Some(v) => u64::from_be_bytes(
+                v.as_slice()
+                    .try_into()
+                    .map_err(|_| corrupt("the transaction index's height is malformed"))?,
+            ),
+        };
+        let head = self.head().height;
+        let index = txindex::TxIndex::open(self.db.clone(), CF_TXINDEX, indexed.min(head), hot_max);
+        self.index = Some(index);
+        for height in indexed.saturating_add(1)..=head {
+            let record = self
+                .block(height)?
+                .ok_or_else(|| corrupt(format!("block {height} is missing")))?;
+            let mut entries = BTreeMap::new();
+            self.index_entries(&record, &mut entries)?;
+            if let Some(index) = &self.index {
+                index.add(height, entries);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds to `entries` (those of earlier blocks of the same write) the index entries of a
+    /// block. A transaction twice in one block, or already in an earlier block: the occurrence
+    /// that took effect wins, else the first (as in the memory store).
+    fn index_entries(
+        &self,
+        record: &BlockRecord,
+        entries: &mut BTreeMap<[u8; 32], TxLocation>,
+    ) -> Result<(), StoreError> {
+        let height = record.block.header.height;
+        for (i, tx) in record.block.txs.iter().enumerate() {
+            let id = tx.id();
+            let takes = replaces_index_entry(record, i);
+            if takes || (!entries.contains_key(&id.0.0) && self.tx_location(&id)?.is_none()) {
+                let at = TxLocation {
+                    height,
+                    index: i as u32,
+                };
+                entries.insert(id.0.0, at);
+            }
+        }
+        Ok(())
     }
 
     fn writing_lock(&self) -> MutexGuard<'_, BTreeMap<u64, Vec<Hash>>> {
@@ -433,6 +493,9 @@ impl Store for RocksStore {
     }
 
     fn tx_location(&self, id: &TxId) -> Result<Option<TxLocation>, StoreError> {
+        if let Some(at) = self.index.as_ref().and_then(|index| index.get(id)) {
+            return Ok(Some(at));
+        }
         match self.get(CF_TXINDEX, &id.0.0)? {
             None => Ok(None),
             Some(v) if v.len() == 12 => Ok(Some(TxLocation {
@@ -484,6 +547,9 @@ impl Store for RocksStore {
 
     fn reset_chain(&self, genesis: &Genesis) -> Result<(), StoreError> {
         let mut above = self.writing_lock();
+        if let Some(index) = &self.index {
+            index.reset(0);
+        }
         let mut batch = WriteBatch::default();
         for family in [CF_BLOCKS, CF_HEIGHTS, CF_STATE, CF_TXINDEX] {
             let cf = self.cf(family)?;
@@ -596,6 +662,12 @@ impl Store for RocksStore {
         let bodies = self.cf(CF_BATCHES)?;
         // Bodies above the head are kept until their height executes; one at or below it is
         // the executed block's (stored already) or one that can never execute.
+        if let Some(failure) = self.index.as_ref().and_then(|i| i.failure()) {
+            return Err(StoreError::Engine(format!(
+                "writing the transaction index: {failure}"
+            )));
+        }
+        let mut indexed = BTreeMap::new();
         let mut added: Vec<(u64, Hash)> = Vec::new();
         for body in &writes.batches {
             let executes_here = writes.blocks.iter().any(|b| {
@@ -643,25 +715,7 @@ impl Store for RocksStore {
             }
             batch.put_cf(self.cf(CF_BLOCKS)?, hash.0, apart(record));
             batch.put_cf(self.cf(CF_HEIGHTS)?, header.height.to_be_bytes(), hash.0);
-            // Index entries in key order: RocksDB's memtable inserts sorted keys one after the
-            // other from where the last one landed, instead of searching its skiplist from the
-            // top for every random id (measured: that search was a tenth of a replica's CPU).
-            // (A transaction twice in one block: the occurrence that took effect wins, else the
-            // first, as in the memory store.)
-            let mut index: std::collections::BTreeMap<[u8; 32], [u8; 12]> = Default::default();
-            for (i, tx) in record.block.txs.iter().enumerate() {
-                let id = tx.id();
-                let takes = replaces_index_entry(record, i);
-                if takes || (!index.contains_key(&id.0.0) && self.tx_location(&id)?.is_none()) {
-                    let mut v = [0u8; 12];
-                    v[..8].copy_from_slice(&header.height.to_be_bytes());
-                    v[8..].copy_from_slice(&(i as u32).to_be_bytes());
-                    index.insert(id.0.0, v);
-                }
-            }
-            for (key, value) in index {
-                batch.put_cf(self.cf(CF_TXINDEX)?, key, value);
-            }
+            self.index_entries(record, &mut indexed)?;
             for (address, account) in &executed.changes {
                 batch.put_cf(self.cf(CF_STATE)?, address.0, account.to_bytes());
             }
@@ -672,6 +726,12 @@ impl Store for RocksStore {
                 META_HEAD,
                 head_value(new_head.height, &new_head.hash()),
             );
+        }
+        if self.index.is_none() {
+            // Without a derived index (a proof-of-work chain), entries go with their blocks.
+            for (id, at) in std::mem::take(&mut indexed) {
+                batch.put_cf(self.cf(CF_TXINDEX)?, id, txindex::location_value(&at));
+            }
         }
         for (key, value) in &writes.consensus {
             match value {
@@ -688,6 +748,9 @@ impl Store for RocksStore {
         // cache), and the next vote's synced write forces every block before it to disk.
         self.commit_with(batch, writes.must_sync())?;
         *self.head_lock() = new_head;
+        if let Some(index) = &self.index {
+            index.add(new_head.height, indexed);
+        }
         for (seq, digest) in added {
             above.entry(seq).or_default().push(digest);
         }

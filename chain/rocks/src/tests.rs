@@ -273,3 +273,47 @@ fn reset_chain_keeps_the_consensus_log_and_reopens() {
     drop(store);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The transaction index is derived data: entries of blocks go to memory, full maps are written
+/// behind the blocks, and a store opened after losing the unwritten ones (a crash) indexes
+/// those blocks again from their bodies.
+#[test]
+fn the_transaction_index_is_rebuilt_from_the_blocks_after_a_crash() {
+    let net = TestNet::new(4, 4);
+    let dir = temp_dir("rocks-txindex");
+    let mut ids = Vec::new();
+    {
+        let mut store = RocksStore::open(&dir, &net.genesis).unwrap();
+        // A small map, so some of it is written out and some is lost with the process.
+        store.index = None;
+        store.open_index(5).unwrap();
+        for tag in 1..=10u8 {
+            let batch = raw_block(&net, &store, tag * 2, tag % 2 == 0);
+            ids.extend(batch.txs.iter().map(|tx| (tx.id(), u64::from(tag))));
+        }
+        for (id, height) in &ids {
+            assert_eq!(store.tx_location(id).unwrap().unwrap().height, *height);
+        }
+        // Wait for the writer: the map sealed last is flushed when the next one can be sealed.
+        store.index.as_ref().unwrap().wait_written();
+        let flushed = store.get(CF_TXINDEX, txindex::INDEXED_HEIGHT).unwrap();
+        let flushed = u64::from_be_bytes(flushed.unwrap().try_into().unwrap());
+        assert!(
+            flushed > 0 && flushed < 10,
+            "part of the index is flushed: {flushed}"
+        );
+        // Dropped without writing what is still in memory, as a killed process would be.
+    }
+    let store = RocksStore::open(&dir, &net.genesis).unwrap();
+    for (id, height) in &ids {
+        assert_eq!(
+            store.tx_location(id).unwrap().map(|at| at.height),
+            Some(*height),
+            "{id:?} after the restart"
+        );
+    }
+    store.reset_chain(&net.genesis).unwrap();
+    assert!(store.tx_location(&ids[0].0).unwrap().is_none());
+    drop(store);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

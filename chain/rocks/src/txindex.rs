@@ -1,0 +1,223 @@
+//! The transaction index of a PBFT chain — tx id → (height, position) — kept as derived data.
+//!
+//! Every committed transaction adds an entry under a random key. Inserted one by one into
+//! RocksDB's memtable, each entry searched a skiplist of ~10^5 keys: measured, the largest single
+//! cost of a replica under load. So entries go to an in-memory map as blocks are written (a hash
+//! insert), and when the map is full a background thread writes it to RocksDB in one sorted batch
+//! — sorted keys into an empty memtable land one after another — without the write-ahead log, and
+//! flushes it to a table file. The batch carries the height it indexes up to, so the flushed
+//! index always says how far it goes.
+//!
+//! Nothing here is needed to stay correct across a crash: the blocks are. A crash loses the
+//! entries not yet flushed, and opening the store indexes the blocks above the flushed height
+//! again from their bodies ([`TxIndex::open`]). Lookups read the map, then the batch being
+//! written, then RocksDB.
+//!
+//! Proof-of-work chains (whose reorgs delete entries) keep writing their index directly.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use rocksdb::{DB, WriteBatch, WriteOptions};
+
+use quire_chain::store::TxLocation;
+use quire_chain::tx::TxId;
+
+/// Entries the in-memory map holds before it is written out (about 8 MiB of map).
+pub(crate) const HOT_MAX: usize = 1 << 17;
+/// Entries per unlogged write.
+const CHUNK: usize = 2048;
+/// The key under which the flushed index records the height it covers (ids are 32 bytes).
+pub(crate) const INDEXED_HEIGHT: &[u8] = b"indexed-height";
+
+type Entries = HashMap<[u8; 32], TxLocation>;
+
+#[derive(Default)]
+struct State {
+    /// Entries of blocks not yet handed to the writer.
+    hot: Entries,
+    /// The highest block whose entries are all in `hot` or below.
+    hot_height: u64,
+    /// Entries being written, with the height they cover; still looked up until flushed.
+    sealed: Option<(Arc<Entries>, u64)>,
+    /// The writer's last failure (the index is then behind; the next open catches up).
+    failed: Option<String>,
+    stop: bool,
+}
+
+pub(crate) struct TxIndex {
+    shared: Arc<(Mutex<State>, Condvar)>,
+    writer: Option<JoinHandle<()>>,
+    /// [`HOT_MAX`], smaller in tests.
+    hot_max: usize,
+}
+
+impl TxIndex {
+    /// Starts the writer for `db`'s family `family`; `indexed` is the height the flushed index
+    /// covers (the caller indexes the blocks above it again with [`TxIndex::add`]).
+    pub(crate) fn open(db: Arc<DB>, family: &'static str, indexed: u64, hot_max: usize) -> TxIndex {
+        let shared = Arc::new((
+            Mutex::new(State {
+                hot_height: indexed,
+                ..State::default()
+            }),
+            Condvar::new(),
+        ));
+        let theirs = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("txindex".into())
+            .spawn(move || write_loop(&db, family, &theirs))
+            .ok();
+        TxIndex {
+            shared,
+            writer,
+            hot_max,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The state is maps and flags, whole after any panic of a holder.
+        self.shared.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The entry of `id` not yet flushed, if any (`None`: ask RocksDB).
+    pub(crate) fn get(&self, id: &TxId) -> Option<TxLocation> {
+        let state = self.state();
+        state
+            .hot
+            .get(&id.0.0)
+            .or_else(|| state.sealed.as_ref().and_then(|(s, _)| s.get(&id.0.0)))
+            .copied()
+    }
+
+    /// Adds the entries of the block at `height` (already durable), and hands a full map to
+    /// the writer — waiting for the previous one to be flushed first, so at most two maps are
+    /// ever held.
+    pub(crate) fn add(
+        &self,
+        height: u64,
+        entries: impl IntoIterator<Item = ([u8; 32], TxLocation)>,
+    ) {
+        let mut state = self.state();
+        state.hot.extend(entries);
+        state.hot_height = state.hot_height.max(height);
+        if state.hot.len() < self.hot_max || self.writer.is_none() {
+            return;
+        }
+        while state.sealed.is_some() && !state.stop {
+            state = self.shared.1.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        let hot = std::mem::take(&mut state.hot);
+        state.sealed = Some((Arc::new(hot), state.hot_height));
+        self.shared.1.notify_all();
+    }
+
+    /// Forgets every entry not yet flushed (after waiting for the one being written), for a
+    /// chain that starts over from `height`.
+    pub(crate) fn reset(&self, height: u64) {
+        let mut state = self.state();
+        while state.sealed.is_some() && !state.stop {
+            state = self.shared.1.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        state.hot.clear();
+        state.hot_height = height;
+    }
+
+    /// Waits until the map handed to the writer, if any, is flushed.
+    #[cfg(test)]
+    pub(crate) fn wait_written(&self) {
+        let mut state = self.state();
+        while state.sealed.is_some() && !state.stop {
+            state = self.shared.1.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// The writer's last failure, if any.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.state().failed.clone()
+    }
+}
+
+impl Drop for TxIndex {
+    fn drop(&mut self) {
+        self.state().stop = true;
+        self.shared.1.notify_all();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// Writes each sealed map, sorted, in one unlogged batch with the height it covers, and flushes.
+fn write_loop(db: &DB, family: &'static str, shared: &(Mutex<State>, Condvar)) {
+    let (lock, wake) = shared;
+    loop {
+        let (entries, height) = {
+            let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if state.stop {
+                    return;
+                }
+                if let Some((entries, height)) = &state.sealed {
+                    break (entries.clone(), *height);
+                }
+                state = wake.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let result = write_sorted(db, family, &entries, height);
+        let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(()) => state.failed = None,
+            Err(e) => {
+                // Kept in memory, so lookups still find them; the store's next write reports
+                // the failure (a disk that fails here fails the replica's writes too).
+                let mut back = Arc::unwrap_or_clone(entries);
+                back.extend(state.hot.drain());
+                state.hot = back;
+                state.failed = Some(e);
+            }
+        }
+        state.sealed = None;
+        wake.notify_all();
+    }
+}
+
+fn write_sorted(db: &DB, family: &str, entries: &Entries, height: u64) -> Result<(), String> {
+    let cf = db
+        .cf_handle(family)
+        .ok_or_else(|| format!("column family '{family}' is missing"))?;
+    let mut sorted: Vec<(&[u8; 32], &TxLocation)> = entries.iter().collect();
+    sorted.sort_unstable_by_key(|(id, _)| **id);
+    let mut unlogged = WriteOptions::default();
+    unlogged.disable_wal(true);
+    // In chunks: RocksDB takes one write at a time, and one batch of the whole map held the
+    // replica's own (synced, vote-carrying) writes back for tens of milliseconds. The height
+    // goes with the last chunk, so a flush that has it has every entry before it.
+    let chunks: Vec<&[(&[u8; 32], &TxLocation)]> = sorted.chunks(CHUNK).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let mut batch = WriteBatch::default();
+        for (id, at) in chunk.iter() {
+            batch.put_cf(cf, id, location_value(at));
+        }
+        if i + 1 == chunks.len() {
+            batch.put_cf(cf, INDEXED_HEIGHT, height.to_be_bytes());
+        }
+        db.write_opt(batch, &unlogged)
+            .map_err(|e| e.into_string())?;
+    }
+    if chunks.is_empty() {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf, INDEXED_HEIGHT, height.to_be_bytes());
+        db.write_opt(batch, &unlogged)
+            .map_err(|e| e.into_string())?;
+    }
+    db.flush_cf(cf).map_err(|e| e.into_string())
+}
+
+pub(crate) fn location_value(at: &TxLocation) -> [u8; 12] {
+    let mut v = [0u8; 12];
+    v[..8].copy_from_slice(&at.height.to_be_bytes());
+    v[8..].copy_from_slice(&at.index.to_be_bytes());
+    v
+}

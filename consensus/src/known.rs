@@ -5,23 +5,24 @@
 //! Bounded: two generations of at most `generation_max` ids each; when the newer fills up, the
 //! older is dropped. An id stays known for at least one full generation after it was learnt.
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 
 use quire_chain::{Ledger, SignedId, Transaction};
 
-/// Keyed by [`SignedId`]: the id with the signature (see there why not the id alone).
+/// Keyed by [`SignedId`]: the id with the signature (see there why not the id alone). Hashed
+/// with the process's random keys: only looked up, never iterated.
 #[derive(Clone, Debug)]
 pub struct KnownGood {
-    newer: BTreeSet<SignedId>,
-    older: BTreeSet<SignedId>,
+    newer: HashSet<SignedId>,
+    older: HashSet<SignedId>,
     generation_max: usize,
 }
 
 impl KnownGood {
     pub fn new(generation_max: usize) -> KnownGood {
         KnownGood {
-            newer: BTreeSet::new(),
-            older: BTreeSet::new(),
+            newer: HashSet::new(),
+            older: HashSet::new(),
             generation_max: generation_max.max(1),
         }
     }

@@ -194,6 +194,8 @@ async fn pbft_side(dir: &Path, args: &CompareArgs, out: &mut dyn Write) -> Resul
         accounts: args.accounts,
         batch: None,
         pipeline: None,
+        eager_depth: None,
+        batch_timeout_ticks: None,
         target: Target::Primary,
         out: Some(dir.join("compare").join("pbft-bench.json")),
         keep: false,

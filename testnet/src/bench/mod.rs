@@ -83,6 +83,12 @@ pub struct BenchArgs {
     /// Pipeline depth W (sequence numbers in flight).
     #[arg(long)]
     pub pipeline: Option<u64>,
+    /// While fewer blocks than this are in flight, a primary proposes what it has at once.
+    #[arg(long)]
+    pub eager_depth: Option<u64>,
+    /// Otherwise a batch closes when full or when its oldest transaction waited this many ticks.
+    #[arg(long)]
+    pub batch_timeout_ticks: Option<u64>,
     #[arg(long, value_enum, default_value_t = Target::Primary)]
     pub target: Target,
     /// Where to write the JSON result (default: DIR/bench/result-<time>.json), or the report
@@ -228,6 +234,8 @@ fn plan(args: &BenchArgs) -> Plan {
         params: ParamsFile {
             batch_txs_max: args.batch,
             pipeline_depth: args.pipeline,
+            eager_depth: args.eager_depth,
+            batch_timeout_ticks: args.batch_timeout_ticks,
             mempool_max: Some(args.mempool),
             ..ParamsFile::default()
         },

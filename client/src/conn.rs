@@ -168,6 +168,7 @@ pub fn request_kind(request: &Request) -> &'static str {
         Request::Checkpoint => "Checkpoint",
         Request::Status => "Status",
         Request::WaitBlock { .. } => "WaitBlock",
+        Request::WaitBlockIds { .. } => "WaitBlockIds",
     }
 }
 
@@ -183,6 +184,7 @@ pub fn response_kind(response: &Response) -> &'static str {
         Response::Checkpoint { .. } => "Checkpoint",
         Response::Status(_) => "Status",
         Response::Error(_) => "Error",
+        Response::BlockIds { .. } => "BlockIds",
     }
 }
 

@@ -264,10 +264,25 @@ async fn handle(ctx: &RpcContext, request: Request) -> Response {
             }
         }
         Request::WaitBlock { height, wait_ms } => {
-            let mut committed = ctx.shared.height.subscribe();
-            let wait = Duration::from_millis(u64::from(wait_ms.min(WAIT_MS_MAX)));
-            let _ = tokio::time::timeout(wait, committed.wait_for(|h| *h >= height)).await;
+            wait_for_height(ctx, height, wait_ms).await;
             Box::pin(handle(ctx, Request::Block(BlockRef::Height(height)))).await
+        }
+        Request::WaitBlockIds { height, wait_ms } => {
+            wait_for_height(ctx, height, wait_ms).await;
+            match read_store(ctx, move |store| store.block(height)).await {
+                Some(Ok(Some(record))) => Response::BlockIds {
+                    attestation: Some(attest_block(ctx, &record.block.header)),
+                    header: Some(record.block.header),
+                    ids: record.block.txs.iter().map(|tx| tx.id()).collect(),
+                },
+                Some(Ok(None)) => Response::BlockIds {
+                    header: None,
+                    ids: Vec::new(),
+                    attestation: None,
+                },
+                Some(Err(e)) => storage_error(ctx, e),
+                None => shutting_down(),
+            }
         }
         Request::Block(which) => {
             let read = read_store(ctx, move |store| {
@@ -343,6 +358,13 @@ async fn handle(ctx: &RpcContext, request: Request) -> Response {
             })
         }
     }
+}
+
+/// Until this replica has committed `height`, or `wait_ms` (at most [`WAIT_MS_MAX`]) passed.
+async fn wait_for_height(ctx: &RpcContext, height: u64, wait_ms: u32) {
+    let mut committed = ctx.shared.height.subscribe();
+    let wait = Duration::from_millis(u64::from(wait_ms.min(WAIT_MS_MAX)));
+    let _ = tokio::time::timeout(wait, committed.wait_for(|h| *h >= height)).await;
 }
 
 fn shutting_down() -> Response {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quire_chain::Block;
+use quire_chain::{Block, TxId};
 use quire_client::Client;
 use quire_wire::rpc::{BlockRef, Request, Response};
 
@@ -60,6 +60,51 @@ impl Follower {
     /// did not answer, or has had no new block for a while, in which case the next candidate is
     /// asked from now on).
     pub async fn next_block(&mut self) -> Option<Block> {
+        match self.next_answer(Self::whole).await? {
+            Response::Block { block, .. } => block,
+            _ => None,
+        }
+    }
+
+    /// The next block's height and transaction ids, as [`Follower::next_block`] but without the
+    /// payloads (what a benchmark needs to time commits; far less for the replica to send).
+    pub async fn next_ids(&mut self) -> Option<(u64, Vec<TxId>)> {
+        match self.next_answer(Self::ids).await? {
+            Response::BlockIds {
+                header: Some(header),
+                ids,
+                ..
+            } => Some((header.height, ids)),
+            _ => None,
+        }
+    }
+
+    fn whole(height: u64, wait_ms: u32) -> (Request, fn(&Response) -> bool) {
+        let request = Request::WaitBlock { height, wait_ms };
+        (request, |r| {
+            matches!(r, Response::Block { block: Some(_), .. })
+        })
+    }
+
+    fn ids(height: u64, wait_ms: u32) -> (Request, fn(&Response) -> bool) {
+        let request = Request::WaitBlockIds { height, wait_ms };
+        (request, |r| {
+            matches!(
+                r,
+                Response::BlockIds {
+                    header: Some(_),
+                    ..
+                }
+            )
+        })
+    }
+
+    /// Asks the current candidate for the next block in the form `ask` builds; the answer if it
+    /// holds the block, else `None` (moving on to the next candidate as described above).
+    async fn next_answer(
+        &mut self,
+        ask: fn(u64, u32) -> (Request, fn(&Response) -> bool),
+    ) -> Option<Response> {
         let Some(replica) = self.replica() else {
             tokio::time::sleep(self.poll).await;
             return None;
@@ -67,17 +112,12 @@ impl Follower {
         // The replica holds the request until the block commits (or `poll` passes): the follower
         // sees each commit when it happens, so measured latencies carry no polling delay.
         let wait_ms = u32::try_from(self.poll.as_millis()).unwrap_or(u32::MAX);
-        let request = Request::WaitBlock {
-            height: self.next,
-            wait_ms,
-        };
+        let (request, has_block) = ask(self.next, wait_ms);
         match self.client.call(replica, &request).await {
-            Ok(Response::Block {
-                block: Some(block), ..
-            }) => {
+            Ok(response) if has_block(&response) => {
                 self.next += 1;
                 self.last_block = Instant::now();
-                return Some(block);
+                return Some(response);
             }
             Ok(_) => {
                 if self.last_block.elapsed() > PATIENCE {

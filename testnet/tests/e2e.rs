@@ -93,6 +93,39 @@ async fn a_testnet_commits_transfers_survives_crashes_and_replaces_its_primary()
             seen.get(&tx.id())
         );
     }
+    // A follower that asks for ids only gets each block's ids, checkable against its header, and
+    // nothing for a block not committed by the deadline.
+    for block in chain.iter().rev().take(3) {
+        let asked = quire_wire::rpc::Request::WaitBlockIds {
+            height: block.header.height,
+            wait_ms: 100,
+        };
+        let quire_wire::rpc::Response::BlockIds {
+            header: Some(header),
+            ids,
+            attestation: Some(_),
+        } = net.client.call(1, &asked).await.unwrap()
+        else {
+            panic!("no ids for block {}", block.header.height);
+        };
+        assert_eq!(header, block.header);
+        assert_eq!(ids, block.txs.iter().map(|tx| tx.id()).collect::<Vec<_>>());
+        let leaves: Vec<quire_chain::Hash> = ids.iter().map(|id| id.0).collect();
+        assert_eq!(quire_chain::merkle::root(&leaves), header.tx_root);
+    }
+    let beyond = quire_wire::rpc::Request::WaitBlockIds {
+        height: height + 1_000,
+        wait_ms: 100,
+    };
+    assert!(matches!(
+        net.client.call(1, &beyond).await.unwrap(),
+        quire_wire::rpc::Response::BlockIds {
+            header: None,
+            attestation: None,
+            ..
+        }
+    ));
+
     // Balances as expected: in the ring every account sent and received the same amounts.
     for (a, start) in start_balances.iter().enumerate() {
         let b = net

@@ -114,10 +114,14 @@ impl RocksStore {
         let families = FAMILIES.iter().map(|name| {
             let mut cf = Options::default();
             cf.set_compression_type(rocksdb::DBCompressionType::None);
-            cf.set_write_buffer_size(if *name == CF_BATCHES {
-                64 << 20
-            } else {
-                16 << 20
+            // Account state: every transfer rewrites two accounts, and each put searches the
+            // memtable's skiplist, which holds every version since the last flush. A small one
+            // stays shallow and in cache, and flushing it is cheap (only the latest version of
+            // each account is kept). Measured: 8% of a replica's driver under transfer load.
+            cf.set_write_buffer_size(match *name {
+                CF_BATCHES => 64 << 20,
+                CF_STATE => 2 << 20,
+                _ => 16 << 20,
             });
             if *name == CF_BATCHES {
                 // Bodies go to blob files when the memtable is flushed; compaction then moves

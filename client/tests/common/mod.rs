@@ -234,6 +234,24 @@ fn honest(world: &World, me: ReplicaId, request: Request) -> Response {
             pid: 1,
         }),
         Request::Submit(txs) => Response::Submitted(txs.iter().map(|t| Ok(t.id())).collect()),
+        Request::WaitBlockIds { height, .. } => {
+            match honest(world, me, Request::Block(BlockRef::Height(height))) {
+                Response::Block {
+                    block: Some(block),
+                    attestation,
+                    ..
+                } => Response::BlockIds {
+                    header: Some(block.header),
+                    ids: block.txs.iter().map(|tx| tx.id()).collect(),
+                    attestation,
+                },
+                _ => Response::BlockIds {
+                    header: None,
+                    ids: Vec::new(),
+                    attestation: None,
+                },
+            }
+        }
     }
 }
 

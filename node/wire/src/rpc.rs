@@ -144,6 +144,13 @@ pub enum Request {
         height: u64,
         wait_ms: u32,
     },
+    /// As [`Request::WaitBlock`], answered with the block's header and its transactions' ids
+    /// only ([`Response::BlockIds`]): for a follower that needs to know what committed, not
+    /// the payloads (the ids are checked against `header.tx_root`).
+    WaitBlockIds {
+        height: u64,
+        wait_ms: u32,
+    },
 }
 
 /// The longest a [`Request::WaitBlock`] is held.
@@ -268,6 +275,14 @@ pub enum Response {
     Status(NodeStatus),
     /// The request could not be served (bad request, storage trouble).
     Error(String),
+    /// A block's header, the ids of its transactions in order (their merkle root is the
+    /// header's `tx_root`), and the replica's attestation of the header; `None`s and no ids when
+    /// it has no such block.
+    BlockIds {
+        header: Option<Header>,
+        ids: Vec<TxId>,
+        attestation: Option<Attestation>,
+    },
 }
 
 // ---- encoding ------------------------------------------------------------------------------
@@ -333,6 +348,11 @@ impl Encode for Request {
                 codec::put_u64(out, *height);
                 codec::put_u32(out, *wait_ms);
             }
+            Request::WaitBlockIds { height, wait_ms } => {
+                out.push(9);
+                codec::put_u64(out, *height);
+                codec::put_u32(out, *wait_ms);
+            }
         }
     }
 }
@@ -353,6 +373,10 @@ impl Decode for Request {
             6 => Request::Checkpoint,
             7 => Request::Status,
             8 => Request::WaitBlock {
+                height: r.u64()?,
+                wait_ms: r.u32()?,
+            },
+            9 => Request::WaitBlockIds {
                 height: r.u64()?,
                 wait_ms: r.u32()?,
             },
@@ -607,6 +631,16 @@ impl Encode for Response {
                 out.push(8);
                 codec::put_bytes(out, e.as_bytes());
             }
+            Response::BlockIds {
+                header,
+                ids,
+                attestation,
+            } => {
+                out.push(9);
+                codec::put_option(out, header);
+                codec::put_seq(out, ids);
+                codec::put_option(out, attestation);
+            }
         }
     }
 }
@@ -647,6 +681,11 @@ impl Decode for Response {
             },
             7 => Response::Status(NodeStatus::decode(r)?),
             8 => Response::Error(r.string("error", 4096)?),
+            9 => Response::BlockIds {
+                header: r.option()?,
+                ids: r.seq("transaction ids", BATCH_TXS_MAX)?,
+                attestation: r.option()?,
+            },
             tag => {
                 return Err(DecodeError::BadTag {
                     what: "response",
@@ -676,6 +715,14 @@ mod tests {
             Request::Attest(3),
             Request::Checkpoint,
             Request::Status,
+            Request::WaitBlock {
+                height: 4,
+                wait_ms: 250,
+            },
+            Request::WaitBlockIds {
+                height: 4,
+                wait_ms: 250,
+            },
         ];
         for r in requests {
             assert_eq!(Request::from_bytes(&r.to_bytes()).unwrap(), r);
@@ -699,6 +746,11 @@ mod tests {
             Response::Attestation(Some(att)),
             Response::Error("nope".into()),
             Response::Headers(vec![(net.genesis.block().header, None)]),
+            Response::BlockIds {
+                header: Some(net.genesis.block().header),
+                ids: vec![tx.id()],
+                attestation: None,
+            },
         ];
         for r in responses {
             assert_eq!(Response::from_bytes(&r.to_bytes()).unwrap(), r);

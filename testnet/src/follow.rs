@@ -60,7 +60,11 @@ impl Follower {
     /// did not answer, or has had no new block for a while, in which case the next candidate is
     /// asked from now on).
     pub async fn next_block(&mut self) -> Option<Block> {
-        match self.next_answer(Self::whole).await? {
+        let request = Request::WaitBlock {
+            height: self.next,
+            wait_ms: self.wait_ms(),
+        };
+        match self.next_answer(request).await? {
             Response::Block { block, .. } => block,
             _ => None,
         }
@@ -69,7 +73,11 @@ impl Follower {
     /// The next block's height and transaction ids, as [`Follower::next_block`] but without the
     /// payloads (what a benchmark needs to time commits; far less for the replica to send).
     pub async fn next_ids(&mut self) -> Option<(u64, Vec<TxId>)> {
-        match self.next_answer(Self::ids).await? {
+        let request = Request::WaitBlockIds {
+            height: self.next,
+            wait_ms: self.wait_ms(),
+        };
+        match self.next_answer(request).await? {
             Response::BlockIds {
                 header: Some(header),
                 ids,
@@ -79,42 +87,26 @@ impl Follower {
         }
     }
 
-    fn whole(height: u64, wait_ms: u32) -> (Request, fn(&Response) -> bool) {
-        let request = Request::WaitBlock { height, wait_ms };
-        (request, |r| {
-            matches!(r, Response::Block { block: Some(_), .. })
-        })
+    /// How long the replica may hold a request: it answers as soon as the block commits (or
+    /// `poll` passes), so measured latencies carry no polling delay.
+    fn wait_ms(&self) -> u32 {
+        u32::try_from(self.poll.as_millis()).unwrap_or(u32::MAX)
     }
 
-    fn ids(height: u64, wait_ms: u32) -> (Request, fn(&Response) -> bool) {
-        let request = Request::WaitBlockIds { height, wait_ms };
-        (request, |r| {
-            matches!(
-                r,
-                Response::BlockIds {
-                    header: Some(_),
-                    ..
-                }
-            )
-        })
-    }
-
-    /// Asks the current candidate for the next block in the form `ask` builds; the answer if it
-    /// holds the block, else `None` (moving on to the next candidate as described above).
-    async fn next_answer(
-        &mut self,
-        ask: fn(u64, u32) -> (Request, fn(&Response) -> bool),
-    ) -> Option<Response> {
+    /// Sends `request` (for block `next`) to the current candidate; the answer if it holds the
+    /// block, else `None` (moving on to the next candidate as described above).
+    async fn next_answer(&mut self, request: Request) -> Option<Response> {
         let Some(replica) = self.replica() else {
             tokio::time::sleep(self.poll).await;
             return None;
         };
-        // The replica holds the request until the block commits (or `poll` passes): the follower
-        // sees each commit when it happens, so measured latencies carry no polling delay.
-        let wait_ms = u32::try_from(self.poll.as_millis()).unwrap_or(u32::MAX);
-        let (request, has_block) = ask(self.next, wait_ms);
         match self.client.call(replica, &request).await {
-            Ok(response) if has_block(&response) => {
+            Ok(
+                response @ (Response::Block { block: Some(_), .. }
+                | Response::BlockIds {
+                    header: Some(_), ..
+                }),
+            ) => {
                 self.next += 1;
                 self.last_block = Instant::now();
                 return Some(response);

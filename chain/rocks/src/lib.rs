@@ -5,7 +5,7 @@
 //! | family      | key                  | value                          |
 //! |-------------|----------------------|--------------------------------|
 //! | `blocks`    | block hash (32)      | the block, its body apart (below) |
-//! | `batches`   | seq (u64 BE), digest (32) | a batch body (`Batch`)    |
+//! | `batches`   | seq (u64 BE), digest (32) | a batch body: `0 ‖ Batch`, or `1 ‖ Location` in the body log |
 //! | `heights`   | height (u64 BE)      | block hash                     |
 //! | `state`     | address (32)         | `Account` (balance, nonce)     |
 //! | `txindex`   | tx id (32)           | height (u64 BE), index (u32 BE)|
@@ -17,8 +17,9 @@
 //! **A batch is written once** (see [`quire_chain::store`]): a PBFT block is kept in `blocks`
 //! without its transactions (tag 1: header, certificate, outcomes), and its body is the batch
 //! under `(height, batch digest)` in `batches`, written when the replica accepted it, before its
-//! Prepare. `batches` keeps large values in blob files, so compaction never copies a body
-//! again. A proof-of-work block (and the genesis) is kept whole (tag 0).
+//! Prepare. A body of more than [`BODY_INLINE_MAX`] bytes is not in RocksDB at all but in the
+//! body log (`bodies/`, [`bodies`]), written once; `batches` keeps where. A proof-of-work block
+//! (and the genesis) is kept whole (tag 0).
 //!
 //! Under proof of work, `blocks` also keeps blocks that were rolled back off the main chain,
 //! `heights` is the current main chain, and `undo` holds the undo record of each main-chain
@@ -29,6 +30,7 @@
 //! alone is not, and the next synced write forces it to disk (see `RocksStore::write`). Opening
 //! checks that the contents hang together and says what is wrong if they do not.
 
+mod bodies;
 mod txindex;
 
 use std::collections::BTreeMap;
@@ -61,6 +63,11 @@ const CF_TXINDEX: &str = "txindex";
 const CF_CONSENSUS: &str = "consensus";
 pub(crate) const CF_META: &str = "meta";
 const CF_UNDO: &str = "undo";
+/// Bodies up to this size stay in RocksDB (one synced write for a small batch); larger ones go to
+/// the body log.
+const BODY_INLINE_MAX: usize = 8 << 10;
+const BODY_INLINE: u8 = 0;
+const BODY_LOGGED: u8 = 1;
 const FAMILIES: [&str; 8] = [
     CF_BLOCKS,
     CF_BATCHES,
@@ -77,6 +84,9 @@ pub(crate) const META_HEAD: &[u8] = b"head";
 
 pub struct RocksStore {
     pub(crate) db: Arc<DB>,
+    /// Where the store lives (RocksDB's files, and the body log in `bodies/`).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) path: std::path::PathBuf,
     /// The durable head. Held only to read or replace it, never across a disk write, so readers
     /// (client RPC) never wait for an fsync.
     head: Mutex<Header>,
@@ -88,6 +98,8 @@ pub struct RocksStore {
     /// The transaction index of a PBFT chain, written behind the blocks ([`txindex`]); `None`
     /// under proof of work, whose index is written with each block.
     index: Option<txindex::TxIndex>,
+    /// Large batch bodies ([`bodies`]).
+    bodies: bodies::BodyLog,
 }
 
 fn engine(e: rocksdb::Error) -> StoreError {
@@ -119,25 +131,32 @@ impl RocksStore {
             // stays shallow and in cache, and flushing it is cheap (only the latest version of
             // each account is kept). Measured: 8% of a replica's driver under transfer load.
             cf.set_write_buffer_size(match *name {
-                CF_BATCHES => 64 << 20,
                 CF_STATE => 2 << 20,
                 _ => 16 << 20,
             });
-            if *name == CF_BATCHES {
-                // Bodies go to blob files when the memtable is flushed; compaction then moves
-                // only their small index entries, never the bodies themselves.
-                cf.set_enable_blob_files(true);
-                cf.set_min_blob_size(4096);
+            if *name == CF_TXINDEX {
+                // Random keys arriving in sorted runs (see `txindex`), looked up rarely and one at
+                // a time: size-tiered compaction merges runs of a like size, where levelled
+                // compaction rewrote the whole next level for every few runs (measured: a fifth
+                // of the box after a minute of raw load); a bloom filter keeps lookups to the
+                // run that has the key.
+                cf.set_compaction_style(rocksdb::DBCompactionStyle::Universal);
+                let mut table = rocksdb::BlockBasedOptions::default();
+                table.set_bloom_filter(10.0, false);
+                cf.set_block_based_table_factory(&table);
             }
             ColumnFamilyDescriptor::new(*name, cf)
         });
         let db = Arc::new(DB::open_cf_descriptors(&opts, path, families).map_err(engine)?);
+        let bodies = bodies::BodyLog::open(&path.join("bodies")).map_err(StoreError::Engine)?;
         let genesis_header = genesis.block().header;
         let mut store = RocksStore {
             db,
+            path: path.to_path_buf(),
             head: Mutex::new(genesis_header),
             writing: Mutex::new(BTreeMap::new()),
             index: None,
+            bodies,
         };
         match store.get(CF_META, META_CHAIN_ID)? {
             None => store.initialise(genesis)?,
@@ -366,12 +385,61 @@ impl RocksStore {
     }
 
     fn body(&self, seq: u64, digest: &Hash) -> Result<Option<Batch>, StoreError> {
-        match self.get(CF_BATCHES, &batch_key(seq, digest))? {
-            None => Ok(None),
-            Some(bytes) => Batch::from_bytes(&bytes)
-                .map(Some)
-                .map_err(|e| corrupt(format!("batch body at {seq} ({digest}): {e}"))),
+        let Some(value) = self.get(CF_BATCHES, &batch_key(seq, digest))? else {
+            return Ok(None);
+        };
+        let bad = |why: String| corrupt(format!("batch body at {seq} ({digest}): {why}"));
+        let logged;
+        let bytes = match value.split_first() {
+            Some((&BODY_INLINE, bytes)) => bytes,
+            Some((&BODY_LOGGED, at)) => {
+                let at = bodies::Location::from_bytes(at)
+                    .ok_or_else(|| bad("a malformed location".into()))?;
+                logged = self.bodies.read(at, seq, digest).map_err(bad)?;
+                &logged
+            }
+            _ => return Err(bad("an unknown tag".into())),
+        };
+        Batch::from_bytes(bytes)
+            .map(Some)
+            .map_err(|e| bad(e.to_string()))
+    }
+
+    /// The values `batches` keeps for `bodies` ((seq, digest, body) each): small bodies whole,
+    /// large ones appended to the body log (forced to disk here, before RocksDB can refer to
+    /// them) and kept by location.
+    fn body_values(&self, bodies: &[(u64, Hash, Vec<u8>)]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let large: Vec<(u64, Hash, &[u8])> = bodies
+            .iter()
+            .filter(|(_, _, b)| b.len() > BODY_INLINE_MAX)
+            .map(|(s, d, b)| (*s, *d, b.as_slice()))
+            .collect();
+        let mut locations = self
+            .bodies
+            .append(&large)
+            .map_err(StoreError::Engine)?
+            .into_iter();
+        if !large.is_empty() {
+            self.bodies.sync().map_err(StoreError::Engine)?;
         }
+        bodies
+            .iter()
+            .map(|(_, _, body)| {
+                if body.len() > BODY_INLINE_MAX {
+                    let at = locations.next().ok_or_else(|| {
+                        StoreError::Engine("the body log lost track of a body".into())
+                    })?;
+                    let mut v = vec![BODY_LOGGED];
+                    v.extend_from_slice(&at.to_bytes());
+                    Ok(v)
+                } else {
+                    let mut v = Vec::with_capacity(1 + body.len());
+                    v.push(BODY_INLINE);
+                    v.extend_from_slice(body);
+                    Ok(v)
+                }
+            })
+            .collect()
     }
 
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
@@ -673,17 +741,15 @@ impl Store for RocksStore {
         }
         let mut indexed = BTreeMap::new();
         let mut added: Vec<(u64, Hash)> = Vec::new();
+        // Bodies to store: (seq, digest, encoded batch).
+        let mut new_bodies: Vec<(u64, Hash, Vec<u8>)> = Vec::new();
         for body in &writes.batches {
             let executes_here = writes.blocks.iter().any(|b| {
                 let h = &b.record.block.header;
                 h.height == body.seq && h.batch_digest() == body.digest
             });
             if body.seq > new_head.height || executes_here {
-                batch.put_cf(
-                    bodies,
-                    batch_key(body.seq, &body.digest),
-                    body.batch.to_bytes(),
-                );
+                new_bodies.push((body.seq, body.digest, body.batch.to_bytes()));
                 added.push((body.seq, body.digest));
             }
         }
@@ -711,11 +777,7 @@ impl Store for RocksStore {
                 }
             }
             if !has_body {
-                batch.put_cf(
-                    bodies,
-                    batch_key(header.height, &digest),
-                    record.block.batch().to_bytes(),
-                );
+                new_bodies.push((header.height, digest, record.block.batch().to_bytes()));
             }
             batch.put_cf(self.cf(CF_BLOCKS)?, hash.0, apart(record));
             batch.put_cf(self.cf(CF_HEIGHTS)?, header.height.to_be_bytes(), hash.0);
@@ -730,6 +792,9 @@ impl Store for RocksStore {
                 META_HEAD,
                 head_value(new_head.height, &new_head.hash()),
             );
+        }
+        for ((seq, digest, _), value) in new_bodies.iter().zip(self.body_values(&new_bodies)?) {
+            batch.put_cf(bodies, batch_key(*seq, digest), value);
         }
         if self.index.is_none() {
             // Without a derived index (a proof-of-work chain), entries go with their blocks.

@@ -129,29 +129,46 @@ fn a_corrupt_store_opens_with_an_error_naming_what_is_wrong() {
             let head = s.head();
             let mut body = s.batch(head.height, &head.batch_digest()).unwrap().unwrap();
             body.txs.push(quire_chain::Transaction::raw(vec![1; 8]));
-            s.db.put_cf(
-                cf,
-                batch_key(head.height, &head.batch_digest()),
-                body.to_bytes(),
-            )
-            .unwrap();
+            let mut value = vec![BODY_INLINE];
+            value.extend_from_slice(&body.to_bytes());
+            s.db.put_cf(cf, batch_key(head.height, &head.batch_digest()), value)
+                .unwrap();
         },
         "tx_root",
     );
+    // A large body lives in the body log: a damaged record there is named too.
+    reopen_after(
+        |s| {
+            let net = TestNet::new(4, 4);
+            raw_block(&net, s, 40, true, 30);
+            let path = s.path.join("bodies").join("00000001.log");
+            let mut bytes = std::fs::read(&path).unwrap();
+            let end = bytes.len();
+            bytes[end - 10] ^= 0xff;
+            std::fs::write(&path, bytes).unwrap();
+        },
+        "damaged",
+    );
 }
 
-/// One block of two raw payloads on `store`'s head; its batch is accepted (stored by
-/// (seq, digest)) first when `accept_first`, as a replica does before it votes.
-fn raw_block(net: &TestNet, store: &RocksStore, tag: u8, accept_first: bool) -> quire_chain::Batch {
+/// One block of `count` raw payloads of 700 bytes on `store`'s head (more than 11 make a body
+/// for the body log); its batch is accepted (stored by (seq, digest)) first when
+/// `accept_first`, as a replica does before it votes.
+fn raw_block(
+    net: &TestNet,
+    store: &RocksStore,
+    tag: u8,
+    accept_first: bool,
+    count: u8,
+) -> quire_chain::Batch {
     let head = store.head();
     let batch = quire_chain::Batch {
         view: 0,
         proposer: 0,
         timestamp_ms: u64::from(tag),
-        txs: vec![
-            quire_chain::Transaction::raw(vec![tag; 700]),
-            quire_chain::Transaction::raw(vec![tag.wrapping_add(1); 700]),
-        ],
+        txs: (0..count)
+            .map(|i| quire_chain::Transaction::raw(vec![tag.wrapping_add(i); 700]))
+            .collect(),
     };
     if accept_first {
         store.write(&accepted(head.height + 1, &batch)).unwrap();
@@ -187,8 +204,12 @@ fn a_batch_is_written_once_and_the_block_reads_back_whole() {
     let dir = temp_dir("rocks-once");
     {
         let store = RocksStore::open(&dir, &net.genesis).unwrap();
-        for (tag, accept_first) in [(1, true), (2, false)] {
-            let batch = raw_block(&net, &store, tag, accept_first);
+        // Small bodies stay in RocksDB, large ones go to the body log; accepted first, or
+        // arriving with their block.
+        for (tag, accept_first, count) in
+            [(1, true, 2), (2, false, 2), (3, true, 20), (4, false, 20)]
+        {
+            let batch = raw_block(&net, &store, tag, accept_first, count);
             let head = store.head();
             let kept = store
                 .db
@@ -211,6 +232,7 @@ fn a_batch_is_written_once_and_the_block_reads_back_whole() {
     }
     let store = RocksStore::open(&dir, &net.genesis).unwrap();
     assert_eq!(store.block(2).unwrap().unwrap().block.txs.len(), 2);
+    assert_eq!(store.block(4).unwrap().unwrap().block.txs.len(), 20);
     drop(store);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -238,7 +260,7 @@ fn replaced_bodies_go_when_their_height_executes() {
     }
     let store = RocksStore::open(&dir, &net.genesis).unwrap();
     assert!(store.batch(1, &replaced.digest()).unwrap().is_some());
-    let executed = raw_block(&net, &store, 3, false);
+    let executed = raw_block(&net, &store, 3, false, 2);
     assert_eq!(store.head().height, 1);
     assert!(store.batch(1, &replaced.digest()).unwrap().is_none());
     assert!(store.batch(1, &executed.digest()).unwrap().is_some());
@@ -288,7 +310,7 @@ fn the_transaction_index_is_rebuilt_from_the_blocks_after_a_crash() {
         store.index = None;
         store.open_index(5).unwrap();
         for tag in 1..=10u8 {
-            let batch = raw_block(&net, &store, tag * 2, tag % 2 == 0);
+            let batch = raw_block(&net, &store, tag * 2, tag % 2 == 0, 2);
             ids.extend(batch.txs.iter().map(|tx| (tx.id(), u64::from(tag))));
         }
         for (id, height) in &ids {

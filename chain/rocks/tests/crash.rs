@@ -35,7 +35,7 @@ fn crash_child() {
     let mut ledger = store.ledger(net.chain_id()).expect("ledger");
     loop {
         let head = store.head();
-        let txs = (0..20u64)
+        let mut txs: Vec<quire_chain::Transaction> = (0..20u64)
             .map(|i| {
                 let from = ((head.height + i) % 8) as usize;
                 let nonce = ledger.account(&net.account_keys[from].address()).nonce;
@@ -44,14 +44,32 @@ fn crash_child() {
             })
             .take(8)
             .collect();
+        let height = head.height + 1;
+        // Every third block carries 16 KiB of payloads: its body goes to the body log.
+        if height.is_multiple_of(3) {
+            txs.extend((0..16u8).map(|i| quire_chain::Transaction::raw(vec![i; 1024])));
+        }
         let batch = Batch {
             view: 0,
             proposer: 0,
             timestamp_ms: head.height,
             txs,
         };
+        // Every fourth block's batch is accepted first, in a synced write of its own, as a
+        // replica accepts before it votes; the others bring their body with the block.
+        if height.is_multiple_of(4) {
+            let accepted = WriteSet {
+                batches: vec![quire_chain::store::BatchBody {
+                    seq: height,
+                    digest: batch.digest(),
+                    batch: std::sync::Arc::new(batch.clone()),
+                }],
+                consensus: vec![(b"acc".to_vec(), Some(height.to_be_bytes().to_vec()))],
+                ..WriteSet::default()
+            };
+            store.write(&accepted).expect("child accepts");
+        }
         let executed = net.certified_block(&mut ledger, &head, &batch);
-        let height = executed.record.block.header.height;
         // Even heights come with a consensus entry (a synced write, as a vote's), odd ones alone
         // (a block by itself is written without a sync): a kill must lose neither.
         let consensus = if height.is_multiple_of(2) {
@@ -146,7 +164,12 @@ fn crash_test_sigkill_never_loses_a_committed_block() {
         let mut ledger = store.ledger(net.chain_id()).unwrap();
         assert_eq!(ledger.state_root(), head.state_root);
         assert_eq!(ledger.total_supply(), net.genesis.total_supply());
-        let entries = store.consensus_entries().unwrap();
+        let entries: Vec<_> = store
+            .consensus_entries()
+            .unwrap()
+            .into_iter()
+            .filter(|(k, _)| k.as_slice() == b"last")
+            .collect();
         // The consensus entry is written in the same batch as its block: never one without the
         // other. The latest is that of the highest even height.
         let last_even = head.height - head.height % 2;

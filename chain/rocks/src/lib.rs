@@ -65,7 +65,7 @@ pub(crate) const CF_META: &str = "meta";
 const CF_UNDO: &str = "undo";
 /// Bodies up to this size stay in RocksDB (one synced write for a small batch); larger ones go to
 /// the body log.
-const BODY_INLINE_MAX: usize = 8 << 10;
+const BODY_INLINE_MAX: usize = 64 << 10;
 const BODY_INLINE: u8 = 0;
 const BODY_LOGGED: u8 = 1;
 const FAMILIES: [&str; 8] = [

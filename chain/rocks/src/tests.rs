@@ -140,7 +140,7 @@ fn a_corrupt_store_opens_with_an_error_naming_what_is_wrong() {
     reopen_after(
         |s| {
             let net = TestNet::new(4, 4);
-            raw_block(&net, s, 40, true, 30);
+            raw_block(&net, s, 40, true, 100);
             let path = s.path.join("bodies").join("00000001.log");
             let mut bytes = std::fs::read(&path).unwrap();
             let end = bytes.len();
@@ -151,7 +151,7 @@ fn a_corrupt_store_opens_with_an_error_naming_what_is_wrong() {
     );
 }
 
-/// One block of `count` raw payloads of 700 bytes on `store`'s head (more than 11 make a body
+/// One block of `count` raw payloads of 700 bytes on `store`'s head (more than 93 make a body
 /// for the body log); its batch is accepted (stored by (seq, digest)) first when
 /// `accept_first`, as a replica does before it votes.
 fn raw_block(
@@ -207,9 +207,19 @@ fn a_batch_is_written_once_and_the_block_reads_back_whole() {
         // Small bodies stay in RocksDB, large ones go to the body log; accepted first, or
         // arriving with their block.
         for (tag, accept_first, count) in
-            [(1, true, 2), (2, false, 2), (3, true, 20), (4, false, 20)]
+            [(1, true, 2), (2, false, 2), (3, true, 100), (4, false, 100)]
         {
             let batch = raw_block(&net, &store, tag, accept_first, count);
+            let logged = store
+                .db
+                .get_cf(
+                    store.cf(CF_BATCHES).unwrap(),
+                    batch_key(store.head().height, &batch.digest()),
+                )
+                .unwrap()
+                .unwrap()[0]
+                == BODY_LOGGED;
+            assert_eq!(logged, count > 93, "where a body of {count} payloads is kept");
             let head = store.head();
             let kept = store
                 .db
@@ -232,7 +242,7 @@ fn a_batch_is_written_once_and_the_block_reads_back_whole() {
     }
     let store = RocksStore::open(&dir, &net.genesis).unwrap();
     assert_eq!(store.block(2).unwrap().unwrap().block.txs.len(), 2);
-    assert_eq!(store.block(4).unwrap().unwrap().block.txs.len(), 20);
+    assert_eq!(store.block(4).unwrap().unwrap().block.txs.len(), 100);
     drop(store);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -45,9 +45,9 @@ fn crash_child() {
             .take(8)
             .collect();
         let height = head.height + 1;
-        // Every third block carries 16 KiB of payloads: its body goes to the body log.
+        // Every third block carries 70 KiB of payloads: its body goes to the body log.
         if height.is_multiple_of(3) {
-            txs.extend((0..16u8).map(|i| quire_chain::Transaction::raw(vec![i; 1024])));
+            txs.extend((0..70u8).map(|i| quire_chain::Transaction::raw(vec![i; 1024])));
         }
         let batch = Batch {
             view: 0,

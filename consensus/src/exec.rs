@@ -195,6 +195,60 @@ pub(crate) mod tests {
         Replica::recover(1, net.validator_keys[1].clone(), verifier, params, durable).unwrap()
     }
 
+    /// A replica that accepted one proposal at a height, then executed another batch there
+    /// (fetched from its peers after a view change replaced the first), and then started its
+    /// chain over (a divergence: it keeps its log) still finds every batch its log names, and
+    /// restarts. (The store used to delete the replaced body when the height executed; the
+    /// replica then could not restart — found by the colluding-equivocation scenario.)
+    #[test]
+    fn a_replaced_proposal_named_by_the_log_survives_a_chain_reset() {
+        use crate::message::{Proposal, Signed, SlotVote};
+        use quire_chain::store::BatchBody;
+        let net = TestNet::new(4, 4);
+        let store = MemoryStore::new(&net.genesis);
+        let replaced = quire_chain::Batch {
+            view: 0,
+            proposer: 0,
+            timestamp_ms: 1,
+            txs: vec![net.transfer(0, 1, 5, 0)],
+        };
+        let vote = SlotVote {
+            view: 0,
+            seq: 1,
+            digest: replaced.digest(),
+        };
+        let proposal = Signed::sign(Proposal(vote), 0, &net.validator_keys[0], &net.chain_id());
+        let accept = WriteSet {
+            consensus: vec![crate::persist::accepted(&proposal)],
+            batches: vec![BatchBody {
+                seq: 1,
+                digest: vote.digest,
+                batch: Arc::new(replaced.clone()),
+            }],
+            ..WriteSet::default()
+        };
+        store.write(&accept).unwrap();
+        let other = quire_chain::Batch {
+            view: 1,
+            proposer: 1,
+            timestamp_ms: 2,
+            txs: vec![net.transfer(1, 2, 5, 0)],
+        };
+        let mut ledger = store.ledger(net.chain_id()).unwrap();
+        let executed = net.certified_block(&mut ledger, &store.head(), &other);
+        let block = WriteSet {
+            blocks: vec![executed],
+            ..WriteSet::default()
+        };
+        store.write(&block).unwrap();
+        store.reset_chain(&net.genesis).unwrap();
+        let durable = Durable::read(&store, net.chain_id()).expect("every batch the log names");
+        assert!(durable.batches.contains_key(&(1, vote.digest)));
+        let params = Params::default();
+        let verifier = Verifier::new(&net.genesis);
+        Replica::recover(1, net.validator_keys[1].clone(), verifier, params, durable).unwrap();
+    }
+
     fn vote_with_its_log_entry(r: &Replica) -> Vec<Output> {
         let status = Message::Status(r.sign(crate::message::Status {
             view: 0,

@@ -196,20 +196,27 @@ impl Durable {
         }
     }
 
-    /// Everything `store` holds for a restart. An accepted PrePrepare above the head whose batch
-    /// is missing is corruption (the two are written in one atomic write, and a body is deleted
-    /// only when another block executes at its height); at or below the head the slot has
-    /// executed, and its batch may have been a proposal a view change replaced.
+    /// Everything `store` holds for a restart. An accepted PrePrepare above both the head and the
+    /// stable checkpoint whose batch is missing is corruption: the two are written in one atomic
+    /// write, and the store keeps a body until its height has executed and the chain is twice
+    /// the watermark window past it. At or below either, the slot is settled (executed, or below
+    /// the checkpoint, which recovery ignores), and its batch may have been a proposal a view
+    /// change replaced.
     pub fn read(store: &dyn Store, chain_id: Hash) -> Result<Durable, StoreError> {
         let head = store.head();
         let consensus = store.consensus_entries()?;
+        let stable = persist::recover(&consensus)
+            .ok()
+            .and_then(|r| r.stable)
+            .map_or(0, |s| s.seq);
+        let settled = head.height.max(stable);
         let mut batches = HashMap::new();
         for (seq, digest) in persist::accepted_slots(&consensus) {
             match store.batch(seq, &digest)? {
                 Some(batch) => {
                     batches.insert((seq, digest), batch);
                 }
-                None if seq > head.height => {
+                None if seq > settled => {
                     return Err(StoreError::Corrupt(format!(
                         "the batch accepted at {seq} ({digest}) is missing"
                     )));

@@ -263,13 +263,16 @@ async fn handle(ctx: &RpcContext, request: Request) -> Response {
                 Err(_) => Response::Error("replica is shutting down".into()),
             }
         }
+        // The block a follower waited for has just been written: it is in RocksDB's memtable
+        // and the page cache, and reading it on this task is cheaper than a hand-off to the
+        // blocking pool and back (a follower's latency is the point of waiting).
         Request::WaitBlock { height, wait_ms } => {
             wait_for_height(ctx, height, wait_ms).await;
-            Box::pin(handle(ctx, Request::Block(BlockRef::Height(height)))).await
+            block_response(ctx, Some(ctx.store.block(height)))
         }
         Request::WaitBlockIds { height, wait_ms } => {
             wait_for_height(ctx, height, wait_ms).await;
-            match read_store(ctx, move |store| store.block(height)).await {
+            match Some(ctx.store.block(height)) {
                 Some(Ok(Some(record))) => Response::BlockIds {
                     attestation: Some(attest_block(ctx, &record.block.header)),
                     header: Some(record.block.header),
@@ -292,20 +295,7 @@ async fn handle(ctx: &RpcContext, request: Request) -> Response {
                 };
                 store.block(height)
             });
-            match read.await {
-                Some(Ok(Some(record))) => Response::Block {
-                    attestation: Some(attest_block(ctx, &record.block.header)),
-                    block: Some(record.block),
-                    outcomes: record.outcomes,
-                },
-                Some(Ok(None)) => Response::Block {
-                    block: None,
-                    outcomes: Vec::new(),
-                    attestation: None,
-                },
-                Some(Err(e)) => storage_error(ctx, e),
-                None => shutting_down(),
-            }
+            block_response(ctx, read.await)
         }
         Request::Headers { from, count } => {
             let count = count.min(HEADERS_MAX);
@@ -360,6 +350,27 @@ async fn handle(ctx: &RpcContext, request: Request) -> Response {
     }
 }
 
+/// The answer to a block request, from the store's answer (`None`: the read was cut short).
+fn block_response(
+    ctx: &RpcContext,
+    read: Option<Result<Option<quire_chain::BlockRecord>, quire_chain::store::StoreError>>,
+) -> Response {
+    match read {
+        Some(Ok(Some(record))) => Response::Block {
+            attestation: Some(attest_block(ctx, &record.block.header)),
+            block: Some(record.block),
+            outcomes: record.outcomes,
+        },
+        Some(Ok(None)) => Response::Block {
+            block: None,
+            outcomes: Vec::new(),
+            attestation: None,
+        },
+        Some(Err(e)) => storage_error(ctx, e),
+        None => shutting_down(),
+    }
+}
+
 /// Until this replica has committed `height`, or `wait_ms` (at most [`WAIT_MS_MAX`]) passed.
 async fn wait_for_height(ctx: &RpcContext, height: u64, wait_ms: u32) {
     let mut committed = ctx.shared.height.subscribe();
@@ -387,6 +398,10 @@ fn attest_block(ctx: &RpcContext, header: &quire_chain::Header) -> Attestation {
 /// the clients wait here (then hear `Busy`), not in front of the votes.
 pub const DRIVER_SUBMISSIONS_MAX: usize = 4;
 
+/// Submissions of at most this many transactions have their signatures checked on the task that
+/// received them.
+const INLINE_CHECKS: usize = 4;
+
 /// How long a Submit may wait for room in the driver's queue before it is refused as `Busy`.
 const SUBMIT_QUEUE_WAIT: Duration = Duration::from_millis(50);
 
@@ -406,16 +421,22 @@ async fn submit(ctx: &RpcContext, txs: Vec<Transaction>) -> Response {
         return Response::Submitted(vec![Err(Refusal::MempoolFull); txs.len()]);
     }
     let chain_id = ctx.chain_id;
-    let checked = {
+    // A few signatures are checked right here (tens of microseconds): a hand-off to the
+    // blocking pool and back costs a lone transaction more than that, twice over. Larger
+    // submissions go to the pool, off the runtime's threads.
+    let verdicts = if txs.len() <= INLINE_CHECKS {
+        quire_consensus::verify::check_transactions(&chain_id, &txs, &*ctx.signatures)
+    } else {
         let txs = txs.clone();
         let cache = ctx.signatures.clone();
-        tokio::task::spawn_blocking(move || {
+        let checked = tokio::task::spawn_blocking(move || {
             quire_consensus::verify::check_transactions(&chain_id, &txs, &*cache)
         })
-        .await
-    };
-    let Ok(verdicts) = checked else {
-        return Response::Error("replica is shutting down".into());
+        .await;
+        let Ok(verdicts) = checked else {
+            return Response::Error("replica is shutting down".into());
+        };
+        verdicts
     };
     let mut results: Vec<Result<TxId, Refusal>> = Vec::with_capacity(txs.len());
     let mut admitted = Vec::new();

@@ -90,16 +90,30 @@ pub struct RocksStore {
     /// The durable head. Held only to read or replace it, never across a disk write, so readers
     /// (client RPC) never wait for an fsync.
     head: Mutex<Header>,
-    /// Serialises writers: held across the whole synced write. It guards the digests of the
-    /// bodies stored above the head, by sequence number: when a block is written at a height,
-    /// the other bodies there (proposals a view change replaced) are deleted with it, without
+    /// Serialises writers: held across the whole synced write. It guards what is known of the
+    /// stored bodies, so a block write finds its body, and the others at its height, without
     /// reading the family.
-    writing: Mutex<BTreeMap<u64, Vec<Hash>>>,
+    writing: Mutex<Bodies>,
+    /// How long a replaced body is kept after its height executed (see [`Bodies::replaced`]).
+    keep_replaced: u64,
     /// The transaction index of a PBFT chain, written behind the blocks ([`txindex`]); `None`
     /// under proof of work, whose index is written with each block.
     index: Option<txindex::TxIndex>,
     /// Large batch bodies ([`bodies`]).
     bodies: bodies::BodyLog,
+}
+
+/// The bodies a writer must know about, by sequence number.
+#[derive(Default)]
+struct Bodies {
+    /// Bodies above the head: each waits for its height to execute.
+    above: BTreeMap<u64, Vec<Hash>>,
+    /// Bodies at executed heights that their block did not use: proposals a view change
+    /// replaced. The consensus log may still name one (an accepted PrePrepare is forgotten only
+    /// once a checkpoint above it is stable, and a replica that starts its chain over after a
+    /// divergence keeps its log), so each is deleted only when a block executes twice the
+    /// watermark window above it, past any entry the log keeps.
+    replaced: BTreeMap<u64, Vec<Hash>>,
 }
 
 fn engine(e: rocksdb::Error) -> StoreError {
@@ -154,7 +168,8 @@ impl RocksStore {
             db,
             path: path.to_path_buf(),
             head: Mutex::new(genesis_header),
-            writing: Mutex::new(BTreeMap::new()),
+            writing: Mutex::new(Bodies::default()),
+            keep_replaced: genesis.protocol.log_window.saturating_mul(2),
             index: None,
             bodies,
         };
@@ -162,8 +177,8 @@ impl RocksStore {
             None => store.initialise(genesis)?,
             Some(found) => store.check(genesis, &found)?,
         }
-        let above = store.bodies_above(store.head().height)?;
-        *store.writing_lock() = above;
+        let bodies = store.known_bodies()?;
+        *store.writing_lock() = bodies;
         if genesis.protocol.consensus != ConsensusMode::Pow {
             store.open_index(txindex::HOT_MAX)?;
         }
@@ -220,23 +235,31 @@ impl RocksStore {
         Ok(())
     }
 
-    fn writing_lock(&self) -> MutexGuard<'_, BTreeMap<u64, Vec<Hash>>> {
+    fn writing_lock(&self) -> MutexGuard<'_, Bodies> {
         self.writing.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The digests of the bodies stored at sequence numbers above `height`, by sequence number.
-    fn bodies_above(&self, height: u64) -> Result<BTreeMap<u64, Vec<Hash>>, StoreError> {
-        let mut out: BTreeMap<u64, Vec<Hash>> = BTreeMap::new();
+    /// The bodies above the head, and the replaced ones still kept below it (read from the
+    /// family once, at open).
+    fn known_bodies(&self) -> Result<Bodies, StoreError> {
+        let head = self.head().height;
+        let mut bodies = Bodies::default();
         let mut it = self.db.raw_iterator_cf(self.cf(CF_BATCHES)?);
-        it.seek(height.saturating_add(1).to_be_bytes());
+        it.seek(head.saturating_sub(self.keep_replaced).to_be_bytes());
         while let Some(key) = it.key() {
             let (seq, digest) = parse_batch_key(key)
                 .ok_or_else(|| corrupt(format!("batch key {} is malformed", hex::encode(key))))?;
-            out.entry(seq).or_default().push(digest);
+            if seq > head {
+                bodies.above.entry(seq).or_default().push(digest);
+            } else if self.hash_at(seq)?.is_some()
+                && self.header(seq)?.map(|h| h.batch_digest()) != Some(digest)
+            {
+                bodies.replaced.entry(seq).or_default().push(digest);
+            }
             it.next();
         }
         it.status().map_err(engine)?;
-        Ok(out)
+        Ok(bodies)
     }
 
     pub(crate) fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StoreError> {
@@ -618,7 +641,7 @@ impl Store for RocksStore {
     }
 
     fn reset_chain(&self, genesis: &Genesis) -> Result<(), StoreError> {
-        let mut above = self.writing_lock();
+        let mut known = self.writing_lock();
         if let Some(index) = &self.index {
             index.reset(0);
         }
@@ -644,9 +667,9 @@ impl Store for RocksStore {
         batch.put_cf(self.cf(CF_META)?, META_HEAD, head_value(0, &hash));
         self.commit(batch)?;
         *self.head_lock() = record.block.header;
-        // The bodies stay (the consensus log's accepted batches among them); the chain fetched
-        // again finds its own and replaces the others height by height.
-        *above = self.bodies_above(0)?;
+        // The bodies stay (the consensus log's accepted batches among them): all are above the
+        // head now, and the chain fetched again finds its own and replaces the others.
+        *known = self.known_bodies()?;
         Ok(())
     }
 
@@ -726,7 +749,7 @@ impl Store for RocksStore {
             return Ok(());
         }
         // One writer at a time; readers keep seeing the old head until the new one is durable.
-        let mut above = self.writing_lock();
+        let mut known = self.writing_lock();
         let head = *self.head_lock();
         check_extends(head, &writes.blocks)?;
         let new_head = writes.blocks.last().map_or(head, |b| b.record.block.header);
@@ -741,6 +764,7 @@ impl Store for RocksStore {
         }
         let mut indexed = BTreeMap::new();
         let mut added: Vec<(u64, Hash)> = Vec::new();
+        let mut replaced: Vec<(u64, Hash)> = Vec::new();
         // Bodies to store: (seq, digest, encoded batch).
         let mut new_bodies: Vec<(u64, Hash, Vec<u8>)> = Vec::new();
         for body in &writes.batches {
@@ -759,9 +783,13 @@ impl Store for RocksStore {
             let hash = header.hash();
             let digest = header.batch_digest();
             // The body: stored when the batch was accepted, or now (a block from state transfer,
-            // or one whose body a power cut lost). The other bodies at this height go. Every
-            // body above the head is in `above`, so this reads nothing.
-            let stored = above.get(&header.height).map(Vec::as_slice).unwrap_or(&[]);
+            // or one whose body a power cut lost). The others at this height were replaced.
+            // Every body above the head is in `known.above`, so this reads nothing.
+            let stored = known
+                .above
+                .get(&header.height)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
             let here = stored.iter().chain(
                 added
                     .iter()
@@ -773,7 +801,7 @@ impl Store for RocksStore {
                 if *d == digest {
                     has_body = true;
                 } else {
-                    batch.delete_cf(bodies, batch_key(header.height, d));
+                    replaced.push((header.height, *d));
                 }
             }
             if !has_body {
@@ -795,6 +823,13 @@ impl Store for RocksStore {
         }
         for ((seq, digest, _), value) in new_bodies.iter().zip(self.body_values(&new_bodies)?) {
             batch.put_cf(bodies, batch_key(*seq, digest), value);
+        }
+        // Replaced bodies far enough below the new head that no log entry can name them.
+        let forget_to = new_head.height.saturating_sub(self.keep_replaced);
+        for (seq, digests) in known.replaced.range(..=forget_to) {
+            for d in digests {
+                batch.delete_cf(bodies, batch_key(*seq, d));
+            }
         }
         if self.index.is_none() {
             // Without a derived index (a proof-of-work chain), entries go with their blocks.
@@ -820,10 +855,14 @@ impl Store for RocksStore {
         if let Some(index) = &self.index {
             index.add(new_head.height, indexed);
         }
-        for (seq, digest) in added {
-            above.entry(seq).or_default().push(digest);
+        known.replaced = known.replaced.split_off(&(forget_to + 1));
+        for (seq, digest) in replaced {
+            known.replaced.entry(seq).or_default().push(digest);
         }
-        *above = above.split_off(&(new_head.height + 1));
+        for (seq, digest) in added {
+            known.above.entry(seq).or_default().push(digest);
+        }
+        known.above = known.above.split_off(&(new_head.height + 1));
         Ok(())
     }
 }

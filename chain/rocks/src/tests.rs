@@ -219,7 +219,11 @@ fn a_batch_is_written_once_and_the_block_reads_back_whole() {
                 .unwrap()
                 .unwrap()[0]
                 == BODY_LOGGED;
-            assert_eq!(logged, count > 93, "where a body of {count} payloads is kept");
+            assert_eq!(
+                logged,
+                count > 93,
+                "where a body of {count} payloads is kept"
+            );
             let head = store.head();
             let kept = store
                 .db
@@ -247,10 +251,11 @@ fn a_batch_is_written_once_and_the_block_reads_back_whole() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Bodies a view change replaced (another digest at a height) are deleted when a block executes
-/// there, also after a restart; bodies above the head are kept for the consensus log.
+/// Bodies a view change replaced (another digest at a height) outlive the execution of their
+/// height while the consensus log may still name them — also across a restart — and go once
+/// the chain is twice the watermark window past them; bodies above the head are kept.
 #[test]
-fn replaced_bodies_go_when_their_height_executes() {
+fn replaced_bodies_go_once_no_log_entry_can_name_them() {
     let net = TestNet::new(4, 4);
     let dir = temp_dir("rocks-replaced");
     let replaced = quire_chain::Batch {
@@ -272,12 +277,24 @@ fn replaced_bodies_go_when_their_height_executes() {
     assert!(store.batch(1, &replaced.digest()).unwrap().is_some());
     let executed = raw_block(&net, &store, 3, false, 2);
     assert_eq!(store.head().height, 1);
-    assert!(store.batch(1, &replaced.digest()).unwrap().is_none());
+    assert!(store.batch(1, &replaced.digest()).unwrap().is_some());
     assert!(store.batch(1, &executed.digest()).unwrap().is_some());
     assert!(store.batch(5, &far.digest()).unwrap().is_some());
     // A body arriving for a height already executed is not kept.
     store.write(&accepted(1, &far)).unwrap();
     assert!(store.batch(1, &far.digest()).unwrap().is_none());
+    drop(store);
+    let store = RocksStore::open(&dir, &net.genesis).unwrap();
+    let keep = 2 * net.genesis.protocol.log_window;
+    while store.head().height < 1 + keep {
+        let tag = (store.head().height % 200) as u8 + 10;
+        raw_block(&net, &store, tag, false, 1);
+        if store.head().height == keep {
+            assert!(store.batch(1, &replaced.digest()).unwrap().is_some());
+        }
+    }
+    assert!(store.batch(1, &replaced.digest()).unwrap().is_none());
+    assert!(store.batch(1, &executed.digest()).unwrap().is_some());
     drop(store);
     std::fs::remove_dir_all(&dir).unwrap();
 }

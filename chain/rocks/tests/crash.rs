@@ -149,9 +149,24 @@ fn crash_test_sigkill_never_loses_a_committed_block() {
             head.height >= previous_head,
             "round {round}: head went backwards"
         );
-        // Every block from genesis to the head is there, certified and linked.
+        // Every block from genesis to the head is there, certified and linked, and the
+        // transaction index (derived data, written behind the blocks) was rebuilt: every
+        // transfer is found at its block.
         for h in 1..=head.height {
             let record = store.block(h).unwrap().unwrap();
+            for tx in record
+                .block
+                .txs
+                .iter()
+                .filter(|tx| tx.as_transfer().is_some())
+            {
+                let at = store.tx_location(&tx.id()).unwrap();
+                assert_eq!(
+                    at.map(|at| at.height),
+                    Some(h),
+                    "round {round}: the index lost a transfer of block {h}"
+                );
+            }
             record
                 .block
                 .verify_certified(&net.chain_id(), &net.genesis.validators)

@@ -23,25 +23,37 @@ struct Inner {
     /// Batch bodies by (seq, digest), as the RocksDB store keeps them (see the module doc of
     /// [`super`]); blocks here also keep their transactions, which costs nothing in memory.
     batches: BTreeMap<(u64, Hash), Arc<Batch>>,
+    /// Bodies at executed heights their block did not use, kept for as long as the RocksDB
+    /// store keeps them (while the consensus log may name them: `keep_replaced` heights).
+    replaced: BTreeMap<u64, Vec<Hash>>,
+    keep_replaced: u64,
     undo: HashMap<Hash, Undo>,
 }
 
 impl Inner {
     /// The body of the block at `height` is the batch `digest` there; other bodies at that
-    /// height were proposals a view change replaced.
-    fn keep_only_body(&mut self, height: u64, digest: Hash, body: impl FnOnce() -> Batch) {
-        let stale: Vec<(u64, Hash)> = self
+    /// height were proposals a view change replaced, deleted once the chain is `keep_replaced`
+    /// past them.
+    fn keep_body(&mut self, height: u64, digest: Hash, body: impl FnOnce() -> Batch) {
+        let others: Vec<Hash> = self
             .batches
             .range((height, Hash([0; 32]))..=(height, Hash([0xff; 32])))
-            .map(|(k, _)| *k)
-            .filter(|(_, d)| *d != digest)
+            .map(|(k, _)| k.1)
+            .filter(|d| *d != digest)
             .collect();
-        for k in stale {
-            self.batches.remove(&k);
+        if !others.is_empty() {
+            self.replaced.insert(height, others);
         }
         self.batches
             .entry((height, digest))
             .or_insert_with(|| Arc::new(body()));
+        let forget_to = height.saturating_sub(self.keep_replaced);
+        let keep = self.replaced.split_off(&(forget_to + 1));
+        for (seq, digests) in std::mem::replace(&mut self.replaced, keep) {
+            for d in digests {
+                self.batches.remove(&(seq, d));
+            }
+        }
     }
 }
 
@@ -57,6 +69,7 @@ impl MemoryStore {
                 outcomes: Vec::new(),
             }],
             accounts: genesis.accounts.iter().copied().collect(),
+            keep_replaced: genesis.protocol.log_window.saturating_mul(2),
             ..Inner::default()
         };
         MemoryStore {
@@ -135,6 +148,8 @@ impl Store for MemoryStore {
         }];
         inner.tx_index.clear();
         inner.accounts = genesis.accounts.iter().copied().collect();
+        // The bodies stay, as in the RocksDB store: all are above the head now.
+        inner.replaced.clear();
         Ok(())
     }
 
@@ -189,15 +204,27 @@ impl Store for MemoryStore {
         let head = self.head();
         check_extends(head, &writes.blocks)?;
         let mut inner = self.lock();
+        // As in the RocksDB store: a body at or below the (new) head is kept only if it is the
+        // body of a block of this write.
+        let new_head = writes
+            .blocks
+            .last()
+            .map_or(head.height, |b| b.record.block.header.height);
         for body in &writes.batches {
-            inner
-                .batches
-                .insert((body.seq, body.digest), body.batch.clone());
+            let executes_here = writes.blocks.iter().any(|b| {
+                let h = &b.record.block.header;
+                h.height == body.seq && h.batch_digest() == body.digest
+            });
+            if body.seq > new_head || executes_here {
+                inner
+                    .batches
+                    .insert((body.seq, body.digest), body.batch.clone());
+            }
         }
         for executed in &writes.blocks {
             let height = executed.record.block.header.height;
             let record = &executed.record;
-            inner.keep_only_body(height, record.block.header.batch_digest(), || {
+            inner.keep_body(height, record.block.header.batch_digest(), || {
                 record.block.batch()
             });
             for (index, tx) in record.block.txs.iter().enumerate() {

@@ -299,12 +299,21 @@ async fn drain(
     }
 }
 
-/// Keeps `view` at the highest view any replica reports, every 200 ms, until `stop`.
+/// Keeps `view` at the view most replicas are in (ties to the higher), every 200 ms, until
+/// `stop`. Not the highest: a replica whose timer fired alone reports a view the others never
+/// join, and load sent to that view's primary only waits (seen under overload).
 async fn watch_view(client: Arc<Client>, n: u32, view: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let now = views(&client, n).await;
-        view.fetch_max(now, Ordering::Relaxed);
+        let mut count: BTreeMap<u64, usize> = BTreeMap::new();
+        for i in 0..n {
+            if let Ok(Response::Status(s)) = client.call(i, &Request::Status).await {
+                *count.entry(s.view).or_default() += 1;
+            }
+        }
+        if let Some((v, _)) = count.iter().max_by_key(|(v, c)| (**c, **v)) {
+            view.store(*v, Ordering::Relaxed);
+        }
     }
 }
 

@@ -10,15 +10,17 @@ use crate::message::{Message, NewView, Proposal, Signed, SlotVote, ViewChange};
 use crate::persist;
 use crate::replica::{Output, Replica, Reply};
 use crate::stats::Drop;
+use crate::stats::ViewChangeCause;
 use crate::view_change;
 use crate::view_changes::Inserted;
 
 impl Replica {
     /// Stops taking part in the current view and asks to move to `target`.
-    pub(crate) fn start_view_change(&mut self, target: u64) {
+    pub(crate) fn start_view_change(&mut self, target: u64, cause: ViewChangeCause) {
         if target <= self.view && (self.changing || target < self.view) {
             return;
         }
+        *self.stats.view_change_causes.entry(cause).or_default() += 1;
         self.view = target;
         self.changing = true;
         // ViewChanges for views below the target can no longer start a view.
@@ -115,7 +117,7 @@ impl Replica {
         if above.len() >= self.verifier.validators.weak_quorum()
             && let Some(target) = above.iter().min().copied()
         {
-            self.start_view_change(target);
+            self.start_view_change(target, ViewChangeCause::Joined);
         }
     }
 

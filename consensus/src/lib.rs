@@ -46,5 +46,5 @@ pub use config::Params;
 pub use exec::{Outbox, carry_out};
 pub use message::{Kind, Message};
 pub use replica::{Admission, Divergence, Durable, Input, Output, Replica, ReplicaError};
-pub use stats::{Drop, Misbehaviour, Stats};
+pub use stats::{Drop, Misbehaviour, Stats, ViewChangeCause};
 pub use verify::{Reject, Verified, Verifier};

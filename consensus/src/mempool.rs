@@ -35,6 +35,9 @@ struct Entry {
     order: u64,
     tick: u64,
     state: State,
+    /// The view whose primary this replica first handed it to, and when (see
+    /// [`Mempool::forwarded`]).
+    forwarded: Option<(u64, u64)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,6 +172,7 @@ impl Mempool {
                 order,
                 tick,
                 state: State::Queued,
+                forwarded: None,
             },
         );
         Ok(())
@@ -296,6 +300,34 @@ impl Mempool {
         self.entries.get(&id).map(|e| e.tick)
     }
 
+    /// When the oldest ready transaction was first handed to the primary of `view`, if it was:
+    /// a backup blames a primary only for what that primary was given. A former primary holds a
+    /// backlog its successor never saw and that it can only pass on a chunk at a time; timed
+    /// from the start of the view, that backlog read as censorship and, under overload, started
+    /// a view change.
+    pub fn oldest_ready_forwarded(&mut self, ledger: &Ledger, view: u64) -> Option<u64> {
+        let id = self.first_ready(ledger)?;
+        let (v, tick) = self.entries.get(&id)?.forwarded?;
+        (v == view).then_some(tick)
+    }
+
+    /// Notes that `txs` were handed to the primary of `view` at `tick` (the first time per view
+    /// counts: passing a transaction on again does not restart its clock).
+    pub fn forwarded<'a>(
+        &mut self,
+        txs: impl IntoIterator<Item = &'a Transaction>,
+        view: u64,
+        tick: u64,
+    ) {
+        for tx in txs {
+            if let Some(e) = self.entries.get_mut(&tx.id())
+                && e.forwarded.is_none_or(|(v, _)| v != view)
+            {
+                e.forwarded = Some((view, tick));
+            }
+        }
+    }
+
     /// Forgets executed transactions, and lets parked successors of their senders queue again.
     pub fn executed(&mut self, txs: &[Transaction], ledger: &Ledger) {
         let mut senders = BTreeSet::new();
@@ -387,6 +419,33 @@ impl Mempool {
 mod tests {
     use super::*;
     use quire_chain::testkit::TestNet;
+
+    #[test]
+    fn the_censorship_clock_starts_when_the_primary_of_the_view_was_handed_the_transaction() {
+        let net = TestNet::new(4, 3);
+        let ledger = net.genesis.ledger();
+        let mut pool = Mempool::new(100);
+        let (a, b) = (net.transfer(0, 1, 5, 0), net.transfer(1, 2, 5, 0));
+        pool.insert(a.clone(), 3, &ledger).unwrap();
+        pool.insert(b.clone(), 4, &ledger).unwrap();
+        // Held since tick 3, never handed to anyone: nobody to blame.
+        assert_eq!(pool.oldest_ready_forwarded(&ledger, 0), None);
+        // Only the newer one handed over: the oldest is what a primary is judged by.
+        pool.forwarded([&b], 0, 10);
+        assert_eq!(pool.oldest_ready_forwarded(&ledger, 0), None);
+        pool.forwarded([&a], 0, 12);
+        assert_eq!(pool.oldest_ready_forwarded(&ledger, 0), Some(12));
+        // Handing it over again does not restart the clock.
+        pool.forwarded([&a], 0, 40);
+        assert_eq!(pool.oldest_ready_forwarded(&ledger, 0), Some(12));
+        // The next view's primary was given nothing yet; once it is, its clock starts then.
+        assert_eq!(pool.oldest_ready_forwarded(&ledger, 1), None);
+        pool.forwarded([&a], 1, 50);
+        assert_eq!(pool.oldest_ready_forwarded(&ledger, 1), Some(50));
+        // Executed, the next one is judged.
+        pool.executed(std::slice::from_ref(&a), &ledger);
+        assert_eq!(pool.oldest_ready_forwarded(&ledger, 0), Some(10));
+    }
 
     #[test]
     fn ready_transfers_come_out_in_order_and_future_ones_wait() {

@@ -461,7 +461,7 @@ impl Replica {
         {
             self.rotation_due = None;
             self.stats.rotations += 1;
-            self.start_view_change(self.view + 1);
+            self.start_view_change(self.view + 1, crate::stats::ViewChangeCause::Rotation);
             // A rotation is not a view change that failed: it follows progress. Counted as one,
             // it doubled the timer of the rotated view, and a rotation into the view of a
             // replica that happened to be down waited 2 s instead of 1 s before moving on.

@@ -27,7 +27,7 @@ use crate::message::{
     Body, FetchBlocks, Forward, Message, NewView, Proposal, Signed, StableCheckpoint, Status,
 };
 use crate::persist::{self, CorruptEntry, Op};
-use crate::stats::{Drop, Stats};
+use crate::stats::{Drop, Stats, ViewChangeCause};
 use crate::transfer::Fetch;
 use crate::verify::{Reject, Verified, Verifier};
 
@@ -643,7 +643,12 @@ impl Replica {
         }
         if self.is_primary() {
             self.try_propose();
-        } else if !self.changing {
+            return;
+        }
+        // While changing views, `view` is the one being changed to: everyone gets them, its
+        // primary included.
+        self.mempool.forwarded(&fresh, self.view, self.tick);
+        if !self.changing {
             let primary = self.primary();
             let forward = self.sign(Forward(fresh));
             self.out
@@ -733,6 +738,7 @@ impl Replica {
             .mempool
             .stale_queued(self.tick, self.params.retransmit_ticks, 1024);
         if !stale.is_empty() {
+            self.mempool.forwarded(&stale, self.view, self.tick);
             let primary = self.primary();
             let forward = self.sign(Forward(stale));
             self.out
@@ -747,7 +753,7 @@ impl Replica {
                 .view_change_tick
                 .is_some_and(|t| self.tick.saturating_sub(t) > timeout)
             {
-                self.start_view_change(self.view + 1);
+                self.start_view_change(self.view + 1, ViewChangeCause::Expired);
             }
             return;
         }
@@ -780,17 +786,25 @@ impl Replica {
         };
         let stalled = waiting_since
             .is_some_and(|t| self.tick.saturating_sub(t.max(self.progress_tick)) > timeout);
-        // …and one request that waits for long while blocks with room for it go through means
-        // censorship. Behind a backlog of full blocks it is only waiting its turn: blaming the
+        // …and one request handed to this primary that waits for long while blocks with room
+        // for it go through means censorship. Behind a backlog of full blocks it is only waiting its turn: blaming the
         // primary for that turned overload into view changes, and view changes into collapse.
-        let censored = oldest.is_some_and(|t| {
+        let handed = self.mempool.oldest_ready_forwarded(&self.ledger, self.view);
+        let censored = handed.is_some_and(|t| {
             let since = t.max(self.view_start_tick);
             self.tick.saturating_sub(since) > timeout.saturating_mul(4)
                 && self.room_tick > since.saturating_add(timeout)
         });
-        if silent > timeout || stalled || censored {
-            self.start_view_change(self.view + 1);
-        }
+        let cause = if silent > timeout {
+            ViewChangeCause::Silent
+        } else if stalled {
+            ViewChangeCause::Stalled
+        } else if censored {
+            ViewChangeCause::Censored
+        } else {
+            return;
+        };
+        self.start_view_change(self.view + 1, cause);
     }
 
     // ---- helpers shared by the protocol modules ------------------------------------------

@@ -81,6 +81,45 @@ impl Drop {
     }
 }
 
+/// Why a replica started a view change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ViewChangeCause {
+    /// The scheduled rotation (`rotation_blocks`), at a stable checkpoint.
+    Rotation,
+    /// Nothing heard from the primary (no heartbeat, no proposal) for a view timeout.
+    Silent,
+    /// Work waited a view timeout with no progress at all.
+    Stalled,
+    /// A request waited four view timeouts while blocks with room for it went through.
+    Censored,
+    /// f+1 replicas asked for a higher view (the join rule).
+    Joined,
+    /// The view change itself took longer than its timeout: on to the next view.
+    Expired,
+}
+
+impl ViewChangeCause {
+    pub const ALL: [ViewChangeCause; 6] = [
+        ViewChangeCause::Rotation,
+        ViewChangeCause::Silent,
+        ViewChangeCause::Stalled,
+        ViewChangeCause::Censored,
+        ViewChangeCause::Joined,
+        ViewChangeCause::Expired,
+    ];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            ViewChangeCause::Rotation => "rotation",
+            ViewChangeCause::Silent => "silent",
+            ViewChangeCause::Stalled => "stalled",
+            ViewChangeCause::Censored => "censored",
+            ViewChangeCause::Joined => "joined",
+            ViewChangeCause::Expired => "expired",
+        }
+    }
+}
+
 /// Misbehaviour with a culprit: evidence that a replica is faulty, not just slow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Misbehaviour {
@@ -145,6 +184,8 @@ pub struct Stats {
     pub view_changes: u64,
     /// Of those, scheduled rotations (`rotation_blocks`).
     pub rotations: u64,
+    /// The same view changes by what started them.
+    pub view_change_causes: BTreeMap<ViewChangeCause, u64>,
     /// Times this replica found its chain differs from a certified checkpoint.
     pub diverged: u64,
     /// New views this replica entered.

@@ -136,6 +136,18 @@ impl Collector for SnapshotCollector {
         )?;
         family(
             e,
+            "quire_view_change_causes",
+            "View changes this replica started, by what started them.",
+            MetricType::Counter,
+            quire_consensus::ViewChangeCause::ALL.iter().map(|c| {
+                (
+                    [("cause", c.name())],
+                    s.view_change_causes.get(c).copied().unwrap_or(0),
+                )
+            }),
+        )?;
+        family(
+            e,
             "quire_misbehaviour",
             "Misbehaviour detected, by kind and culprit.",
             MetricType::Counter,

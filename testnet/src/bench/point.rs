@@ -36,6 +36,9 @@ pub struct Point {
     pub latency_p99_ms: f64,
     pub latency_max_ms: f64,
     pub view_changes: u64,
+    /// View changes started, summed over the replicas, by cause (`rotation`, `silent`,
+    /// `stalled`, `censored`, `joined`, `expired`): a rotation counts once per replica.
+    pub view_change_starts: BTreeMap<String, f64>,
     pub blocks: u64,
     pub mean_batch: f64,
     /// Messages sent by all replicas per committed block, by kind.
@@ -53,7 +56,7 @@ impl Point {
             format!("{{{}}}", items.join(", "))
         };
         format!(
-            "{{\"offered_rate\": {}, \"duration_s\": {:.3}, \"submitted\": {}, \"refused\": {}, \"committed\": {}, \"committed_tps\": {:.1}, \"latency_p50_ms\": {:.2}, \"latency_p99_ms\": {:.2}, \"latency_max_ms\": {:.2}, \"view_changes\": {}, \"blocks\": {}, \"mean_batch\": {:.1}, \"messages_per_block\": {}, \"bytes_per_block\": {}, \"load_average\": \"{}\"}}",
+            "{{\"offered_rate\": {}, \"duration_s\": {:.3}, \"submitted\": {}, \"refused\": {}, \"committed\": {}, \"committed_tps\": {:.1}, \"latency_p50_ms\": {:.2}, \"latency_p99_ms\": {:.2}, \"latency_max_ms\": {:.2}, \"view_changes\": {}, \"view_change_starts\": {}, \"blocks\": {}, \"mean_batch\": {:.1}, \"messages_per_block\": {}, \"bytes_per_block\": {}, \"load_average\": \"{}\"}}",
             self.offered_rate,
             self.duration_s,
             self.submitted,
@@ -64,12 +67,24 @@ impl Point {
             self.latency_p99_ms,
             self.latency_max_ms,
             self.view_changes,
+            map(&self.view_change_starts),
             self.blocks,
             self.mean_batch,
             map(&self.messages_per_block),
             map(&self.bytes_per_block),
             self.load_average
         )
+    }
+
+    /// The view changes started, by cause, e.g. `rotation 4, censored 1` (empty if none).
+    pub fn view_change_causes(&self) -> String {
+        let causes: Vec<String> = self
+            .view_change_starts
+            .iter()
+            .filter(|(_, v)| **v > 0.0)
+            .map(|(k, v)| format!("{k} {v:.0}"))
+            .collect();
+        causes.join(", ")
     }
 
     /// The normal case's messages per block: PrePrepare, Prepare and Commit.
@@ -230,6 +245,11 @@ pub async fn measure(
         latency_p99_ms: percentile(&lat, 0.99),
         latency_max_ms: lat.last().copied().unwrap_or(0.0),
         view_changes: view_after.saturating_sub(view_before),
+        view_change_starts: counters_after
+            .delta_by(&counters_before, "quire_view_change_causes_total", "cause")
+            .into_iter()
+            .filter(|(_, v)| *v > 0.0)
+            .collect(),
         blocks: t.blocks,
         mean_batch: t.block_txs as f64 / blocks,
         messages_per_block: per_block("quire_messages_sent_total"),

@@ -17,6 +17,11 @@
 //! and in bytes, and per sender: a sender may have at most [`SENDER_PENDING_MAX`] transfers
 //! waiting, none with a nonce that far ahead, and only as much in flight as its balance covers —
 //! so a fresh, unfunded key cannot park thousands of future-nonce transfers.
+//!
+//! Transfers that arrive ahead of their sender's next nonce may fill at most a quarter of the
+//! pool ([`EARLY_SHARE`]). Under overload, clients' retries arrive out of order: a full pool of
+//! transfers whose predecessors had been refused held nothing ready, refused everything else,
+//! and the network committed nothing until they expired.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -35,6 +40,8 @@ struct Entry {
     order: u64,
     tick: u64,
     state: State,
+    /// It arrived early (counted in `Mempool::early`; see [`EARLY_SHARE`]).
+    early: bool,
     /// The view whose primary this replica first handed it to, and when (see
     /// [`Mempool::forwarded`]).
     forwarded: Option<(u64, u64)>,
@@ -67,6 +74,9 @@ pub const SENDER_PENDING_MAX: u32 = 1024;
 struct Sender {
     pending: u32,
     amount: u128,
+    /// The nonce after the last transfer of this sender admitted in order: a transfer with it
+    /// follows one that is held, and is not early.
+    next: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -83,7 +93,16 @@ pub struct Mempool {
     /// The sender's next nonce after the transfers this replica proposed.
     proposed_nonce: HashMap<Address, u64>,
     next_order: u64,
+    /// Entries that arrived early (ahead of their sender's next nonce).
+    early: usize,
 }
+
+/// At most `1/EARLY_SHARE` of the pool may be transfers that arrived early: ahead of their
+/// sender's next nonce, and not right after a transfer of that sender admitted in order. Every
+/// other transfer was ready when it arrived or follows a chain of held ones back to one that
+/// was; such a chain stays until it is proposed (a link made stale by a conflicting transfer
+/// goes, and the nonce moves past it), so a full pool always has work to propose.
+pub const EARLY_SHARE: usize = 4;
 
 /// Parked transfers whose predecessors never arrive are dropped after this many ticks.
 const PARKED_TTL_TICKS: u64 = 3000;
@@ -106,6 +125,7 @@ impl Mempool {
             parked: BTreeMap::new(),
             proposed_nonce: HashMap::new(),
             next_order: 0,
+            early: 0,
         }
     }
 
@@ -136,6 +156,7 @@ impl Mempool {
         if self.entries.len() >= self.max || self.bytes + size > self.bytes_max {
             return Err(Refusal::Full);
         }
+        let mut early = false;
         if let Some(t) = tx.as_transfer() {
             let t = t.transfer;
             let account = ledger.account(&t.from);
@@ -143,6 +164,11 @@ impl Mempool {
                 return Err(Refusal::StaleNonce {
                     expected: account.nonce,
                 });
+            }
+            let sender = self.senders.get(&t.from).copied().unwrap_or_default();
+            early = t.nonce > self.expected_nonce(ledger, &t.from) && sender.next != Some(t.nonce);
+            if early && self.early >= (self.max / EARLY_SHARE).max(1) {
+                return Err(Refusal::Full);
             }
             let sender = self.senders.get(&t.from).copied().unwrap_or_default();
             if sender.pending >= SENDER_PENDING_MAX
@@ -160,8 +186,13 @@ impl Mempool {
             let s = self.senders.entry(t.from).or_default();
             s.pending += 1;
             s.amount += u128::from(t.amount);
+            if !early {
+                let after = t.nonce.saturating_add(1);
+                s.next = Some(s.next.map_or(after, |n| n.max(after)));
+            }
         }
         self.bytes += size;
+        self.early += usize::from(early);
         let order = self.next_order;
         self.next_order += 1;
         self.queue.insert(order, id);
@@ -172,6 +203,7 @@ impl Mempool {
                 order,
                 tick,
                 state: State::Queued,
+                early,
                 forwarded: None,
             },
         );
@@ -199,6 +231,7 @@ impl Mempool {
             return;
         };
         self.bytes = self.bytes.saturating_sub(entry.tx.encoded_len());
+        self.early -= usize::from(entry.early);
         if let Some(t) = entry.tx.as_transfer() {
             let t = t.transfer;
             if let Some(s) = self.senders.get_mut(&t.from) {
@@ -419,6 +452,38 @@ impl Mempool {
 mod tests {
     use super::*;
     use quire_chain::testkit::TestNet;
+
+    #[test]
+    fn early_transfers_fill_at_most_a_quarter_and_a_full_pool_has_work() {
+        let net = TestNet::new(4, 4);
+        let ledger = net.genesis.ledger();
+        let mut pool = Mempool::new(8);
+        // Predecessors refused elsewhere, these arrive first: two may wait (8 / EARLY_SHARE).
+        pool.insert(net.transfer(0, 1, 1, 1), 0, &ledger).unwrap();
+        pool.insert(net.transfer(0, 1, 1, 2), 0, &ledger).unwrap();
+        assert_eq!(
+            pool.insert(net.transfer(1, 2, 1, 1), 0, &ledger),
+            Err(Refusal::Full)
+        );
+        // Ready ones, and those that follow them in order, still get in up to the pool's bound.
+        for sender in 1..3 {
+            for nonce in 0..3 {
+                pool.insert(net.transfer(sender, 3, 1, nonce), 0, &ledger)
+                    .unwrap();
+            }
+        }
+        assert_eq!(pool.len(), 8);
+        // A full pool has work: sender 0's early two wait, the other six go.
+        assert_eq!(pool.take_batch(8, &ledger).len(), 6);
+        // Executing frees the early places.
+        let gone: Vec<Transaction> = (1..3)
+            .flat_map(|s| (0..3).map(move |n| (s, n)))
+            .map(|(s, n)| net.transfer(s, 3, 1, n))
+            .collect();
+        pool.executed(&gone, &ledger);
+        pool.remove(&net.transfer(0, 1, 1, 1).id());
+        pool.insert(net.transfer(1, 2, 1, 5), 0, &ledger).unwrap();
+    }
 
     #[test]
     fn the_censorship_clock_starts_when_the_primary_of_the_view_was_handed_the_transaction() {

@@ -107,7 +107,42 @@ struct Tally {
     submitted: u64,
     refused: u64,
     /// Transactions refused for now, to offer again once their time comes.
-    retry: VecDeque<(Instant, Transaction)>,
+    retry: Retries,
+}
+
+/// Transactions refused for now, by their place in the generated load. Once its wait is over,
+/// the earliest generated goes first: for transfers that is nonce order, so a sender's next
+/// transfer goes before the ones that can only wait behind it. Offered again in the order they
+/// were refused, under overload a sender's later transfers kept arriving before the one they
+/// waited for, filled the replicas' pools with transfers that could not go, and the network
+/// committed almost nothing.
+#[derive(Default)]
+struct Retries {
+    waiting: VecDeque<(Instant, u64, Transaction)>,
+    due: BTreeMap<u64, Transaction>,
+}
+
+impl Retries {
+    fn push(&mut self, at: Instant, place: u64, tx: Transaction) {
+        self.waiting.push_back((at, place, tx));
+    }
+
+    /// Up to `max` transactions whose wait is over, earliest generated first.
+    fn take(&mut self, now: Instant, max: usize) -> Vec<(u64, Transaction)> {
+        while self.waiting.front().is_some_and(|(at, _, _)| *at <= now) {
+            if let Some((_, place, tx)) = self.waiting.pop_front() {
+                self.due.insert(place, tx);
+            }
+        }
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(next) = self.due.pop_first() else {
+                break;
+            };
+            out.push(next);
+        }
+        out
+    }
 }
 
 /// How long a transaction refused for now waits before it is offered again.
@@ -176,25 +211,24 @@ pub async fn measure(
         owed += per_step;
         let count = (owed as usize).min(load.len() - sent);
         owed -= count as f64;
-        let mut chunk: Vec<Transaction> = load[sent..sent + count].to_vec();
+        let fresh: Vec<(u64, Transaction)> = (sent..sent + count)
+            .map(|i| (i as u64, load[i].clone()))
+            .collect();
         sent += count;
         let now = Instant::now();
+        let mut chunk = Vec::new();
         if let Ok(mut t) = tally.lock() {
-            for tx in &chunk {
+            // Retries first (they were generated first), and at most one step's worth per
+            // step: offering the whole backlog again every RETRY_AFTER would turn an open-loop
+            // load into a flood of its own (millions of refusals a second under overload),
+            // measuring the bench instead of the replicas.
+            chunk = t.retry.take(now, count.max(1));
+            for (_, tx) in &fresh {
                 t.sent_at.insert(tx.id(), now);
             }
-            t.submitted += chunk.len() as u64;
-            // At most one step's worth of retries per step: offering the whole backlog again
-            // every RETRY_AFTER would turn an open-loop load into a flood of its own (millions
-            // of refusals a second under overload), measuring the bench instead of the replicas.
-            let mut retried = 0;
-            while retried < count.max(1) && t.retry.front().is_some_and(|(at, _)| *at <= now) {
-                if let Some((_, tx)) = t.retry.pop_front() {
-                    chunk.push(tx);
-                    retried += 1;
-                }
-            }
+            t.submitted += count as u64;
         }
+        chunk.extend(fresh);
         if !chunk.is_empty() {
             let to = match target {
                 Target::Primary => (view.load(Ordering::Relaxed) % n as u64) as u32,
@@ -260,8 +294,14 @@ pub async fn measure(
 
 /// Submits one chunk and files what was refused: for now → offered again later, for good →
 /// dropped (and no longer waited for).
-async fn submit(client: Arc<Client>, tally: Arc<Mutex<Tally>>, to: u32, chunk: Vec<Transaction>) {
-    let answers = match client.call(to, &Request::Submit(chunk.clone())).await {
+async fn submit(
+    client: Arc<Client>,
+    tally: Arc<Mutex<Tally>>,
+    to: u32,
+    chunk: Vec<(u64, Transaction)>,
+) {
+    let txs: Vec<Transaction> = chunk.iter().map(|(_, tx)| tx.clone()).collect();
+    let answers = match client.call(to, &Request::Submit(txs)).await {
         Ok(Response::Submitted(r)) => r,
         // The replica did not answer: everything in the chunk is offered again.
         _ => vec![Err(quire_wire::rpc::Refusal::Busy); chunk.len()],
@@ -270,13 +310,13 @@ async fn submit(client: Arc<Client>, tally: Arc<Mutex<Tally>>, to: u32, chunk: V
         return;
     };
     let later = Instant::now() + RETRY_AFTER;
-    for (tx, answer) in chunk.into_iter().zip(answers) {
+    for ((place, tx), answer) in chunk.into_iter().zip(answers) {
         let Err(refusal) = answer else {
             continue;
         };
         t.refused += 1;
         if refusal.is_transient() {
-            t.retry.push_back((later, tx));
+            t.retry.push(later, place, tx);
         } else {
             t.sent_at.remove(&tx.id());
         }
@@ -298,13 +338,7 @@ async fn drain(
         let to = (view.load(Ordering::Relaxed) % n as u64) as u32;
         let (pending, due) = match tally.lock() {
             Ok(mut t) => {
-                let now = Instant::now();
-                let mut due = Vec::new();
-                while due.len() < per_round && t.retry.front().is_some_and(|(at, _)| *at <= now) {
-                    if let Some((_, tx)) = t.retry.pop_front() {
-                        due.push(tx);
-                    }
-                }
+                let due = t.retry.take(Instant::now(), per_round);
                 (t.sent_at.len(), due)
             }
             Err(_) => return,

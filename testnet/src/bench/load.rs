@@ -1,6 +1,6 @@
 //! The benchmark's load: transactions made ahead of each measured point (signing costs nothing
-//! while the clock runs), with each account's nonces continuing from one point to the next so a
-//! sweep can run many points on one testnet.
+//! while the clock runs), with each account's nonces continuing from what the chain executed
+//! so a sweep can run many points on one testnet.
 
 use anyhow::Result;
 use quire_chain::{Hash, Keypair, Transaction, Transfer};
@@ -36,6 +36,22 @@ impl Load {
             next_nonce: nonces,
             run: rand::random(),
             made: 0,
+        }
+    }
+
+    pub fn workload(&self) -> Workload {
+        self.workload
+    }
+
+    pub fn keys(&self) -> &[Keypair] {
+        &self.keys
+    }
+
+    /// Continues from `nonces` (each account's next nonce by the chain): a transfer made
+    /// earlier and never executed is made again, and later ones do not wait behind a gap.
+    pub fn resync(&mut self, nonces: Vec<u64>) {
+        if nonces.len() == self.next_nonce.len() {
+            self.next_nonce = nonces;
         }
     }
 

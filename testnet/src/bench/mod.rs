@@ -89,6 +89,10 @@ pub struct BenchArgs {
     /// Otherwise a batch closes when full or when its oldest transaction waited this many ticks.
     #[arg(long)]
     pub batch_timeout_ticks: Option<u64>,
+    /// The primary rotates every this many blocks (the genesis's `rotation_blocks`; 0: never).
+    /// Each rotation drains the pipeline at a checkpoint; compare runs with and without it.
+    #[arg(long)]
+    pub rotation_blocks: Option<u64>,
     #[arg(long, value_enum, default_value_t = Target::Primary)]
     pub target: Target,
     /// Where to write the JSON result (default: DIR/bench/result-<time>.json), or the report
@@ -229,6 +233,9 @@ fn plan(args: &BenchArgs) -> Plan {
             batch_txs_max: args.batch.map_or(Protocol::default().batch_txs_max, |b| {
                 u32::try_from(b).unwrap_or(u32::MAX)
             }),
+            rotation_blocks: args
+                .rotation_blocks
+                .unwrap_or(Protocol::default().rotation_blocks),
             ..Protocol::default()
         },
         log: "warn".into(),

@@ -242,6 +242,43 @@ fn a_backlog_behind_full_blocks_changes_no_view() {
     }
 }
 
+/// A primary that ignores what the backups forward is replaced: a transfer every backup handed
+/// it waits four view timeouts while blocks with room go through (the client's trickle to the
+/// primary), that is censorship, and the next primary proposes it. The backups blame the
+/// primary for it only from the moment they handed it over.
+#[test]
+fn a_primary_that_ignores_forwarded_transactions_is_replaced() {
+    use quire_consensus::ViewChangeCause;
+    let mut c = Cluster::with(4, |cfg| {
+        cfg.protocol.rotation_blocks = 0;
+        cfg.accounts = 200;
+    });
+    c.make(0, Behaviour::Censor);
+    // From an account the trickle below never reaches, to the backups only.
+    let censored = c.sim.net.transfer(199, 0, 1, 0);
+    for backup in 1..4 {
+        c.sim.submit(Target::One(backup), censored.clone());
+    }
+    for _ in 0..40 {
+        c.submit(1, Target::One(0));
+        c.run(20);
+    }
+    for i in c.honest() {
+        let r = c.sim.replica(i).unwrap();
+        assert!(r.view() >= 1, "replica {i} still in view 0");
+        assert!(
+            r.stats()
+                .view_change_causes
+                .get(&ViewChangeCause::Censored)
+                .is_some_and(|n| *n > 0),
+            "replica {i} did not blame the censor: {:?}",
+            r.stats().view_change_causes
+        );
+        let address = c.sim.net.account_keys[199].address();
+        assert_eq!(r.ledger().account(&address).nonce, 1, "replica {i}");
+    }
+}
+
 /// A view change that cannot finish (two of four replicas are down, so no quorum forms) does
 /// not flood: a replica's ViewChange goes out again less and less often, up to once per view
 /// timeout, instead of at every status interval (at 16 replicas under load the resends, batches

@@ -63,6 +63,9 @@ pub enum Behaviour {
     /// Asks for expensive answers: Status claiming a stale view (the answer is a whole NewView)
     /// and endless FetchBlocks (each answer up to a reply's worth of blocks).
     Amplify,
+    /// Ignores the transactions other replicas forward to it (as primary: censors whatever
+    /// clients did not hand it directly), and is otherwise honest.
+    Censor,
     /// Opens client connections and streams to every peer and trickles frame bytes into them.
     /// That attack lives in the node's transport (`node/src/slowloris.rs`); the messages of a
     /// slowloris replica are honest. The simulator cannot model it: its network delivers whole
@@ -71,7 +74,7 @@ pub enum Behaviour {
 }
 
 impl Behaviour {
-    pub const ALL: [Behaviour; 16] = [
+    pub const ALL: [Behaviour; 17] = [
         Behaviour::Honest,
         Behaviour::Silent,
         Behaviour::Equivocate,
@@ -87,6 +90,7 @@ impl Behaviour {
         Behaviour::ForwardFlood,
         Behaviour::Replay,
         Behaviour::Amplify,
+        Behaviour::Censor,
         Behaviour::Slowloris,
     ];
 
@@ -107,6 +111,7 @@ impl Behaviour {
             Behaviour::ForwardFlood => "forward-flood",
             Behaviour::Replay => "replay",
             Behaviour::Amplify => "amplify",
+            Behaviour::Censor => "censor",
             Behaviour::Slowloris => "slowloris",
         }
     }
@@ -128,12 +133,13 @@ impl Behaviour {
 
     /// Frames of `kind` this behaviour throws away unread: an amplifier asks for NewViews and
     /// blocks to make others send them, not to read them (checking every answer would cost it
-    /// far more than the asking, and throttle its own attack). Whoever delivers frames to an
-    /// actor — the node's frame pump, the simulator's network — drops these before verifying.
+    /// far more than the asking, and throttle its own attack); a censor never reads what is
+    /// forwarded to it. Whoever delivers frames to an actor — the node's frame pump, the
+    /// simulator's network — drops these before verifying.
     pub fn discards(&self, kind: Kind) -> bool {
         matches!(
             (self, kind),
-            (Behaviour::Amplify, Kind::Blocks | Kind::NewView)
+            (Behaviour::Amplify, Kind::Blocks | Kind::NewView) | (Behaviour::Censor, Kind::Forward)
         )
     }
 }
@@ -446,6 +452,7 @@ impl Actor {
             | Behaviour::ForwardFlood
             | Behaviour::Replay
             | Behaviour::Amplify
+            | Behaviour::Censor
             | Behaviour::Slowloris => vec![m],
             Behaviour::Silent => vec![],
             Behaviour::Equivocate | Behaviour::DoubleVote => self.double_vote(m),
@@ -497,7 +504,9 @@ mod tests {
         assert_eq!(Kind::of_frame(&[]), None);
         for b in Behaviour::ALL {
             for k in Kind::ALL {
-                let expected = b == Behaviour::Amplify && matches!(k, Kind::Blocks | Kind::NewView);
+                let expected = (b == Behaviour::Amplify
+                    && matches!(k, Kind::Blocks | Kind::NewView))
+                    || (b == Behaviour::Censor && k == Kind::Forward);
                 assert_eq!(b.discards(k), expected, "{b} {k:?}");
             }
         }

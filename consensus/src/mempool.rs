@@ -231,7 +231,7 @@ impl Mempool {
             return;
         };
         self.bytes = self.bytes.saturating_sub(entry.tx.encoded_len());
-        self.early -= usize::from(entry.early);
+        self.early = self.early.saturating_sub(usize::from(entry.early));
         if let Some(t) = entry.tx.as_transfer() {
             let t = t.transfer;
             if let Some(s) = self.senders.get_mut(&t.from) {

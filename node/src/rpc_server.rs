@@ -272,19 +272,18 @@ async fn handle(ctx: &RpcContext, request: Request) -> Response {
         }
         Request::WaitBlockIds { height, wait_ms } => {
             wait_for_height(ctx, height, wait_ms).await;
-            match Some(ctx.store.block(height)) {
-                Some(Ok(Some(record))) => Response::BlockIds {
+            match ctx.store.block(height) {
+                Ok(Some(record)) => Response::BlockIds {
                     attestation: Some(attest_block(ctx, &record.block.header)),
                     header: Some(record.block.header),
                     ids: record.block.txs.iter().map(|tx| tx.id()).collect(),
                 },
-                Some(Ok(None)) => Response::BlockIds {
+                Ok(None) => Response::BlockIds {
                     header: None,
                     ids: Vec::new(),
                     attestation: None,
                 },
-                Some(Err(e)) => storage_error(ctx, e),
-                None => shutting_down(),
+                Err(e) => storage_error(ctx, e),
             }
         }
         Request::Block(which) => {

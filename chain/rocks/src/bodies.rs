@@ -35,6 +35,8 @@ pub(crate) const SEGMENT_BYTES: u64 = 64 << 20;
 /// less in practice; the bound only keeps a corrupt length from asking for gigabytes).
 const RECORD_BYTES_MAX: u32 = 1 << 30;
 const HEADER_BYTES: usize = 8;
+/// The fields before a body in a record's payload: `u64 seq ‖ digest`.
+const FIELDS_BYTES: usize = 40;
 
 /// Where a body is: segment, offset of its record, length of the record's payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +88,17 @@ fn segment_path(dir: &Path, segment: u32) -> PathBuf {
     dir.join(format!("{segment:08}.log"))
 }
 
+/// Opens (creating it) segment `segment` of `dir` for appending and reading.
+fn open_segment(dir: &Path, segment: u32) -> Result<File, String> {
+    let path = segment_path(dir, segment);
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 impl BodyLog {
     /// Opens the log in `dir` (creating it), to append after the end of its last segment.
     pub(crate) fn open(dir: &Path) -> Result<BodyLog, String> {
@@ -100,16 +113,10 @@ impl BodyLog {
             .collect();
         segments.sort_unstable();
         let segment = segments.last().copied().unwrap_or(1);
-        let path = segment_path(dir, segment);
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let file = open_segment(dir, segment)?;
         let len = file
             .metadata()
-            .map_err(|e| format!("{}: {e}", path.display()))?
+            .map_err(|e| format!("{}: {e}", segment_path(dir, segment).display()))?
             .len();
         Ok(BodyLog {
             dir: dir.to_path_buf(),
@@ -138,12 +145,12 @@ impl BodyLog {
         let mut buffer = Vec::with_capacity(
             bodies
                 .iter()
-                .map(|(_, _, b)| HEADER_BYTES + 40 + b.len())
+                .map(|(_, _, b)| HEADER_BYTES + FIELDS_BYTES + b.len())
                 .sum(),
         );
         let mut locations = Vec::with_capacity(bodies.len());
         for (seq, digest, body) in bodies {
-            let len = u32::try_from(40 + body.len())
+            let len = u32::try_from(FIELDS_BYTES + body.len())
                 .ok()
                 .filter(|l| *l <= RECORD_BYTES_MAX)
                 .ok_or_else(|| format!("a body of {} bytes is too large", body.len()))?;
@@ -164,7 +171,7 @@ impl BodyLog {
         }
         if let Err(e) = tail.file.write_all(&buffer) {
             // Part of it may be there: go on from where the file really ends (the store's write
-            // fails, and the replica stops; on open, a partial record is cut off).
+            // fails, and the replica stops). Nothing refers to the partial record.
             if let Ok(meta) = tail.file.metadata() {
                 tail.len = meta.len();
             }
@@ -194,13 +201,7 @@ impl BodyLog {
             .sync_data()
             .map_err(|e| format!("syncing body segment {}: {e}", tail.segment))?;
         let segment = tail.segment + 1;
-        let path = segment_path(&self.dir, segment);
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let file = open_segment(&self.dir, segment)?;
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| format!("{}: {e}", self.dir.display()))?;
@@ -228,6 +229,14 @@ impl BodyLog {
     /// and both fields are checked, so a damaged or misplaced record is an error, never
     /// another batch.
     pub(crate) fn read(&self, at: Location, seq: u64, digest: &Hash) -> Result<Vec<u8>, String> {
+        // The location comes from disk too: a damaged one must not ask for gigabytes, nor for
+        // a record too short to hold its own fields.
+        if at.len < FIELDS_BYTES as u32 || at.len > RECORD_BYTES_MAX {
+            return Err(format!(
+                "a body location in segment {} at {} gives an impossible length {}",
+                at.segment, at.offset, at.len
+            ));
+        }
         let file = self.reader(at.segment)?;
         let mut record = vec![0u8; HEADER_BYTES + at.len as usize];
         file.read_exact_at(&mut record, at.offset)
@@ -241,7 +250,7 @@ impl BodyLog {
                 at.segment, at.offset
             ));
         }
-        let (fields, body) = payload.split_at(40);
+        let (fields, body) = payload.split_at(FIELDS_BYTES);
         if fields[..8] != seq.to_be_bytes() || fields[8..] != digest.0 {
             return Err(format!(
                 "the body record in segment {} at {} is not the batch at {seq} ({digest})",
@@ -329,6 +338,31 @@ mod tests {
             next.offset,
             last.offset + (HEADER_BYTES + 40 + body.len()) as u64
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A damaged location (it is read from RocksDB) is an error: neither a huge allocation nor
+    /// a record too short for its own fields.
+    #[test]
+    fn an_impossible_location_is_an_error() {
+        let dir = temp_dir("bodies-bad-location");
+        let log = BodyLog::open(&dir).unwrap();
+        let at = log.append(&[(1, Hash([1; 32]), &[7u8; 100])]).unwrap()[0];
+        log.sync().unwrap();
+        // Eight zero bytes read as a whole, checksummed record of length 0.
+        let path = segment_path(&dir, at.segment);
+        let end = std::fs::metadata(&path).unwrap().len();
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&[0; HEADER_BYTES]).unwrap();
+        let zeros = Location {
+            segment: at.segment,
+            offset: end,
+            len: 0,
+        };
+        assert!(log.read(zeros, 1, &Hash([1; 32])).is_err());
+        for len in [39, u32::MAX] {
+            assert!(log.read(Location { len, ..at }, 1, &Hash([1; 32])).is_err());
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

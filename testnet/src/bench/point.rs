@@ -150,14 +150,24 @@ const RETRY_AFTER: Duration = Duration::from_millis(50);
 /// How long the backlog may take to commit after the load stops (its latency counts).
 const DRAIN: Duration = Duration::from_secs(15);
 
-pub(crate) async fn views(client: &Client, n: u32) -> u64 {
-    let mut max = 0;
+/// The view each replica that answers reports.
+async fn reported_views(client: &Client, n: u32) -> Vec<u64> {
+    let mut views = Vec::with_capacity(n as usize);
     for i in 0..n {
         if let Ok(Response::Status(s)) = client.call(i, &Request::Status).await {
-            max = max.max(s.view);
+            views.push(s.view);
         }
     }
-    max
+    views
+}
+
+/// The highest view any replica reports.
+pub(crate) async fn views(client: &Client, n: u32) -> u64 {
+    reported_views(client, n)
+        .await
+        .into_iter()
+        .max()
+        .unwrap_or(0)
 }
 
 fn load_average() -> String {
@@ -360,10 +370,8 @@ async fn watch_view(client: Arc<Client>, n: u32, view: Arc<AtomicU64>, stop: Arc
     while !stop.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let mut count: BTreeMap<u64, usize> = BTreeMap::new();
-        for i in 0..n {
-            if let Ok(Response::Status(s)) = client.call(i, &Request::Status).await {
-                *count.entry(s.view).or_default() += 1;
-            }
+        for v in reported_views(&client, n).await {
+            *count.entry(v).or_default() += 1;
         }
         if let Some((v, _)) = count.iter().max_by_key(|(v, c)| (**c, **v)) {
             view.store(*v, Ordering::Relaxed);

@@ -40,6 +40,9 @@ pub const BATCH_CHUNK: usize = 256;
 struct Decoded {
     key: EdwardsPoint,
     r: EdwardsPoint,
+    /// `R` as the signature gives it: what the batch coefficients hash (re-encoding the decoded
+    /// point would cost a field inversion per signature, as much as decoding it did).
+    r_bytes: [u8; 32],
     s: Scalar,
     k: Scalar,
 }
@@ -57,6 +60,7 @@ fn decode(key: &PublicKey, msg: &[u8], sig: &Signature) -> Option<Decoded> {
     Some(Decoded {
         key: key.dalek().to_edwards(),
         r,
+        r_bytes,
         s,
         k,
     })
@@ -122,7 +126,7 @@ fn batch_holds(items: &[&Decoded]) -> bool {
     for d in items {
         seed.update(d.k.as_bytes());
         seed.update(d.s.as_bytes());
-        seed.update(d.r.compress().as_bytes());
+        seed.update(d.r_bytes);
     }
     let seed = seed.finalize();
     let zs: Vec<Scalar> = (0..items.len() as u64)

@@ -210,6 +210,62 @@ impl Mempool {
         Ok(())
     }
 
+    /// Whether the early share is taken: from now on a transfer ahead of its sender's next
+    /// nonce is refused.
+    pub fn early_is_full(&self) -> bool {
+        self.early >= (self.max / EARLY_SHARE).max(1)
+    }
+
+    /// Which of `txs` [`Mempool::insert`] would refuse if they came in this order now, and why
+    /// — admitting none. Only refusals that are certain: a copy already held, a used nonce, an
+    /// early transfer with the early share taken, a sender over its limit; room and funds are
+    /// left to `insert`. A replica asks this before it spends a signature check on a submission
+    /// under overload, when most offered transfers are early (their predecessors were refused)
+    /// and would be checked only to be refused.
+    pub fn screen(&self, txs: &[Transaction], ledger: &Ledger) -> Vec<Option<Refusal>> {
+        let early_max = (self.max / EARLY_SHARE).max(1);
+        let mut early = self.early;
+        // What the submission's own transfers change as `insert` would admit them in turn.
+        let mut next: HashMap<Address, u64> = HashMap::new();
+        let mut pending: HashMap<Address, u32> = HashMap::new();
+        txs.iter()
+            .map(|tx| {
+                if self.holds_this_copy(tx) {
+                    return Some(Refusal::Duplicate);
+                }
+                let t = tx.as_transfer()?.transfer;
+                let account = ledger.account(&t.from);
+                if t.nonce < account.nonce {
+                    return Some(Refusal::StaleNonce {
+                        expected: account.nonce,
+                    });
+                }
+                let sender = self.senders.get(&t.from).copied().unwrap_or_default();
+                let sender_next = next.get(&t.from).copied().or(sender.next);
+                let is_early =
+                    t.nonce > self.expected_nonce(ledger, &t.from) && sender_next != Some(t.nonce);
+                if is_early && early >= early_max {
+                    return Some(Refusal::Full);
+                }
+                let waiting = sender.pending + pending.get(&t.from).copied().unwrap_or(0);
+                if waiting >= SENDER_PENDING_MAX
+                    || t.nonce - account.nonce >= u64::from(SENDER_PENDING_MAX)
+                {
+                    return Some(Refusal::SenderLimit { pending: waiting });
+                }
+                *pending.entry(t.from).or_default() += 1;
+                if is_early {
+                    early += 1;
+                } else {
+                    let after = t.nonce.saturating_add(1);
+                    let n = next.entry(t.from).or_insert(after);
+                    *n = (*n).max(after).max(sender.next.unwrap_or(0));
+                }
+                None
+            })
+            .collect()
+    }
+
     fn expected_nonce(&self, ledger: &Ledger, from: &Address) -> u64 {
         let executed = ledger.account(from).nonce;
         self.proposed_nonce
@@ -483,6 +539,56 @@ mod tests {
         pool.executed(&gone, &ledger);
         pool.remove(&net.transfer(0, 1, 1, 1).id());
         pool.insert(net.transfer(1, 2, 1, 5), 0, &ledger).unwrap();
+    }
+
+    /// What the screen refuses, `insert` refuses for the same reason, judging a submission in
+    /// order (a transfer right after one of the same submission is not early); so checking
+    /// signatures only for what passes the screen never changes an answer.
+    #[test]
+    fn the_screen_refuses_only_what_insert_would() {
+        let net = TestNet::new(4, 6);
+        let ledger = net.genesis.ledger();
+        let mut pool = Mempool::new(8);
+        // Sender 0's nonces 0 and 1 were refused elsewhere: its 2 and 3 take the early share.
+        pool.insert(net.transfer(0, 1, 1, 2), 0, &ledger).unwrap();
+        pool.insert(net.transfer(0, 1, 1, 3), 0, &ledger).unwrap();
+        assert!(pool.early_is_full());
+        let submission = vec![
+            net.transfer(0, 1, 1, 2),    // this very copy is held
+            net.transfer(2, 1, 1, 1),    // early, and the early share is taken
+            net.transfer(1, 2, 1, 0),    // ready
+            net.transfer(1, 2, 1, 1),    // follows the one before it
+            net.transfer(3, 1, 1, 4000), // early (and far too far ahead)
+            net.transfer(4, 1, 1, 0),    // ready
+        ];
+        let screened = pool.screen(&submission, &ledger);
+        assert_eq!(
+            screened,
+            vec![
+                Some(Refusal::Duplicate),
+                Some(Refusal::Full),
+                None,
+                None,
+                Some(Refusal::Full),
+                None
+            ]
+        );
+        for (tx, screen) in submission.into_iter().zip(screened) {
+            let inserted = pool.insert(tx, 0, &ledger);
+            match screen {
+                Some(refusal) => assert_eq!(inserted, Err(refusal)),
+                None => assert_eq!(inserted, Ok(())),
+            }
+        }
+        // Nothing early waits any more: a sender far ahead is refused for its limit instead.
+        let mut roomy = Mempool::new(100);
+        let far = net.transfer(5, 1, 1, u64::from(SENDER_PENDING_MAX));
+        let screened = roomy.screen(std::slice::from_ref(&far), &ledger);
+        assert_eq!(screened, vec![Some(Refusal::SenderLimit { pending: 0 })]);
+        assert_eq!(
+            roomy.insert(far, 0, &ledger),
+            Err(Refusal::SenderLimit { pending: 0 })
+        );
     }
 
     #[test]

@@ -468,6 +468,16 @@ impl Replica {
     pub fn mempool_len(&self) -> usize {
         self.mempool.len()
     }
+    /// Whether the mempool refuses early transfers now: then a submission is worth screening
+    /// before its signatures are checked ([`Replica::screen`]).
+    pub fn mempool_under_pressure(&self) -> bool {
+        self.mempool.early_is_full()
+    }
+    /// What the mempool would certainly refuse of `txs`, admitting none
+    /// ([`crate::mempool::Mempool::screen`]).
+    pub fn screen(&self, txs: &[Transaction]) -> Vec<Option<crate::mempool::Refusal>> {
+        self.mempool.screen(txs, &self.ledger)
+    }
     /// Slots held in the log (bounded by the watermark window).
     pub fn log_len(&self) -> usize {
         self.log.len()

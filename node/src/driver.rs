@@ -103,6 +103,12 @@ pub enum Event {
         received: Instant,
         reply: oneshot::Sender<Vec<Admission>>,
     },
+    /// Which of these client transactions the mempool would certainly refuse now (asked
+    /// before their signatures are checked, under overload: `rpc_server::submit`).
+    Screen {
+        txs: Vec<Transaction>,
+        reply: oneshot::Sender<Vec<Option<quire_consensus::mempool::Refusal>>>,
+    },
     /// An account proof against the current head.
     Account {
         address: Address,
@@ -135,6 +141,9 @@ pub struct Shared {
     /// Transactions in the mempool after the last round, so client RPC can refuse a Submit the
     /// mempool could not take before spending a signature check on it.
     pub mempool_len: std::sync::atomic::AtomicU64,
+    /// Whether the mempool refused early transfers after the last round: client RPC then asks
+    /// the driver which transactions it would refuse before checking their signatures.
+    pub mempool_pressure: std::sync::atomic::AtomicBool,
     pub head_hash: Mutex<quire_chain::Hash>,
 }
 
@@ -243,6 +252,10 @@ impl Driver {
                 self.actor.replica.mempool_len() as u64,
                 std::sync::atomic::Ordering::Relaxed,
             );
+            self.shared.mempool_pressure.store(
+                self.actor.replica.mempool_under_pressure(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
             if self.published.elapsed() >= Duration::from_millis(50) {
                 self.publish();
             }
@@ -279,6 +292,9 @@ impl Driver {
                     }
                 }
                 let _ = reply.send(admissions);
+            }
+            Event::Screen { txs, reply } => {
+                let _ = reply.send(self.actor.replica.screen(&txs));
             }
             Event::Account { address, reply } => {
                 let (account, proof) = self.actor.replica.prove_account(&address);

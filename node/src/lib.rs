@@ -11,6 +11,7 @@ pub mod driver;
 pub mod http;
 pub mod metrics;
 pub mod node;
+pub mod pool_room;
 pub mod pow;
 pub use quire_wire::rpc;
 pub mod rpc_server;

@@ -20,6 +20,7 @@ use quire_chain::merkle;
 use quire_chain::store::Store;
 use quire_chain::tx::Transaction;
 use quire_chain::{Hash, Keypair, ReplicaId, TxId};
+use quire_consensus::mempool::Refusal as MempoolRefusal;
 use quire_rocks::RocksStore;
 use tokio::sync::{Semaphore, oneshot};
 
@@ -54,10 +55,13 @@ pub struct RpcContext {
     pub peers_connected: Arc<dyn Fn() -> u32 + Send + Sync>,
     /// Signatures already checked on this replica (shared with the verification pool).
     pub signatures: Arc<crate::verify_pool::SignatureCache>,
-    /// The mempool's capacity (transactions).
-    pub mempool_max: usize,
+    /// The mempool's capacity, and the room submissions being checked have claimed in it.
+    pool_room: crate::pool_room::PoolRoom,
     /// Client submissions waiting for the driver at once (see [`DRIVER_SUBMISSIONS_MAX`]).
     driver_submissions: Semaphore,
+    /// Submissions having their signatures checked on the blocking pool at once (see
+    /// [`CHECKS_IN_FLIGHT_MAX`]).
+    checks: Semaphore,
 }
 
 impl RpcContext {
@@ -84,8 +88,9 @@ impl RpcContext {
             raw_payloads,
             peers_connected,
             signatures,
-            mempool_max,
+            pool_room: crate::pool_room::PoolRoom::new(mempool_max),
             driver_submissions: Semaphore::new(DRIVER_SUBMISSIONS_MAX),
+            checks: Semaphore::new(CHECKS_IN_FLIGHT_MAX),
         }
     }
 }
@@ -401,6 +406,11 @@ pub const DRIVER_SUBMISSIONS_MAX: usize = 4;
 /// received them.
 const INLINE_CHECKS: usize = 4;
 
+/// Submissions whose signatures are checked at once: the blocking pool's threads (`node.rs`).
+/// One more would wait for a thread while the mempool changes under it; under overload the
+/// waiting ones were checked and then refused as busy, most of a primary's CPU for nothing.
+pub const CHECKS_IN_FLIGHT_MAX: usize = 2;
+
 /// How long a Submit may wait for room in the driver's queue before it is refused as `Busy`.
 const SUBMIT_QUEUE_WAIT: Duration = Duration::from_millis(50);
 
@@ -411,42 +421,61 @@ const SUBMIT_QUEUE_WAIT: Duration = Duration::from_millis(50);
 async fn submit(ctx: &RpcContext, txs: Vec<Transaction>) -> Response {
     let received = Instant::now();
     // Overload costs the client a retry, not this replica a signature check per refused
-    // transaction: a full mempool refuses before anything is verified.
+    // transaction: a submission claims room in the mempool before anything is verified, and
+    // holds it until the driver has answered (`pool_room`).
     let queued = ctx.shared.mempool_len.load(Ordering::Relaxed);
-    if queued.saturating_add(txs.len() as u64) > ctx.mempool_max as u64 {
+    let Some(_room) = ctx.pool_room.claim(queued, txs.len() as u64) else {
         ctx.shared
             .metrics
             .refused_many("mempool_full", txs.len() as u64);
         return Response::Submitted(vec![Err(Refusal::MempoolFull); txs.len()]);
-    }
-    let chain_id = ctx.chain_id;
-    // A few signatures are checked right here (tens of microseconds): a hand-off to the
-    // blocking pool and back costs a lone transaction more than that, twice over. Larger
-    // submissions go to the pool, off the runtime's threads.
-    let verdicts = if txs.len() <= INLINE_CHECKS {
-        quire_consensus::verify::check_transactions(&chain_id, &txs, &*ctx.signatures)
+    };
+    // Under overload most offered transfers are early (their predecessors were refused) and
+    // the mempool refuses them all once its early share is taken: it is asked first which it
+    // would refuse, and only the rest have their signatures checked.
+    let screened = if ctx.shared.mempool_pressure.load(Ordering::Relaxed) {
+        screen(ctx, &txs).await
     } else {
-        let txs = txs.clone();
-        let cache = ctx.signatures.clone();
-        let checked = tokio::task::spawn_blocking(move || {
-            quire_consensus::verify::check_transactions(&chain_id, &txs, &*cache)
-        })
-        .await;
-        let Ok(verdicts) = checked else {
-            return Response::Error("replica is shutting down".into());
-        };
-        verdicts
+        vec![None; txs.len()]
     };
     let mut results: Vec<Result<TxId, Refusal>> = Vec::with_capacity(txs.len());
+    let mut checking = Vec::new();
+    let mut checking_slots = Vec::new();
+    for (tx, screened) in txs.into_iter().zip(screened) {
+        if let Some(refusal) = screened {
+            results.push(mempool_answer(Err(refusal)).map(|()| tx.id()));
+        } else {
+            checking_slots.push(results.len());
+            results.push(Ok(tx.id()));
+            checking.push(tx);
+        }
+    }
+    // Checks beyond what the blocking pool runs at once would only wait for a thread, holding
+    // room in the mempool, and be refused as busy afterwards: they are refused before.
+    let inline = checking.len() <= INLINE_CHECKS;
+    let _permit = if inline {
+        None
+    } else {
+        ctx.checks.try_acquire().ok()
+    };
+    if !inline && _permit.is_none() {
+        for slot in checking_slots.drain(..) {
+            results[slot] = Err(Refusal::Busy);
+        }
+        checking.clear();
+    }
+    let Some(verdicts) = check_signatures(ctx, &checking).await else {
+        return Response::Error("replica is shutting down".into());
+    };
     let mut admitted = Vec::new();
     let mut slots = Vec::new();
-    for (tx, ok) in txs.into_iter().zip(verdicts) {
+    for ((slot, tx), ok) in checking_slots.into_iter().zip(checking).zip(verdicts) {
         let result = admit(ctx, &tx, ok);
         if result.is_ok() {
-            slots.push(results.len());
+            slots.push(slot);
             admitted.push(tx);
         }
-        results.push(result);
+        results[slot] = result;
     }
     if !admitted.is_empty() {
         let answers = ask_mempool(ctx, admitted.clone(), received).await;
@@ -467,25 +496,41 @@ async fn submit(ctx: &RpcContext, txs: Vec<Transaction>) -> Response {
     Response::Submitted(results)
 }
 
-/// The mempool's verdict on each transaction, from the driver; `Busy` for all of them when the
-/// driver's queue stays full.
-async fn ask_mempool(
+/// Each transaction's signature verdict (`None` once the runtime is shutting down). A few
+/// signatures are checked right here (tens of microseconds): a hand-off to the blocking pool
+/// and back costs a lone transaction more than that, twice over. Larger submissions go to the
+/// pool, off the runtime's threads.
+async fn check_signatures(ctx: &RpcContext, txs: &[Transaction]) -> Option<Vec<bool>> {
+    let chain_id = ctx.chain_id;
+    if txs.len() <= INLINE_CHECKS {
+        return Some(quire_consensus::verify::check_transactions(
+            &chain_id,
+            txs,
+            &*ctx.signatures,
+        ));
+    }
+    let txs = txs.to_vec();
+    let cache = ctx.signatures.clone();
+    tokio::task::spawn_blocking(move || {
+        quire_consensus::verify::check_transactions(&chain_id, &txs, &*cache)
+    })
+    .await
+    .ok()
+}
+
+/// Hands the driver an event built around a reply channel and waits for the answer; `None`
+/// when the driver's queue stays full (or the driver is gone).
+async fn ask_driver<T>(
     ctx: &RpcContext,
-    txs: Vec<Transaction>,
-    received: Instant,
-) -> Vec<Result<(), Refusal>> {
-    let count = txs.len();
+    event: impl FnOnce(oneshot::Sender<T>) -> Event,
+) -> Option<T> {
     let Ok(Ok(_permit)) =
         tokio::time::timeout(SUBMIT_QUEUE_WAIT, ctx.driver_submissions.acquire()).await
     else {
-        return vec![Err(Refusal::Busy); count];
+        return None;
     };
     let (reply, answer) = oneshot::channel();
-    let mut event = Event::Requests {
-        txs,
-        received,
-        reply,
-    };
+    let mut event = event(reply);
     let deadline = Instant::now() + SUBMIT_QUEUE_WAIT;
     loop {
         match ctx.events.try_send(event) {
@@ -494,12 +539,43 @@ async fn ask_mempool(
                 event = e;
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
-            Err(_) => return vec![Err(Refusal::Busy); count],
+            Err(_) => return None,
         }
     }
-    match answer.await {
-        Ok(admissions) => admissions.into_iter().map(mempool_answer).collect(),
-        Err(_) => vec![Err(Refusal::Busy); count],
+    answer.await.ok()
+}
+
+/// What the mempool would certainly refuse of `txs`; nothing when the driver cannot say in
+/// time (then every signature is checked, and the mempool answers as usual).
+async fn screen(ctx: &RpcContext, txs: &[Transaction]) -> Vec<Option<MempoolRefusal>> {
+    let screened = ask_driver(ctx, |reply| Event::Screen {
+        txs: txs.to_vec(),
+        reply,
+    })
+    .await;
+    match screened {
+        Some(s) if s.len() == txs.len() => s,
+        _ => vec![None; txs.len()],
+    }
+}
+
+/// The mempool's verdict on each transaction, from the driver; `Busy` for all of them when the
+/// driver's queue stays full.
+async fn ask_mempool(
+    ctx: &RpcContext,
+    txs: Vec<Transaction>,
+    received: Instant,
+) -> Vec<Result<(), Refusal>> {
+    let count = txs.len();
+    let answer = ask_driver(ctx, |reply| Event::Requests {
+        txs,
+        received,
+        reply,
+    })
+    .await;
+    match answer {
+        Some(admissions) => admissions.into_iter().map(mempool_answer).collect(),
+        None => vec![Err(Refusal::Busy); count],
     }
 }
 

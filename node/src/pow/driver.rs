@@ -213,6 +213,10 @@ impl PowDriver {
                 let _ = reply.send(answers);
             }
             Event::Verified { .. } | Event::Rejected { .. } => {}
+            // Never under pressure here (nothing sets it): nothing is screened out.
+            Event::Screen { txs, reply } => {
+                let _ = reply.send(vec![None; txs.len()]);
+            }
             Event::Account { address, reply } => {
                 let head = *self.chain.head();
                 let (account, proof) = self.chain.ledger_mut().prove(&address);

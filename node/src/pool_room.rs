@@ -57,6 +57,11 @@ impl PoolRoom {
         }
     }
 
+    /// Whether a pool holding `queued`, with what is claimed, is more than three quarters full.
+    pub fn is_nearly_full(&self, queued: u64) -> bool {
+        queued.saturating_add(self.claimed()) > self.max / 4 * 3
+    }
+
     /// Transactions claimed and not yet answered.
     pub fn claimed(&self) -> u64 {
         self.claimed.load(Ordering::Relaxed)

@@ -25,7 +25,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use quire_chain::{Address, Ledger, Transaction, TxId};
+use quire_chain::{Address, Ledger, Transaction, Transfer, TxId};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -160,24 +160,8 @@ impl Mempool {
         if let Some(t) = tx.as_transfer() {
             let t = t.transfer;
             let account = ledger.account(&t.from);
-            if t.nonce < account.nonce {
-                return Err(Refusal::StaleNonce {
-                    expected: account.nonce,
-                });
-            }
             let sender = self.senders.get(&t.from).copied().unwrap_or_default();
-            early = t.nonce > self.expected_nonce(ledger, &t.from) && sender.next != Some(t.nonce);
-            if early && self.early >= (self.max / EARLY_SHARE).max(1) {
-                return Err(Refusal::Full);
-            }
-            let sender = self.senders.get(&t.from).copied().unwrap_or_default();
-            if sender.pending >= SENDER_PENDING_MAX
-                || t.nonce - account.nonce >= u64::from(SENDER_PENDING_MAX)
-            {
-                return Err(Refusal::SenderLimit {
-                    pending: sender.pending,
-                });
-            }
+            early = self.judge_nonce(&t, ledger, sender.next, sender.pending, self.early)?;
             if sender.amount + u128::from(t.amount) > u128::from(account.balance) {
                 return Err(Refusal::Unfunded {
                     balance: account.balance,
@@ -213,7 +197,7 @@ impl Mempool {
     /// Whether the early share is taken: from now on a transfer ahead of its sender's next
     /// nonce is refused.
     pub fn early_is_full(&self) -> bool {
-        self.early >= (self.max / EARLY_SHARE).max(1)
+        self.early >= self.early_max()
     }
 
     /// Which of `txs` [`Mempool::insert`] would refuse if they came in this order now, and why
@@ -223,7 +207,6 @@ impl Mempool {
     /// under overload, when most offered transfers are early (their predecessors were refused)
     /// and would be checked only to be refused.
     pub fn screen(&self, txs: &[Transaction], ledger: &Ledger) -> Vec<Option<Refusal>> {
-        let early_max = (self.max / EARLY_SHARE).max(1);
         let mut early = self.early;
         // What the submission's own transfers change as `insert` would admit them in turn.
         let mut next: HashMap<Address, u64> = HashMap::new();
@@ -234,25 +217,15 @@ impl Mempool {
                     return Some(Refusal::Duplicate);
                 }
                 let t = tx.as_transfer()?.transfer;
-                let account = ledger.account(&t.from);
-                if t.nonce < account.nonce {
-                    return Some(Refusal::StaleNonce {
-                        expected: account.nonce,
-                    });
-                }
                 let sender = self.senders.get(&t.from).copied().unwrap_or_default();
                 let sender_next = next.get(&t.from).copied().or(sender.next);
-                let is_early =
-                    t.nonce > self.expected_nonce(ledger, &t.from) && sender_next != Some(t.nonce);
-                if is_early && early >= early_max {
-                    return Some(Refusal::Full);
-                }
-                let waiting = sender.pending + pending.get(&t.from).copied().unwrap_or(0);
-                if waiting >= SENDER_PENDING_MAX
-                    || t.nonce - account.nonce >= u64::from(SENDER_PENDING_MAX)
-                {
-                    return Some(Refusal::SenderLimit { pending: waiting });
-                }
+                let waiting = sender
+                    .pending
+                    .saturating_add(pending.get(&t.from).copied().unwrap_or(0));
+                let is_early = match self.judge_nonce(&t, ledger, sender_next, waiting, early) {
+                    Ok(is_early) => is_early,
+                    Err(refusal) => return Some(refusal),
+                };
                 *pending.entry(t.from).or_default() += 1;
                 if is_early {
                     early += 1;
@@ -264,6 +237,39 @@ impl Mempool {
                 None
             })
             .collect()
+    }
+
+    /// The nonce rules `insert` and `screen` share: a used nonce, an early transfer while
+    /// `early_held` take the early share, a sender with `pending` transfers waiting (or this
+    /// nonce too far ahead). `sender_next` is the nonce after the sender's last transfer
+    /// admitted in order. Whether the transfer is early, if it may wait.
+    fn judge_nonce(
+        &self,
+        t: &Transfer,
+        ledger: &Ledger,
+        sender_next: Option<u64>,
+        pending: u32,
+        early_held: usize,
+    ) -> Result<bool, Refusal> {
+        let account = ledger.account(&t.from);
+        if t.nonce < account.nonce {
+            return Err(Refusal::StaleNonce {
+                expected: account.nonce,
+            });
+        }
+        let early = t.nonce > self.expected_nonce(ledger, &t.from) && sender_next != Some(t.nonce);
+        if early && early_held >= self.early_max() {
+            return Err(Refusal::Full);
+        }
+        if pending >= SENDER_PENDING_MAX || t.nonce - account.nonce >= u64::from(SENDER_PENDING_MAX)
+        {
+            return Err(Refusal::SenderLimit { pending });
+        }
+        Ok(early)
+    }
+
+    fn early_max(&self) -> usize {
+        (self.max / EARLY_SHARE).max(1)
     }
 
     fn expected_nonce(&self, ledger: &Ledger, from: &Address) -> u64 {

@@ -450,8 +450,9 @@ async fn submit(ctx: &RpcContext, txs: Vec<Transaction>) -> Response {
         if let Some(refusal) = screened {
             results.push(mempool_answer(Err(refusal)).map(|()| tx.id()));
         } else {
+            // Filled in below, once checked (or refused busy): no id to hash yet.
             checking_slots.push(results.len());
-            results.push(Ok(tx.id()));
+            results.push(Err(Refusal::Busy));
             checking.push(tx);
         }
     }
@@ -487,17 +488,16 @@ async fn submit(ctx: &RpcContext, txs: Vec<Transaction>) -> Response {
         results[slot] = result;
     }
     if !admitted.is_empty() {
-        let answers = ask_mempool(ctx, admitted.clone(), received).await;
-        for ((slot, tx), answer) in slots.into_iter().zip(&admitted).zip(answers) {
-            results[slot] = answer.map(|()| tx.id());
+        // `results[slot]` holds the id `admit` computed; the mempool's answer may refuse it.
+        let answers = ask_mempool(ctx, admitted, received).await;
+        let mut taken = 0u64;
+        for (slot, answer) in slots.into_iter().zip(answers) {
+            match answer {
+                Ok(()) => taken += 1,
+                Err(refusal) => results[slot] = Err(refusal),
+            }
         }
-        let taken: Vec<Transaction> = admitted
-            .into_iter()
-            .zip(&results)
-            .filter(|(_, r)| r.is_ok())
-            .map(|(tx, _)| tx)
-            .collect();
-        ctx.shared.metrics.submitted(taken.len() as u64);
+        ctx.shared.metrics.submitted(taken);
     }
     for r in results.iter().filter_map(|r| r.as_ref().err()) {
         ctx.shared.metrics.refused(refusal_name(r));

@@ -137,6 +137,15 @@ impl RocksStore {
         // One writer, synced batches, mostly hashes and signatures: compression buys nothing
         // but CPU, and larger memtables mean fewer flushes under load.
         opts.set_enable_pipelined_write(true);
+        // Compactions run at the lowest CPU and I/O priority: they rewrite derived tables (the
+        // write-ahead log and the body log hold everything first), and at full speed the first
+        // compaction of the transaction index held every replica on this box back for a
+        // second (latencies of 100–500 ms at 50k payloads/s, `bench --workload raw`). Flushes
+        // keep their priority: memtables waiting on a starved flush would stall every write.
+        let mut env = rocksdb::Env::new().map_err(engine)?;
+        env.lower_thread_pool_cpu_priority();
+        env.lower_thread_pool_io_priority();
+        opts.set_env(&env);
         let families = FAMILIES.iter().map(|name| {
             let mut cf = Options::default();
             cf.set_compression_type(rocksdb::DBCompressionType::None);
@@ -155,6 +164,12 @@ impl RocksStore {
                 // of the box after a minute of raw load); a bloom filter keeps lookups to the
                 // run that has the key.
                 cf.set_compaction_style(rocksdb::DBCompactionStyle::Universal);
+                // Tables arrive whole (`txindex`), one per 2^17 transactions, and compactions
+                // run at the lowest priority: a busy box may let them pile up for a while, and
+                // a lookup checks each one's bloom filter, so more of them only slow the rare
+                // lookup, while the default triggers (20, 36) would slow every write instead.
+                cf.set_level_zero_slowdown_writes_trigger(256);
+                cf.set_level_zero_stop_writes_trigger(512);
                 let mut table = rocksdb::BlockBasedOptions::default();
                 table.set_bloom_filter(10.0, false);
                 cf.set_block_based_table_factory(&table);

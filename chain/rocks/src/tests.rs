@@ -324,7 +324,7 @@ fn reset_chain_keeps_the_consensus_log_and_reopens() {
 }
 
 /// The transaction index is derived data: entries of blocks go to memory, full maps are written
-/// behind the blocks, and a store opened after losing the unwritten ones (a crash) indexes
+/// behind the blocks (as table files RocksDB takes in), and a store opened after losing the unwritten ones (a crash) indexes
 /// those blocks again from their bodies.
 #[test]
 fn the_transaction_index_is_rebuilt_from_the_blocks_after_a_crash() {
@@ -345,6 +345,10 @@ fn the_transaction_index_is_rebuilt_from_the_blocks_after_a_crash() {
         }
         // Wait for the writer: the map sealed last is flushed when the next one can be sealed.
         store.index.as_ref().unwrap().wait_written();
+        assert!(
+            !dir.join("txindex-ingest.sst").exists(),
+            "the table file was taken in, not left behind"
+        );
         let flushed = store.get(CF_TXINDEX, txindex::INDEXED_HEIGHT).unwrap();
         let flushed = u64::from_be_bytes(flushed.unwrap().try_into().unwrap());
         assert!(

@@ -47,6 +47,52 @@ pub struct Point {
     pub bytes_per_block: BTreeMap<String, f64>,
     /// The load average of the machine when the point ended.
     pub load_average: String,
+    /// Commits over time, by [`WINDOW_S`] window: where a p99 comes from (a stall every few
+    /// seconds reads very differently from a slow start).
+    pub timeline: Vec<Window>,
+}
+
+/// The width of a [`Window`] of the timeline, in seconds.
+pub const WINDOW_S: f64 = 0.25;
+
+/// Transactions seen committed in one window of a point's run.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Window {
+    /// Seconds since the load began, at the window's start.
+    pub start_s: f64,
+    pub committed: u64,
+    pub latency_p50_ms: f64,
+    pub latency_max_ms: f64,
+}
+
+/// Groups (seen committed at, latency) pairs into consecutive windows of `width_s`, from the
+/// first to the last window holding any (empty windows in between are kept: a stall shows).
+pub fn timeline(commits: &[(f64, f64)], width_s: f64) -> Vec<Window> {
+    let mut by_window: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for (at, latency) in commits {
+        by_window
+            .entry((at.max(0.0) / width_s) as u64)
+            .or_default()
+            .push(*latency);
+    }
+    let (Some(first), Some(last)) = (
+        by_window.keys().next().copied(),
+        by_window.keys().last().copied(),
+    ) else {
+        return Vec::new();
+    };
+    (first..=last)
+        .map(|i| {
+            let mut lat = by_window.remove(&i).unwrap_or_default();
+            lat.sort_by(|a, b| a.total_cmp(b));
+            Window {
+                start_s: i as f64 * width_s,
+                committed: lat.len() as u64,
+                latency_p50_ms: percentile(&lat, 0.5),
+                latency_max_ms: lat.last().copied().unwrap_or(0.0),
+            }
+        })
+        .collect()
 }
 
 impl Point {
@@ -55,8 +101,18 @@ impl Point {
             let items: Vec<String> = m.iter().map(|(k, v)| format!("\"{k}\": {v:.2}")).collect();
             format!("{{{}}}", items.join(", "))
         };
+        let windows: Vec<String> = self
+            .timeline
+            .iter()
+            .map(|w| {
+                format!(
+                    "[{:.2}, {}, {:.1}, {:.1}]",
+                    w.start_s, w.committed, w.latency_p50_ms, w.latency_max_ms
+                )
+            })
+            .collect();
         format!(
-            "{{\"offered_rate\": {}, \"duration_s\": {:.3}, \"submitted\": {}, \"refused\": {}, \"committed\": {}, \"committed_tps\": {:.1}, \"latency_p50_ms\": {:.2}, \"latency_p99_ms\": {:.2}, \"latency_max_ms\": {:.2}, \"view_changes\": {}, \"view_change_starts\": {}, \"blocks\": {}, \"mean_batch\": {:.1}, \"messages_per_block\": {}, \"bytes_per_block\": {}, \"load_average\": \"{}\"}}",
+            "{{\"offered_rate\": {}, \"duration_s\": {:.3}, \"submitted\": {}, \"refused\": {}, \"committed\": {}, \"committed_tps\": {:.1}, \"latency_p50_ms\": {:.2}, \"latency_p99_ms\": {:.2}, \"latency_max_ms\": {:.2}, \"view_changes\": {}, \"view_change_starts\": {}, \"blocks\": {}, \"mean_batch\": {:.1}, \"messages_per_block\": {}, \"bytes_per_block\": {}, \"load_average\": \"{}\", \"timeline_window_s\": {}, \"timeline\": [{}]}}",
             self.offered_rate,
             self.duration_s,
             self.submitted,
@@ -72,7 +128,9 @@ impl Point {
             self.mean_batch,
             map(&self.messages_per_block),
             map(&self.bytes_per_block),
-            self.load_average
+            self.load_average,
+            WINDOW_S,
+            windows.join(", ")
         )
     }
 
@@ -101,6 +159,8 @@ struct Tally {
     /// First submission of each transaction not yet seen committed.
     sent_at: HashMap<TxId, Instant>,
     latencies_ms: Vec<f64>,
+    /// When each was seen committed (seconds since the load began), with its latency.
+    commits: Vec<(f64, f64)>,
     committed_in_window: u64,
     blocks: u64,
     block_txs: u64,
@@ -299,6 +359,7 @@ pub async fn measure(
         messages_per_block: per_block("quire_messages_sent_total"),
         bytes_per_block: per_block("quire_message_bytes_sent_total"),
         load_average: load_average(),
+        timeline: timeline(&t.commits, WINDOW_S),
     })
 }
 
@@ -403,6 +464,10 @@ async fn follow(
                 if let Some(at) = t.sent_at.remove(id) {
                     t.latencies_ms
                         .push(now.duration_since(at).as_secs_f64() * 1000.0);
+                    t.commits.push((
+                        now.duration_since(start).as_secs_f64(),
+                        now.duration_since(at).as_secs_f64() * 1000.0,
+                    ));
                     if now.duration_since(start) <= window {
                         t.committed_in_window += 1;
                     }
@@ -430,4 +495,31 @@ fn progress(out: &mut dyn Write, elapsed: Duration, total: Duration, t: &Tally) 
         tps
     );
     let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Windows are consecutive from the first commit to the last, a stall shows as an empty
+    /// window, and each window's latencies are its own.
+    #[test]
+    fn the_timeline_keeps_stalls_visible() {
+        let commits = [
+            (0.1, 5.0),
+            (0.2, 7.0),
+            (0.3, 9.0),
+            (0.9, 300.0),
+            (0.95, 100.0),
+        ];
+        let t = timeline(&commits, 0.25);
+        let committed: Vec<u64> = t.iter().map(|w| w.committed).collect();
+        assert_eq!(committed, vec![2, 1, 0, 2]);
+        assert_eq!(t[0].start_s, 0.0);
+        assert_eq!(t[3].start_s, 0.75);
+        assert_eq!((t[0].latency_p50_ms, t[0].latency_max_ms), (7.0, 7.0));
+        assert_eq!(t[2].latency_max_ms, 0.0);
+        assert_eq!(t[3].latency_max_ms, 300.0);
+        assert!(timeline(&[], 0.25).is_empty());
+    }
 }

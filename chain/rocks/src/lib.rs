@@ -146,6 +146,11 @@ impl RocksStore {
         env.lower_thread_pool_cpu_priority();
         env.lower_thread_pool_io_priority();
         opts.set_env(&env);
+        // Background writes go out a megabyte at a time and at most 24 MiB/s: a compaction that
+        // wrote its 70 MB table at once and synced it at the end queued the disk behind it, and
+        // every replica's synced votes waited there (stalls of 0.3–0.8 s at 40k payloads/s).
+        opts.set_bytes_per_sync(1 << 20);
+        opts.set_ratelimiter(24 << 20, 100_000, 10);
         let families = FAMILIES.iter().map(|name| {
             let mut cf = Options::default();
             cf.set_compression_type(rocksdb::DBCompressionType::None);

@@ -275,3 +275,77 @@ pub(crate) fn location_value(at: &TxLocation) -> [u8; 12] {
     v[8..].copy_from_slice(&at.index.to_be_bytes());
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn entry(h: u64) -> ([u8; 32], TxLocation) {
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&h.to_be_bytes());
+        (
+            id,
+            TxLocation {
+                height: h,
+                index: 0,
+            },
+        )
+    }
+
+    /// While the writer still has the previous map, adding does not wait (the replica's driver
+    /// adds) until the map is `HOT_SLACK` times full; then it waits, and seals it whole.
+    #[test]
+    fn a_busy_writer_lets_the_map_grow_before_adding_waits() {
+        let shared = Arc::new((Mutex::new(State::default()), Condvar::new()));
+        shared.0.lock().unwrap().sealed = Some((Arc::new(Entries::new()), 0));
+        let index = TxIndex {
+            shared: shared.clone(),
+            // A writer that never takes the sealed map: it stays busy until released below.
+            writer: Some(std::thread::spawn(|| {})),
+            hot_max: 2,
+        };
+        let index = Arc::new(index);
+        let full = 2 * HOT_SLACK as u64;
+        let (added, done) = std::sync::mpsc::channel();
+        {
+            let index = index.clone();
+            std::thread::spawn(move || {
+                for h in 1..full {
+                    index.add(h, [entry(h)]);
+                }
+                let _ = added.send(());
+            });
+        }
+        assert!(
+            done.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "adding waited for the busy writer"
+        );
+        {
+            let state = index.state();
+            assert_eq!(state.hot.len() as u64, full - 1);
+            assert_eq!(
+                state.sealed.as_ref().map(|(s, h)| (s.len(), *h)),
+                Some((0, 0))
+            );
+        }
+        assert_eq!(
+            index.get(&TxId(quire_chain::Hash(entry(3).0))),
+            Some(entry(3).1)
+        );
+        let release = {
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                shared.0.lock().unwrap().sealed = None;
+                shared.1.notify_all();
+            })
+        };
+        index.add(full, [entry(full)]);
+        release.join().unwrap();
+        let state = index.state();
+        assert!(state.hot.is_empty());
+        let (sealed, height) = state.sealed.as_ref().unwrap();
+        assert_eq!((sealed.len() as u64, *height), (full, full));
+    }
+}

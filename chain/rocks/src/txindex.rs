@@ -199,14 +199,18 @@ const TABLE_FILE: &str = "txindex-ingest.sst";
 /// the file in whole. Inserted through RocksDB's write path instead (memtable inserts, then a
 /// flush), 2^17 entries held the replica's own synced writes back, and with four replicas on
 /// one box doing it at the same height the chain stalled for 100–500 ms every 2.6 s at 50k
-/// payloads/s (measured, `bench --workload raw`). A table file is built off the write path and
-/// taken in atomically (which holds the store's writes for a few milliseconds): the height goes in the same file, so
-/// an index that has it has every entry it covers.
+/// payloads/s (measured, `bench --workload raw`). A table file is built off the write path, at
+/// the lowest CPU priority, and taken in atomically (which holds the store's writes for a few
+/// milliseconds); the height goes in the same file, so an index that has it has every entry it
+/// covers.
 fn write_sorted(db: &DB, family: &str, entries: &Entries, height: u64) -> Result<(), String> {
     let cf = db
         .cf_handle(family)
         .ok_or_else(|| format!("column family '{family}' is missing"))?;
     let path = db.path().join(TABLE_FILE);
+    // A thread's priority is its own and cannot be raised back: the table is built on a thread
+    // of its own, and this one (at normal priority) has it taken in, which briefly holds the
+    // store's writes — a starved holder would hold them longer.
     std::thread::scope(|scope| {
         scope
             .spawn(|| {

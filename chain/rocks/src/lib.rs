@@ -175,9 +175,7 @@ impl RocksStore {
                 // lookup, while the default triggers (20, 36) would slow every write instead.
                 cf.set_level_zero_slowdown_writes_trigger(256);
                 cf.set_level_zero_stop_writes_trigger(512);
-                let mut table = rocksdb::BlockBasedOptions::default();
-                table.set_bloom_filter(10.0, false);
-                cf.set_block_based_table_factory(&table);
+                txindex::set_table_format(&mut cf);
             }
             ColumnFamilyDescriptor::new(*name, cf)
         });

@@ -233,7 +233,8 @@ fn write_sorted(db: &DB, family: &str, entries: &Entries, height: u64) -> Result
 fn build_table(path: &Path, entries: &Entries, height: u64) -> Result<(), String> {
     let mut sorted: Vec<(&[u8; 32], &TxLocation)> = entries.iter().collect();
     sorted.sort_unstable_by_key(|(id, _)| **id);
-    let options = table_options();
+    let mut options = Options::default();
+    set_table_format(&mut options);
     let mut writer = SstFileWriter::create(&options);
     writer.open(path).map_err(|e| e.into_string())?;
     let mut height_written = false;
@@ -262,15 +263,14 @@ fn lower_priority() {
     let _ = rustix::process::setpriority_process(None, 19);
 }
 
-/// The index family's table format: no compression (random ids), a bloom filter per table so
-/// a lookup reads only the table that has the key.
-pub(crate) fn table_options() -> Options {
-    let mut options = Options::default();
+/// The index family's table format, for the family and the tables written for it alike: no
+/// compression (random ids), a bloom filter per table so a lookup reads only the table that has
+/// the key.
+pub(crate) fn set_table_format(options: &mut Options) {
     options.set_compression_type(rocksdb::DBCompressionType::None);
     let mut table = rocksdb::BlockBasedOptions::default();
     table.set_bloom_filter(10.0, false);
     options.set_block_based_table_factory(&table);
-    options
 }
 
 pub(crate) fn location_value(at: &TxLocation) -> [u8; 12] {

@@ -158,8 +158,7 @@ impl Point {
 struct Tally {
     /// First submission of each transaction not yet seen committed.
     sent_at: HashMap<TxId, Instant>,
-    latencies_ms: Vec<f64>,
-    /// When each was seen committed (seconds since the load began), with its latency.
+    /// When each was seen committed (seconds since the load began), with its latency (ms).
     commits: Vec<(f64, f64)>,
     committed_in_window: u64,
     blocks: u64,
@@ -250,7 +249,7 @@ pub async fn measure(
     let counters_before = tokio::task::block_in_place(|| Counters::scrape(net));
     let tally = Arc::new(Mutex::new(Tally {
         sent_at: HashMap::with_capacity(load.len()),
-        latencies_ms: Vec::with_capacity(load.len()),
+        commits: Vec::with_capacity(load.len()),
         ..Tally::default()
     }));
     let window = Duration::from_secs_f64(load.len() as f64 / rate.max(1) as f64);
@@ -327,7 +326,7 @@ pub async fn measure(
     let t = tally
         .lock()
         .map_err(|_| anyhow::anyhow!("tally poisoned"))?;
-    let mut lat = t.latencies_ms.clone();
+    let mut lat: Vec<f64> = t.commits.iter().map(|(_, latency)| *latency).collect();
     lat.sort_by(|a, b| a.total_cmp(b));
     let blocks = t.blocks.max(1) as f64;
     let per_block = |name: &str| {
@@ -462,8 +461,6 @@ async fn follow(
             t.block_txs += ids.len() as u64;
             for id in &ids {
                 if let Some(at) = t.sent_at.remove(id) {
-                    t.latencies_ms
-                        .push(now.duration_since(at).as_secs_f64() * 1000.0);
                     t.commits.push((
                         now.duration_since(start).as_secs_f64(),
                         now.duration_since(at).as_secs_f64() * 1000.0,

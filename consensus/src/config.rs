@@ -13,8 +13,11 @@ pub struct Params {
     /// A batch this replica proposes closes at this many transactions (capped by the genesis's
     /// `batch_txs_max`, which is what every replica enforces on others)…
     pub batch_txs_max: usize,
-    /// …or when its oldest transaction has waited this many ticks.
+    /// …or when its oldest transaction has waited the batch timeout: half this replica's recent
+    /// commit time (see [`crate::batch_timeout`]), at least this many ticks…
     pub batch_timeout_ticks: u64,
+    /// …and at most this many (equal to `batch_timeout_ticks`: a fixed timeout).
+    pub batch_timeout_max_ticks: u64,
     /// Sequence numbers in flight (proposed, not yet executed) at once.
     pub pipeline_depth: u64,
     /// While fewer than this many are in flight, a primary proposes what it has at once instead
@@ -41,6 +44,7 @@ impl Default for Params {
         Params {
             batch_txs_max: 512,
             batch_timeout_ticks: 1,
+            batch_timeout_max_ticks: 10,
             pipeline_depth: 16,
             eager_depth: 2,
             view_timeout_ticks: 100,
@@ -57,6 +61,8 @@ impl Default for Params {
 pub enum ParamsError {
     #[error("{0} must be positive")]
     Zero(&'static str),
+    #[error("batch_timeout_max_ticks ({max}) must not be below batch_timeout_ticks ({min})")]
+    BatchTimeout { min: u64, max: u64 },
     #[error("pipeline_depth ({depth}) must not exceed the genesis's log_window ({window})")]
     Pipeline { depth: u64, window: u64 },
 }
@@ -75,6 +81,12 @@ impl Params {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ParamsError::Zero(name));
         }
+        if self.batch_timeout_max_ticks < self.batch_timeout_ticks {
+            return Err(ParamsError::BatchTimeout {
+                min: self.batch_timeout_ticks,
+                max: self.batch_timeout_max_ticks,
+            });
+        }
         if self.pipeline_depth > protocol.log_window {
             return Err(ParamsError::Pipeline {
                 depth: self.pipeline_depth,
@@ -82,5 +94,31 @@ impl Params {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_batch_timeout_ceiling_must_not_be_below_its_floor() {
+        let protocol = Protocol::default();
+        assert_eq!(Params::default().validate(&protocol), Ok(()));
+        let fixed = Params {
+            batch_timeout_ticks: 5,
+            batch_timeout_max_ticks: 5,
+            ..Params::default()
+        };
+        assert_eq!(fixed.validate(&protocol), Ok(()));
+        let inverted = Params {
+            batch_timeout_ticks: 5,
+            batch_timeout_max_ticks: 4,
+            ..Params::default()
+        };
+        assert_eq!(
+            inverted.validate(&protocol),
+            Err(ParamsError::BatchTimeout { min: 5, max: 4 })
+        );
     }
 }

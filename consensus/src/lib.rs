@@ -22,6 +22,7 @@
 //! Byzantine behaviours ([`byzantine`]) are rewrites of a replica's inputs and outputs around
 //! `step`, shared by the simulator and the node.
 
+pub mod batch_timeout;
 pub mod byzantine;
 mod change;
 pub mod checkpoint;

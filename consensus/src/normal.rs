@@ -19,8 +19,8 @@ use crate::stats::{Drop, Misbehaviour};
 impl Replica {
     /// As primary: propose batches while there is work, room in the pipeline and in the window.
     ///
-    /// A batch closes when it is full, when its oldest transaction has waited the batch timeout,
-    /// or at once while fewer than `eager_depth` blocks are in flight: a lightly loaded network
+    /// A batch closes when it is full, when its oldest transaction has waited the batch timeout
+    /// (half the recent commit time, see [`crate::batch_timeout`]), or at once while fewer than `eager_depth` blocks are in flight: a lightly loaded network
     /// gains nothing from waiting (the next tick is up to a tick away), so a lone transaction is
     /// proposed the moment it arrives even if the previous block has not executed yet. Under load
     /// the pipeline is deeper than that and batches fill up while they wait.
@@ -43,7 +43,11 @@ impl Replica {
             };
             let batch_max = self.batch_txs_max();
             let full = self.mempool.queued() >= batch_max;
-            let waited = self.tick.saturating_sub(oldest) >= self.params.batch_timeout_ticks;
+            let timeout = self.batch_timeout.ticks(
+                self.params.batch_timeout_ticks,
+                self.params.batch_timeout_max_ticks,
+            );
+            let waited = self.tick.saturating_sub(oldest) >= timeout;
             if !full && !waited && in_flight >= self.params.eager_depth {
                 return;
             }
@@ -351,6 +355,14 @@ impl Replica {
                 }
                 self.start_fetch(next);
                 break;
+            }
+            if let Some(slot) = self.log.get(&next)
+                && slot.pre_prepare.is_some()
+                && slot.accepted_tick >= self.view_start_tick
+            {
+                // Accepted in this view: how long the pipeline takes now.
+                let took = self.tick.saturating_sub(slot.accepted_tick);
+                self.batch_timeout.record(took);
             }
             self.execute_block(&batch, cert, None);
         }

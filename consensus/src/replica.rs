@@ -131,6 +131,8 @@ pub struct Replica {
     /// When this replica last executed a block with room for more transactions: a primary that
     /// proposes such blocks while a ready transaction waits is leaving it out on purpose.
     pub(crate) room_tick: u64,
+    /// How long this replica's blocks take to commit, and so how long a batch waits under load.
+    pub(crate) batch_timeout: crate::batch_timeout::BatchTimeout,
     /// A rotation point executed in this view, waiting for its checkpoint to become stable.
     pub(crate) rotation_due: Option<u64>,
     /// Last tick the current primary was heard from.
@@ -287,6 +289,7 @@ impl Replica {
             progress_tick: 0,
             executed_tick: 0,
             room_tick: 0,
+            batch_timeout: Default::default(),
             rotation_due: None,
             primary_tick: 0,
             view_start_tick: 0,
@@ -467,6 +470,17 @@ impl Replica {
     }
     pub fn mempool_len(&self) -> usize {
         self.mempool.len()
+    }
+    /// The smoothed ticks from PrePrepare to execution of recent blocks, and the batch timeout
+    /// it gives now (see [`crate::batch_timeout`]).
+    pub fn batch_timing(&self) -> (u64, u64) {
+        (
+            self.batch_timeout.commit_ticks(),
+            self.batch_timeout.ticks(
+                self.params.batch_timeout_ticks,
+                self.params.batch_timeout_max_ticks,
+            ),
+        )
     }
     /// Whether the mempool refuses early transfers now: then a submission is worth screening
     /// before its signatures are checked ([`Replica::screen`]).

@@ -92,6 +92,7 @@ fn default_log() -> String {
 pub struct ParamsFile {
     pub batch_txs_max: Option<usize>,
     pub batch_timeout_ticks: Option<u64>,
+    pub batch_timeout_max_ticks: Option<u64>,
     pub pipeline_depth: Option<u64>,
     pub eager_depth: Option<u64>,
     pub view_timeout_ticks: Option<u64>,
@@ -105,9 +106,14 @@ pub struct ParamsFile {
 impl ParamsFile {
     pub fn resolve(&self) -> Params {
         let d = Params::default();
+        let floor = self.batch_timeout_ticks.unwrap_or(d.batch_timeout_ticks);
         Params {
             batch_txs_max: self.batch_txs_max.unwrap_or(d.batch_txs_max),
-            batch_timeout_ticks: self.batch_timeout_ticks.unwrap_or(d.batch_timeout_ticks),
+            batch_timeout_ticks: floor,
+            // A floor set above the default ceiling, with no ceiling given, is a fixed timeout.
+            batch_timeout_max_ticks: self
+                .batch_timeout_max_ticks
+                .unwrap_or(d.batch_timeout_max_ticks.max(floor)),
             pipeline_depth: self.pipeline_depth.unwrap_or(d.pipeline_depth),
             eager_depth: self.eager_depth.unwrap_or(d.eager_depth),
             view_timeout_ticks: self.view_timeout_ticks.unwrap_or(d.view_timeout_ticks),
@@ -202,5 +208,29 @@ impl Config {
             params,
             pow: file.pow,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_timeout_floor_alone_above_the_default_ceiling_is_a_fixed_timeout() {
+        let file = ParamsFile {
+            batch_timeout_ticks: Some(20),
+            ..ParamsFile::default()
+        };
+        let params = file.resolve();
+        assert_eq!(
+            (params.batch_timeout_ticks, params.batch_timeout_max_ticks),
+            (20, 20)
+        );
+        let default = ParamsFile::default().resolve();
+        assert_eq!(
+            (default.batch_timeout_ticks, default.batch_timeout_max_ticks),
+            (1, 10),
+            "adaptive between one tick and ten by default"
+        );
     }
 }

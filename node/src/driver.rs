@@ -419,7 +419,10 @@ impl Driver {
     fn publish(&mut self) {
         self.published = Instant::now();
         let r = &self.actor.replica;
+        let (commit_ticks, batch_timeout_ticks) = r.batch_timing();
         self.shared.metrics.set_replica(ReplicaState {
+            commit_ticks,
+            batch_timeout_ticks,
             view: r.view(),
             changing_view: r.is_changing_view(),
             height: r.last_executed(),

@@ -196,6 +196,7 @@ async fn pbft_side(dir: &Path, args: &CompareArgs, out: &mut dyn Write) -> Resul
         pipeline: None,
         eager_depth: None,
         batch_timeout_ticks: None,
+        batch_timeout_max_ticks: None,
         rotation_blocks: None,
         target: Target::Primary,
         out: Some(dir.join("compare").join("pbft-bench.json")),

@@ -116,6 +116,7 @@ impl SimConfig {
             params: Params {
                 batch_txs_max: 64,
                 batch_timeout_ticks: 5,
+                batch_timeout_max_ticks: 20,
                 pipeline_depth: 4,
                 eager_depth: 2,
                 view_timeout_ticks: 60,

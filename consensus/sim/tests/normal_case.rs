@@ -157,3 +157,46 @@ fn a_stuck_slot_is_resent_less_and_less_often() {
     c.run(1000);
     c.assert_all_executed();
 }
+
+/// Blocks a primary makes for a steady load (2 transfers a tick for 300 ticks) on a network that
+/// takes 6 ticks per hop, so a block commits in about 18 ticks, with the batch timeout between
+/// 1 tick and `max_ticks`.
+fn blocks_for_steady_load(max_ticks: u64) -> u64 {
+    let mut c = Cluster::with(4, |cfg| {
+        cfg.faults.delay_min_ticks = 6;
+        cfg.faults.delay_max_ticks = 6;
+        cfg.params.batch_txs_max = 512;
+        cfg.params.pipeline_depth = 16;
+        cfg.params.eager_depth = 1;
+        cfg.params.batch_timeout_ticks = 1;
+        cfg.params.batch_timeout_max_ticks = max_ticks;
+        cfg.protocol.rotation_blocks = 0;
+        cfg.protocol.log_window = 64;
+        cfg.protocol.checkpoint_interval = 16;
+    });
+    for _ in 0..300 {
+        c.submit(2, Target::One(0));
+        c.run(1);
+    }
+    c.run(200);
+    c.assert_all_executed();
+    c.height(0)
+}
+
+/// Under load a batch waits half the measured commit time, not a fixed tick: on a slow cluster a
+/// fixed one-tick timeout makes a block per tick (each one 2n(n−1) signed messages), while the
+/// adaptive timeout keeps about two blocks in flight and lets batches grow instead. The same
+/// transfers commit either way.
+#[test]
+fn a_slow_cluster_gets_bigger_batches_not_more_blocks() {
+    let fixed = blocks_for_steady_load(1);
+    let adaptive = blocks_for_steady_load(20);
+    assert!(
+        fixed >= 250,
+        "a block per tick with a fixed timeout: {fixed}"
+    );
+    assert!(
+        adaptive * 4 <= fixed,
+        "the timeout follows the commit time: {adaptive} blocks against {fixed}"
+    );
+}

@@ -94,6 +94,18 @@ impl Collector for SnapshotCollector {
             "Transactions waiting.",
             r.mempool,
         )?;
+        gauge(
+            e,
+            "quire_commit_ticks",
+            "Smoothed ticks from PrePrepare to execution of recent blocks.",
+            r.commit_ticks,
+        )?;
+        gauge(
+            e,
+            "quire_batch_timeout_ticks",
+            "How long a batch may wait under load now: half the commit ticks, within the local bounds.",
+            r.batch_timeout_ticks,
+        )?;
         let s = &r.stats;
         counter(
             e,

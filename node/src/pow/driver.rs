@@ -770,6 +770,8 @@ impl PowDriver {
             primary: head.proposer,
             behaviour: self.behaviour.name().to_string(),
             stats: Default::default(),
+            commit_ticks: 0,
+            batch_timeout_ticks: 0,
             describe: format!(
                 "pow height {} work {} tree {} orphans {}{}",
                 head.height,

@@ -86,9 +86,13 @@ pub struct BenchArgs {
     /// While fewer blocks than this are in flight, a primary proposes what it has at once.
     #[arg(long)]
     pub eager_depth: Option<u64>,
-    /// Otherwise a batch closes when full or when its oldest transaction waited this many ticks.
+    /// Otherwise a batch closes when full or when its oldest transaction waited half the recent
+    /// commit time, at least this many ticks…
     #[arg(long)]
     pub batch_timeout_ticks: Option<u64>,
+    /// …and at most this many (equal to `--batch-timeout-ticks`: a fixed timeout).
+    #[arg(long)]
+    pub batch_timeout_max_ticks: Option<u64>,
     /// The primary rotates every this many blocks (the genesis's `rotation_blocks`; 0: never).
     /// Each rotation drains the pipeline at a checkpoint; compare runs with and without it.
     #[arg(long)]
@@ -244,6 +248,7 @@ fn plan(args: &BenchArgs) -> Plan {
             pipeline_depth: args.pipeline,
             eager_depth: args.eager_depth,
             batch_timeout_ticks: args.batch_timeout_ticks,
+            batch_timeout_max_ticks: args.batch_timeout_max_ticks,
             mempool_max: Some(args.mempool),
             ..ParamsFile::default()
         },

@@ -20,10 +20,11 @@ impl Replica {
     /// As primary: propose batches while there is work, room in the pipeline and in the window.
     ///
     /// A batch closes when it is full, when its oldest transaction has waited the batch timeout
-    /// (half the recent commit time, see [`crate::batch_timeout`]), or at once while fewer than `eager_depth` blocks are in flight: a lightly loaded network
-    /// gains nothing from waiting (the next tick is up to a tick away), so a lone transaction is
-    /// proposed the moment it arrives even if the previous block has not executed yet. Under load
-    /// the pipeline is deeper than that and batches fill up while they wait.
+    /// (half the recent commit time, see [`crate::batch_timeout`]), or at once while fewer than
+    /// `eager_depth` blocks are in flight: a lightly loaded network gains nothing from waiting
+    /// (the next tick is up to a tick away), so a lone transaction is proposed the moment it
+    /// arrives even if the previous block has not executed yet. Under load the pipeline is
+    /// deeper than that and batches fill up while they wait.
     pub(crate) fn try_propose(&mut self) {
         // State transfer may have executed past what we proposed.
         self.next_seq = self.next_seq.max(self.head.height + 1);

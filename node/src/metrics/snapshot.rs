@@ -103,7 +103,7 @@ impl Collector for SnapshotCollector {
         gauge(
             e,
             "quire_batch_timeout_ticks",
-            "How long a batch may wait under load now: half the commit ticks, within the local bounds.",
+            "How long a batch may wait under load: half the commit ticks, within local bounds.",
             r.batch_timeout_ticks,
         )?;
         let s = &r.stats;

@@ -44,11 +44,7 @@ impl Replica {
             };
             let batch_max = self.batch_txs_max();
             let full = self.mempool.queued() >= batch_max;
-            let timeout = self.batch_timeout.ticks(
-                self.params.batch_timeout_ticks,
-                self.params.batch_timeout_max_ticks,
-            );
-            let waited = self.tick.saturating_sub(oldest) >= timeout;
+            let waited = self.tick.saturating_sub(oldest) >= self.batch_timeout_ticks();
             if !full && !waited && in_flight >= self.params.eager_depth {
                 return;
             }

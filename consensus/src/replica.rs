@@ -476,10 +476,14 @@ impl Replica {
     pub fn batch_timing(&self) -> (u64, u64) {
         (
             self.batch_timeout.commit_ticks(),
-            self.batch_timeout.ticks(
-                self.params.batch_timeout_ticks,
-                self.params.batch_timeout_max_ticks,
-            ),
+            self.batch_timeout_ticks(),
+        )
+    }
+    /// How long a batch may wait now, within this replica's floor and ceiling.
+    pub(crate) fn batch_timeout_ticks(&self) -> u64 {
+        self.batch_timeout.ticks(
+            self.params.batch_timeout_ticks,
+            self.params.batch_timeout_max_ticks,
         )
     }
     /// Whether the mempool refuses early transfers now: then a submission is worth screening

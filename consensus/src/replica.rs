@@ -486,10 +486,10 @@ impl Replica {
             self.params.batch_timeout_max_ticks,
         )
     }
-    /// Whether the mempool refuses early transfers now: then a submission is worth screening
-    /// before its signatures are checked ([`Replica::screen`]).
+    /// Whether the mempool refuses early transfers now or soon: then a submission is worth
+    /// screening before its signatures are checked ([`Replica::screen`]).
     pub fn mempool_under_pressure(&self) -> bool {
-        self.mempool.early_is_full()
+        self.mempool.early_is_half_taken()
     }
     /// What the mempool would certainly refuse of `txs`, admitting none
     /// ([`crate::mempool::Mempool::screen`]).

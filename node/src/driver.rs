@@ -248,14 +248,7 @@ impl Driver {
                 self.rebuild(d)?;
             }
             self.shared.watermarks.set(self.actor.replica.watermarks());
-            self.shared.mempool_len.store(
-                self.actor.replica.mempool_len() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
-            self.shared.mempool_pressure.store(
-                self.actor.replica.mempool_under_pressure(),
-                std::sync::atomic::Ordering::Relaxed,
-            );
+            self.publish_mempool();
             if self.published.elapsed() >= Duration::from_millis(50) {
                 self.publish();
             }
@@ -291,6 +284,11 @@ impl Driver {
                         }
                     }
                 }
+                // Published before the answer: the answer gives back the submission's claim
+                // on the pool's room (`pool_room`), and a size published only at the end of
+                // the round (after its synced write) let other submissions claim the same
+                // room meanwhile, have their signatures checked, and be refused as full.
+                self.publish_mempool();
                 let _ = reply.send(admissions);
             }
             Event::Screen { txs, reply } => {
@@ -318,6 +316,18 @@ impl Driver {
             }
             Event::Pow(_) | Event::Shutdown => {}
         }
+    }
+
+    /// The mempool's size and pressure, for client RPC's admission (`rpc_server::submit`).
+    fn publish_mempool(&self) {
+        self.shared.mempool_len.store(
+            self.actor.replica.mempool_len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        self.shared.mempool_pressure.store(
+            self.actor.replica.mempool_under_pressure(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// One line per view change started and per view entered, with the height it happened

@@ -511,20 +511,22 @@ async fn submit(ctx: &RpcContext, txs: Vec<Transaction>) -> Response {
 /// pool, off the runtime's threads.
 async fn check_signatures(ctx: &RpcContext, txs: &[Transaction]) -> Option<Vec<bool>> {
     let chain_id = ctx.chain_id;
-    if txs.len() <= INLINE_CHECKS {
-        return Some(quire_consensus::verify::check_transactions(
-            &chain_id,
-            txs,
-            &*ctx.signatures,
-        ));
-    }
-    let txs = txs.to_vec();
-    let cache = ctx.signatures.clone();
-    tokio::task::spawn_blocking(move || {
-        quire_consensus::verify::check_transactions(&chain_id, &txs, &*cache)
-    })
-    .await
-    .ok()
+    let check = move |txs: &[Transaction], cache: &crate::verify_pool::SignatureCache| {
+        let counting = crate::verify_pool::Counting::new(cache);
+        let verdicts = quire_consensus::verify::check_transactions(&chain_id, txs, &counting);
+        (verdicts, counting.misses())
+    };
+    let (verdicts, checked) = if txs.len() <= INLINE_CHECKS {
+        check(txs, &ctx.signatures)
+    } else {
+        let txs = txs.to_vec();
+        let cache = ctx.signatures.clone();
+        tokio::task::spawn_blocking(move || check(&txs, &cache))
+            .await
+            .ok()?
+    };
+    ctx.shared.metrics.client_signatures_checked(checked);
+    Some(verdicts)
 }
 
 /// Hands the driver an event built around a reply channel and waits for the answer; `None`

@@ -107,10 +107,25 @@ impl VerdictCache for SignatureCache {
     }
 }
 
-/// Counts the signatures a verification really checks (cache misses), for the peer's budget.
-struct Counting<'a> {
+/// Counts the signatures a verification really checks (cache misses): for a peer's budget, and
+/// for the metric of client signatures checked at admission.
+pub(crate) struct Counting<'a> {
     cache: &'a SignatureCache,
     misses: std::cell::Cell<u64>,
+}
+
+impl<'a> Counting<'a> {
+    pub(crate) fn new(cache: &'a SignatureCache) -> Counting<'a> {
+        Counting {
+            cache,
+            misses: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Signatures not found in the cache so far.
+    pub(crate) fn misses(&self) -> u64 {
+        self.misses.get()
+    }
 }
 
 impl VerdictCache for Counting<'_> {
@@ -280,17 +295,9 @@ fn verify(
         return None;
     }
     let envelope_signatures = signatures_in(&message);
-    let counting = Counting {
-        cache: &ctx.cache,
-        misses: std::cell::Cell::new(0),
-    };
+    let counting = Counting::new(&ctx.cache);
     let result = ctx.verifier.verify_with(message, Some(peer), &counting);
-    charge(
-        ctx,
-        buckets,
-        peer,
-        envelope_signatures + counting.misses.get(),
-    );
+    charge(ctx, buckets, peer, envelope_signatures + counting.misses());
     Some(match result {
         Ok(verified) => Event::Verified {
             from: peer,

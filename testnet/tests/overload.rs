@@ -1,6 +1,6 @@
-//! Overload costs a client a retry, not a replica its CPU: once the mempool's early share is
-//! taken, a transfer that arrives ahead of its sender's next nonce is refused before its
-//! signature is checked. Real processes, QUIC, RocksDB; the proof that nothing was checked is a
+//! Overload costs a client a retry, not a replica its CPU: once half the mempool's early share
+//! is taken, submissions are screened, and a transfer that arrives ahead of its sender's next
+//! nonce with no room left in the share is refused before its signature is checked. Real processes, QUIC, RocksDB; the proof that nothing was checked is a
 //! bad signature answered `MempoolFull` (a checked one is answered `BadSignature`).
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
@@ -24,6 +24,15 @@ fn forged(tx: Transaction) -> Transaction {
     };
     signed.signature.0[0] ^= 1;
     Transaction::Transfer(signed)
+}
+
+/// Client signatures the replica checked at admission, from its `/metrics`.
+fn signatures_checked(net: &support::Net, replica: u32) -> u64 {
+    let text = net.tn.http(replica, "GET", "/metrics").unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("quire_client_signatures_checked_total "))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
 
 async fn submit(net: &support::Net, to: u32, txs: Vec<Transaction>) -> Vec<Result<(), Refusal>> {
@@ -61,32 +70,53 @@ async fn early_transfers_are_refused_before_their_signatures_are_checked_once_th
     .await;
     assert_eq!(answers, vec![Err(Refusal::BadSignature)]);
 
-    // Sender 1's next transfer never comes: these ten wait, early, and take the share.
-    let early: Vec<Transaction> = (1..=EARLY_SHARE_TXS)
+    // Sender 1's next transfer never comes: these wait, early. Six take more than half the
+    // share.
+    const HALF_AND_ONE: u64 = EARLY_SHARE_TXS / 2 + 1;
+    let early: Vec<Transaction> = (1..=HALF_AND_ONE)
         .map(|k| net.transfer(1, 2, 1, next + k))
         .collect();
     let answers = submit(&net, primary, early).await;
     assert!(answers.iter().all(Result::is_ok), "{answers:?}");
 
-    // Now an early transfer is refused as the mempool's, unchecked: even a forged one. (The
-    // driver publishes that its share is taken at the end of the round that admitted them,
-    // a moment after it answered: a few tries.)
-    let mut answers = Vec::new();
-    for _ in 0..50 {
-        answers = submit(
-            &net,
-            primary,
-            vec![
-                forged(net.transfer(1, 2, 1, next + EARLY_SHARE_TXS + 1)),
-                net.transfer(2, 0, 1, 7),
-            ],
-        )
-        .await;
-        if answers[0] != Err(Refusal::BadSignature) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // From half the share on, submissions are screened before their signatures are checked:
+    // of ten forged early transfers, the four the share still has room for are checked (and
+    // refused for their signatures), the other six are refused unchecked. (Waiting for the
+    // share to be full let whole submissions be checked only to be refused.)
+    let room = EARLY_SHARE_TXS - HALF_AND_ONE;
+    let checked_before = signatures_checked(&net, primary);
+    let answers = submit(
+        &net,
+        primary,
+        (1..=10)
+            .map(|k| forged(net.transfer(1, 2, 1, next + HALF_AND_ONE + k)))
+            .collect(),
+    )
+    .await;
+    let mut expected = vec![Err(Refusal::BadSignature); room as usize];
+    expected.resize(10, Err(Refusal::MempoolFull));
+    assert_eq!(answers, expected);
+    assert_eq!(signatures_checked(&net, primary) - checked_before, room);
+
+    // These take the rest of the share.
+    let early: Vec<Transaction> = (HALF_AND_ONE + 1..=EARLY_SHARE_TXS)
+        .map(|k| net.transfer(1, 2, 1, next + k))
+        .collect();
+    let answers = submit(&net, primary, early).await;
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+
+    // Now an early transfer is refused as the mempool's, unchecked: even a forged one. The
+    // driver publishes the pool's state before it answers, so the first try sees the share
+    // taken.
+    let answers = submit(
+        &net,
+        primary,
+        vec![
+            forged(net.transfer(1, 2, 1, next + EARLY_SHARE_TXS + 1)),
+            net.transfer(2, 0, 1, 7),
+        ],
+    )
+    .await;
     assert_eq!(
         answers,
         vec![Err(Refusal::MempoolFull), Err(Refusal::MempoolFull)]

@@ -71,6 +71,7 @@ struct Counters {
     blocks: Counter,
     txs: Counter,
     submitted: Counter,
+    client_signatures: Counter,
     rpc_requests: Counter,
     diverged: Counter,
     /// Only the last divergence: one series, replaced at each (the labels say where and how).
@@ -184,6 +185,11 @@ impl Metrics {
             "quire_client_transactions_accepted",
             "Client transactions admitted",
         );
+        let client_signatures = counter(
+            &mut registry,
+            "quire_client_signatures_checked",
+            "Client signatures checked at admission (not found in the verdict cache); beside quire_client_transactions_accepted it shows how much checking overload wastes",
+        );
         let diverged = counter(
             &mut registry,
             "quire_diverged",
@@ -284,6 +290,7 @@ impl Metrics {
                 blocks,
                 txs,
                 submitted,
+                client_signatures,
                 rpc_requests,
                 diverged,
                 divergence,
@@ -368,6 +375,10 @@ impl Metrics {
 
     pub fn submitted(&self, accepted: u64) {
         self.counters.submitted.inc_by(accepted);
+    }
+
+    pub fn client_signatures_checked(&self, count: u64) {
+        self.counters.client_signatures.inc_by(count);
     }
 
     pub fn refused(&self, reason: &'static str) {

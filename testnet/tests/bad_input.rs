@@ -15,13 +15,6 @@ use quire_wire::rpc::{Request, Response};
 use quire_wire::tls::{SERVER_NAME, client_config, replica_client_config};
 use quire_wire::{read_frame, write_frame};
 
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 async fn connect(
     net: &support::Net,
     config: quinn::ClientConfig,
@@ -118,27 +111,27 @@ async fn garbage_from_clients_is_refused_and_counted_and_the_replica_keeps_servi
     // Everything was counted, and the replica still serves.
     let metrics = net.tn.http(0, "GET", "/metrics").unwrap();
     assert!(
-        metric(
+        support::metric(
             &metrics,
             "quire_rpc_errors_total{reason=\"malformed_request\"}"
         ) >= 1
     );
     // The oversized prefix and the truncated frame, each under its own reason.
     assert!(
-        metric(
+        support::metric(
             &metrics,
             "quire_rpc_errors_total{reason=\"oversized_frame\"}"
         ) >= 1
     );
-    assert!(metric(&metrics, "quire_rpc_errors_total{reason=\"bad_frame\"}") >= 1);
+    assert!(support::metric(&metrics, "quire_rpc_errors_total{reason=\"bad_frame\"}") >= 1);
     assert!(
-        metric(
+        support::metric(
             &metrics,
             "quire_client_refused_total{reason=\"stale_nonce\"}"
         ) >= 1
     );
     assert!(
-        metric(&metrics, "quire_transport_handshakes_failed_total") >= 1,
+        support::metric(&metrics, "quire_transport_handshakes_failed_total") >= 1,
         "{metrics}"
     );
     assert!(net.status(0).await.is_some());

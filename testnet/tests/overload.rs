@@ -1,7 +1,9 @@
 //! Overload costs a client a retry, not a replica its CPU: once half the mempool's early share
 //! is taken, submissions are screened, and a transfer that arrives ahead of its sender's next
-//! nonce with no room left in the share is refused before its signature is checked. Real processes, QUIC, RocksDB; the proof that nothing was checked is a
-//! bad signature answered `MempoolFull` (a checked one is answered `BadSignature`).
+//! nonce with no room left in the share is refused before its signature is checked. Real
+//! processes, QUIC, RocksDB; the proof that nothing was checked is a bad signature answered
+//! `MempoolFull` (a checked one is answered `BadSignature`), and the replica's count of the
+//! client signatures it checked.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
 
@@ -29,10 +31,7 @@ fn forged(tx: Transaction) -> Transaction {
 /// Client signatures the replica checked at admission, from its `/metrics`.
 fn signatures_checked(net: &support::Net, replica: u32) -> u64 {
     let text = net.tn.http(replica, "GET", "/metrics").unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("quire_client_signatures_checked_total "))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    support::metric(&text, "quire_client_signatures_checked_total ")
 }
 
 async fn submit(net: &support::Net, to: u32, txs: Vec<Transaction>) -> Vec<Result<(), Refusal>> {

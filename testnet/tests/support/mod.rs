@@ -15,6 +15,15 @@ use quire_testnet::generate::Plan;
 use quire_testnet::ops::{self, Testnet};
 use quire_wire::rpc::{BlockRef, Request, Response};
 
+/// The sum of the `/metrics` samples whose line starts with `name` (a series, or a family with
+/// its labels cut short).
+pub fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// A 4-replica proof-of-work testnet that finds a block about every half second (four miners at
 /// 20k hashes/s), final at `k` confirmations.
 pub fn pow_plan(k: u32) -> Plan {

@@ -81,6 +81,11 @@ pub async fn run(
     // blocks are arriving. The rate counts from there; the start-up before it is reported apart.
     let mut fetching: Option<(Instant, u64)> = None;
     let mut listening = false;
+    // The longest the height stood still once blocks were arriving: a steady pipeline shows
+    // the polling interval (tens of milliseconds; a replica busy catching up answers slowly),
+    // a fetch that ended short of the top and waited for a timer shows hundreds.
+    let mut last_advance: Option<(Instant, u64)> = None;
+    let mut longest_pause = Duration::ZERO;
     while restarted.elapsed() < Duration::from_secs(600) {
         let answer = if listening {
             height(bench, lagging).await
@@ -92,6 +97,13 @@ pub async fn run(
             reached = h;
             if fetching.is_none() && h > from {
                 fetching = Some((Instant::now(), h));
+            }
+            if fetching.is_some() && last_advance.is_none_or(|(_, last)| h > last) {
+                let now = Instant::now();
+                if let Some((at, _)) = last_advance {
+                    longest_pause = longest_pause.max(now.duration_since(at));
+                }
+                last_advance = Some((now, h));
             }
             if h >= target {
                 break;
@@ -112,9 +124,10 @@ pub async fn run(
         None => (seconds, 0.0),
     };
     let overall = fetched as f64 / seconds.max(1e-9);
+    let pause_ms = longest_pause.as_secs_f64() * 1000.0;
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let json = format!(
-        "{{\n  \"nodes\": {n},\n  \"workload\": \"{}\",\n  \"blocks_behind\": {},\n  \"blocks_fetched\": {fetched},\n  \"seconds\": {seconds:.3},\n  \"blocks_per_s\": {rate:.0},\n  \"startup_s\": {startup_s:.3},\n  \"blocks_per_s_with_startup\": {overall:.0},\n  \"reached_target\": {},\n  \"load_average\": \"{}\"\n}}\n",
+        "{{\n  \"nodes\": {n},\n  \"workload\": \"{}\",\n  \"blocks_behind\": {},\n  \"blocks_fetched\": {fetched},\n  \"seconds\": {seconds:.3},\n  \"blocks_per_s\": {rate:.0},\n  \"startup_s\": {startup_s:.3},\n  \"blocks_per_s_with_startup\": {overall:.0},\n  \"longest_pause_ms\": {pause_ms:.0},\n  \"reached_target\": {},\n  \"load_average\": \"{}\"\n}}\n",
         args.workload.name(),
         target.saturating_sub(from),
         reached >= target,
@@ -127,7 +140,7 @@ pub async fn run(
     write_file(&path, &json)?;
     writeln!(
         out,
-        "replica {lagging} caught up {fetched} blocks in {seconds:.2} s: {rate:.0} blocks/s once blocks arrived, after {startup_s:.2} s of start-up ({overall:.0} blocks/s with it; certificates and signatures verified, blocks re-executed); result in {}",
+        "replica {lagging} caught up {fetched} blocks in {seconds:.2} s: {rate:.0} blocks/s once blocks arrived, after {startup_s:.2} s of start-up ({overall:.0} blocks/s with it; certificates and signatures verified, blocks re-executed); the height stood still for at most {pause_ms:.0} ms; result in {}",
         path.display()
     )?;
     if reached < target {

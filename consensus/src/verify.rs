@@ -9,6 +9,7 @@
 //! again when it executes. A transaction's verdict depends on it alone (`quire_chain::sig`), so a
 //! [`VerdictCache`] lets a replica check each signature once however it arrives.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use quire_chain::block::Batch;
@@ -127,11 +128,11 @@ pub trait VerdictCache {
     fn remember_view_change(&self, _digest: Hash) {}
 }
 
-fn good_of(txs: &[Transaction], verdicts: &[bool]) -> Vec<SignedId> {
+fn good_of<T: Borrow<Transaction>>(txs: &[T], verdicts: &[bool]) -> Vec<SignedId> {
     txs.iter()
         .zip(verdicts)
         .filter(|(_, ok)| **ok)
-        .filter_map(|(tx, _)| tx.signed_id())
+        .filter_map(|(tx, _)| tx.borrow().signed_id())
         .collect()
 }
 
@@ -152,17 +153,20 @@ pub fn check_transactions(
     txs: &[Transaction],
     cache: &dyn VerdictCache,
 ) -> Vec<bool> {
-    let refs: Vec<&Transaction> = txs.iter().collect();
-    check_all(chain_id, &refs, cache)
+    check_all(chain_id, txs, cache)
 }
 
 /// [`check_transactions`] over transactions from several places (a reply's blocks): checked
 /// together, in as few batches as they fill. Grouping changes no verdict
 /// (`quire_chain::sig::verify_many`), only the cost.
-fn check_all(chain_id: &Hash, txs: &[&Transaction], cache: &dyn VerdictCache) -> Vec<bool> {
+fn check_all<T: Borrow<Transaction>>(
+    chain_id: &Hash,
+    txs: &[T],
+    cache: &dyn VerdictCache,
+) -> Vec<bool> {
     let mut verdicts: Vec<bool> = txs
         .iter()
-        .map(|tx| tx.signed_id().is_none_or(|k| cache.known_good(&k)))
+        .map(|tx| tx.borrow().signed_id().is_none_or(|k| cache.known_good(&k)))
         .collect();
     let unknown: Vec<usize> = (0..txs.len()).filter(|i| !verdicts[*i]).collect();
     if unknown.is_empty() {
@@ -170,14 +174,14 @@ fn check_all(chain_id: &Hash, txs: &[&Transaction], cache: &dyn VerdictCache) ->
     }
     let items: Vec<_> = unknown
         .iter()
-        .filter_map(|i| txs[*i].as_transfer())
+        .filter_map(|i| txs[*i].borrow().as_transfer())
         .map(|t| (t.signing_bytes(chain_id), t.signature, t.transfer.from))
         .collect();
     let checked = quire_chain::keys::verify_many(&items);
     let mut good = Vec::new();
     for (i, ok) in unknown.into_iter().zip(checked) {
         verdicts[i] = ok;
-        if ok && let Some(k) = txs[i].signed_id() {
+        if ok && let Some(k) = txs[i].borrow().signed_id() {
             good.push(k);
         }
     }
@@ -315,12 +319,7 @@ impl Verifier {
                 // a signature (../shared/STACK.md), ~1.5 ms more per reply of 64 such blocks.
                 let txs: Vec<&Transaction> = m.body.0.iter().flat_map(|b| &b.txs).collect();
                 let verdicts = check_all(&self.chain_id, &txs, cache);
-                good_txs = txs
-                    .iter()
-                    .zip(verdicts)
-                    .filter(|(_, ok)| *ok)
-                    .filter_map(|(tx, _)| tx.signed_id())
-                    .collect();
+                good_txs = good_of(&txs, &verdicts);
             }
         }
         Ok(Verified { message, good_txs })

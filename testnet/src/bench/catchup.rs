@@ -86,6 +86,9 @@ pub async fn run(
     // a fetch that ended short of the top and waited for a timer shows hundreds.
     let mut last_advance: Option<(Instant, u64)> = None;
     let mut longest_pause = Duration::ZERO;
+    // Every height polled, with the seconds since the restart: where a catch-up is slow (its
+    // start, a pause, its end) shows in the JSON, not only in the averages.
+    let mut heights: Vec<(f64, u64)> = Vec::new();
     while restarted.elapsed() < Duration::from_secs(600) {
         let answer = if listening {
             height(bench, lagging).await
@@ -95,6 +98,7 @@ pub async fn run(
         if let Some(h) = answer {
             listening = true;
             reached = h;
+            heights.push((restarted.elapsed().as_secs_f64(), h));
             if fetching.is_none() && h > from {
                 fetching = Some((Instant::now(), h));
             }
@@ -126,8 +130,13 @@ pub async fn run(
     let overall = fetched as f64 / seconds.max(1e-9);
     let pause_ms = longest_pause.as_secs_f64() * 1000.0;
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let heights = heights
+        .iter()
+        .map(|(t, h)| format!("[{t:.3}, {h}]"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let json = format!(
-        "{{\n  \"nodes\": {n},\n  \"workload\": \"{}\",\n  \"blocks_behind\": {},\n  \"blocks_fetched\": {fetched},\n  \"seconds\": {seconds:.3},\n  \"blocks_per_s\": {rate:.0},\n  \"startup_s\": {startup_s:.3},\n  \"blocks_per_s_with_startup\": {overall:.0},\n  \"longest_pause_ms\": {pause_ms:.0},\n  \"reached_target\": {},\n  \"load_average\": \"{}\"\n}}\n",
+        "{{\n  \"nodes\": {n},\n  \"workload\": \"{}\",\n  \"blocks_behind\": {},\n  \"blocks_fetched\": {fetched},\n  \"seconds\": {seconds:.3},\n  \"blocks_per_s\": {rate:.0},\n  \"startup_s\": {startup_s:.3},\n  \"blocks_per_s_with_startup\": {overall:.0},\n  \"longest_pause_ms\": {pause_ms:.0},\n  \"reached_target\": {},\n  \"load_average\": \"{}\",\n  \"heights\": [{heights}]\n}}\n",
         args.workload.name(),
         target.saturating_sub(from),
         reached >= target,

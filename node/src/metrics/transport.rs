@@ -18,7 +18,7 @@ pub fn connected_peers(stats: &MeshStats) -> usize {
 /// A per-peer counter: metric name (without `_total`), help, and how to read it.
 type PeerCounter = (&'static str, &'static str, fn(&PeerStats) -> u64);
 
-const PER_PEER: [PeerCounter; 10] = [
+const PER_PEER: [PeerCounter; 11] = [
     (
         "quire_transport_frames_sent",
         "Frames written to a peer.",
@@ -43,6 +43,11 @@ const PER_PEER: [PeerCounter; 10] = [
         "quire_transport_dropped_queue_full",
         "Frames dropped: peer queue full.",
         |p| p.dropped_queue_full,
+    ),
+    (
+        "quire_transport_dropped_stale",
+        "Frames dropped: queued too long for a peer (its link was down).",
+        |p| p.dropped_stale,
     ),
     (
         "quire_transport_dropped_blocked",

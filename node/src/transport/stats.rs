@@ -41,6 +41,8 @@ peer_counters! {
     dropped_queue_full,
     /// Outgoing frames dropped because the link is blocked.
     dropped_blocked_out,
+    /// Outgoing frames dropped because they waited in the queue too long (the link was down).
+    dropped_stale,
     /// Incoming frames dropped because the link is blocked.
     dropped_blocked_in,
     /// Frames over the cap: ours not sent, or theirs refused (closing their connection).

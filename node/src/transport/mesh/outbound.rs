@@ -45,6 +45,8 @@ pub(super) struct Outbound {
     pub(super) endpoint: Endpoint,
     pub(super) link: Arc<Link>,
     pub(super) queue: mpsc::Receiver<Outgoing>,
+    /// See [`super::STALE_AFTER`].
+    pub(super) stale_after: Duration,
 }
 
 impl Outbound {
@@ -171,6 +173,7 @@ impl Outbound {
         let mut chunks = Vec::new();
         let (mut frames, mut bytes) = (0u64, 0usize);
         let mut next = Some(first);
+        let now = Instant::now();
         while let Some(outgoing) = next.take() {
             let len = outgoing.frame.len();
             self.link
@@ -178,6 +181,8 @@ impl Outbound {
                 .fetch_sub(len as u64, Ordering::Relaxed);
             if self.link.is_blocked() {
                 bump(&counters.dropped_blocked_out);
+            } else if now.saturating_duration_since(outgoing.queued_at) > self.stale_after {
+                bump(&counters.dropped_stale);
             } else {
                 chunks.push(bytes::Bytes::copy_from_slice(&(len as u32).to_be_bytes()));
                 chunks.push(bytes::Bytes::from_owner(Shared(outgoing.frame)));
@@ -213,11 +218,16 @@ impl Outbound {
         self.link
             .queued_bytes
             .fetch_sub(outgoing.frame.len() as u64, Ordering::Relaxed);
-        tokio::time::sleep_until(outgoing.queued_at + self.link.delay()).await;
+        let due = outgoing.queued_at + self.link.delay();
+        tokio::time::sleep_until(due).await;
         let counters = &self.link.counters;
         // Checked again here: the link may have been blocked while the frame waited.
         if self.link.is_blocked() {
             bump(&counters.dropped_blocked_out);
+            return Ok(());
+        }
+        if Instant::now().saturating_duration_since(due) > self.stale_after {
+            bump(&counters.dropped_stale);
             return Ok(());
         }
         if let Err(source) = write_frame(stream, &outgoing.frame).await {

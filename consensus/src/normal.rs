@@ -656,6 +656,11 @@ impl Replica {
     pub(crate) fn on_status(&mut self, m: Signed<Status>) {
         let status = m.body;
         self.peers.insert(m.from, PeerStatus { status });
+        // Far behind (a restart after a long outage): fetch at once rather than at the next
+        // status interval, once a weak quorum says so (`catch_up_if_behind` checks).
+        if status.stable_seq > self.head.height + self.verifier.protocol.log_window {
+            self.catch_up_if_behind();
+        }
         if m.from == self.primary() && status.view == self.view && !status.changing_view {
             self.primary_tick = self.tick;
         }

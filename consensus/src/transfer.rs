@@ -3,22 +3,30 @@
 //! commit certificate of its batch, checked at the boundary, and re-execution derives the header,
 //! so no single peer can make it accept anything false; a peer that does not answer is replaced.
 
+use std::collections::BTreeMap;
+
 use quire_chain::ReplicaId;
 
-use crate::message::{BLOCKS_PER_REPLY_MAX, Blocks, FetchBlocks, Signed};
+use crate::message::{BLOCKS_PER_REPLY_MAX, Blocks, FetchBlocks, Signed, Status};
 use crate::replica::{Output, Replica, Reply};
 use crate::stats::Drop;
 
 #[derive(Clone, Debug)]
 pub struct Fetch {
-    /// Fetch at least up to this height.
+    /// Fetch at least up to this height (raised while fetching to what a weak quorum of peers
+    /// reports having executed).
     pub target: u64,
     pub peer: ReplicaId,
     /// When the last request left or the last block arrived.
     pub sent_tick: u64,
     /// How many peers have been asked in turn (rotates the choice).
     pub attempts: u32,
-    /// The highest height asked for: requests in flight cover `head + 1..=asked`.
+    /// The ranges asked of `peer` and not answered yet, `from -> (to, order asked)`: at most
+    /// [`FETCH_PIPELINE`]. A peer serves its requests in order, one reply each, so a reply
+    /// answers the range that starts at its first block and tells that the ranges asked before
+    /// that one will not be answered.
+    pub in_flight: BTreeMap<u64, (u64, u64)>,
+    /// How many ranges have been asked (numbers them for `in_flight`).
     pub asked: u64,
 }
 
@@ -26,7 +34,8 @@ pub struct Fetch {
 /// waited for the peer's read, the network, verification, execution and the synced write in
 /// turn; with a few in flight the peer reads and the pool verifies the next replies while this
 /// replica executes and writes the current one. Bounded: at most this many replies
-/// (`BLOCKS_PER_REPLY_MAX` blocks each) are ever on their way to us.
+/// (`BLOCKS_PER_REPLY_MAX` blocks each) are ever on their way to us, and a peer keeps at most
+/// this many of our requests waiting (`deferred_fetch`), so none of ours is ever dropped there.
 pub const FETCH_PIPELINE: u64 = 4;
 
 impl Replica {
@@ -43,11 +52,12 @@ impl Replica {
                     peer,
                     sent_tick: self.tick,
                     attempts: 0,
-                    asked: self.head.height,
+                    in_flight: BTreeMap::new(),
+                    asked: 0,
                 });
-                self.request_blocks();
             }
         }
+        self.request_blocks();
     }
 
     /// Peers in order of the height they report, highest first; then the rest. Each attempt
@@ -67,24 +77,58 @@ impl Replica {
         peers[attempt as usize % peers.len()].1
     }
 
-    /// Tops the requests in flight up to [`FETCH_PIPELINE`] replies' worth past the head, in
-    /// consecutive ranges, all to the chosen peer (its replies then arrive in order).
+    /// The height at least one honest peer has executed: the (f+1)-th highest any peer reports.
+    /// A fetch reaching its target goes on to this instead of ending and waiting for the idle
+    /// timer (which cost 250-550 ms at the end of every long catch-up).
+    fn vouched_height(&self) -> u64 {
+        self.vouched(|s| s.last_executed)
+    }
+
+    /// The (f+1)-th highest of a figure the peers report in their status: at least one honest
+    /// peer reported this much, so no f liars can raise it (one could otherwise start fetches
+    /// of heights nobody has, and a primary that fetches does not propose).
+    pub(crate) fn vouched(&self, figure: impl Fn(&Status) -> u64) -> u64 {
+        let mut reported: Vec<u64> = self
+            .peers
+            .iter()
+            .filter(|(r, _)| **r != self.id)
+            .map(|(_, p)| figure(&p.status))
+            .collect();
+        reported.sort_unstable_by(|a, b| b.cmp(a));
+        reported
+            .get(self.verifier.validators.f())
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Tops the requests in flight up to [`FETCH_PIPELINE`], asking for the lowest heights above
+    /// the head that no request in flight covers, in whole replies (the peer caps a reply at
+    /// what it has), all to the chosen peer (its replies then arrive in order).
     fn request_blocks(&mut self) {
         let head = self.head.height;
+        let vouched = self.vouched_height();
         let per = BLOCKS_PER_REPLY_MAX as u64;
         let Some(f) = &mut self.fetch else {
             return;
         };
-        // Nothing asked beyond the head is still coming (a timeout, a short reply): ask again.
-        f.asked = f.asked.max(head);
-        let window_end = head + FETCH_PIPELINE * per;
+        f.target = f.target.max(vouched);
         let mut ranges = Vec::new();
-        // At least one request, even at the target: a peer may have more than it claimed.
-        while ranges.is_empty() || (f.asked < f.target && f.asked < window_end) {
-            let from = f.asked + 1;
-            let to = f.target.max(from).min(from + per - 1);
-            ranges.push((from, to));
-            f.asked = to;
+        let mut cursor = head + 1;
+        while f.in_flight.len() < FETCH_PIPELINE as usize && cursor <= f.target {
+            if let Some((_, &(to, _))) = f.in_flight.range(..=cursor).next_back()
+                && to >= cursor
+            {
+                cursor = to + 1;
+                continue;
+            }
+            let next_asked = f.in_flight.range(cursor..).next().map(|(&from, _)| from);
+            let to = next_asked
+                .map_or(u64::MAX, |from| from - 1)
+                .min(cursor + per - 1);
+            f.in_flight.insert(cursor, (to, f.asked));
+            f.asked += 1;
+            ranges.push((cursor, to));
+            cursor = to + 1;
         }
         let peer = f.peer;
         for (from, to) in ranges {
@@ -110,36 +154,35 @@ impl Replica {
             return;
         }
         let peer = self.fetch_peer(attempts);
-        let head = self.head.height;
         if let Some(f) = &mut self.fetch {
             f.attempts = attempts;
             f.peer = peer;
             f.sent_tick = self.tick;
             // What the last peer was asked is forgotten: the next one is asked from the head.
-            f.asked = head;
+            f.in_flight.clear();
         }
         self.request_blocks();
     }
 
-    /// If a peer reports having executed beyond us and we have not executed anything for a
-    /// while, fetch what it has. Blocks are certified, so one peer's word is enough to try: a
-    /// liar costs a request, never a wrong block.
+    /// If peers report having executed beyond us and we have not executed anything for a
+    /// while, fetch what they have. Blocks are certified, so a liar could cost a request, never
+    /// a wrong block; the height is one at least an honest peer vouches for (see [`Self::vouched`]).
+    /// Peers whose stable checkpoint is a whole watermark window above our head are past
+    /// anything our log can hold (those slots' messages were out of our window): that is reason
+    /// enough at once, where a restarted replica otherwise waited the idle timer first.
     pub(crate) fn catch_up_if_behind(&mut self) {
-        if self.fetch.is_some()
-            || self.tick < self.fetch_quiet_until
-            || self.tick.saturating_sub(self.executed_tick) < self.params.retransmit_ticks
+        if self.fetch.is_some() || self.tick < self.fetch_quiet_until {
+            return;
+        }
+        let past_our_log =
+            self.vouched(|s| s.stable_seq) > self.head.height + self.verifier.protocol.log_window;
+        if !past_our_log
+            && self.tick.saturating_sub(self.executed_tick) < self.params.retransmit_ticks
         {
             return;
         }
-        let highest = self
-            .peers
-            .iter()
-            .filter(|(r, _)| **r != self.id)
-            .map(|(_, p)| p.status.last_executed)
-            .max();
-        if let Some(height) = highest
-            && height > self.head.height
-        {
+        let height = self.vouched_height();
+        if height > self.head.height {
             self.start_fetch(height);
         }
     }
@@ -203,11 +246,10 @@ impl Replica {
     }
 
     pub(crate) fn on_blocks(&mut self, m: Signed<Blocks>) {
+        self.account_reply(&m);
         let mut progressed = false;
-        let mut skipped_ahead = false;
         for block in m.body.0 {
             if block.header.height != self.head.height + 1 {
-                skipped_ahead |= block.header.height > self.head.height + 1;
                 continue;
             }
             let Some(cert) = block.certificate.clone() else {
@@ -224,21 +266,20 @@ impl Replica {
             self.stats.blocks_fetched += 1;
             progressed = true;
         }
-        if skipped_ahead && let Some(f) = &mut self.fetch {
-            // A reply overtook an earlier one and its blocks were skipped: the ranges in flight
-            // no longer cover the head's successors. The next request starts at the head.
-            f.asked = self.head.height;
-        }
         if !progressed {
             self.stats.drop(Drop::UnwantedBlocks);
+            // A reply that overtook a lost one leaves a gap below it: ask for it now.
+            self.request_blocks();
             return;
         }
         // Slots at or below the new head are done; execution may continue from the log.
+        let vouched = self.vouched_height();
+        let head = self.head.height;
         let Some(f) = &mut self.fetch else {
             self.try_execute();
             return;
         };
-        if self.head.height >= f.target {
+        if head >= f.target.max(vouched) {
             self.fetch = None;
             self.try_execute();
         } else {
@@ -246,18 +287,188 @@ impl Replica {
             self.request_blocks();
         }
     }
+
+    /// Strikes the ranges a reply from the fetch's peer settles: the one it answers and, since
+    /// the peer serves in order, every one asked before it (lost: asked again from the head).
+    /// A reply that ends short of its range means the peer has nothing higher yet: the ranges
+    /// asked beyond will not be answered either.
+    fn account_reply(&mut self, m: &Signed<Blocks>) {
+        let Some(f) = &mut self.fetch else {
+            return;
+        };
+        let (Some(first), Some(last)) = (m.body.0.first(), m.body.0.last()) else {
+            return;
+        };
+        let (first, last) = (first.header.height, last.header.height);
+        if m.from != f.peer {
+            return;
+        }
+        let Some(&(to, order)) = f.in_flight.get(&first) else {
+            // Not an answer to anything in flight (asked of this peer before a timeout).
+            return;
+        };
+        f.in_flight
+            .retain(|&from, &mut (_, o)| o > order && (last >= to || from <= last));
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use quire_chain::store::MemoryStore;
+    use quire_chain::store::{MemoryStore, Store};
     use quire_chain::testkit::TestNet;
 
-    use crate::message::{FetchBlocks, Signed};
+    use quire_chain::{Batch, Block};
+
+    use crate::message::{Blocks, FetchBlocks, Message, Signed, Status};
     use crate::replica::{Input, Output, Replica};
 
     fn replica(net: &TestNet) -> Replica {
         crate::exec::tests::replica(net, &MemoryStore::new(&net.genesis))
+    }
+
+    /// `count` certified blocks of empty batches on top of the genesis.
+    fn chain(net: &TestNet, count: u64) -> Vec<Block> {
+        let store = MemoryStore::new(&net.genesis);
+        let mut ledger = store.ledger(net.chain_id()).unwrap();
+        let mut head = store.head();
+        let mut blocks = Vec::new();
+        for b in 0..count {
+            let batch = Batch {
+                view: 0,
+                proposer: 0,
+                timestamp_ms: b,
+                txs: Vec::new(),
+            };
+            let executed = net.certified_block(&mut ledger, &head, &batch);
+            head = executed.record.block.header;
+            blocks.push(executed.record.block);
+        }
+        blocks
+    }
+
+    /// Replica 1 hears the status of peer `from`.
+    fn status(r: &mut Replica, net: &TestNet, from: u32, last_executed: u64, stable_seq: u64) {
+        r.on_status(Signed::sign(
+            Status {
+                view: 0,
+                changing_view: false,
+                last_executed,
+                stable_seq,
+            },
+            from,
+            &net.validator_keys[from as usize],
+            &net.chain_id(),
+        ));
+    }
+
+    /// The block requests among `outputs`: (peer, from, to).
+    fn requests(outputs: &[Output]) -> Vec<(u32, u64, u64)> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Send(to, Message::FetchBlocks(m)) => Some((*to, m.body.from, m.body.to)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Peer `from`'s reply with blocks `first..=last` (1-based heights).
+    fn reply(net: &TestNet, chain: &[Block], from: u32, first: u64, last: u64) -> Signed<Blocks> {
+        let blocks = chain[(first - 1) as usize..last as usize].to_vec();
+        Signed::sign(
+            Blocks(blocks),
+            from,
+            &net.validator_keys[from as usize],
+            &net.chain_id(),
+        )
+    }
+
+    /// A fetch keeps four whole replies' worth in flight to one peer, asks for one more per
+    /// reply, and goes on past the height that started it to what a weak quorum of peers says
+    /// it executed (not to what one peer claims): no request is sent beyond, none is waiting
+    /// at the end, and the fetch ends at the vouched height without waiting for a timer.
+    #[test]
+    fn a_fetch_keeps_four_requests_in_flight_and_goes_on_to_the_vouched_height() {
+        let net = TestNet::new(4, 2);
+        let blocks = chain(&net, 300);
+        let mut r = replica(&net);
+        status(&mut r, &net, 0, 300, 0);
+        status(&mut r, &net, 2, 300, 0);
+        // One peer claims far more than it has.
+        status(&mut r, &net, 3, 10_000, 0);
+        r.out.clear();
+        r.start_fetch(64);
+        let sent = requests(&std::mem::take(&mut r.out));
+        assert_eq!(
+            sent,
+            vec![(3, 1, 64), (3, 65, 128), (3, 129, 192), (3, 193, 256)]
+        );
+        // The claimant answers what it has, in order.
+        let mut asked = sent;
+        for first in (1..=300).step_by(64) {
+            let last = (first + 63).min(300);
+            r.on_blocks(reply(&net, &blocks, 3, first, last));
+            assert_eq!(r.head.height, last);
+            asked.extend(requests(&std::mem::take(&mut r.out)));
+            let in_flight = r.fetch.as_ref().map_or(0, |f| f.in_flight.len());
+            assert!(in_flight as u64 <= super::FETCH_PIPELINE);
+        }
+        assert_eq!(asked.last(), Some(&(3, 257, 320)));
+        assert_eq!(asked.len(), 5, "{asked:?}");
+        assert!(r.fetch.is_none(), "done at the vouched height 300");
+    }
+
+    /// A reply that overtakes a lost one is of no use yet (blocks execute in order), but says
+    /// the lost one is not coming: its range is asked again at once, not after a fetch timeout.
+    /// The peer here serves every request in the order it came, as an honest one does.
+    #[test]
+    fn a_lost_reply_is_asked_again_as_soon_as_the_next_one_arrives() {
+        let net = TestNet::new(4, 2);
+        let blocks = chain(&net, 256);
+        let mut r = replica(&net);
+        for peer in [0, 2, 3] {
+            status(&mut r, &net, peer, 256, 0);
+        }
+        r.out.clear();
+        r.start_fetch(256);
+        let peer = r.fetch.as_ref().map(|f| f.peer).unwrap();
+        let mut queue: std::collections::VecDeque<(u64, u64)> =
+            requests(&std::mem::take(&mut r.out))
+                .into_iter()
+                .map(|(_, from, to)| (from, to))
+                .collect();
+        assert_eq!(queue.pop_front(), Some((1, 64)), "lost");
+        let mut answered = Vec::new();
+        while let Some((from, to)) = queue.pop_front() {
+            r.on_blocks(reply(&net, &blocks, peer, from, to.min(256)));
+            answered.push(from);
+            queue.extend(
+                requests(&std::mem::take(&mut r.out))
+                    .into_iter()
+                    .map(|(_, from, to)| (from, to)),
+            );
+            assert!(answered.len() < 20, "{answered:?}");
+        }
+        assert_eq!(r.head.height, 256);
+        assert!(r.fetch.is_none());
+        // The three replies behind the lost one came too early to use and were asked again.
+        assert_eq!(answered, vec![65, 129, 193, 1, 65, 129, 193]);
+    }
+
+    /// A weak quorum whose stable checkpoint is a watermark window past our head starts a fetch
+    /// as its status arrives (a restarted replica used to wait the idle timer first); one peer
+    /// saying so starts nothing.
+    #[test]
+    fn a_weak_quorum_far_ahead_starts_a_fetch_at_once_and_one_liar_does_not() {
+        let net = TestNet::new(4, 2);
+        let mut r = replica(&net);
+        r.step(Input::Tick { now_ms: 10 });
+        let far = 10 * net.genesis.protocol.log_window;
+        status(&mut r, &net, 3, far, far);
+        assert!(r.fetch.is_none(), "one peer's word");
+        status(&mut r, &net, 2, far, far);
+        assert_eq!(r.fetch.as_ref().map(|f| f.target), Some(far));
+        assert_eq!(requests(&r.out).len() as u64, super::FETCH_PIPELINE);
     }
 
     fn served(outputs: &[Output]) -> usize {

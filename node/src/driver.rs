@@ -39,6 +39,7 @@ struct CountingOutbox<'a> {
     me: ReplicaId,
     n: u32,
     blocks: Option<&'a crate::block_server::Requests>,
+    block_credits: &'a crate::verify_pool::BlockCredits,
 }
 
 impl CountingOutbox<'_> {
@@ -54,6 +55,9 @@ impl Outbox for CountingOutbox<'_> {
         if let Some(kind) = kind {
             self.metrics.sent(kind, 1, frame.len());
             self.count_to(to, kind);
+        }
+        if kind == Some(Kind::FetchBlocks) {
+            self.block_credits.asked(to);
         }
         self.transport.send(to, frame);
     }
@@ -145,6 +149,8 @@ pub struct Shared {
     /// the driver which transactions it would refuse before checking their signatures.
     pub mempool_pressure: std::sync::atomic::AtomicBool,
     pub head_hash: Mutex<quire_chain::Hash>,
+    /// Block replies asked for: they bypass the verification pool's per-peer budget.
+    pub block_credits: Arc<crate::verify_pool::BlockCredits>,
 }
 
 pub struct Driver {
@@ -365,6 +371,7 @@ impl Driver {
             me: self.actor.replica.id(),
             n: self.verifier.validators.n() as u32,
             blocks: self.blocks.as_ref(),
+            block_credits: &self.shared.block_credits,
         };
         let committed = exec::carry_out(&self.actor.replica, &*self.store, &mut outbox, outputs)?;
         self.phases

@@ -230,6 +230,7 @@ async fn serve(loaded: Loaded) -> Result<(), StartError> {
                 burst_signatures: config.peer_signatures_per_s.saturating_mul(2),
             },
             discarding: discarding.clone(),
+            block_credits: shared.block_credits.clone(),
         },
         config.verify_threads,
     )

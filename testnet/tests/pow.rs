@@ -69,8 +69,8 @@ async fn a_pow_testnet_commits_to_k_confirmations_and_a_restarted_replica_catche
 /// armed with a transfer conflicting with account 0's next one and two thirds of the hash power,
 /// mines a private branch from the moment the payment is out and releases it once the payment
 /// has one confirmation and the branch more work. The honest replicas reorganise by the normal
-/// fork choice: the payment, on replica 0's main chain, is reversed there and the conflicting
-/// transfer is on its main chain; they still agree k deep.
+/// fork choice: the payment, on an honest main chain, is reversed there, and the conflicting
+/// transfer is on replica 0's main chain instead; they still agree k deep.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_double_spender_reverses_a_payment_with_one_confirmation() {
     let net = support::start_with("pow-double-spend", plan()).await;
@@ -99,25 +99,29 @@ async fn a_live_double_spender_reverses_a_payment_with_one_confirmation() {
             .unwrap_or_else(|| panic!("{name} missing"))
     };
     // The attacker usually has more work the moment the payment's block reaches it, so the
-    // payment may be on replica 0's main chain for milliseconds only: replica 0's own count of
-    // reversed transactions (main-chain transactions whose nonce the new branch spent) is the
-    // proof that it held the payment and lost it.
+    // payment may be on an honest main chain for milliseconds only, and on replica 0's not at
+    // all if the attacker's branch reaches it before the payment's block does (that failed this
+    // test about once in fifteen runs when it asked replica 0 alone). The honest replica that
+    // mined the payment's block held it for sure: the honest replicas' count of reversed
+    // transactions (main-chain transactions whose nonce the new branch spent) is the proof that
+    // one of them held the payment and lost it.
+    let honest_sum = |name: &str| (0..3).map(|i| metric(i, name)).sum::<u64>();
     let deadline = std::time::Instant::now() + Duration::from_secs(40);
     loop {
         let paid = pow::tx_at(&net.client, 0, payment.id()).await.unwrap();
         let reversed_by = pow::tx_at(&net.client, 0, conflict.id()).await.unwrap();
-        let reversed = metric(0, "quire_pow_txs_reversed_total");
+        let reversed = honest_sum("quire_pow_txs_reversed_total");
         if paid.is_none() && reversed_by.is_some() && reversed >= 1 {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no reversal in 40 s: payment {paid:?}, conflict {reversed_by:?}, reversed at 0: {reversed}"
+            "no reversal in 40 s: payment {paid:?}, conflict {reversed_by:?}, reversed at 0-2: {reversed}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(metric(3, "quire_pow_double_spend_released_total"), 1);
-    assert!(metric(0, "quire_pow_reorgs_total") >= 1);
+    assert!(honest_sum("quire_pow_reorgs_total") >= 1);
     // The honest replicas converge on the attacker's branch (its head may still move).
     tokio::time::sleep(Duration::from_secs(1)).await;
     let report = pow::check(&net.tn, &net.tn.ever_faulty()).await.unwrap();

@@ -122,6 +122,8 @@ pub struct Replica {
     pub(crate) fetch: Option<Fetch>,
     /// No new state transfer before this tick (after one that found nothing).
     pub(crate) fetch_quiet_until: u64,
+    /// Fetches that timed out, per peer asked: the peers that failed least are asked first.
+    pub(crate) fetch_failures: BTreeMap<ReplicaId, u32>,
 
     pub(crate) tick: u64,
     pub(crate) now_ms: u64,
@@ -284,6 +286,7 @@ impl Replica {
             peers: BTreeMap::new(),
             fetch: None,
             fetch_quiet_until: 0,
+            fetch_failures: BTreeMap::new(),
             tick: 0,
             now_ms: 0,
             progress_tick: 0,

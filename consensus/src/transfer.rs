@@ -19,7 +19,7 @@ pub struct Fetch {
     pub peer: ReplicaId,
     /// When the last request left or the last block arrived.
     pub sent_tick: u64,
-    /// How many peers have been asked in turn (rotates the choice).
+    /// How many peers have been asked in turn (a fetch gives up after asking every one).
     pub attempts: u32,
     /// The ranges asked of `peer` and not answered yet, `from -> (to, order asked)`: at most
     /// [`FETCH_PIPELINE`]. A peer serves its requests in order, one reply each, so a reply
@@ -46,7 +46,7 @@ impl Replica {
         match &mut self.fetch {
             Some(f) => f.target = f.target.max(target),
             None => {
-                let peer = self.fetch_peer(0);
+                let peer = self.fetch_peer();
                 self.fetch = Some(Fetch {
                     target,
                     peer,
@@ -60,21 +60,23 @@ impl Replica {
         self.request_blocks();
     }
 
-    /// Peers in order of the height they report, highest first; then the rest. Each attempt
-    /// asks the next one.
-    fn fetch_peer(&self, attempt: u32) -> ReplicaId {
-        let mut peers: Vec<(u64, ReplicaId)> = self
-            .verifier
+    /// The peer to ask: of those whose fetches timed out least often, the one reporting the
+    /// highest height up to the vouched one (beyond it a report is one peer's word). A peer
+    /// that timed out — a liar claiming blocks it does not have, or one that was down — goes
+    /// behind the others, so each attempt of a fetch asks another peer, and a liar costs one
+    /// fetch timeout, not one per fetch.
+    fn fetch_peer(&self) -> ReplicaId {
+        let vouched = self.vouched_height();
+        self.verifier
             .validators
             .ids()
             .filter(|r| *r != self.id)
-            .map(|r| (self.peers.get(&r).map_or(0, |p| p.status.last_executed), r))
-            .collect();
-        peers.sort_by(|a, b| b.cmp(a));
-        if peers.is_empty() {
-            return self.id;
-        }
-        peers[attempt as usize % peers.len()].1
+            .min_by_key(|r| {
+                let failures = self.fetch_failures.get(r).copied().unwrap_or(0);
+                let height = self.peers.get(r).map_or(0, |p| p.status.last_executed);
+                (failures, std::cmp::Reverse(height.min(vouched)), *r)
+            })
+            .unwrap_or(self.id)
     }
 
     /// The height at least one honest peer has executed: the (f+1)-th highest any peer reports.
@@ -146,6 +148,7 @@ impl Replica {
             return;
         }
         let attempts = f.attempts + 1;
+        *self.fetch_failures.entry(f.peer).or_default() += 1;
         if attempts as usize >= self.verifier.validators.n() {
             // Every peer was asked and none helped (someone claimed blocks it does not have):
             // give up for a while rather than let a liar keep us busy.
@@ -153,7 +156,7 @@ impl Replica {
             self.fetch_quiet_until = self.tick + 4 * timeout;
             return;
         }
-        let peer = self.fetch_peer(attempts);
+        let peer = self.fetch_peer();
         if let Some(f) = &mut self.fetch {
             f.attempts = attempts;
             f.peer = peer;
@@ -394,28 +397,70 @@ mod tests {
         let mut r = replica(&net);
         status(&mut r, &net, 0, 300, 0);
         status(&mut r, &net, 2, 300, 0);
-        // One peer claims far more than it has.
+        // One peer claims far more than anyone has.
         status(&mut r, &net, 3, 10_000, 0);
         r.out.clear();
         r.start_fetch(64);
         let sent = requests(&std::mem::take(&mut r.out));
         assert_eq!(
             sent,
-            vec![(3, 1, 64), (3, 65, 128), (3, 129, 192), (3, 193, 256)]
+            vec![(0, 1, 64), (0, 65, 128), (0, 129, 192), (0, 193, 256)]
         );
-        // The claimant answers what it has, in order.
+        // The peer answers what it has, in order.
         let mut asked = sent;
         for first in (1..=300).step_by(64) {
             let last = (first + 63).min(300);
-            r.on_blocks(reply(&net, &blocks, 3, first, last));
+            r.on_blocks(reply(&net, &blocks, 0, first, last));
             assert_eq!(r.head.height, last);
             asked.extend(requests(&std::mem::take(&mut r.out)));
             let in_flight = r.fetch.as_ref().map_or(0, |f| f.in_flight.len());
             assert!(in_flight as u64 <= super::FETCH_PIPELINE);
         }
-        assert_eq!(asked.last(), Some(&(3, 257, 320)));
+        assert_eq!(asked.last(), Some(&(0, 257, 320)));
         assert_eq!(asked.len(), 5, "{asked:?}");
         assert!(r.fetch.is_none(), "done at the vouched height 300");
+    }
+
+    /// A peer that lets a fetch time out is asked last from then on: the fetch's next attempt
+    /// goes to another peer, and so does the next fetch's first request.
+    #[test]
+    fn a_peer_that_let_a_fetch_time_out_is_asked_last() {
+        let net = TestNet::new(4, 2);
+        let blocks = chain(&net, 128);
+        let mut r = replica(&net);
+        for peer in [0, 2, 3] {
+            status(&mut r, &net, peer, 128, 0);
+        }
+        r.out.clear();
+        r.start_fetch(64);
+        assert_eq!(requests(&std::mem::take(&mut r.out))[0].0, 0);
+        // Peer 0 never answers.
+        let mut now_ms = 0;
+        let retried = loop {
+            now_ms += 10;
+            let sent = requests(&r.step(Input::Tick { now_ms }));
+            if !sent.is_empty() {
+                break sent;
+            }
+            assert!(now_ms < 10_000, "no retry");
+        };
+        assert!(retried.iter().all(|(peer, ..)| *peer == 2), "{retried:?}");
+        r.on_blocks(reply(&net, &blocks, 2, 1, 64));
+        r.on_blocks(reply(&net, &blocks, 2, 65, 128));
+        assert_eq!(r.head.height, 128);
+        assert!(r.fetch.is_none());
+        // The next fetch starts with a peer that never failed, though all report the same
+        // height (without the memory, the tie would go to peer 0 again).
+        for peer in [0, 2, 3] {
+            status(&mut r, &net, peer, 1_000, 0);
+        }
+        r.out.clear();
+        r.start_fetch(1_000);
+        let sent = requests(&r.out);
+        assert!(
+            !sent.is_empty() && sent.iter().all(|(peer, ..)| *peer == 2),
+            "{sent:?}"
+        );
     }
 
     /// A reply that overtakes a lost one is of no use yet (blocks execute in order), but says

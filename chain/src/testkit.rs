@@ -135,6 +135,25 @@ impl TestNet {
         let cert = Certificate::from_votes(statement, &votes);
         execute(ledger, parent, batch, Some(cert), None)
     }
+
+    /// `count` certified blocks of empty batches on top of the genesis (heights 1..=count).
+    pub fn certified_chain(&self, count: u64) -> Vec<crate::Block> {
+        let mut ledger = self.genesis.ledger();
+        let mut head = self.genesis.block().header;
+        let mut blocks = Vec::new();
+        for b in 0..count {
+            let batch = Batch {
+                view: 0,
+                proposer: 0,
+                timestamp_ms: b,
+                txs: Vec::new(),
+            };
+            let executed = self.certified_block(&mut ledger, &head, &batch);
+            head = executed.record.block.header;
+            blocks.push(executed.record.block);
+        }
+        blocks
+    }
 }
 
 /// Proof-of-work rules for tests and the simulator: a block takes about `hashes_per_block`

@@ -317,36 +317,15 @@ impl Replica {
 
 #[cfg(test)]
 mod tests {
-    use quire_chain::store::{MemoryStore, Store};
+    use quire_chain::Block;
+    use quire_chain::store::MemoryStore;
     use quire_chain::testkit::TestNet;
-
-    use quire_chain::{Batch, Block};
 
     use crate::message::{Blocks, FetchBlocks, Message, Signed, Status};
     use crate::replica::{Input, Output, Replica};
 
     fn replica(net: &TestNet) -> Replica {
         crate::exec::tests::replica(net, &MemoryStore::new(&net.genesis))
-    }
-
-    /// `count` certified blocks of empty batches on top of the genesis.
-    fn chain(net: &TestNet, count: u64) -> Vec<Block> {
-        let store = MemoryStore::new(&net.genesis);
-        let mut ledger = store.ledger(net.chain_id()).unwrap();
-        let mut head = store.head();
-        let mut blocks = Vec::new();
-        for b in 0..count {
-            let batch = Batch {
-                view: 0,
-                proposer: 0,
-                timestamp_ms: b,
-                txs: Vec::new(),
-            };
-            let executed = net.certified_block(&mut ledger, &head, &batch);
-            head = executed.record.block.header;
-            blocks.push(executed.record.block);
-        }
-        blocks
     }
 
     /// Replica 1 hears the status of peer `from`.
@@ -393,7 +372,7 @@ mod tests {
     #[test]
     fn a_fetch_keeps_four_requests_in_flight_and_goes_on_to_the_vouched_height() {
         let net = TestNet::new(4, 2);
-        let blocks = chain(&net, 300);
+        let blocks = net.certified_chain(300);
         let mut r = replica(&net);
         status(&mut r, &net, 0, 300, 0);
         status(&mut r, &net, 2, 300, 0);
@@ -426,7 +405,7 @@ mod tests {
     #[test]
     fn a_peer_that_let_a_fetch_time_out_is_asked_last() {
         let net = TestNet::new(4, 2);
-        let blocks = chain(&net, 128);
+        let blocks = net.certified_chain(128);
         let mut r = replica(&net);
         for peer in [0, 2, 3] {
             status(&mut r, &net, peer, 128, 0);
@@ -469,7 +448,7 @@ mod tests {
     #[test]
     fn a_lost_reply_is_asked_again_as_soon_as_the_next_one_arrives() {
         let net = TestNet::new(4, 2);
-        let blocks = chain(&net, 256);
+        let blocks = net.certified_chain(256);
         let mut r = replica(&net);
         for peer in [0, 2, 3] {
             status(&mut r, &net, peer, 256, 0);

@@ -416,9 +416,7 @@ fn signatures_in(message: &Message) -> u64 {
 mod tests {
     use std::sync::mpsc::{Receiver, sync_channel};
 
-    use quire_chain::Batch;
     use quire_chain::codec::Encode;
-    use quire_chain::store::{MemoryStore, Store};
     use quire_chain::testkit::TestNet;
     use quire_consensus::message::{Blocks, Signed};
 
@@ -446,21 +444,7 @@ mod tests {
 
     /// Two certified blocks (seven signatures with the envelope's), as peer `from` sends them.
     fn blocks_from(net: &TestNet, from: u32) -> Vec<u8> {
-        let store = MemoryStore::new(&net.genesis);
-        let mut ledger = store.ledger(net.chain_id()).unwrap();
-        let mut head = store.head();
-        let mut blocks = Vec::new();
-        for b in 0..2 {
-            let batch = Batch {
-                view: 0,
-                proposer: 0,
-                timestamp_ms: b,
-                txs: Vec::new(),
-            };
-            let executed = net.certified_block(&mut ledger, &head, &batch);
-            head = executed.record.block.header;
-            blocks.push(executed.record.block);
-        }
+        let blocks = net.certified_chain(2);
         let reply = Signed::sign(
             Blocks(blocks),
             from,

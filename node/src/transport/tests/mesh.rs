@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use quire_chain::ReplicaId;
 use tokio::time::Instant;
 
 use super::{Net, client_endpoint, eventually, frame, key, next_frame, warm_up, within};
@@ -148,29 +149,11 @@ async fn a_restarted_peer_receives_again_after_reconnect() {
 
     mesh_1.shutdown().await;
     drop((mesh_1, events_1));
-    // The old endpoint releases its socket once its connections have drained.
-    let (_mesh_1, events_1) = within("the port to be free again", async {
-        loop {
-            match Mesh::start(net.config(1)) {
-                Ok(started) => break started,
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    })
-    .await;
+    let (_mesh_1, events_1) = start_again(&net, 1).await;
 
     // Frames written while the link was down are lost (PBFT retransmits); keep sending until one
     // makes it through the new connection.
-    let received = within("a frame after the restart", async {
-        loop {
-            mesh_0.send(1, frame("after"));
-            let wait = Duration::from_millis(100);
-            if let Ok(Some(received)) = tokio::time::timeout(wait, events_1.frames.recv()).await {
-                break received;
-            }
-        }
-    })
-    .await;
+    let received = send_until_one_arrives(&mesh_0, &events_1, "after").await;
     assert_eq!(received, (0, b"after".to_vec()));
     assert!(mesh_0.stats().peers[&1].reconnects >= 1);
 }
@@ -199,30 +182,46 @@ async fn frames_that_waited_too_long_for_a_link_are_dropped_not_sent() {
         mesh_0.send(1, frame("stale"));
     }
     tokio::time::sleep(stale_after * 2).await;
-    let (_mesh_1, events_1) = within("the port to be free again", async {
+    let (_mesh_1, events_1) = start_again(&net, 1).await;
+    // Fresh frames queued now (the link may still be redialling) do get through, and first:
+    // one stream per link keeps order, so a stale frame sent would have come before them.
+    let received = send_until_one_arrives(&mesh_0, &events_1, "fresh").await;
+    assert_eq!(received, (0, b"fresh".to_vec()));
+    // At least the ten (a slow machine may also age a fresh one while the link comes up).
+    assert!(mesh_0.stats().peers[&1].dropped_stale >= 10);
+}
+
+/// Starts replica `id` again once its old endpoint has released its socket (after its
+/// connections have drained).
+async fn start_again(net: &Net, id: ReplicaId) -> (Mesh, MeshEvents) {
+    within("the port to be free again", async {
         loop {
-            match Mesh::start(net.config(1)) {
+            match Mesh::start(net.config(id)) {
                 Ok(started) => break started,
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
     })
-    .await;
-    // Fresh frames queued now (the link may still be redialling) do get through, and first:
-    // one stream per link keeps order, so a stale frame sent would have come before them.
-    let received = within("a fresh frame after the restart", async {
+    .await
+}
+
+/// Sends `text` from replica 0 to replica 1 every 100 ms until a frame reaches replica 1 (the
+/// link may still be coming up): the first frame it gets.
+async fn send_until_one_arrives(
+    mesh_0: &Mesh,
+    events_1: &MeshEvents,
+    text: &str,
+) -> (ReplicaId, Vec<u8>) {
+    within("a frame after the restart", async {
         loop {
-            mesh_0.send(1, frame("fresh"));
+            mesh_0.send(1, frame(text));
             let wait = Duration::from_millis(100);
             if let Ok(Some(received)) = tokio::time::timeout(wait, events_1.frames.recv()).await {
                 break received;
             }
         }
     })
-    .await;
-    assert_eq!(received, (0, b"fresh".to_vec()));
-    // At least the ten (a slow machine may also age a fresh one while the link comes up).
-    assert!(mesh_0.stats().peers[&1].dropped_stale >= 10);
+    .await
 }
 
 /// Blocking a peer drops frames to it and from it, on our side only; unblocking restores the

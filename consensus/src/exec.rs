@@ -249,6 +249,56 @@ pub(crate) mod tests {
         Replica::recover(1, net.validator_keys[1].clone(), verifier, params, durable).unwrap();
     }
 
+    /// A proposal accepted at a height already executed (state transfer got there first) keeps
+    /// its body while the log names it: a chain reset after a divergence puts that height above
+    /// the head again, and the replica restarts. (The body was not stored, and the replica
+    /// refused its store after the reset — found by the colluding-equivocation scenario.)
+    #[test]
+    fn a_proposal_accepted_at_an_executed_height_survives_a_chain_reset() {
+        use crate::message::{Proposal, Signed, SlotVote};
+        use quire_chain::store::BatchBody;
+        let net = TestNet::new(4, 4);
+        let store = MemoryStore::new(&net.genesis);
+        let certified = quire_chain::Batch {
+            view: 1,
+            proposer: 1,
+            timestamp_ms: 2,
+            txs: vec![net.transfer(1, 2, 5, 0)],
+        };
+        let mut ledger = store.ledger(net.chain_id()).unwrap();
+        let executed = net.certified_block(&mut ledger, &store.head(), &certified);
+        let block = WriteSet {
+            blocks: vec![executed],
+            ..WriteSet::default()
+        };
+        store.write(&block).unwrap();
+        let late = quire_chain::Batch {
+            view: 0,
+            proposer: 0,
+            timestamp_ms: 1,
+            txs: vec![net.transfer(0, 1, 5, 0)],
+        };
+        let vote = SlotVote {
+            view: 0,
+            seq: 1,
+            digest: late.digest(),
+        };
+        let proposal = Signed::sign(Proposal(vote), 0, &net.validator_keys[0], &net.chain_id());
+        let accept = WriteSet {
+            consensus: vec![crate::persist::accepted(&proposal)],
+            batches: vec![BatchBody {
+                seq: 1,
+                digest: vote.digest,
+                batch: Arc::new(late),
+            }],
+            ..WriteSet::default()
+        };
+        store.write(&accept).unwrap();
+        store.reset_chain(&net.genesis).unwrap();
+        let durable = Durable::read(&store, net.chain_id()).expect("every batch the log names");
+        assert!(durable.batches.contains_key(&(1, vote.digest)));
+    }
+
     fn vote_with_its_log_entry(r: &Replica) -> Vec<Output> {
         let status = Message::Status(r.sign(crate::message::Status {
             view: 0,

@@ -781,8 +781,8 @@ impl Store for RocksStore {
         let new_head = writes.blocks.last().map_or(head, |b| b.record.block.header);
         let mut batch = WriteBatch::default();
         let bodies = self.cf(CF_BATCHES)?;
-        // Bodies above the head are kept until their height executes; one at or below it is
-        // the executed block's (stored already) or one that can never execute.
+        // Bodies above the head are kept until their height executes; one at or below it that
+        // is not the executed block's is kept as long as a replaced one.
         if let Some(failure) = self.index.as_ref().and_then(|i| i.failure()) {
             return Err(StoreError::Engine(format!(
                 "writing the transaction index: {failure}"
@@ -798,9 +798,13 @@ impl Store for RocksStore {
                 let h = &b.record.block.header;
                 h.height == body.seq && h.batch_digest() == body.digest
             });
+            new_bodies.push((body.seq, body.digest, body.batch.to_bytes()));
             if body.seq > new_head.height || executes_here {
-                new_bodies.push((body.seq, body.digest, body.batch.to_bytes()));
                 added.push((body.seq, body.digest));
+            } else {
+                // A proposal for a height already executed: the log names it, and a chain
+                // reset puts its height above the head again, so it is kept as a replaced one.
+                replaced.push((body.seq, body.digest));
             }
         }
         for executed in &writes.blocks {

@@ -280,9 +280,10 @@ fn replaced_bodies_go_once_no_log_entry_can_name_them() {
     assert!(store.batch(1, &replaced.digest()).unwrap().is_some());
     assert!(store.batch(1, &executed.digest()).unwrap().is_some());
     assert!(store.batch(5, &far.digest()).unwrap().is_some());
-    // A body arriving for a height already executed is not kept.
+    // A body arriving for a height already executed is kept as a replaced one: the log that
+    // names it may need it after a chain reset.
     store.write(&accepted(1, &far)).unwrap();
-    assert!(store.batch(1, &far.digest()).unwrap().is_none());
+    assert!(store.batch(1, &far.digest()).unwrap().is_some());
     drop(store);
     let store = RocksStore::open(&dir, &net.genesis).unwrap();
     let keep = 2 * net.genesis.protocol.log_window;
@@ -294,6 +295,7 @@ fn replaced_bodies_go_once_no_log_entry_can_name_them() {
         }
     }
     assert!(store.batch(1, &replaced.digest()).unwrap().is_none());
+    assert!(store.batch(1, &far.digest()).unwrap().is_none());
     assert!(store.batch(1, &executed.digest()).unwrap().is_some());
     drop(store);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -319,6 +321,37 @@ fn reset_chain_keeps_the_consensus_log_and_reopens() {
     assert_eq!(ledger.state_root(), net.genesis.block().header.state_root);
     commit_blocks(&net, &store, 2);
     assert_eq!(store.head().height, 2);
+    drop(store);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A body written for a height already executed (a proposal accepted after state transfer got
+/// there) is kept, as a replaced one: a chain reset puts its height above the head again, and
+/// the consensus log that names it must find it.
+#[test]
+fn a_body_for_an_executed_height_is_kept_across_a_chain_reset() {
+    let net = TestNet::new(4, 4);
+    let dir = temp_dir("rocks-late-body");
+    let store = RocksStore::open(&dir, &net.genesis).unwrap();
+    commit_blocks(&net, &store, 2);
+    let late = quire_chain::Batch {
+        view: 0,
+        proposer: 0,
+        timestamp_ms: 99,
+        txs: vec![net.transfer(0, 1, 5, 0)],
+    };
+    let digest = late.digest();
+    let writes = WriteSet {
+        batches: vec![quire_chain::store::BatchBody {
+            seq: 1,
+            digest,
+            batch: std::sync::Arc::new(late),
+        }],
+        ..WriteSet::default()
+    };
+    store.write(&writes).unwrap();
+    store.reset_chain(&net.genesis).unwrap();
+    assert!(store.batch(1, &digest).unwrap().is_some());
     drop(store);
     std::fs::remove_dir_all(&dir).unwrap();
 }

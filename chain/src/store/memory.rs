@@ -204,8 +204,9 @@ impl Store for MemoryStore {
         let head = self.head();
         check_extends(head, &writes.blocks)?;
         let mut inner = self.lock();
-        // As in the RocksDB store: a body at or below the (new) head is kept only if it is the
-        // body of a block of this write.
+        // As in the RocksDB store: a body at or below the (new) head that is not the body of a
+        // block of this write is a proposal for a height already executed; the log names it,
+        // so it is kept as a replaced one (a chain reset puts its height above the head again).
         let new_head = writes
             .blocks
             .last()
@@ -215,10 +216,14 @@ impl Store for MemoryStore {
                 let h = &b.record.block.header;
                 h.height == body.seq && h.batch_digest() == body.digest
             });
-            if body.seq > new_head || executes_here {
-                inner
-                    .batches
-                    .insert((body.seq, body.digest), body.batch.clone());
+            inner
+                .batches
+                .insert((body.seq, body.digest), body.batch.clone());
+            if body.seq <= new_head && !executes_here {
+                let replaced = inner.replaced.entry(body.seq).or_default();
+                if !replaced.contains(&body.digest) {
+                    replaced.push(body.digest);
+                }
             }
         }
         for executed in &writes.blocks {

@@ -169,6 +169,7 @@ pub fn request_kind(request: &Request) -> &'static str {
         Request::Status => "Status",
         Request::WaitBlock { .. } => "WaitBlock",
         Request::WaitBlockIds { .. } => "WaitBlockIds",
+        Request::WaitPrepared { .. } => "WaitPrepared",
     }
 }
 
@@ -185,6 +186,7 @@ pub fn response_kind(response: &Response) -> &'static str {
         Response::Status(_) => "Status",
         Response::Error(_) => "Error",
         Response::BlockIds { .. } => "BlockIds",
+        Response::Prepared(_) => "Prepared",
     }
 }
 

@@ -46,6 +46,8 @@ pub use byzantine::{Actor, Behaviour, Pressure};
 pub use config::Params;
 pub use exec::{Outbox, carry_out};
 pub use message::{Kind, Message};
-pub use replica::{Admission, Divergence, Durable, Input, Output, Replica, ReplicaError};
+pub use replica::{
+    Admission, Divergence, Durable, Input, Output, PreparedNext, Replica, ReplicaError,
+};
 pub use stats::{Drop, Misbehaviour, Stats, ViewChangeCause};
 pub use verify::{Reject, Verified, Verifier};

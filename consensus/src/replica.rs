@@ -81,6 +81,18 @@ pub(crate) struct PeerStatus {
     pub status: Status,
 }
 
+/// What [`Replica::prepared_next`] reports: the next block's batch, prepared here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreparedNext {
+    pub height: u64,
+    /// The view of the prepared certificate, and the batch digest it certifies.
+    pub view: u64,
+    pub digest: Hash,
+    /// The hash of the executed head the batch goes on top of.
+    pub parent: Hash,
+    pub batch: Arc<Batch>,
+}
+
 pub struct Replica {
     pub(crate) id: ReplicaId,
     pub(crate) key: Keypair,
@@ -449,6 +461,28 @@ impl Replica {
 
     pub fn last_executed(&self) -> u64 {
         self.head.height
+    }
+
+    /// PBFT's tentative-execution point (Castro & Liskov, OSDI 1999, §5.1): the batch right
+    /// after the executed head, when this replica holds a prepared certificate for it — durable
+    /// once the step that made it has been carried out, which is when the driver asks. When
+    /// 2f+1 replicas report the same (height, view, digest), the batch commits at that height
+    /// whatever happens next: at least f+1 of them are honest, every view change hears from
+    /// 2f+1 replicas and so from one of those, and the NewView must re-propose the prepared
+    /// digest of the highest view (no other digest can prepare in that view). Its outcome is
+    /// fixed too, as everything below it is executed. A client told so by 2f+1 replicas need not
+    /// wait for the commit phase.
+    pub fn prepared_next(&self) -> Option<PreparedNext> {
+        let height = self.head.height + 1;
+        let (proof, batch) = self.log.get(&height)?.prepared.as_ref()?;
+        let vote = proof.slot();
+        Some(PreparedNext {
+            height,
+            view: vote.view,
+            digest: vote.digest,
+            parent: self.head.hash(),
+            batch: batch.clone(),
+        })
     }
     pub fn stable_checkpoint(&self) -> &StableCheckpoint {
         &self.stable

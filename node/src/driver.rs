@@ -142,6 +142,9 @@ pub struct Shared {
     pub stable: Mutex<Option<StableCheckpoint>>,
     /// The committed height, for RPC requests waiting for a block.
     pub height: tokio::sync::watch::Sender<u64>,
+    /// The batch after the committed head when it is prepared here (durably: published after
+    /// the round's write), for RPC requests waiting for one (`Request::WaitPrepared`).
+    pub prepared: tokio::sync::watch::Sender<Option<quire_consensus::PreparedNext>>,
     /// Transactions in the mempool after the last round, so client RPC can refuse a Submit the
     /// mempool could not take before spending a signature check on it.
     pub mempool_len: std::sync::atomic::AtomicU64,
@@ -249,6 +252,7 @@ impl Driver {
                 next_tick = (next_tick + self.tick).max(now);
             }
             self.carry_out(outputs)?;
+            self.publish_prepared();
             self.log_view_change();
             if let Some(d) = self.actor.replica.diverged() {
                 self.rebuild(d)?;
@@ -322,6 +326,22 @@ impl Driver {
             }
             Event::Pow(_) | Event::Shutdown => {}
         }
+    }
+
+    /// What the replica has prepared after its head, when that changed: after `carry_out`, so
+    /// the prepared certificate it stands for is durable before anyone hears of it.
+    fn publish_prepared(&self) {
+        let next = self.actor.replica.prepared_next();
+        let key = |p: &Option<quire_consensus::PreparedNext>| {
+            p.as_ref().map(|p| (p.height, p.view, p.digest))
+        };
+        self.shared.prepared.send_if_modified(|published| {
+            if key(published) == key(&next) {
+                return false;
+            }
+            *published = next;
+            true
+        });
     }
 
     /// The mempool's size and pressure, for client RPC's admission (`rpc_server::submit`).

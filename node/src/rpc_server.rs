@@ -26,8 +26,8 @@ use tokio::sync::{Semaphore, oneshot};
 
 use crate::driver::{Event, Shared};
 use crate::rpc::{
-    Attestation, BlockRef, HEADERS_MAX, NodeStatus, Refusal, Request, Response, Statement,
-    TxStatus, WAIT_MS_MAX,
+    Attestation, BlockRef, HEADERS_MAX, NodeStatus, Prepared, Refusal, Request, Response,
+    Statement, TxStatus, WAIT_MS_MAX,
 };
 use crate::transport::frame::{Budget, FrameError, read_frame_within, write_frame};
 
@@ -291,6 +291,10 @@ async fn handle(ctx: &RpcContext, request: Request) -> Response {
                 Err(e) => storage_error(ctx, e),
             }
         }
+        Request::WaitPrepared { height, wait_ms } => {
+            wait_for_prepared(ctx, height, wait_ms).await;
+            prepared_response(ctx, height)
+        }
         Request::Block(which) => {
             let read = read_store(ctx, move |store| {
                 let height = match which {
@@ -380,6 +384,62 @@ async fn wait_for_height(ctx: &RpcContext, height: u64, wait_ms: u32) {
     let mut committed = ctx.shared.height.subscribe();
     let wait = Duration::from_millis(u64::from(wait_ms.min(WAIT_MS_MAX)));
     let _ = tokio::time::timeout(wait, committed.wait_for(|h| *h >= height)).await;
+}
+
+/// Waits until the batch for `height` is prepared after the head or committed here, or
+/// `wait_ms` (at most `WAIT_MS_MAX`) passed.
+async fn wait_for_prepared(ctx: &RpcContext, height: u64, wait_ms: u32) {
+    let mut committed = ctx.shared.height.subscribe();
+    let mut prepared = ctx.shared.prepared.subscribe();
+    let wait = Duration::from_millis(u64::from(wait_ms.min(WAIT_MS_MAX)));
+    let reached = async {
+        loop {
+            if *committed.borrow_and_update() >= height
+                || prepared
+                    .borrow_and_update()
+                    .as_ref()
+                    .is_some_and(|p| p.height >= height)
+            {
+                return;
+            }
+            tokio::select! {
+                changed = committed.changed() => if changed.is_err() { return },
+                changed = prepared.changed() => if changed.is_err() { return },
+            }
+        }
+    };
+    let _ = tokio::time::timeout(wait, reached).await;
+}
+
+/// What this replica can say about the batch for `height`: prepared after its head (a prepared
+/// report for a later height means this one is committed), committed, or nothing yet.
+fn prepared_response(ctx: &RpcContext, height: u64) -> Response {
+    let next = ctx.shared.prepared.borrow().clone();
+    if let Some(p) = next.filter(|p| p.height == height) {
+        return Response::Prepared(Some(Prepared {
+            height,
+            view: p.view,
+            digest: p.digest,
+            parent: p.parent,
+            committed: false,
+            ids: p.batch.txs.iter().map(|tx| tx.id()).collect(),
+        }));
+    }
+    match ctx.store.block(height) {
+        // A block without a commit certificate (the genesis, proof of work) was never prepared.
+        Ok(Some(record)) => {
+            Response::Prepared(record.block.certificate.as_ref().map(|cert| Prepared {
+                height,
+                view: cert.statement.view,
+                digest: cert.statement.digest,
+                parent: record.block.header.parent_hash,
+                committed: true,
+                ids: record.block.txs.iter().map(|tx| tx.id()).collect(),
+            }))
+        }
+        Ok(None) => Response::Prepared(None),
+        Err(e) => storage_error(ctx, e),
+    }
 }
 
 fn shutting_down() -> Response {

@@ -138,6 +138,57 @@ async fn a_testnet_commits_transfers_survives_crashes_and_replaces_its_primary()
         assert_eq!(b, *start, "account {a}");
     }
 
+    // Prepared reports (PBFT's tentative execution point): a transfer submitted now is reported
+    // by every replica under one (height, view, digest, parent), prepared or already committed,
+    // and the block that commits there holds exactly the reported batch under that certificate.
+    let next = net.transfer(0, 1, 1, net.nonce(0).await);
+    let asked = quire_wire::rpc::Request::WaitPrepared {
+        height: height + 1,
+        wait_ms: 5_000,
+    };
+    let ask = |i: u32| net.client.call(i, &asked);
+    let (a, b, c, d, ()) = tokio::join!(ask(0), ask(1), ask(2), ask(3), async {
+        net.submit(std::slice::from_ref(&next)).await
+    });
+    let mut reports = Vec::new();
+    for answer in [a, b, c, d] {
+        match answer.unwrap() {
+            quire_wire::rpc::Response::Prepared(Some(p)) => reports.push(p),
+            other => panic!("no prepared report for height {}: {other:?}", height + 1),
+        }
+    }
+    assert!(reports.iter().all(|p| p.key() == reports[0].key()));
+    assert_eq!(reports[0].ids, vec![next.id()]);
+    assert_eq!(reports[0].parent, chain.last().unwrap().header.hash());
+    net.wait_for(
+        "the transfer to commit",
+        Duration::from_secs(30),
+        || async { net.height(0).await > Some(height) },
+    )
+    .await;
+    let block = net.chain(0).await.swap_remove(height as usize);
+    assert_eq!(block.header.height, height + 1);
+    assert_eq!(
+        block.txs.iter().map(|tx| tx.id()).collect::<Vec<_>>(),
+        reports[0].ids
+    );
+    let cert = block.certificate.unwrap().statement;
+    assert_eq!(
+        (cert.view, cert.digest),
+        (reports[0].view, reports[0].digest)
+    );
+    let committed = quire_wire::rpc::Request::WaitPrepared {
+        height: height + 1,
+        wait_ms: 100,
+    };
+    match net.client.call(2, &committed).await.unwrap() {
+        quire_wire::rpc::Response::Prepared(Some(p)) => {
+            assert!(p.committed);
+            assert_eq!(p.key(), reports[0].key());
+        }
+        other => panic!("no report for a committed block: {other:?}"),
+    }
+
     // Kill -9 a backup, keep submitting, restart it: it catches up.
     let primary = (net.view().await % 4) as u32;
     let backup = (primary + 1) % 4;

@@ -252,6 +252,8 @@ fn honest(world: &World, me: ReplicaId, request: Request) -> Response {
                 },
             }
         }
+        // The library never asks it (the benchmark does).
+        Request::WaitPrepared { .. } => Response::Prepared(None),
     }
 }
 

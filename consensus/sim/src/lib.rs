@@ -192,6 +192,8 @@ pub struct Sim {
     violation: Option<(u64, u64, Violation)>,
     /// Scripted isolation for scenario tests: these replicas hear and reach no one.
     pub isolated: BTreeSet<ReplicaId>,
+    /// Scripted loss for scenario tests: no frame of these kinds arrives anywhere.
+    pub lost_kinds: BTreeSet<Kind>,
     /// Replicas rebuilt after their chain diverged from a certified checkpoint, in order.
     pub rebuilt: Vec<ReplicaId>,
     /// Frames delivered (read or not), and their bytes, by (from, to, the kind they claim).
@@ -245,6 +247,7 @@ impl Sim {
             trace_hasher: Vec::new(),
             violation: None,
             isolated: BTreeSet::new(),
+            lost_kinds: BTreeSet::new(),
             rebuilt: Vec::new(),
             delivered: BTreeMap::new(),
             disk_faults: 0,
@@ -610,6 +613,9 @@ impl Sim {
             return;
         }
         let claimed = Kind::of_frame(&p.frame.bytes);
+        if claimed.is_some_and(|k| self.lost_kinds.contains(&k)) {
+            return;
+        }
         if let Some(kind) = claimed {
             let counted = self.delivered.entry((from, to, kind)).or_default();
             counted.0 += 1;

@@ -313,3 +313,54 @@ fn a_long_view_change_resends_its_view_change_less_and_less_often() {
     c.run(3000);
     c.assert_all_executed();
 }
+
+/// PBFT's tentative execution (§5.1): a batch that 2f+1 replicas report prepared on top of their
+/// executed head commits at that height, even when no Commit of its view ever arrives and the
+/// primary that proposed it is gone. What a replica reports is what its durable prepared
+/// certificate says, and only for the block after its head.
+#[test]
+fn a_batch_a_quorum_reports_prepared_commits_at_that_height() {
+    use quire_consensus::Kind;
+    let mut c = Cluster::with(4, |cfg| cfg.params.batch_timeout_ticks = 1);
+    c.sim.lost_kinds.insert(Kind::Commit);
+    c.submit(2, Target::One(0));
+    c.run(1);
+    c.submit(2, Target::One(0));
+    c.run(20);
+    let reports: Vec<_> = (0..4)
+        .filter_map(|i| c.sim.replica(i).unwrap().prepared_next())
+        .collect();
+    assert_eq!(reports.len(), 4, "every replica prepared the first batch");
+    assert!(reports.iter().all(|r| r.height == 1 && r.view == 0));
+    assert!(reports.iter().all(|r| r.digest == reports[0].digest));
+    assert!(
+        reports
+            .iter()
+            .all(|r| r.parent == c.sim.net.genesis.block().header.hash())
+    );
+    // The second batch prepared too, but is not reported: the first is not executed yet.
+    for i in 0..4 {
+        assert_eq!(c.height(i), 0, "nothing commits without Commits");
+        let log = c.sim.replica(i).unwrap();
+        assert_eq!(log.prepared_next().map(|r| r.height), Some(1));
+    }
+    let ids: Vec<_> = reports[0].batch.txs.iter().map(|tx| tx.id()).collect();
+    assert!(!ids.is_empty());
+
+    c.crash(0);
+    c.sim.lost_kinds.clear();
+    c.run(800);
+    for i in 1..4 {
+        assert!(c.view(i) >= 1, "replica {i} moved past the crashed primary");
+        let block = c.sim.stores[i as usize].block(1).unwrap().unwrap().block;
+        let committed: Vec<_> = block.txs.iter().map(|tx| tx.id()).collect();
+        assert_eq!(
+            committed, ids,
+            "replica {i} committed another batch at height 1"
+        );
+        let cert = block
+            .certificate
+            .expect("a decided block carries its certificate");
+        assert_eq!(cert.statement.digest, reports[0].digest);
+    }
+}

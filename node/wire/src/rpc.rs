@@ -151,6 +151,36 @@ pub enum Request {
         height: u64,
         wait_ms: u32,
     },
+    /// Whether the batch for `height` is prepared here on top of the executed head (PBFT's
+    /// tentative execution point) or committed, waiting up to `wait_ms` (at most
+    /// [`WAIT_MS_MAX`]) for either: answered [`Response::Prepared`] as soon as it is. 2f+1
+    /// replicas answering the same (height, view, digest, parent) prove the batch commits at
+    /// that height, one phase before any of them has committed it.
+    WaitPrepared {
+        height: u64,
+        wait_ms: u32,
+    },
+}
+
+/// A replica's word that the batch for `height` is decided as far as it can tell: it holds a
+/// durable prepared certificate for it in `view` on top of its executed block `parent`, or it
+/// committed it (then `view` and `digest` are those of the block's commit certificate).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prepared {
+    pub height: u64,
+    pub view: u64,
+    pub digest: Hash,
+    pub parent: Hash,
+    pub committed: bool,
+    /// The ids of the batch's transactions, in order.
+    pub ids: Vec<TxId>,
+}
+
+impl Prepared {
+    /// What 2f+1 replicas must agree on for the batch to be decided.
+    pub fn key(&self) -> (u64, u64, Hash, Hash) {
+        (self.height, self.view, self.digest, self.parent)
+    }
 }
 
 /// The longest a [`Request::WaitBlock`] is held.
@@ -283,9 +313,37 @@ pub enum Response {
         ids: Vec<TxId>,
         attestation: Option<Attestation>,
     },
+    /// The answer to [`Request::WaitPrepared`]: `None` when the batch is neither prepared nor
+    /// committed here yet.
+    Prepared(Option<Prepared>),
 }
 
 // ---- encoding ------------------------------------------------------------------------------
+
+impl Encode for Prepared {
+    fn encode(&self, out: &mut Vec<u8>) {
+        codec::put_u64(out, self.height);
+        codec::put_u64(out, self.view);
+        self.digest.encode(out);
+        self.parent.encode(out);
+        codec::put_bool(out, self.committed);
+        codec::put_seq(out, &self.ids);
+    }
+}
+
+impl Decode for Prepared {
+    const MIN_LEN: usize = 8 + 8 + 32 + 32 + 1 + 4;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Prepared {
+            height: r.u64()?,
+            view: r.u64()?,
+            digest: Hash::decode(r)?,
+            parent: Hash::decode(r)?,
+            committed: r.bool()?,
+            ids: r.seq("transaction ids", BATCH_TXS_MAX)?,
+        })
+    }
+}
 
 impl Encode for BlockRef {
     fn encode(&self, out: &mut Vec<u8>) {
@@ -353,6 +411,11 @@ impl Encode for Request {
                 codec::put_u64(out, *height);
                 codec::put_u32(out, *wait_ms);
             }
+            Request::WaitPrepared { height, wait_ms } => {
+                out.push(10);
+                codec::put_u64(out, *height);
+                codec::put_u32(out, *wait_ms);
+            }
         }
     }
 }
@@ -377,6 +440,10 @@ impl Decode for Request {
                 wait_ms: r.u32()?,
             },
             9 => Request::WaitBlockIds {
+                height: r.u64()?,
+                wait_ms: r.u32()?,
+            },
+            10 => Request::WaitPrepared {
                 height: r.u64()?,
                 wait_ms: r.u32()?,
             },
@@ -641,6 +708,10 @@ impl Encode for Response {
                 codec::put_seq(out, ids);
                 codec::put_option(out, attestation);
             }
+            Response::Prepared(p) => {
+                out.push(10);
+                codec::put_option(out, p);
+            }
         }
     }
 }
@@ -686,6 +757,7 @@ impl Decode for Response {
                 ids: r.seq("transaction ids", BATCH_TXS_MAX)?,
                 attestation: r.option()?,
             },
+            10 => Response::Prepared(r.option()?),
             tag => {
                 return Err(DecodeError::BadTag {
                     what: "response",
@@ -723,6 +795,10 @@ mod tests {
                 height: 4,
                 wait_ms: 250,
             },
+            Request::WaitPrepared {
+                height: 4,
+                wait_ms: 250,
+            },
         ];
         for r in requests {
             assert_eq!(Request::from_bytes(&r.to_bytes()).unwrap(), r);
@@ -751,6 +827,15 @@ mod tests {
                 ids: vec![tx.id()],
                 attestation: None,
             },
+            Response::Prepared(None),
+            Response::Prepared(Some(Prepared {
+                height: 3,
+                view: 1,
+                digest: Hash([7; 32]),
+                parent: Hash([8; 32]),
+                committed: true,
+                ids: vec![tx.id()],
+            })),
         ];
         for r in responses {
             assert_eq!(Response::from_bytes(&r.to_bytes()).unwrap(), r);

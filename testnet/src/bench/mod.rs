@@ -152,7 +152,7 @@ impl BenchResult {
     pub fn summary(&self) -> String {
         let p = &self.point;
         format!(
-            "{} nodes, {} workload{}: offered {} tx/s for {:.0} s; committed {:.0} tx/s; latency p50 {:.1} ms, p99 {:.1} ms; {} refused; {} view changes (started by: {}); {} blocks, {:.0} tx/block; {:.1} normal-case messages/block (2n(n-1) = {}); load average {}",
+            "{} nodes, {} workload{}: offered {} tx/s for {:.0} s; committed {:.0} tx/s; latency p50 {:.1} ms, p99 {:.1} ms (decided: p50 {:.1} ms, p99 {:.1} ms); {} refused; {} view changes (started by: {}); {} blocks, {:.0} tx/block; {:.1} normal-case messages/block (2n(n-1) = {}); load average {}",
             self.nodes,
             self.workload.name(),
             if self.workload == Workload::Raw {
@@ -165,6 +165,8 @@ impl BenchResult {
             p.committed_tps,
             p.latency_p50_ms,
             p.latency_p99_ms,
+            p.decided_p50_ms,
+            p.decided_p99_ms,
             p.refused,
             p.view_changes,
             p.view_change_causes(),

@@ -6,7 +6,7 @@
 //! does: a transaction a replica refused for now (mempool full, busy, sender limit) is offered
 //! again a little later, and counted as refused; one refused for good is dropped and counted.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use quire_chain::{Transaction, TxId};
 use quire_client::Client;
-use quire_wire::rpc::{Request, Response};
+use quire_wire::rpc::{Prepared, Request, Response};
 
 use super::scrape::Counters;
 use super::{Target, percentile};
@@ -35,6 +35,12 @@ pub struct Point {
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     pub latency_max_ms: f64,
+    /// Submission to *decided*: 2f+1 replicas report the transaction's batch prepared on top of
+    /// their executed chain (PBFT's tentative execution, which proves it commits there), or one
+    /// reports it committed, whichever comes first. A client waiting for 2f+1 such answers
+    /// knows its transaction's place and outcome one phase before the commit.
+    pub decided_p50_ms: f64,
+    pub decided_p99_ms: f64,
     pub view_changes: u64,
     /// View changes started, summed over the replicas, by cause (`rotation`, `silent`,
     /// `stalled`, `censored`, `joined`, `expired`): a rotation counts once per replica.
@@ -112,7 +118,7 @@ impl Point {
             })
             .collect();
         format!(
-            "{{\"offered_rate\": {}, \"duration_s\": {:.3}, \"submitted\": {}, \"refused\": {}, \"committed\": {}, \"committed_tps\": {:.1}, \"latency_p50_ms\": {:.2}, \"latency_p99_ms\": {:.2}, \"latency_max_ms\": {:.2}, \"view_changes\": {}, \"view_change_starts\": {}, \"blocks\": {}, \"mean_batch\": {:.1}, \"messages_per_block\": {}, \"bytes_per_block\": {}, \"load_average\": \"{}\", \"timeline_window_s\": {}, \"timeline\": [{}]}}",
+            "{{\"offered_rate\": {}, \"duration_s\": {:.3}, \"submitted\": {}, \"refused\": {}, \"committed\": {}, \"committed_tps\": {:.1}, \"latency_p50_ms\": {:.2}, \"latency_p99_ms\": {:.2}, \"latency_max_ms\": {:.2}, \"decided_p50_ms\": {:.2}, \"decided_p99_ms\": {:.2}, \"view_changes\": {}, \"view_change_starts\": {}, \"blocks\": {}, \"mean_batch\": {:.1}, \"messages_per_block\": {}, \"bytes_per_block\": {}, \"load_average\": \"{}\", \"timeline_window_s\": {}, \"timeline\": [{}]}}",
             self.offered_rate,
             self.duration_s,
             self.submitted,
@@ -122,6 +128,8 @@ impl Point {
             self.latency_p50_ms,
             self.latency_p99_ms,
             self.latency_max_ms,
+            self.decided_p50_ms,
+            self.decided_p99_ms,
             self.view_changes,
             map(&self.view_change_starts),
             self.blocks,
@@ -154,12 +162,59 @@ impl Point {
     }
 }
 
+/// (height, view, digest, parent): what 2f+1 prepared reports must agree on.
+type PreparedKey = (u64, u64, quire_chain::Hash, quire_chain::Hash);
+
+/// Reports more than this many heights below the newest one heard of are forgotten.
+const PREPARED_KEPT_HEIGHTS: u64 = 1_000;
+
+impl Tally {
+    /// Counts one replica's prepared report; at the `quorum`-th matching one, the batch's
+    /// transactions not seen committed yet are decided now.
+    fn prepared(&mut self, report: &Prepared, quorum: u32, now: Instant) {
+        let votes = self.prepared_reports.entry(report.key()).or_default();
+        *votes += 1;
+        if *votes != quorum {
+            return;
+        }
+        for id in &report.ids {
+            if let Some(at) = self.sent_at.get(id)
+                && self.decided_early.insert(*id)
+            {
+                self.decided
+                    .push(now.duration_since(*at).as_secs_f64() * 1000.0);
+            }
+        }
+        let floor = report.height.saturating_sub(PREPARED_KEPT_HEIGHTS);
+        self.prepared_reports = self.prepared_reports.split_off(&(
+            floor,
+            0,
+            quire_chain::Hash([0; 32]),
+            quire_chain::Hash([0; 32]),
+        ));
+    }
+
+    /// `id` seen committed `latency_ms` after its submission: decided then, unless 2f+1
+    /// prepared reports decided it before.
+    fn committed(&mut self, id: &TxId, latency_ms: f64) {
+        if !self.decided_early.remove(id) {
+            self.decided.push(latency_ms);
+        }
+    }
+}
+
 #[derive(Default)]
 struct Tally {
     /// First submission of each transaction not yet seen committed.
     sent_at: HashMap<TxId, Instant>,
     /// When each was seen committed (seconds since the load began), with its latency (ms).
     commits: Vec<(f64, f64)>,
+    /// Each transaction's latency to decided (see [`Point::decided_p50_ms`]), in ms.
+    decided: Vec<f64>,
+    /// Transactions decided by 2f+1 prepared reports and not yet seen committed.
+    decided_early: HashSet<TxId>,
+    /// Prepared reports by what they report, until their height is well below the highest.
+    prepared_reports: BTreeMap<PreparedKey, u32>,
     committed_in_window: u64,
     blocks: u64,
     block_txs: u64,
@@ -264,6 +319,23 @@ pub async fn measure(
         window,
         stop.clone(),
     ));
+    // Every replica's prepared reports, for the latency to decided.
+    let first = Follower::from_head(client.clone(), vec![1 % n], Duration::from_millis(250))
+        .await
+        .next;
+    let quorum = n - (n - 1) / 3;
+    let prepared: Vec<_> = (0..n)
+        .map(|replica| {
+            tokio::spawn(follow_prepared(
+                client.clone(),
+                tally.clone(),
+                replica,
+                first,
+                quorum,
+                stop.clone(),
+            ))
+        })
+        .collect();
     // The primary changes (a scheduled rotation every `rotation_blocks`, a view change): load
     // sent to a former primary is forwarded at a cost to the new one, which measured the
     // forwarding, not the protocol, in runs longer than a rotation.
@@ -318,6 +390,9 @@ pub async fn measure(
     drain(&client, &tally, n, &view, rate).await;
     stop.store(true, Ordering::Relaxed);
     let _ = follower.await;
+    for p in prepared {
+        let _ = p.await;
+    }
     let _ = watcher.await;
     while inflight.join_next().await.is_some() {}
     writeln!(out)?;
@@ -328,6 +403,8 @@ pub async fn measure(
         .map_err(|_| anyhow::anyhow!("tally poisoned"))?;
     let mut lat: Vec<f64> = t.commits.iter().map(|(_, latency)| *latency).collect();
     lat.sort_by(|a, b| a.total_cmp(b));
+    let mut decided = t.decided.clone();
+    decided.sort_by(|a, b| a.total_cmp(b));
     let blocks = t.blocks.max(1) as f64;
     let per_block = |name: &str| {
         counters_after
@@ -347,6 +424,8 @@ pub async fn measure(
         latency_p50_ms: percentile(&lat, 0.5),
         latency_p99_ms: percentile(&lat, 0.99),
         latency_max_ms: lat.last().copied().unwrap_or(0.0),
+        decided_p50_ms: percentile(&decided, 0.5),
+        decided_p99_ms: percentile(&decided, 0.99),
         view_changes: view_after.saturating_sub(view_before),
         view_change_starts: counters_after
             .delta_by(&counters_before, "quire_view_change_causes_total", "cause")
@@ -461,15 +540,44 @@ async fn follow(
             t.block_txs += ids.len() as u64;
             for id in &ids {
                 if let Some(at) = t.sent_at.remove(id) {
-                    t.commits.push((
-                        now.duration_since(start).as_secs_f64(),
-                        now.duration_since(at).as_secs_f64() * 1000.0,
-                    ));
+                    let latency_ms = now.duration_since(at).as_secs_f64() * 1000.0;
+                    t.commits
+                        .push((now.duration_since(start).as_secs_f64(), latency_ms));
+                    t.committed(id, latency_ms);
                     if now.duration_since(start) <= window {
                         t.committed_in_window += 1;
                     }
                 }
             }
+        }
+    }
+}
+
+/// Asks `replica`, block after block from `first`, when each batch is prepared there (or
+/// committed), and counts the reports towards each batch's decision.
+async fn follow_prepared(
+    client: Arc<Client>,
+    tally: Arc<Mutex<Tally>>,
+    replica: u32,
+    first: u64,
+    quorum: u32,
+    stop: Arc<AtomicBool>,
+) {
+    let mut next = first;
+    while !stop.load(Ordering::Relaxed) {
+        let request = Request::WaitPrepared {
+            height: next,
+            wait_ms: 250,
+        };
+        match client.call(replica, &request).await {
+            Ok(Response::Prepared(Some(report))) if report.height == next => {
+                next += 1;
+                if let Ok(mut t) = tally.lock() {
+                    t.prepared(&report, quorum, Instant::now());
+                }
+            }
+            Ok(_) => {}
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
 }
@@ -497,6 +605,49 @@ fn progress(out: &mut dyn Write, elapsed: Duration, total: Duration, t: &Tally) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A transaction is decided at the 2f+1-th matching prepared report (reports for another
+    /// view or parent do not count with them), or when seen committed if that comes first;
+    /// each is counted once.
+    #[test]
+    fn decided_takes_a_quorum_of_matching_reports_or_the_commit() {
+        use quire_chain::Hash;
+        let ids: Vec<TxId> = (0..3u8).map(|i| TxId(Hash([i; 32]))).collect();
+        let sent = Instant::now();
+        let mut t = Tally::default();
+        for id in &ids {
+            t.sent_at.insert(*id, sent);
+        }
+        let report = |view: u64, parent: u8, ids: &[TxId]| Prepared {
+            height: 5,
+            view,
+            digest: Hash([9; 32]),
+            parent: Hash([parent; 32]),
+            committed: false,
+            ids: ids.to_vec(),
+        };
+        // ids[2] is seen committed first: decided then, not again by the reports.
+        t.sent_at.remove(&ids[2]);
+        t.committed(&ids[2], 4.0);
+        let later = sent + Duration::from_millis(2);
+        t.prepared(&report(0, 1, &ids), 3, later);
+        t.prepared(&report(1, 1, &ids), 3, later);
+        t.prepared(&report(0, 2, &ids), 3, later);
+        assert_eq!(t.decided, vec![4.0], "three reports, but no two alike");
+        t.prepared(&report(0, 1, &ids), 3, later);
+        assert_eq!(t.decided, vec![4.0]);
+        t.prepared(&report(0, 1, &ids), 3, later);
+        assert_eq!(t.decided.len(), 3, "ids 0 and 1 decided at the third match");
+        assert!((t.decided[1] - 2.0).abs() < 1e-9);
+        // The fourth report, and the commits that follow, count nothing again.
+        t.prepared(&report(0, 1, &ids), 3, later);
+        for id in &ids[..2] {
+            t.sent_at.remove(id);
+            t.committed(id, 9.0);
+        }
+        assert_eq!(t.decided.len(), 3);
+        assert!(t.decided_early.is_empty());
+    }
 
     /// Windows are consecutive from the first commit to the last, a stall shows as an empty
     /// window, and each window's latencies are its own.

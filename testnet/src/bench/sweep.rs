@@ -117,11 +117,12 @@ pub async fn run(
 
 fn line(p: &Point) -> String {
     format!(
-        "offered {:>7} committed {:>8.0} tx/s  p50 {:>7.1} ms  p99 {:>7.1} ms  refused {:>7}  views +{} ({})  {:.0} tx/block  load {}",
+        "offered {:>7} committed {:>8.0} tx/s  p50 {:>7.1} ms  p99 {:>7.1} ms  decided p50 {:>6.1} ms  refused {:>7}  views +{} ({})  {:.0} tx/block  load {}",
         p.offered_rate,
         p.committed_tps,
         p.latency_p50_ms,
         p.latency_p99_ms,
+        p.decided_p50_ms,
         p.refused,
         p.view_changes,
         p.view_change_causes(),
@@ -174,16 +175,18 @@ fn markdown(
     );
     let _ = writeln!(
         s,
-        "| offered tx/s | committed tx/s | p50 ms | p99 ms | refused | view changes | started by (summed over replicas) | tx/block | PP+P+C msgs/block | bytes/block | load average |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| offered tx/s | committed tx/s | p50 ms | p99 ms | decided p50 / p99 ms | refused | view changes | started by (summed over replicas) | tx/block | PP+P+C msgs/block | bytes/block | load average |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     let row = |s: &mut String, label: String, p: &Point| {
         let bytes: f64 = p.bytes_per_block.values().sum();
         let _ = writeln!(
             s,
-            "| {label} | {:.0} | {:.1} | {:.1} | {} | {} | {} | {:.0} | {:.1} | {:.0} | {} |",
+            "| {label} | {:.0} | {:.1} | {:.1} | {:.1} / {:.1} | {} | {} | {} | {:.0} | {:.1} | {:.0} | {} |",
             p.committed_tps,
             p.latency_p50_ms,
             p.latency_p99_ms,
+            p.decided_p50_ms,
+            p.decided_p99_ms,
             p.refused,
             p.view_changes,
             p.view_change_causes(),

@@ -208,6 +208,7 @@ async fn pbft_side(dir: &Path, args: &CompareArgs, out: &mut dyn Write) -> Resul
         catchup: None,
         mempool: 100_000,
         verify_threads: 1,
+        decided: false,
     };
     let p = bench::run(dir, &bench_args, out).await?.point;
     Ok(PbftSide {

@@ -127,6 +127,12 @@ pub struct BenchArgs {
     /// Threads verifying replica messages, per replica.
     #[arg(long, default_value_t = 1)]
     pub verify_threads: usize,
+    /// Also time each transaction to *decided*: 2f+1 replicas report its batch prepared on top
+    /// of their executed chain (`WaitPrepared`, PBFT's tentative execution), which proves it
+    /// commits there one phase before the commit. Follows every replica, which costs each one
+    /// request per block: off by default, so latencies to commit compare with earlier runs.
+    #[arg(long)]
+    pub decided: bool,
 }
 
 /// The result of one-point benchmark, as printed and written as JSON.
@@ -152,7 +158,7 @@ impl BenchResult {
     pub fn summary(&self) -> String {
         let p = &self.point;
         format!(
-            "{} nodes, {} workload{}: offered {} tx/s for {:.0} s; committed {:.0} tx/s; latency p50 {:.1} ms, p99 {:.1} ms (decided: p50 {:.1} ms, p99 {:.1} ms); {} refused; {} view changes (started by: {}); {} blocks, {:.0} tx/block; {:.1} normal-case messages/block (2n(n-1) = {}); load average {}",
+            "{} nodes, {} workload{}: offered {} tx/s for {:.0} s; committed {:.0} tx/s; latency p50 {:.1} ms, p99 {:.1} ms{}; {} refused; {} view changes (started by: {}); {} blocks, {:.0} tx/block; {:.1} normal-case messages/block (2n(n-1) = {}); load average {}",
             self.nodes,
             self.workload.name(),
             if self.workload == Workload::Raw {
@@ -165,8 +171,9 @@ impl BenchResult {
             p.committed_tps,
             p.latency_p50_ms,
             p.latency_p99_ms,
-            p.decided_p50_ms,
-            p.decided_p99_ms,
+            p.decided_summary()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default(),
             p.refused,
             p.view_changes,
             p.view_change_causes(),
@@ -264,6 +271,8 @@ pub(crate) struct Bench {
     pub net: Testnet,
     pub client: Arc<Client>,
     pub load: load::Load,
+    /// Whether points time transactions to decided too (`--decided`).
+    pub decided: bool,
 }
 
 /// Each account's next nonce by what replica 0 executed (0 for an account it cannot tell).
@@ -298,7 +307,12 @@ impl Bench {
             net.network.chain_id(),
             nonces,
         );
-        Ok(Bench { net, client, load })
+        Ok(Bench {
+            net,
+            client,
+            load,
+            decided: args.decided,
+        })
     }
 
     /// One point: `rate` for `duration_s`, the load signed before the clock starts.
@@ -322,7 +336,19 @@ impl Bench {
             self.load.resync(nonces);
         }
         let load = tokio::task::block_in_place(|| self.load.make(count))?;
-        point::measure(&self.net, self.client.clone(), load, rate, target, out).await
+        let follow = point::Follow {
+            decided: self.decided,
+        };
+        point::measure(
+            &self.net,
+            self.client.clone(),
+            load,
+            rate,
+            target,
+            follow,
+            out,
+        )
+        .await
     }
 }
 

@@ -39,8 +39,9 @@ pub struct Point {
     /// their executed chain (PBFT's tentative execution, which proves it commits there), or one
     /// reports it committed, whichever comes first. A client waiting for 2f+1 such answers
     /// knows its transaction's place and outcome one phase before the commit.
-    pub decided_p50_ms: f64,
-    pub decided_p99_ms: f64,
+    /// `None` unless the point followed the prepared reports (`--decided`).
+    pub decided_p50_ms: Option<f64>,
+    pub decided_p99_ms: Option<f64>,
     pub view_changes: u64,
     /// View changes started, summed over the replicas, by cause (`rotation`, `silent`,
     /// `stalled`, `censored`, `joined`, `expired`): a rotation counts once per replica.
@@ -101,7 +102,20 @@ pub fn timeline(commits: &[(f64, f64)], width_s: f64) -> Vec<Window> {
         .collect()
 }
 
+/// A latency for JSON: milliseconds, or `null` when not measured.
+fn json_ms(ms: Option<f64>) -> String {
+    ms.map_or_else(|| "null".to_string(), |ms| format!("{ms:.2}"))
+}
+
 impl Point {
+    /// `decided: p50 …, p99 …` when the point measured it, else nothing.
+    pub fn decided_summary(&self) -> Option<String> {
+        Some(format!(
+            "decided: p50 {:.1} ms, p99 {:.1} ms",
+            self.decided_p50_ms?, self.decided_p99_ms?
+        ))
+    }
+
     pub fn json(&self) -> String {
         let map = |m: &BTreeMap<String, f64>| {
             let items: Vec<String> = m.iter().map(|(k, v)| format!("\"{k}\": {v:.2}")).collect();
@@ -118,7 +132,7 @@ impl Point {
             })
             .collect();
         format!(
-            "{{\"offered_rate\": {}, \"duration_s\": {:.3}, \"submitted\": {}, \"refused\": {}, \"committed\": {}, \"committed_tps\": {:.1}, \"latency_p50_ms\": {:.2}, \"latency_p99_ms\": {:.2}, \"latency_max_ms\": {:.2}, \"decided_p50_ms\": {:.2}, \"decided_p99_ms\": {:.2}, \"view_changes\": {}, \"view_change_starts\": {}, \"blocks\": {}, \"mean_batch\": {:.1}, \"messages_per_block\": {}, \"bytes_per_block\": {}, \"load_average\": \"{}\", \"timeline_window_s\": {}, \"timeline\": [{}]}}",
+            "{{\"offered_rate\": {}, \"duration_s\": {:.3}, \"submitted\": {}, \"refused\": {}, \"committed\": {}, \"committed_tps\": {:.1}, \"latency_p50_ms\": {:.2}, \"latency_p99_ms\": {:.2}, \"latency_max_ms\": {:.2}, \"decided_p50_ms\": {}, \"decided_p99_ms\": {}, \"view_changes\": {}, \"view_change_starts\": {}, \"blocks\": {}, \"mean_batch\": {:.1}, \"messages_per_block\": {}, \"bytes_per_block\": {}, \"load_average\": \"{}\", \"timeline_window_s\": {}, \"timeline\": [{}]}}",
             self.offered_rate,
             self.duration_s,
             self.submitted,
@@ -128,8 +142,8 @@ impl Point {
             self.latency_p50_ms,
             self.latency_p99_ms,
             self.latency_max_ms,
-            self.decided_p50_ms,
-            self.decided_p99_ms,
+            json_ms(self.decided_p50_ms),
+            json_ms(self.decided_p99_ms),
             self.view_changes,
             map(&self.view_change_starts),
             self.blocks,
@@ -290,6 +304,13 @@ fn load_average() -> String {
         .unwrap_or_default()
 }
 
+/// What a point follows besides one replica's commits.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Follow {
+    /// Every replica's prepared reports, for the latency to decided.
+    pub decided: bool,
+}
+
 /// Offers `load` at `rate` for as long as it lasts (`load.len() / rate` seconds) and measures.
 pub async fn measure(
     net: &Testnet,
@@ -297,6 +318,7 @@ pub async fn measure(
     load: Vec<Transaction>,
     rate: u64,
     target: Target,
+    also: Follow,
     out: &mut dyn Write,
 ) -> Result<Point> {
     let n = net.n();
@@ -319,12 +341,13 @@ pub async fn measure(
         window,
         stop.clone(),
     ));
-    // Every replica's prepared reports, for the latency to decided.
+    // Every replica's prepared reports, for the latency to decided (`--decided`).
     let first = Follower::from_head(client.clone(), vec![1 % n], Duration::from_millis(250))
         .await
         .next;
     let quorum = n - (n - 1) / 3;
     let prepared: Vec<_> = (0..n)
+        .filter(|_| also.decided)
         .map(|replica| {
             tokio::spawn(follow_prepared(
                 client.clone(),
@@ -424,8 +447,8 @@ pub async fn measure(
         latency_p50_ms: percentile(&lat, 0.5),
         latency_p99_ms: percentile(&lat, 0.99),
         latency_max_ms: lat.last().copied().unwrap_or(0.0),
-        decided_p50_ms: percentile(&decided, 0.5),
-        decided_p99_ms: percentile(&decided, 0.99),
+        decided_p50_ms: also.decided.then(|| percentile(&decided, 0.5)),
+        decided_p99_ms: also.decided.then(|| percentile(&decided, 0.99)),
         view_changes: view_after.saturating_sub(view_before),
         view_change_starts: counters_after
             .delta_by(&counters_before, "quire_view_change_causes_total", "cause")

@@ -117,12 +117,14 @@ pub async fn run(
 
 fn line(p: &Point) -> String {
     format!(
-        "offered {:>7} committed {:>8.0} tx/s  p50 {:>7.1} ms  p99 {:>7.1} ms  decided p50 {:>6.1} ms  refused {:>7}  views +{} ({})  {:.0} tx/block  load {}",
+        "offered {:>7} committed {:>8.0} tx/s  p50 {:>7.1} ms  p99 {:>7.1} ms{}  refused {:>7}  views +{} ({})  {:.0} tx/block  load {}",
         p.offered_rate,
         p.committed_tps,
         p.latency_p50_ms,
         p.latency_p99_ms,
-        p.decided_p50_ms,
+        p.decided_p50_ms
+            .map(|d| format!("  decided p50 {d:>6.1} ms"))
+            .unwrap_or_default(),
         p.refused,
         p.view_changes,
         p.view_change_causes(),
@@ -181,12 +183,14 @@ fn markdown(
         let bytes: f64 = p.bytes_per_block.values().sum();
         let _ = writeln!(
             s,
-            "| {label} | {:.0} | {:.1} | {:.1} | {:.1} / {:.1} | {} | {} | {} | {:.0} | {:.1} | {:.0} | {} |",
+            "| {label} | {:.0} | {:.1} | {:.1} | {} | {} | {} | {} | {:.0} | {:.1} | {:.0} | {} |",
             p.committed_tps,
             p.latency_p50_ms,
             p.latency_p99_ms,
-            p.decided_p50_ms,
-            p.decided_p99_ms,
+            match (p.decided_p50_ms, p.decided_p99_ms) {
+                (Some(p50), Some(p99)) => format!("{p50:.1} / {p99:.1}"),
+                _ => "—".to_string(),
+            },
             p.refused,
             p.view_changes,
             p.view_change_causes(),

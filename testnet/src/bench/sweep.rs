@@ -209,8 +209,9 @@ fn markdown(
     s
 }
 
-/// One line of the plot: its name, colour, and the value it draws of each point.
-type Line = (&'static str, RGBColor, fn(&Point) -> f64);
+/// One line of the plot: its name, colour, and the value it draws of each point (`None`: the
+/// point did not measure it).
+type Line = (&'static str, RGBColor, fn(&Point) -> Option<f64>);
 
 fn plot(path: &Path, args: &BenchArgs, points: &[Point], knee: Option<u64>) -> Result<()> {
     let max_x = points.iter().map(|p| p.committed_tps).fold(1.0, f64::max) * 1.1;
@@ -236,18 +237,22 @@ fn plot(path: &Path, args: &BenchArgs, points: &[Point], knee: Option<u64>) -> R
     chart
         .configure_mesh()
         .x_desc("committed transactions per second")
-        .y_desc("submit-to-commit latency (ms)")
+        .y_desc("submit-to-commit (and to decided) latency (ms)")
         .draw()
         .map_err(draw)?;
-    let series: [Line; 2] = [
-        ("p50", BLUE, |p| p.latency_p50_ms),
-        ("p99", RED, |p| p.latency_p99_ms),
+    let series: [Line; 3] = [
+        ("p50", BLUE, |p| Some(p.latency_p50_ms)),
+        ("p99", RED, |p| Some(p.latency_p99_ms)),
+        ("decided p50", GREEN, |p| p.decided_p50_ms),
     ];
     for (name, color, value) in series {
         let pts: Vec<(f64, f64)> = points
             .iter()
-            .map(|p| (p.committed_tps, value(p).max(0.5)))
+            .filter_map(|p| Some((p.committed_tps, value(p)?.max(0.5))))
             .collect();
+        if pts.is_empty() {
+            continue;
+        }
         chart
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
             .map_err(draw)?
@@ -278,6 +283,31 @@ mod tests {
             latency_p99_ms: p99,
             ..Point::default()
         }
+    }
+
+    /// The plot draws the latency to decided only for points that measured it.
+    #[test]
+    fn the_plot_has_a_decided_line_only_when_measured() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: BenchArgs,
+        }
+        let args = Cli::parse_from(["bench"]).args;
+        let dir = std::env::temp_dir().join(format!("quire-sweep-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut points = vec![point(1000, 1000.0, 5.0), point(2000, 1990.0, 12.0)];
+        plot(&dir.join("without.svg"), &args, &points, Some(2000)).unwrap();
+        for p in &mut points {
+            p.decided_p50_ms = Some(2.0);
+            p.decided_p99_ms = Some(4.0);
+        }
+        plot(&dir.join("with.svg"), &args, &points, Some(2000)).unwrap();
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+        assert!(!read("without.svg").contains("decided p50"));
+        assert!(read("with.svg").contains("decided p50"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// The knee is the highest rate that both commits nearly all it is offered and keeps its

@@ -333,7 +333,7 @@ impl Driver {
     fn publish_prepared(&self) {
         let next = self.actor.replica.prepared_next();
         let key = |p: &Option<quire_consensus::PreparedNext>| {
-            p.as_ref().map(|p| (p.height, p.view, p.digest))
+            p.as_ref().map(|p| (p.height, p.view, p.digest, p.parent))
         };
         self.shared.prepared.send_if_modified(|published| {
             if key(published) == key(&next) {

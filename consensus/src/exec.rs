@@ -195,18 +195,12 @@ pub(crate) mod tests {
         Replica::recover(1, net.validator_keys[1].clone(), verifier, params, durable).unwrap()
     }
 
-    /// A replica that accepted one proposal at a height, then executed another batch there
-    /// (fetched from its peers after a view change replaced the first), and then started its
-    /// chain over (a divergence: it keeps its log) still finds every batch its log names, and
-    /// restarts. (The store used to delete the replaced body when the height executed; the
-    /// replica then could not restart — found by the colluding-equivocation scenario.)
-    #[test]
-    fn a_replaced_proposal_named_by_the_log_survives_a_chain_reset() {
+    /// Replica 0's proposal at height 1 in view 0, as a backup accepts it: the log entry and the
+    /// body, in one write; and the digest the log names.
+    fn accepted_at_height_one(net: &TestNet) -> (WriteSet, quire_chain::Hash) {
         use crate::message::{Proposal, Signed, SlotVote};
         use quire_chain::store::BatchBody;
-        let net = TestNet::new(4, 4);
-        let store = MemoryStore::new(&net.genesis);
-        let replaced = quire_chain::Batch {
+        let batch = quire_chain::Batch {
             view: 0,
             proposer: 0,
             timestamp_ms: 1,
@@ -215,7 +209,7 @@ pub(crate) mod tests {
         let vote = SlotVote {
             view: 0,
             seq: 1,
-            digest: replaced.digest(),
+            digest: batch.digest(),
         };
         let proposal = Signed::sign(Proposal(vote), 0, &net.validator_keys[0], &net.chain_id());
         let accept = WriteSet {
@@ -223,11 +217,15 @@ pub(crate) mod tests {
             batches: vec![BatchBody {
                 seq: 1,
                 digest: vote.digest,
-                batch: Arc::new(replaced.clone()),
+                batch: Arc::new(batch),
             }],
             ..WriteSet::default()
         };
-        store.write(&accept).unwrap();
+        (accept, vote.digest)
+    }
+
+    /// Another batch (view 1's), executed and certified at height 1 on top of `store`'s head.
+    fn executed_at_height_one(net: &TestNet, store: &MemoryStore) -> WriteSet {
         let other = quire_chain::Batch {
             view: 1,
             proposer: 1,
@@ -236,14 +234,27 @@ pub(crate) mod tests {
         };
         let mut ledger = store.ledger(net.chain_id()).unwrap();
         let executed = net.certified_block(&mut ledger, &store.head(), &other);
-        let block = WriteSet {
+        WriteSet {
             blocks: vec![executed],
             ..WriteSet::default()
-        };
-        store.write(&block).unwrap();
+        }
+    }
+
+    /// A replica that accepted one proposal at a height, then executed another batch there
+    /// (fetched from its peers after a view change replaced the first), and then started its
+    /// chain over (a divergence: it keeps its log) still finds every batch its log names, and
+    /// restarts. (The store used to delete the replaced body when the height executed; the
+    /// replica then could not restart — found by the colluding-equivocation scenario.)
+    #[test]
+    fn a_replaced_proposal_named_by_the_log_survives_a_chain_reset() {
+        let net = TestNet::new(4, 4);
+        let store = MemoryStore::new(&net.genesis);
+        let (accept, digest) = accepted_at_height_one(&net);
+        store.write(&accept).unwrap();
+        store.write(&executed_at_height_one(&net, &store)).unwrap();
         store.reset_chain(&net.genesis).unwrap();
         let durable = Durable::read(&store, net.chain_id()).expect("every batch the log names");
-        assert!(durable.batches.contains_key(&(1, vote.digest)));
+        assert!(durable.batches.contains_key(&(1, digest)));
         let params = Params::default();
         let verifier = Verifier::new(&net.genesis);
         Replica::recover(1, net.validator_keys[1].clone(), verifier, params, durable).unwrap();
@@ -255,48 +266,14 @@ pub(crate) mod tests {
     /// refused its store after the reset — found by the colluding-equivocation scenario.)
     #[test]
     fn a_proposal_accepted_at_an_executed_height_survives_a_chain_reset() {
-        use crate::message::{Proposal, Signed, SlotVote};
-        use quire_chain::store::BatchBody;
         let net = TestNet::new(4, 4);
         let store = MemoryStore::new(&net.genesis);
-        let certified = quire_chain::Batch {
-            view: 1,
-            proposer: 1,
-            timestamp_ms: 2,
-            txs: vec![net.transfer(1, 2, 5, 0)],
-        };
-        let mut ledger = store.ledger(net.chain_id()).unwrap();
-        let executed = net.certified_block(&mut ledger, &store.head(), &certified);
-        let block = WriteSet {
-            blocks: vec![executed],
-            ..WriteSet::default()
-        };
-        store.write(&block).unwrap();
-        let late = quire_chain::Batch {
-            view: 0,
-            proposer: 0,
-            timestamp_ms: 1,
-            txs: vec![net.transfer(0, 1, 5, 0)],
-        };
-        let vote = SlotVote {
-            view: 0,
-            seq: 1,
-            digest: late.digest(),
-        };
-        let proposal = Signed::sign(Proposal(vote), 0, &net.validator_keys[0], &net.chain_id());
-        let accept = WriteSet {
-            consensus: vec![crate::persist::accepted(&proposal)],
-            batches: vec![BatchBody {
-                seq: 1,
-                digest: vote.digest,
-                batch: Arc::new(late),
-            }],
-            ..WriteSet::default()
-        };
+        store.write(&executed_at_height_one(&net, &store)).unwrap();
+        let (accept, digest) = accepted_at_height_one(&net);
         store.write(&accept).unwrap();
         store.reset_chain(&net.genesis).unwrap();
         let durable = Durable::read(&store, net.chain_id()).expect("every batch the log names");
-        assert!(durable.batches.contains_key(&(1, vote.digest)));
+        assert!(durable.batches.contains_key(&(1, digest)));
     }
 
     fn vote_with_its_log_entry(r: &Replica) -> Vec<Output> {

@@ -9,6 +9,7 @@
 //! ([`crate::health`]) are tried last.
 
 mod chain;
+mod decided;
 mod query;
 mod submit;
 mod transfer;
@@ -32,6 +33,7 @@ use crate::network::Network;
 use crate::verify::{attesters, contradicting};
 
 pub use chain::{ChainReport, SetAside};
+pub use decided::{Decided, PreparedTally};
 pub use query::{TxReport, TxState};
 pub use submit::Submission;
 pub use transfer::{PendingTransfer, TransferReceipt, TransferStep};
@@ -175,6 +177,16 @@ impl Client {
     /// One raw call to one replica (nothing verified).
     pub async fn call(&self, replica: ReplicaId, request: &Request) -> Result<Response, CallError> {
         self.connections.call(replica, request).await
+    }
+
+    /// A long poll to one replica (nothing verified, and its wait not held against the
+    /// replica's health: see [`Connections::call_held`]).
+    pub async fn call_held(
+        &self,
+        replica: ReplicaId,
+        request: &Request,
+    ) -> Result<Response, CallError> {
+        self.connections.call_held(replica, request).await
     }
 
     /// Sends `request` to `replicas` at once and collects answers as they arrive, until all have

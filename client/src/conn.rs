@@ -76,18 +76,39 @@ impl Connections {
     /// Sends `request` to `replica` and returns its response. A `Response::Error` comes back as
     /// [`CallError::Remote`].
     pub async fn call(&self, replica: ReplicaId, request: &Request) -> Result<Response, CallError> {
+        let call = self.health.call(replica);
+        let result = self.call_untracked(replica, request).await;
+        // A replica that answered with an error message answered.
+        call.answered(matches!(result, Ok(_) | Err(CallError::Remote { .. })));
+        result
+    }
+
+    /// A long poll ([`Request::WaitPrepared`], [`Request::WaitBlockIds`]): held by design, so
+    /// neither how long it waits nor its being abandoned says anything about the replica's
+    /// health, and neither is recorded.
+    pub async fn call_held(
+        &self,
+        replica: ReplicaId,
+        request: &Request,
+    ) -> Result<Response, CallError> {
+        self.call_untracked(replica, request).await
+    }
+
+    async fn call_untracked(
+        &self,
+        replica: ReplicaId,
+        request: &Request,
+    ) -> Result<Response, CallError> {
         let slot = self
             .slots
             .get(&replica)
             .ok_or(CallError::UnknownReplica { replica })?;
-        let call = self.health.call(replica);
         let result = tokio::time::timeout(self.timeout, self.exchange(slot, request)).await;
         let result = result.unwrap_or(Err(CallError::Timeout {
             replica,
             addr: slot.replica.quic,
             timeout_ms: self.timeout.as_millis() as u64,
         }));
-        call.answered(result.is_ok());
         match result {
             Ok(Response::Error(message)) => Err(CallError::Remote { replica, message }),
             Ok(response) => Ok(response),

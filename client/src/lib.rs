@@ -33,8 +33,8 @@ mod testing;
 
 pub use chain_walk::{ChainFault, ChainProblem};
 pub use client::{
-    ChainReport, Client, Options, PendingTransfer, ReplicaStatus, SetAside, Submission,
-    SubmitAnswer, TransferReceipt, TransferStep, TxReport, TxState,
+    ChainReport, Client, Decided, Options, PendingTransfer, PreparedTally, ReplicaStatus, SetAside,
+    Submission, SubmitAnswer, TransferReceipt, TransferStep, TxReport, TxState,
 };
 pub use error::{CallError, ClientError, Fault, VerifyError};
 pub use health::Health;

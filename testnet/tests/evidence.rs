@@ -107,12 +107,13 @@ async fn json_evidence_reverifies_from_the_json_alone_and_the_export_checks_out(
     let wait = Some(Duration::from_secs(30));
     let mut last = None;
     for _ in 0..6 {
-        last = Some(
-            net.client
-                .transfer(&net.keys[0], net.address(1), 3, wait)
-                .await
-                .unwrap(),
-        );
+        let receipt = net
+            .client
+            .transfer(&net.keys[0], net.address(1), 3, wait)
+            .await
+            .unwrap();
+        decided_where_it_committed(&receipt, &genesis);
+        last = Some(receipt);
     }
     let receipt = last.unwrap();
     net.wait_for("a stable checkpoint", Duration::from_secs(30), || async {
@@ -225,6 +226,37 @@ async fn json_evidence_reverifies_from_the_json_alone_and_the_export_checks_out(
     let last = header(&e["last_header"]);
     assert!(check_attestations(&e["attestations"], &last, &genesis) > genesis.validators.f());
 
+    // transfer --json: the decided point and the commit it precedes.
+    let v = json(
+        &support::quire(
+            &net,
+            &[
+                "--json",
+                "transfer",
+                "--from",
+                "account-0",
+                "--to",
+                "account-1",
+                "--amount",
+                "1",
+                "--wait",
+            ],
+            &no_cache,
+        )
+        .await,
+    );
+    assert_eq!(v["decided"]["height"], v["height"], "{v}");
+    assert_eq!(
+        v["decided"]["view"], v["evidence"]["certificate"]["view"],
+        "{v}"
+    );
+    let decided_ms = v["decided"]["after_ms"].as_f64().unwrap();
+    assert!(
+        decided_ms <= v["committed_after_ms"].as_f64().unwrap(),
+        "{v}"
+    );
+    assert!(v["decided"]["replicas"].as_array().unwrap().len() >= genesis.validators.quorum());
+
     // block --raw: the export verifies offline; a truncated or corrupt one names the field.
     let dir = support::temp_dir("evidence-export");
     std::fs::create_dir_all(&dir).unwrap();
@@ -263,6 +295,32 @@ async fn json_evidence_reverifies_from_the_json_alone_and_the_export_checks_out(
         run.stderr
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// While waiting for the proof, the client saw a quorum of replicas report the transfer's batch
+/// prepared (PBFT's tentative execution): at the height it then committed at, in the view its
+/// certificate was signed in, before the proof.
+fn decided_where_it_committed(receipt: &quire_client::TransferReceipt, genesis: &Genesis) {
+    let committed = receipt.committed.as_ref().unwrap();
+    let decided = receipt.steps.iter().find_map(|s| match s {
+        quire_client::TransferStep::Decided {
+            tx,
+            height,
+            view,
+            replicas,
+            after,
+        } => Some((*tx, *height, *view, replicas.clone(), *after)),
+        _ => None,
+    });
+    let (tx, height, view, replicas, _) =
+        decided.unwrap_or_else(|| panic!("no quorum of prepared reports: {:?}", receipt.steps));
+    let cert = committed.block.certificate.as_ref().unwrap();
+    assert_eq!(tx, receipt.tx);
+    assert_eq!((height, view), (committed.height, cert.statement.view));
+    assert!(
+        replicas.len() >= genesis.validators.quorum(),
+        "{replicas:?}"
+    );
 }
 
 fn block_txs_len(block: &Block) -> usize {

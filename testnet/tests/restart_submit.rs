@@ -98,6 +98,7 @@ async fn restart_then_submit(rounds: u32) {
                         TransferStep::Submitted { .. } => "submitted",
                         TransferStep::Resubmitted { .. } => "resubmitted",
                         TransferStep::Replaced { .. } => "replaced",
+                        TransferStep::Decided { .. } => "decided",
                     })
                     .collect::<Vec<_>>()
             );

@@ -177,8 +177,7 @@ async fn transfer(
     wait: Option<Duration>,
 ) -> Result<(), CliError> {
     let mut pending = client.start_transfer(key, to, amount).await?;
-    let mut shown = 0;
-    shown += progress(out, &pending.steps[shown..]);
+    progress(out, &pending.steps);
     out.progress(&format!("tx        {}", pending.id()));
     let Some(wait) = wait else {
         let accepted_by = pending.accepted_by();
@@ -196,17 +195,47 @@ async fn transfer(
         return Ok(());
     };
     let first = pending.id();
-    let result = client.finish_transfer(&mut pending, wait).await;
-    progress(out, &pending.steps[shown..]);
+    let result = client
+        .finish_transfer_with(&mut pending, wait, &mut |step| {
+            progress(out, std::slice::from_ref(step));
+        })
+        .await;
     if pending.id() != first {
         out.progress(&format!("tx        {} (signed again)", pending.id()));
     }
     let committed = result?;
+    let committed_after = pending.submitted_at.elapsed();
     let mut value = committed_json(&committed, &client.network().genesis);
     value["nonce"] = json!(pending.nonce);
     value["accepted_by"] = json!(pending.accepted_by());
     value["steps"] = steps_json(&pending.steps);
-    out.emit(&committed_text(&committed), value);
+    value["committed_after_ms"] = json!(ms(committed_after));
+    let mut text = committed_text(&committed);
+    match pending.decided() {
+        Some(TransferStep::Decided {
+            height,
+            view,
+            replicas,
+            after,
+            ..
+        }) => {
+            value["decided"] = json!({ "height": height, "view": view, "replicas": replicas,
+                                       "after_ms": ms(*after) });
+            text.push_str(&format!(
+                "latency   decided after {:.1} ms, commit proven after {:.1} ms\n",
+                ms(*after),
+                ms(committed_after)
+            ));
+        }
+        _ => {
+            value["decided"] = Value::Null;
+            text.push_str(&format!(
+                "latency   commit proven after {:.1} ms\n",
+                ms(committed_after)
+            ));
+        }
+    }
+    out.emit(&text, value);
     match committed.outcome {
         Outcome::Rejected(_) => Err(CliError::Failure(format!(
             "the transfer was committed but {}",
@@ -214,6 +243,11 @@ async fn transfer(
         ))),
         Outcome::Applied | Outcome::Ordered => Ok(()),
     }
+}
+
+/// A duration in milliseconds, to a tenth.
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
 }
 
 /// Every replica a transfer was sent to, in order.
@@ -233,9 +267,8 @@ fn submitted_to(steps: &[TransferStep]) -> Vec<u32> {
     all
 }
 
-/// Tells the user about the steps beyond the first submission (text mode: as they happen);
-/// returns how many steps it went through.
-fn progress(out: &Out, steps: &[TransferStep]) -> usize {
+/// Tells the user about the steps beyond the first submission (text mode: as they happen).
+fn progress(out: &Out, steps: &[TransferStep]) {
     for step in steps {
         match step {
             TransferStep::Submitted { .. } => {}
@@ -251,6 +284,18 @@ fn progress(out: &Out, steps: &[TransferStep]) -> usize {
                 ids(accepted_by)
             )),
             TransferStep::Resubmitted { .. } => {}
+            TransferStep::Decided {
+                height,
+                view,
+                replicas,
+                after,
+                ..
+            } => out.progress(&format!(
+                "decided   at height {height} (view {view}) after {:.1} ms: replicas {} hold it \
+                 prepared; the proof of the commit and its outcome follows",
+                ms(*after),
+                ids(replicas)
+            )),
             TransferStep::Replaced {
                 old,
                 old_nonce,
@@ -268,13 +313,20 @@ fn progress(out: &Out, steps: &[TransferStep]) -> usize {
             )),
         }
     }
-    steps.len()
 }
 
 fn steps_json(steps: &[TransferStep]) -> Value {
     let list: Vec<Value> = steps
         .iter()
         .map(|step| match step {
+            TransferStep::Decided {
+                tx,
+                height,
+                view,
+                replicas,
+                after,
+            } => json!({ "step": "decided", "tx": tx.to_string(), "height": height,
+                         "view": view, "replicas": replicas, "after_ms": ms(*after) }),
             TransferStep::Submitted {
                 tx,
                 nonce,

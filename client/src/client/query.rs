@@ -1,7 +1,7 @@
 //! Verified reads: a transaction's status, an account, a block.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use quire_chain::ledger::verify_account;
 use quire_chain::tx::TxId;
@@ -15,6 +15,9 @@ use crate::verify::{
     CertifiedBlock, CommittedTx, ProvenAccount, Verified, contradicting, verify_account_response,
     verify_block_response, verify_tx_answers,
 };
+
+/// The first pause before asking replicas that have not attested a claimed commit yet.
+const ATTEST_PAUSE_FIRST: Duration = Duration::from_millis(2);
 
 /// What the client can prove about a transaction.
 #[derive(Debug, Clone)]
@@ -48,6 +51,9 @@ impl Client {
         let mut answers: BTreeMap<ReplicaId, TxStatus> = BTreeMap::new();
         let mut call_faults: BTreeMap<ReplicaId, Fault> = BTreeMap::new();
         let mut ask = self.all_ids();
+        // Replicas commit within a round of messages of each other: ask the laggards again
+        // soon, then less often.
+        let mut pause = ATTEST_PAUSE_FIRST.min(self.options.poll_interval);
         loop {
             let kept: Vec<(ReplicaId, TxStatus)> = answers
                 .iter()
@@ -102,7 +108,8 @@ impl Client {
                         .into_iter()
                         .filter(|id| !matches!(answers.get(id), Some(TxStatus::Committed { .. })))
                         .collect();
-                    tokio::time::sleep(self.options.poll_interval).await;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(self.options.poll_interval);
                     continue;
                 }
                 None if !verdict.held_by.is_empty() => TxState::Pending {

@@ -17,6 +17,7 @@ use quire_chain::{Address, Keypair, ReplicaId};
 use quire_wire::rpc::{Request, Response, TxStatus};
 use tokio::task::JoinSet;
 
+use super::decided::{Cue, Watch};
 use super::{Client, Submission, TxState};
 use crate::error::{ClientError, Faults};
 use crate::verify::{CommittedTx, Verified};
@@ -50,6 +51,16 @@ pub enum TransferStep {
         sent_to: Vec<ReplicaId>,
         accepted_by: Vec<ReplicaId>,
     },
+    /// A quorum of replicas reported the batch holding `tx` prepared at `height` in `view`
+    /// (PBFT's tentative execution, see [`super::decided`]): it commits there. `after` counts
+    /// from the first submission. The outcome is known once the commit is proven.
+    Decided {
+        tx: TxId,
+        height: u64,
+        view: u64,
+        replicas: Vec<ReplicaId>,
+        after: Duration,
+    },
     /// `old` can never apply: its nonce was used by another transaction (the sender's nonce is
     /// `nonce` at `proven_at`) and `vouchers`, f+1 replicas at or past that height, do not have
     /// it committed. The same transfer was signed again as `new` with `nonce`.
@@ -72,6 +83,11 @@ pub struct PendingTransfer {
     pub tx: Transaction,
     pub nonce: u64,
     pub steps: Vec<TransferStep>,
+    /// When it was first submitted.
+    pub submitted_at: Instant,
+    /// The height the sender's nonce was proven at (none when the nonce was given): the
+    /// transaction cannot be in a block at or below it.
+    proven_at: Option<u64>,
 }
 
 impl PendingTransfer {
@@ -87,7 +103,7 @@ impl PendingTransfer {
             .find_map(|s| match s {
                 TransferStep::Submitted { accepted_by, .. }
                 | TransferStep::Resubmitted { accepted_by, .. } => Some(accepted_by.clone()),
-                TransferStep::Replaced { .. } => None,
+                TransferStep::Replaced { .. } | TransferStep::Decided { .. } => None,
             })
             .unwrap_or_default()
     }
@@ -95,8 +111,21 @@ impl PendingTransfer {
     fn resubmissions(&self) -> usize {
         self.steps
             .iter()
-            .filter(|s| !matches!(s, TransferStep::Submitted { .. }))
+            .filter(|s| {
+                matches!(
+                    s,
+                    TransferStep::Resubmitted { .. } | TransferStep::Replaced { .. }
+                )
+            })
             .count()
+    }
+
+    /// The decided batch's step, once a quorum reported the current transaction prepared.
+    pub fn decided(&self) -> Option<&TransferStep> {
+        let id = self.id();
+        self.steps
+            .iter()
+            .find(|s| matches!(s, TransferStep::Decided { tx, .. } if *tx == id))
     }
 }
 
@@ -155,7 +184,7 @@ impl Client {
     ) -> Result<PendingTransfer, ClientError> {
         let (tx, proven_at) = self.prepare_transfer(from, to, amount).await?;
         let nonce = tx.as_transfer().map_or(0, |t| t.transfer.nonce);
-        self.submit_pending(from, to, amount, tx, nonce, proven_at)
+        self.submit_pending(from, to, amount, tx, nonce, Some(proven_at))
             .await
     }
 
@@ -176,7 +205,7 @@ impl Client {
             nonce,
         }
         .sign(from, &self.network.chain_id());
-        self.submit_pending(from, to, amount, tx, nonce, 0).await
+        self.submit_pending(from, to, amount, tx, nonce, None).await
     }
 
     async fn submit_pending(
@@ -186,7 +215,7 @@ impl Client {
         amount: u64,
         tx: Transaction,
         nonce: u64,
-        proven_at: u64,
+        proven_at: Option<u64>,
     ) -> Result<PendingTransfer, ClientError> {
         let mut pending = PendingTransfer {
             from: from.clone(),
@@ -195,14 +224,15 @@ impl Client {
             tx,
             nonce,
             steps: Vec::new(),
+            submitted_at: Instant::now(),
+            proven_at,
         };
-        let mut proven_at = proven_at;
         for _ in 0..=REPLACEMENTS_MAX {
             let submission = self.submit_until_taken(&pending.tx).await;
             pending.steps.push(TransferStep::Submitted {
                 tx: pending.id(),
                 nonce: pending.nonce,
-                proven_at,
+                proven_at: pending.proven_at.unwrap_or(0),
                 sent_to: submission.sent_to.clone(),
                 accepted_by: submission.accepted_by.clone(),
             });
@@ -213,12 +243,7 @@ impl Client {
                 return Err(refused(&pending, submission));
             }
             match self.replace_if_dead(&mut pending).await? {
-                Verdict::Replaced(step) => {
-                    if let TransferStep::Replaced { proven_at: at, .. } = &step {
-                        proven_at = *at;
-                    }
-                    pending.steps.push(step);
-                }
+                Verdict::Replaced(step) => pending.steps.push(step),
                 _ => return Err(refused(&pending, submission)),
             }
         }
@@ -251,15 +276,44 @@ impl Client {
         pending: &mut PendingTransfer,
         wait: Duration,
     ) -> Result<Verified<CommittedTx>, ClientError> {
+        self.finish_transfer_with(pending, wait, &mut |_| {}).await
+    }
+
+    /// [`Client::finish_transfer`], telling `on_step` of each step it takes — among them
+    /// [`TransferStep::Decided`], when a quorum reports the transaction's batch prepared.
+    ///
+    /// Meanwhile every replica's prepared reports and commits are followed as they happen
+    /// ([`super::decided`]): a replica saying it committed the transaction is the cue to ask for
+    /// the proof at once; without cues (replicas that do not report, or lie), the status is
+    /// polled every `poll_interval` as before.
+    pub async fn finish_transfer_with(
+        &self,
+        pending: &mut PendingTransfer,
+        wait: Duration,
+        on_step: &mut (dyn FnMut(&TransferStep) + Send),
+    ) -> Result<Verified<CommittedTx>, ClientError> {
         let start = Instant::now();
         let mut last_submit = start;
         let mut unknown_polls = 0;
         let mut held_by = Vec::new();
         let mut replacements = 0;
+        let mut told = pending.steps.len();
+        let mut watch = pending.proven_at.map(|h| self.watch_from(h + 1));
         loop {
+            tell(pending, &mut told, on_step);
             match self.tx_status(pending.id()).await {
                 Ok(report) => match report.state {
-                    TxState::Committed(committed) => return Ok(*committed),
+                    TxState::Committed(committed) => {
+                        // Reports already in (a quorum's last one may have come just before
+                        // the commit cue): the step says when the batch was decided.
+                        while let Some(cue) =
+                            watch.as_mut().and_then(|w| w.queued_cue(pending.id()))
+                        {
+                            record(pending, cue);
+                        }
+                        tell(pending, &mut told, on_step);
+                        return Ok(*committed);
+                    }
                     TxState::Pending { held_by: h } => {
                         held_by = h;
                         unknown_polls = 0;
@@ -286,11 +340,37 @@ impl Client {
                 let replace = replacements < REPLACEMENTS_MAX;
                 if self.resubmit(pending, dropped, replace).await? {
                     replacements += 1;
+                    // The new transaction was signed against a later proven state.
+                    watch = pending.proven_at.map(|h| self.watch_from(h + 1));
                 }
                 last_submit = Instant::now();
                 unknown_polls = 0;
             }
-            tokio::time::sleep(self.options.poll_interval).await;
+            let poll_at = Instant::now() + self.options.poll_interval;
+            self.until_cue(watch.as_mut(), pending, poll_at, &mut told, on_step)
+                .await;
+        }
+    }
+
+    /// Waits until a replica says the transaction committed, or `poll_at`; records (and
+    /// tells) the step when a quorum reports its batch prepared.
+    async fn until_cue(
+        &self,
+        watch: Option<&mut Watch>,
+        pending: &mut PendingTransfer,
+        poll_at: Instant,
+        told: &mut usize,
+        on_step: &mut (dyn FnMut(&TransferStep) + Send),
+    ) {
+        let Some(watch) = watch else {
+            return tokio::time::sleep_until(poll_at.into()).await;
+        };
+        while let Some(cue) = watch.next_cue(pending.id(), poll_at).await {
+            if matches!(cue, Cue::Committed) {
+                return;
+            }
+            record(pending, cue);
+            tell(pending, told, on_step);
         }
     }
 
@@ -316,16 +396,12 @@ impl Client {
         let Verdict::Replaced(step) = self.replace_if_dead(pending).await? else {
             return Ok(false);
         };
-        let proven_at = match &step {
-            TransferStep::Replaced { proven_at, .. } => *proven_at,
-            _ => 0,
-        };
         pending.steps.push(step);
         let submission = self.submit_tx(&pending.tx).await;
         pending.steps.push(TransferStep::Submitted {
             tx: pending.id(),
             nonce: pending.nonce,
-            proven_at,
+            proven_at: pending.proven_at.unwrap_or(0),
             sent_to: submission.sent_to,
             accepted_by: submission.accepted_by,
         });
@@ -378,6 +454,7 @@ impl Client {
         let old = pending.id();
         let old_nonce = pending.nonce;
         pending.nonce = proven.account.nonce;
+        pending.proven_at = Some(height);
         pending.tx = Transfer {
             from: pending.from.address(),
             to: pending.to,
@@ -436,6 +513,35 @@ impl Client {
             _ => Some(false),
         }
     }
+}
+
+/// Records the first quorum of prepared reports for the current transaction as a step.
+fn record(pending: &mut PendingTransfer, cue: Cue) {
+    let Cue::Decided(decided, at) = cue else {
+        return;
+    };
+    if pending.decided().is_some() {
+        return;
+    }
+    pending.steps.push(TransferStep::Decided {
+        tx: pending.id(),
+        height: decided.height,
+        view: decided.view,
+        replicas: decided.replicas,
+        after: at.saturating_duration_since(pending.submitted_at),
+    });
+}
+
+/// Passes the steps not told yet to `on_step`.
+fn tell(
+    pending: &PendingTransfer,
+    told: &mut usize,
+    on_step: &mut (dyn FnMut(&TransferStep) + Send),
+) {
+    for step in pending.steps.iter().skip(*told) {
+        on_step(step);
+    }
+    *told = pending.steps.len();
 }
 
 fn refused(pending: &PendingTransfer, submission: Submission) -> ClientError {

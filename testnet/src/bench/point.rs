@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use quire_chain::{Transaction, TxId};
-use quire_client::Client;
+use quire_client::{Client, PreparedTally};
 use quire_wire::rpc::{Prepared, Request, Response};
 
 use super::scrape::Counters;
@@ -176,22 +176,22 @@ impl Point {
     }
 }
 
-/// (height, view, digest, parent): what 2f+1 prepared reports must agree on.
-type PreparedKey = (u64, u64, quire_chain::Hash, quire_chain::Hash);
-
-/// Reports more than this many heights below the newest one heard of are forgotten.
+/// Reports more than this many heights below the newest decided one are forgotten.
 const PREPARED_KEPT_HEIGHTS: u64 = 1_000;
 
 impl Tally {
-    /// Counts one replica's prepared report; at the `quorum`-th matching one, the batch's
-    /// transactions not seen committed yet are decided now.
-    fn prepared(&mut self, report: &Prepared, quorum: u32, now: Instant) {
-        let votes = self.prepared_reports.entry(report.key()).or_default();
-        *votes += 1;
-        if *votes != quorum {
+    /// Counts `replica`'s prepared report (the client's [`PreparedTally`]: each replica once,
+    /// reports matching in height, view, digest, parent and ids); when it completes a quorum,
+    /// the batch's transactions not seen committed yet are decided now.
+    fn prepared(&mut self, replica: u32, report: &Prepared, quorum: usize, now: Instant) {
+        let reports = self
+            .prepared_reports
+            .get_or_insert_with(|| PreparedTally::new(quorum));
+        let Some(decided) = reports.add(replica, report) else {
             return;
-        }
-        for id in &report.ids {
+        };
+        reports.forget_below(decided.height.saturating_sub(PREPARED_KEPT_HEIGHTS));
+        for id in &decided.ids {
             if let Some(at) = self.sent_at.get(id)
                 && self.decided_early.insert(*id)
             {
@@ -199,13 +199,6 @@ impl Tally {
                     .push(now.duration_since(*at).as_secs_f64() * 1000.0);
             }
         }
-        let floor = report.height.saturating_sub(PREPARED_KEPT_HEIGHTS);
-        self.prepared_reports = self.prepared_reports.split_off(&(
-            floor,
-            0,
-            quire_chain::Hash([0; 32]),
-            quire_chain::Hash([0; 32]),
-        ));
     }
 
     /// `id` seen committed `latency_ms` after its submission: decided then, unless 2f+1
@@ -227,8 +220,9 @@ struct Tally {
     decided: Vec<f64>,
     /// Transactions decided by 2f+1 prepared reports and not yet seen committed.
     decided_early: HashSet<TxId>,
-    /// Prepared reports by what they report, until their height is well below the highest.
-    prepared_reports: BTreeMap<PreparedKey, u32>,
+    /// Prepared reports by what they report, until their height is well below the highest
+    /// decided (made at the first report, with the genesis's quorum).
+    prepared_reports: Option<PreparedTally>,
     committed_in_window: u64,
     blocks: u64,
     block_txs: u64,
@@ -345,7 +339,7 @@ pub async fn measure(
     let first = Follower::from_head(client.clone(), vec![1 % n], Duration::from_millis(250))
         .await
         .next;
-    let quorum = n - (n - 1) / 3;
+    let quorum = client.network().genesis.validators.quorum();
     let prepared: Vec<_> = (0..n)
         .filter(|_| also.decided)
         .map(|replica| {
@@ -583,7 +577,7 @@ async fn follow_prepared(
     tally: Arc<Mutex<Tally>>,
     replica: u32,
     first: u64,
-    quorum: u32,
+    quorum: usize,
     stop: Arc<AtomicBool>,
 ) {
     let mut next = first;
@@ -592,11 +586,11 @@ async fn follow_prepared(
             height: next,
             wait_ms: 250,
         };
-        match client.call(replica, &request).await {
+        match client.call_held(replica, &request).await {
             Ok(Response::Prepared(Some(report))) if report.height == next => {
                 next += 1;
                 if let Ok(mut t) = tally.lock() {
-                    t.prepared(&report, quorum, Instant::now());
+                    t.prepared(replica, &report, quorum, Instant::now());
                 }
             }
             Ok(_) => {}
@@ -653,17 +647,18 @@ mod tests {
         t.sent_at.remove(&ids[2]);
         t.committed(&ids[2], 4.0);
         let later = sent + Duration::from_millis(2);
-        t.prepared(&report(0, 1, &ids), 3, later);
-        t.prepared(&report(1, 1, &ids), 3, later);
-        t.prepared(&report(0, 2, &ids), 3, later);
+        t.prepared(0, &report(0, 1, &ids), 3, later);
+        t.prepared(1, &report(1, 1, &ids), 3, later);
+        t.prepared(2, &report(0, 2, &ids), 3, later);
         assert_eq!(t.decided, vec![4.0], "three reports, but no two alike");
-        t.prepared(&report(0, 1, &ids), 3, later);
-        assert_eq!(t.decided, vec![4.0]);
-        t.prepared(&report(0, 1, &ids), 3, later);
+        t.prepared(1, &report(0, 1, &ids), 3, later);
+        t.prepared(1, &report(0, 1, &ids), 3, later);
+        assert_eq!(t.decided, vec![4.0], "one replica twice counts once");
+        t.prepared(3, &report(0, 1, &ids), 3, later);
         assert_eq!(t.decided.len(), 3, "ids 0 and 1 decided at the third match");
         assert!((t.decided[1] - 2.0).abs() < 1e-9);
         // The fourth report, and the commits that follow, count nothing again.
-        t.prepared(&report(0, 1, &ids), 3, later);
+        t.prepared(2, &report(0, 1, &ids), 3, later);
         for id in &ids[..2] {
             t.sent_at.remove(id);
             t.committed(id, 9.0);

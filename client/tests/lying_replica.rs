@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use common::{Lie, Role, World, fake_network, options};
 use quire_chain::tx::Outcome;
-use quire_client::{Client, ClientError, TxState};
+use quire_client::{Client, ClientError, TransferStep, TxState};
 
 async fn balance_lie_is_never_returned(lie: Lie) {
     let world = Arc::new(World::new());
@@ -179,4 +179,59 @@ async fn replicas_that_only_claim_a_nonce_is_used_cannot_make_the_client_sign_ag
         panic!("{err}");
     };
     assert!(refusals.iter().all(|r| r.replica < 2), "{err}");
+}
+
+/// One replica reporting the client's transfer prepared, and then committed, is one report, not
+/// a quorum: the transfer is never said to be decided, and the commit cue only makes the client
+/// ask the replicas, who do not have it committed.
+#[tokio::test]
+async fn one_replica_saying_a_transfer_prepared_and_committed_decides_nothing() {
+    let world = Arc::new(World::new());
+    let from = &world.net.account_keys[0];
+    let to = world.net.account_keys[1].address();
+    // What the client will sign: account 0's next nonce is 1 (it sent one transfer in block 1).
+    let tx = quire_chain::tx::Transfer {
+        from: from.address(),
+        to,
+        amount: 3,
+        nonce: 1,
+    }
+    .sign(from, &world.net.chain_id());
+    world.watched.set(tx.id()).unwrap();
+    let fake = fake_network(
+        &world,
+        [
+            Role::Liar(Lie::PreparedAlone),
+            Role::Honest,
+            Role::Honest,
+            Role::Honest,
+        ],
+    );
+    let client = Client::with_options(fake.network.clone(), options()).unwrap();
+    let mut pending = client.start_transfer(from, to, 3).await.unwrap();
+    assert_eq!(pending.id(), tx.id());
+    let mut told = Vec::new();
+    let err = client
+        .finish_transfer_with(
+            &mut pending,
+            std::time::Duration::from_millis(1200),
+            &mut |step| told.push(step.clone()),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::NotCommitted { .. }), "{err}");
+    assert!(
+        world
+            .reports_sent
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0,
+        "the liar was never asked: the test tests nothing"
+    );
+    assert!(pending.decided().is_none(), "{:?}", pending.steps);
+    assert!(
+        !told
+            .iter()
+            .any(|s| matches!(s, TransferStep::Decided { .. })),
+        "{told:?}"
+    );
 }

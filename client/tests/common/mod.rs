@@ -26,7 +26,7 @@ use quire_chain::{Account, Address, Hash, ReplicaId};
 use quire_client::network::{AccountEntry, NetworkFile, Replica, ReplicaEntry};
 use quire_client::{Network, Options};
 use quire_wire::rpc::{
-    Attestation, BlockRef, NodeStatus, Refusal, Request, Response, Statement, TxStatus,
+    Attestation, BlockRef, NodeStatus, Prepared, Refusal, Request, Response, Statement, TxStatus,
 };
 use quire_wire::{FRAME_BYTES_MAX, read_frame, server_config, write_frame};
 
@@ -37,6 +37,10 @@ pub struct World {
     pub ledger: Ledger,
     pub record: BlockRecord,
     pub checkpoint: CheckpointCertificate,
+    /// The transaction [`Lie::PreparedAlone`] reports (set by the test once it knows it).
+    pub watched: std::sync::OnceLock<TxId>,
+    /// How many reports of it the liar sent.
+    pub reports_sent: std::sync::atomic::AtomicU64,
 }
 
 impl World {
@@ -69,6 +73,8 @@ impl World {
             })
             .collect();
         World {
+            watched: std::sync::OnceLock::new(),
+            reports_sent: std::sync::atomic::AtomicU64::new(0),
             checkpoint: Certificate::from_votes(statement, &votes),
             net,
             ledger,
@@ -114,6 +120,9 @@ pub enum Lie {
     WrongOutcome,
     /// Submit: every transaction refused as if its nonce were used.
     StaleNonce,
+    /// WaitPrepared and WaitBlockIds at height 2: the world's watched transaction prepared
+    /// there, then committed (no other replica says so).
+    PreparedAlone,
 }
 
 /// How one fake replica answers.
@@ -158,6 +167,42 @@ fn answer(world: &World, me: ReplicaId, lie: Option<Lie>, request: Request) -> R
                 .map(|_| Err(Refusal::StaleNonce { expected: 99 }))
                 .collect(),
         ),
+        (Request::WaitPrepared { height: 2, .. }, Some(Lie::PreparedAlone)) => {
+            let Some(id) = world.watched.get() else {
+                return Response::Prepared(None);
+            };
+            world
+                .reports_sent
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Response::Prepared(Some(Prepared {
+                height: 2,
+                view: 0,
+                digest: Hash([7; 32]),
+                parent: head.hash(),
+                committed: false,
+                ids: vec![*id],
+            }))
+        }
+        (Request::WaitBlockIds { height: 2, .. }, Some(Lie::PreparedAlone)) => {
+            let Some(id) = world.watched.get() else {
+                return honest(
+                    world,
+                    me,
+                    Request::WaitBlockIds {
+                        height: 2,
+                        wait_ms: 0,
+                    },
+                );
+            };
+            let mut header = head;
+            header.height = 2;
+            header.parent_hash = head.hash();
+            Response::BlockIds {
+                header: Some(header),
+                ids: vec![*id],
+                attestation: None,
+            }
+        }
         (request, _) => honest(world, me, request),
     }
 }
@@ -252,7 +297,7 @@ fn honest(world: &World, me: ReplicaId, request: Request) -> Response {
                 },
             }
         }
-        // The library never asks it (the benchmark does).
+        // Nothing is ever prepared in this world.
         Request::WaitPrepared { .. } => Response::Prepared(None),
     }
 }

@@ -182,8 +182,7 @@ async fn replicas_that_only_claim_a_nonce_is_used_cannot_make_the_client_sign_ag
 }
 
 /// One replica reporting the client's transfer prepared, and then committed, is one report, not
-/// a quorum: the transfer is never said to be decided, and the commit cue only makes the client
-/// ask the replicas, who do not have it committed.
+/// a quorum: the transfer is never said to be decided, nor believed committed.
 #[tokio::test]
 async fn one_replica_saying_a_transfer_prepared_and_committed_decides_nothing() {
     let world = Arc::new(World::new());

@@ -12,8 +12,9 @@
 //! The reports come over QUIC channels pinned to each replica's key but are not signed
 //! statements: they convince this client, not a third party. What the client shows for a
 //! transfer stays the commit proof (certificate, merkle and outcome proofs, attestations), which
-//! [`Client::finish_transfer`] still waits for; the commit cues below only tell it *when* to ask,
-//! instead of at its next poll, so a lying cue costs one extra question and nothing else.
+//! [`Client::finish_transfer`] still waits for; the commit cues below only tell it *when* to ask
+//! (once f+1 replicas say they committed the transaction, enough to attest its block) instead of
+//! at its next poll, so lying cues cost at most an extra question and nothing else.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -129,7 +130,7 @@ enum Seen {
 pub(crate) enum Cue {
     /// Its batch is decided; the quorum's last report arrived at that instant.
     Decided(Decided, Instant),
-    /// A replica says it committed it: time to ask for the proof.
+    /// f+1 replicas say they committed it: time to ask for the proof.
     Committed,
 }
 
@@ -142,6 +143,8 @@ pub(crate) struct Watch {
     frontier: Arc<AtomicU64>,
     /// The highest height each replica said it committed.
     committed: BTreeMap<ReplicaId, u64>,
+    /// The replicas that said they committed each watched transaction.
+    cued: BTreeMap<TxId, BTreeSet<ReplicaId>>,
     weak_quorum: usize,
     _followers: JoinSet<()>,
 }
@@ -190,7 +193,15 @@ impl Watch {
             }
             Seen::Committed(replica, height, ids) => {
                 self.committed(replica, height);
-                ids.contains(&tx).then_some(Cue::Committed)
+                if !ids.contains(&tx) {
+                    return None;
+                }
+                // Its proof needs f+1 replicas' attestations of the block, and a replica
+                // attests only what it has committed: asked after the first cue, the others
+                // are often a moment behind, and asked again.
+                let cued = self.cued.entry(tx).or_default();
+                cued.insert(replica);
+                (cued.len() >= self.weak_quorum).then_some(Cue::Committed)
             }
         }
     }
@@ -233,6 +244,7 @@ impl Client {
             tally: PreparedTally::new(self.genesis().validators.quorum()),
             frontier,
             committed: BTreeMap::new(),
+            cued: BTreeMap::new(),
             weak_quorum: self.genesis().validators.weak_quorum(),
             _followers: followers,
         }

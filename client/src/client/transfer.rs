@@ -283,8 +283,8 @@ impl Client {
     /// [`TransferStep::Decided`], when a quorum reports the transaction's batch prepared.
     ///
     /// Meanwhile every replica's prepared reports and commits are followed as they happen
-    /// ([`super::decided`]): a replica saying it committed the transaction is the cue to ask for
-    /// the proof at once; without cues (replicas that do not report, or lie), the status is
+    /// ([`super::decided`]): f+1 replicas saying they committed the transaction is the cue to
+    /// ask for the proof at once; without cues (replicas that do not report, or lie), the status is
     /// polled every `poll_interval` as before.
     pub async fn finish_transfer_with(
         &self,
@@ -352,7 +352,7 @@ impl Client {
         }
     }
 
-    /// Waits until a replica says the transaction committed, or `poll_at`; records (and
+    /// Waits until f+1 replicas say the transaction committed, or `poll_at`; records (and
     /// tells) the step when a quorum reports its batch prepared.
     async fn until_cue(
         &self,

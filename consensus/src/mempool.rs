@@ -77,6 +77,9 @@ struct Sender {
     /// The nonce after the last transfer of this sender admitted in order: a transfer with it
     /// follows one that is held, and is not early.
     next: Option<u64>,
+    /// When this sender's chain last moved here (its first transfer waiting, or one of its
+    /// transfers executed): its parked transfers expire only after that long without it.
+    progress_tick: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -104,7 +107,12 @@ pub struct Mempool {
 /// goes, and the nonce moves past it), so a full pool always has work to propose.
 pub const EARLY_SHARE: usize = 4;
 
-/// Parked transfers whose predecessors never arrive are dropped after this many ticks.
+/// Parked transfers whose predecessors never arrive are dropped after this many ticks without
+/// their sender's chain moving. Counted from their own arrival instead, under overload a
+/// transfer admitted early expired just before its turn came — its predecessors had been
+/// executing all along, only slower than 30 s for the whole queue — and the client, told it was
+/// accepted, had no reason to send it again: every later transfer of that sender then waited
+/// for a nonce no replica held, and a benchmark at six times the knee committed a third of it.
 const PARKED_TTL_TICKS: u64 = 3000;
 /// The default byte bound (raw payloads can be 64 KiB each; transfers are 145 bytes).
 pub const MEMPOOL_BYTES_MAX: usize = 256 << 20;
@@ -167,7 +175,10 @@ impl Mempool {
                     balance: account.balance,
                 });
             }
-            let s = self.senders.entry(t.from).or_default();
+            let s = self.senders.entry(t.from).or_insert(Sender {
+                progress_tick: tick,
+                ..Sender::default()
+            });
             s.pending += 1;
             s.amount += u128::from(t.amount);
             if !early {
@@ -433,8 +444,9 @@ impl Mempool {
         }
     }
 
-    /// Forgets executed transactions, and lets parked successors of their senders queue again.
-    pub fn executed(&mut self, txs: &[Transaction], ledger: &Ledger) {
+    /// Forgets executed transactions, and lets parked successors of their senders queue again;
+    /// their senders' chains moved at `tick`.
+    pub fn executed(&mut self, txs: &[Transaction], ledger: &Ledger, tick: u64) {
         let mut senders = BTreeSet::new();
         for tx in txs {
             // A copy of a held transfer with another signature (a faulty primary's forgery,
@@ -448,6 +460,9 @@ impl Mempool {
             }
         }
         for from in senders {
+            if let Some(s) = self.senders.get_mut(&from) {
+                s.progress_tick = tick;
+            }
             let next = ledger.account(&from).nonce;
             self.unpark(from, next);
         }
@@ -502,17 +517,19 @@ impl Mempool {
             .collect()
     }
 
-    /// Drops parked transfers whose predecessors never came.
+    /// Drops parked transfers whose predecessors never came: neither the transfer nor its
+    /// sender's chain moved for [`PARKED_TTL_TICKS`].
     pub fn expire(&mut self, now_tick: u64) {
         let old: Vec<TxId> = self
             .parked
-            .values()
-            .filter(|id| {
-                self.entries
-                    .get(id)
-                    .is_some_and(|e| now_tick.saturating_sub(e.tick) > PARKED_TTL_TICKS)
+            .iter()
+            .filter(|((from, _), id)| {
+                let progress = self.senders.get(from).map_or(0, |s| s.progress_tick);
+                self.entries.get(id).is_some_and(|e| {
+                    now_tick.saturating_sub(e.tick.max(progress)) > PARKED_TTL_TICKS
+                })
             })
-            .copied()
+            .map(|(_, id)| *id)
             .collect();
         for id in old {
             self.remove(&id);
@@ -552,7 +569,7 @@ mod tests {
             .flat_map(|s| (0..3).map(move |n| (s, n)))
             .map(|(s, n)| net.transfer(s, 3, 1, n))
             .collect();
-        pool.executed(&gone, &ledger);
+        pool.executed(&gone, &ledger, 0);
         pool.remove(&net.transfer(0, 1, 1, 1).id());
         pool.insert(net.transfer(1, 2, 1, 5), 0, &ledger).unwrap();
     }
@@ -652,7 +669,7 @@ mod tests {
         pool.forwarded([&a], 1, 50);
         assert_eq!(pool.oldest_ready_forwarded(&ledger, 1), Some(50));
         // Executed, the next one is judged.
-        pool.executed(std::slice::from_ref(&a), &ledger);
+        pool.executed(std::slice::from_ref(&a), &ledger, 0);
         assert_eq!(pool.oldest_ready_forwarded(&ledger, 0), Some(10));
     }
 
@@ -721,12 +738,55 @@ mod tests {
             Some(0),
             "still ready, same view"
         );
-        pool.executed(std::slice::from_ref(&forged), &ledger);
+        pool.executed(std::slice::from_ref(&forged), &ledger, 0);
         assert_eq!(pool.len(), 1);
         assert_eq!(pool.take_batch(10, &ledger), vec![real.clone()]);
         // The real one executing does remove it.
-        pool.executed(std::slice::from_ref(&real), &ledger);
+        pool.executed(std::slice::from_ref(&real), &ledger, 0);
         assert_eq!(pool.len(), 0);
+    }
+
+    /// A parked transfer expires after [`PARKED_TTL_TICKS`] without its sender's chain moving,
+    /// not after that long since it arrived: one whose predecessors keep executing stays until
+    /// its turn (under overload the turn can take longer than the TTL, and the client was told
+    /// it was accepted); one whose predecessors never come still goes.
+    #[test]
+    fn a_parked_transfer_waits_while_its_sender_moves_and_expires_when_it_stops() {
+        let net = TestNet::new(4, 3);
+        let mut ledger = net.genesis.ledger();
+        let mut pool = Mempool::new(64);
+        // Sender 0's nonce 3 arrives first and parks; so does sender 1's nonce 2.
+        let late = net.transfer(0, 2, 1, 3);
+        let stuck = net.transfer(1, 2, 1, 2);
+        pool.insert(late.clone(), 0, &ledger).unwrap();
+        pool.insert(stuck.clone(), 0, &ledger).unwrap();
+        assert_eq!(pool.take_batch(10, &ledger), Vec::<Transaction>::new());
+        // Sender 0's predecessors arrive and execute one at a time, each a TTL apart less one.
+        let mut tick = 0;
+        for nonce in 0..2 {
+            tick += PARKED_TTL_TICKS - 1;
+            let tx = net.transfer(0, 2, 1, nonce);
+            pool.insert(tx.clone(), tick, &ledger).unwrap();
+            assert_eq!(pool.take_batch(10, &ledger), vec![tx.clone()]);
+            ledger.apply(std::slice::from_ref(&tx), &[true]);
+            pool.executed(std::slice::from_ref(&tx), &ledger, tick);
+            pool.expire(tick);
+        }
+        // Nearly two TTLs after it arrived, sender 0's transfer is still there, and goes right
+        // after its last predecessor.
+        assert!(pool.contains(&late.id()));
+        assert!(!pool.contains(&stuck.id()), "sender 1 never moved");
+        let last = net.transfer(0, 2, 1, 2);
+        pool.insert(last.clone(), tick, &ledger).unwrap();
+        assert_eq!(pool.take_batch(10, &ledger), vec![last, late.clone()]);
+        // A parked one of a sender that stops moving goes a TTL after its chain's last move.
+        let next = net.transfer(0, 2, 1, 5);
+        pool.insert(next.clone(), tick, &ledger).unwrap();
+        assert_eq!(pool.take_batch(10, &ledger), Vec::<Transaction>::new());
+        pool.expire(tick + PARKED_TTL_TICKS);
+        assert!(pool.contains(&next.id()));
+        pool.expire(tick + PARKED_TTL_TICKS + 1);
+        assert!(!pool.contains(&next.id()));
     }
 
     #[test]
@@ -800,7 +860,7 @@ mod tests {
         let mut after = ledger.clone();
         let ok = after.verify_signatures(&batch);
         after.apply(&batch, &ok);
-        pool.executed(&batch, &after);
+        pool.executed(&batch, &after, 0);
         assert!(pool.is_empty());
         pool.insert(
             net.transfer(1, 2, 1, u64::from(SENDER_PENDING_MAX)),

@@ -420,7 +420,7 @@ impl Replica {
             self.check_agreement(header.height, header.hash(), self.stable.block_hash);
         }
         self.head = header;
-        self.mempool.executed(&batch.txs, &self.ledger);
+        self.mempool.executed(&batch.txs, &self.ledger, self.tick);
         self.stats.blocks_executed += 1;
         self.stats.txs_executed += batch.txs.len() as u64;
         if (batch.txs.len() as u64) < u64::from(self.verifier.protocol.batch_txs_max) {

@@ -217,6 +217,20 @@ async fn a_transfer_whose_nonce_was_used_is_signed_again_once_no_replica_holds_i
     assert!(replaced.3.len() >= 2, "{:?}", replaced.3);
     assert_eq!(committed.tx, pending.id());
     assert_eq!(committed.outcome, quire_chain::tx::Outcome::Applied);
+    // The client proves the commit once f+1 replicas attest it; a replica's status (published
+    // every 50 ms) can trail that by a moment.
+    net.wait_for(
+        "every replica's status to reach the commit",
+        Duration::from_secs(30),
+        || async {
+            let mut all = true;
+            for i in 0..4 {
+                all &= net.height(i).await.is_some_and(|h| h >= committed.height);
+            }
+            all
+        },
+    )
+    .await;
     net.assert_chains_identical(&[0, 1, 2, 3]).await;
     let ids: Vec<_> = net
         .chain(0)

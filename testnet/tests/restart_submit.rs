@@ -34,6 +34,7 @@ async fn restart_then_submit(rounds: u32) {
     let wait = Some(Duration::from_secs(30));
     let mut behind = 0;
     let mut committed = Vec::new();
+    let mut highest = 0;
     for round in 0..rounds {
         let victim = round % 4;
         assert!(
@@ -103,6 +104,7 @@ async fn restart_then_submit(rounds: u32) {
                     .collect::<Vec<_>>()
             );
             committed.push(receipt.tx);
+            highest = highest.max(c.height);
         }
     }
     eprintln!("{behind} of {rounds} restarted replicas answered while behind");
@@ -111,6 +113,7 @@ async fn restart_then_submit(rounds: u32) {
         "no restarted replica was ever behind: the test tests nothing"
     );
     // Every transfer is in the chain exactly once, and the sender's nonce counts them all.
+    net.wait_heights(&[0, 1, 2, 3], highest).await;
     let height = net.assert_chains_identical(&[0, 1, 2, 3]).await;
     let mut seen = std::collections::BTreeMap::new();
     for block in net.chain(0).await {
@@ -217,20 +220,7 @@ async fn a_transfer_whose_nonce_was_used_is_signed_again_once_no_replica_holds_i
     assert!(replaced.3.len() >= 2, "{:?}", replaced.3);
     assert_eq!(committed.tx, pending.id());
     assert_eq!(committed.outcome, quire_chain::tx::Outcome::Applied);
-    // The client proves the commit once f+1 replicas attest it; a replica's status (published
-    // every 50 ms) can trail that by a moment.
-    net.wait_for(
-        "every replica's status to reach the commit",
-        Duration::from_secs(30),
-        || async {
-            let mut all = true;
-            for i in 0..4 {
-                all &= net.height(i).await.is_some_and(|h| h >= committed.height);
-            }
-            all
-        },
-    )
-    .await;
+    net.wait_heights(&[0, 1, 2, 3], committed.height).await;
     net.assert_chains_identical(&[0, 1, 2, 3]).await;
     let ids: Vec<_> = net
         .chain(0)

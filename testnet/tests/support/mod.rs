@@ -223,6 +223,24 @@ impl Net {
         out
     }
 
+    /// Waits until every listed replica's status says it is at `height` or above. A client
+    /// proves a commit once f+1 replicas attest it, and a replica's status is published every
+    /// 50 ms: right after a proven commit, the statuses can still show the height before it.
+    pub async fn wait_heights(&self, replicas: &[u32], height: u64) {
+        self.wait_for(
+            &format!("replicas {replicas:?} at height {height}"),
+            Duration::from_secs(30),
+            || async {
+                let mut all = true;
+                for i in replicas {
+                    all &= self.height(*i).await.is_some_and(|h| h >= height);
+                }
+                all
+            },
+        )
+        .await;
+    }
+
     /// Waits until every listed replica is at the same height, then checks their chains are
     /// identical block by block.
     pub async fn assert_chains_identical(&self, replicas: &[u32]) -> u64 {

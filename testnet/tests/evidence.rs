@@ -106,15 +106,23 @@ async fn json_evidence_reverifies_from_the_json_alone_and_the_export_checks_out(
     let genesis = net.tn.network.genesis.clone();
     let wait = Some(Duration::from_secs(30));
     let mut last = None;
+    let mut decided = 0;
     for _ in 0..6 {
         let receipt = net
             .client
             .transfer(&net.keys[0], net.address(1), 3, wait)
             .await
             .unwrap();
-        decided_where_it_committed(&receipt, &genesis);
+        decided += usize::from(decided_where_it_committed(&receipt, &genesis));
         last = Some(receipt);
     }
+    // A transfer whose commit is proven at the client's very first poll (a client descheduled
+    // past the whole commit on a loaded machine) may have no quorum of reports in yet; on a
+    // live testnet most are decided first.
+    assert!(
+        decided >= 1,
+        "no transfer was seen decided before its commit"
+    );
     let receipt = last.unwrap();
     net.wait_for("a stable checkpoint", Duration::from_secs(30), || async {
         net.status(0)
@@ -245,17 +253,20 @@ async fn json_evidence_reverifies_from_the_json_alone_and_the_export_checks_out(
         )
         .await,
     );
-    assert_eq!(v["decided"]["height"], v["height"], "{v}");
-    assert_eq!(
-        v["decided"]["view"], v["evidence"]["certificate"]["view"],
-        "{v}"
-    );
-    let decided_ms = v["decided"]["after_ms"].as_f64().unwrap();
-    assert!(
-        decided_ms <= v["committed_after_ms"].as_f64().unwrap(),
-        "{v}"
-    );
-    assert!(v["decided"]["replicas"].as_array().unwrap().len() >= genesis.validators.quorum());
+    assert!(v["committed_after_ms"].as_f64().is_some(), "{v}");
+    if !v["decided"].is_null() {
+        assert_eq!(v["decided"]["height"], v["height"], "{v}");
+        assert_eq!(
+            v["decided"]["view"], v["evidence"]["certificate"]["view"],
+            "{v}"
+        );
+        let decided_ms = v["decided"]["after_ms"].as_f64().unwrap();
+        assert!(
+            decided_ms <= v["committed_after_ms"].as_f64().unwrap(),
+            "{v}"
+        );
+        assert!(v["decided"]["replicas"].as_array().unwrap().len() >= genesis.validators.quorum());
+    }
 
     // block --raw: the export verifies offline; a truncated or corrupt one names the field.
     let dir = support::temp_dir("evidence-export");
@@ -297,10 +308,10 @@ async fn json_evidence_reverifies_from_the_json_alone_and_the_export_checks_out(
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// While waiting for the proof, the client saw a quorum of replicas report the transfer's batch
-/// prepared (PBFT's tentative execution): at the height it then committed at, in the view its
-/// certificate was signed in, before the proof.
-fn decided_where_it_committed(receipt: &quire_client::TransferReceipt, genesis: &Genesis) {
+/// Whether, while waiting for the proof, the client saw a quorum of replicas report the
+/// transfer's batch prepared (PBFT's tentative execution); if it did, that was at the height it
+/// then committed at, in the view its certificate was signed in, from a quorum.
+fn decided_where_it_committed(receipt: &quire_client::TransferReceipt, genesis: &Genesis) -> bool {
     let committed = receipt.committed.as_ref().unwrap();
     let decided = receipt.steps.iter().find_map(|s| match s {
         quire_client::TransferStep::Decided {
@@ -312,8 +323,9 @@ fn decided_where_it_committed(receipt: &quire_client::TransferReceipt, genesis: 
         } => Some((*tx, *height, *view, replicas.clone(), *after)),
         _ => None,
     });
-    let (tx, height, view, replicas, _) =
-        decided.unwrap_or_else(|| panic!("no quorum of prepared reports: {:?}", receipt.steps));
+    let Some((tx, height, view, replicas, _)) = decided else {
+        return false;
+    };
     let cert = committed.block.certificate.as_ref().unwrap();
     assert_eq!(tx, receipt.tx);
     assert_eq!((height, view), (committed.height, cert.statement.view));
@@ -321,6 +333,7 @@ fn decided_where_it_committed(receipt: &quire_client::TransferReceipt, genesis: 
         replicas.len() >= genesis.validators.quorum(),
         "{replicas:?}"
     );
+    true
 }
 
 fn block_txs_len(block: &Block) -> usize {

@@ -35,6 +35,9 @@ use super::Client;
 const AHEAD_MAX: u64 = 256;
 /// Longest a report is held at a replica before it answers "not yet".
 const HOLD_MS: u32 = 1_000;
+/// The shortest hold asked for, whatever the call timeout: a follower whose replica answers
+/// faster than half of it without a report pauses, so it never asks in a tight loop.
+const HOLD_MS_MIN: u32 = 50;
 /// Prepared reports kept below the highest decided height (a quorum for a lower height can
 /// still complete while its slowest reports arrive).
 const DECIDED_KEPT_HEIGHTS: u64 = 64;
@@ -226,7 +229,9 @@ impl Client {
         let (tx, rx) = mpsc::channel(QUEUED_MAX);
         let frontier = Arc::new(AtomicU64::new(from));
         let mut followers = JoinSet::new();
-        let hold = HOLD_MS.min(self.options.call_timeout.as_millis() as u32 / 2);
+        let half_timeout =
+            u32::try_from(self.options.call_timeout.as_millis() / 2).unwrap_or(u32::MAX);
+        let hold = HOLD_MS.min(half_timeout).max(HOLD_MS_MIN);
         for replica in self.all_ids() {
             for commits in [false, true] {
                 let follow = Follower {

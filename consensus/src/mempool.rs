@@ -77,8 +77,8 @@ struct Sender {
     /// The nonce after the last transfer of this sender admitted in order: a transfer with it
     /// follows one that is held, and is not early.
     next: Option<u64>,
-    /// When this sender's chain last moved here (its first transfer waiting, or one of its
-    /// transfers executed): its parked transfers expire only after that long without it.
+    /// When one of this sender's transfers last executed here (0: none yet): its parked
+    /// transfers expire only a TTL after this or their own arrival, whichever is later.
     progress_tick: u64,
 }
 
@@ -175,10 +175,7 @@ impl Mempool {
                     balance: account.balance,
                 });
             }
-            let s = self.senders.entry(t.from).or_insert(Sender {
-                progress_tick: tick,
-                ..Sender::default()
-            });
+            let s = self.senders.entry(t.from).or_default();
             s.pending += 1;
             s.amount += u128::from(t.amount);
             if !early {

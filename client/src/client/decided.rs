@@ -58,8 +58,8 @@ pub struct Decided {
     pub ids: Vec<TxId>,
 }
 
-/// (height, view, digest, parent, root of the ids): what the reports of a quorum must share.
-type Key = (u64, u64, Hash, Hash, Hash);
+/// ([`Prepared::key`], root of the ids): what the reports of a quorum must share.
+type Key = ((u64, u64, Hash, Hash), Hash);
 
 /// Counts prepared reports, each replica once per batch, until a quorum agrees on one.
 pub struct PreparedTally {
@@ -81,13 +81,7 @@ impl PreparedTally {
     /// with other ids does not add to the honest reports.
     pub fn add(&mut self, replica: ReplicaId, report: &Prepared) -> Option<Decided> {
         let ids: Vec<Hash> = report.ids.iter().map(|id| id.0).collect();
-        let key = (
-            report.height,
-            report.view,
-            report.digest,
-            report.parent,
-            merkle::root(&ids),
-        );
+        let key = (report.key(), merkle::root(&ids));
         let replicas = self.reports.entry(key).or_default();
         if !replicas.insert(replica) || replicas.len() != self.quorum {
             return None;
@@ -105,14 +99,10 @@ impl PreparedTally {
     /// Forgets the reports for heights below `floor`.
     pub fn forget_below(&mut self, floor: u64) {
         let zero = Hash([0; 32]);
-        self.reports = self.reports.split_off(&(floor, 0, zero, zero, zero));
+        self.reports = self.reports.split_off(&((floor, 0, zero, zero), zero));
     }
 
-    /// Batches with at least one report (for tests and bounds).
-    pub fn len(&self) -> usize {
-        self.reports.len()
-    }
-
+    /// Whether no batch has a report (all decided ones forgotten).
     pub fn is_empty(&self) -> bool {
         self.reports.is_empty()
     }

@@ -6,20 +6,45 @@
 //!   subtree with one leaf      = H("quire/v1/smt-leaf", key || value_hash)
 //!   subtree with ≥ 2 leaves    = H("quire/v1/smt-node", left || right)
 //!
-//! The tree keeps every leaf in an ordered map and caches the hash of every subtree with two or
-//! more leaves; an update drops the cached hashes on its key's path, and the next root computation
-//! rehashes only those.
-
-use std::collections::{BTreeMap, HashMap};
+//! The tree is kept as a binary trie with one node per leaf and one per bit at which leaves part
+//! ways (a branch), so an update walks O(log n) pointers instead of searching an ordered map at
+//! every depth. Every node caches its hash; an update drops the cached hashes on its key's path,
+//! and the next root computation rehashes only those. Between a branch and the branch or leaf
+//! above it the definition still has one hash per level (the other side being empty): a branch's
+//! cached hash is its subtree's hash at the depth where it hangs, and it is dropped whenever the
+//! node moves to another depth.
 
 use crate::codec::{self, Decode, DecodeError, Encode, Reader};
 use crate::hash::{Hash, tags};
 
 #[derive(Clone, Default, Debug)]
 pub struct SparseMerkleTree {
-    leaves: BTreeMap<Hash, Hash>,
-    /// (depth, key prefix with bits ≥ depth cleared) → subtree hash, for subtrees of ≥ 2 leaves.
-    cache: HashMap<(u16, Hash), Hash>,
+    root: Option<Box<Node>>,
+    len: usize,
+}
+
+#[derive(Clone, Debug)]
+enum Node {
+    Leaf {
+        key: Hash,
+        value: Hash,
+        /// `leaf_hash(key, value)`, once computed.
+        hash: Option<Hash>,
+    },
+    Branch(Branch),
+}
+
+#[derive(Clone, Debug)]
+struct Branch {
+    /// The first bit at which this subtree's leaves differ: both children hold leaves, and every
+    /// leaf shares the bits before it.
+    split: u16,
+    /// The bits every leaf shares (those before `split`), the rest zero.
+    prefix: Hash,
+    /// The subtrees whose keys have bit `split` clear (0) and set (1).
+    children: [Box<Node>; 2],
+    /// The subtree's hash at the depth this branch hangs at, once computed.
+    hash: Option<Hash>,
 }
 
 fn leaf_hash(key: &Hash, value: &Hash) -> Hash {
@@ -44,31 +69,167 @@ fn prefix(key: &Hash, depth: usize) -> Hash {
     out
 }
 
-/// `key` with every bit at position ≥ `depth` set: the last key of the subtree.
-fn last_key(prefix: &Hash, depth: usize) -> Hash {
-    let mut out = *prefix;
-    for (i, byte) in out.0.iter_mut().enumerate() {
-        let first_bit = i * 8;
-        if first_bit >= depth {
-            *byte = 0xff;
-        } else if first_bit + 8 > depth {
-            *byte |= 0xffu8 >> (depth - first_bit);
+/// How many leading bits `a` and `b` share (256 if they are equal).
+fn common_bits(a: &Hash, b: &Hash) -> usize {
+    for (i, (x, y)) in a.0.iter().zip(&b.0).enumerate() {
+        let diff = x ^ y;
+        if diff != 0 {
+            return i * 8 + diff.leading_zeros() as usize;
         }
     }
-    out
+    256
 }
 
-fn with_bit(prefix: &Hash, bit: usize) -> Hash {
-    let mut out = *prefix;
-    out.0[bit / 8] |= 1 << (7 - bit % 8);
-    out
+/// A branch's subtree hash at depth `at` (≤ its split), from its hash at the split: one level per
+/// bit the leaves share, the other side of each being empty.
+fn lift(mut h: Hash, shared: &Hash, split: usize, at: usize) -> Hash {
+    for d in (at..split).rev() {
+        h = if shared.bit(d) {
+            node_hash(&Hash::ZERO, &h)
+        } else {
+            node_hash(&h, &Hash::ZERO)
+        };
+    }
+    h
 }
 
-/// What a subtree holds: nothing, one leaf, or more.
-enum Shape {
-    Empty,
-    One(Hash, Hash),
-    Many,
+impl Node {
+    fn leaf(key: Hash, value: Hash) -> Box<Node> {
+        Box::new(Node::Leaf {
+            key,
+            value,
+            hash: None,
+        })
+    }
+
+    /// A key that shares this subtree's common bits (all of them, for a leaf).
+    fn path(&self) -> &Hash {
+        match self {
+            Node::Leaf { key, .. } => key,
+            Node::Branch(b) => &b.prefix,
+        }
+    }
+
+    /// The node now hangs at another depth: a branch's hash depends on it, a leaf's does not.
+    fn moved(&mut self) {
+        if let Node::Branch(b) = self {
+            b.hash = None;
+        }
+    }
+
+    /// This subtree's hash at `depth`, recomputing what an update dropped.
+    fn hash(&mut self, depth: usize) -> Hash {
+        match self {
+            Node::Leaf { key, value, hash } => *hash.get_or_insert_with(|| leaf_hash(key, value)),
+            Node::Branch(b) => {
+                if let Some(h) = b.hash {
+                    return h;
+                }
+                let h = lift(b.split_hash(), &b.prefix, b.split as usize, depth);
+                b.hash = Some(h);
+                h
+            }
+        }
+    }
+}
+
+impl Branch {
+    /// The hash at the split: both children seen from the depth below it.
+    fn split_hash(&mut self) -> Hash {
+        let below = self.split as usize + 1;
+        let [left, right] = &mut self.children;
+        node_hash(&left.hash(below), &right.hash(below))
+    }
+}
+
+/// Sets `key` to `value` in the subtree `node`, which hangs at `depth`; true if a leaf was added.
+fn insert(node: &mut Box<Node>, depth: usize, key: Hash, value: Hash) -> bool {
+    let parts_at = common_bits(node.path(), &key);
+    match &mut **node {
+        Node::Leaf {
+            key: k,
+            value: v,
+            hash,
+        } if *k == key => {
+            *v = value;
+            *hash = None;
+            return false;
+        }
+        Node::Branch(b) if parts_at >= b.split as usize => {
+            b.hash = None;
+            let split = b.split as usize;
+            return insert(
+                &mut b.children[usize::from(key.bit(split))],
+                split + 1,
+                key,
+                value,
+            );
+        }
+        _ => {}
+    }
+    // `key` parts from every key of this subtree at bit `parts_at` (at or below `depth`, since
+    // they all share the bits above): a new branch there holds the subtree on one side and the
+    // new leaf on the other.
+    debug_assert!(parts_at >= depth && parts_at < 256);
+    let placeholder = Node::leaf(Hash::ZERO, Hash::ZERO);
+    let mut old = std::mem::replace(node, placeholder);
+    old.moved();
+    let leaf = Node::leaf(key, value);
+    let children = if key.bit(parts_at) {
+        [old, leaf]
+    } else {
+        [leaf, old]
+    };
+    **node = Node::Branch(Branch {
+        split: parts_at as u16,
+        prefix: prefix(&key, parts_at),
+        children,
+        hash: None,
+    });
+    true
+}
+
+/// What removing a key did to a subtree.
+enum Removed {
+    Nothing,
+    Below,
+    /// The subtree is the leaf removed: its parent must take its other child's place.
+    ThisLeaf,
+}
+
+fn remove(node: &mut Box<Node>, key: &Hash) -> Removed {
+    let (b, side) = match &mut **node {
+        Node::Leaf { key: k, .. } => {
+            return if k == key {
+                Removed::ThisLeaf
+            } else {
+                Removed::Nothing
+            };
+        }
+        Node::Branch(b) => {
+            if common_bits(&b.prefix, key) < b.split as usize {
+                return Removed::Nothing;
+            }
+            let side = usize::from(key.bit(b.split as usize));
+            (b, side)
+        }
+    };
+    match remove(&mut b.children[side], key) {
+        Removed::Nothing => Removed::Nothing,
+        Removed::Below => {
+            b.hash = None;
+            Removed::Below
+        }
+        Removed::ThisLeaf => {
+            // The branch is left with one side: that subtree takes its place, one level or more
+            // higher up.
+            let placeholder = Node::leaf(Hash::ZERO, Hash::ZERO);
+            let mut other = std::mem::replace(&mut b.children[1 - side], placeholder);
+            other.moved();
+            *node = other;
+            Removed::Below
+        }
+    }
 }
 
 impl SparseMerkleTree {
@@ -77,64 +238,56 @@ impl SparseMerkleTree {
     }
 
     pub fn len(&self) -> usize {
-        self.leaves.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.leaves.is_empty()
+        self.len == 0
     }
 
     pub fn get(&self, key: &Hash) -> Option<&Hash> {
-        self.leaves.get(key)
-    }
-
-    fn shape(&self, depth: usize, prefix: &Hash) -> Shape {
-        let mut range = self.leaves.range(*prefix..=last_key(prefix, depth));
-        match (range.next(), range.next()) {
-            (None, _) => Shape::Empty,
-            (Some((k, v)), None) => Shape::One(*k, *v),
-            _ => Shape::Many,
+        let mut node = self.root.as_deref()?;
+        loop {
+            match node {
+                Node::Leaf { key: k, value, .. } => return (k == key).then_some(value),
+                Node::Branch(b) => {
+                    if common_bits(&b.prefix, key) < b.split as usize {
+                        return None;
+                    }
+                    node = &b.children[usize::from(key.bit(b.split as usize))];
+                }
+            }
         }
     }
 
     /// Sets (`Some`) or removes (`None`) the value at `key`.
     pub fn update(&mut self, key: Hash, value: Option<Hash>) {
-        // Drop the cached hashes on the path while the subtree has ≥ 2 leaves (only those are
-        // cached); below that point nothing on this path was cached.
-        for depth in 0..256 {
-            let p = prefix(&key, depth);
-            match self.shape(depth, &p) {
-                Shape::Many => {
-                    self.cache.remove(&(depth as u16, p));
-                }
-                _ => break,
+        match (value, &mut self.root) {
+            (Some(v), None) => {
+                self.root = Some(Node::leaf(key, v));
+                self.len += 1;
             }
+            (Some(v), Some(root)) => {
+                if insert(root, 0, key, v) {
+                    self.len += 1;
+                }
+            }
+            (None, None) => {}
+            (None, Some(root)) => match remove(root, &key) {
+                Removed::Nothing => {}
+                Removed::Below => self.len -= 1,
+                Removed::ThisLeaf => {
+                    self.root = None;
+                    self.len -= 1;
+                }
+            },
         }
-        match value {
-            Some(v) => self.leaves.insert(key, v),
-            None => self.leaves.remove(&key),
-        };
     }
 
     pub fn root(&mut self) -> Hash {
-        self.subtree(0, Hash::ZERO)
-    }
-
-    fn subtree(&mut self, depth: usize, prefix: Hash) -> Hash {
-        if let Some(h) = self.cache.get(&(depth as u16, prefix)) {
-            return *h;
-        }
-        match self.shape(depth, &prefix) {
-            Shape::Empty => Hash::ZERO,
-            Shape::One(k, v) => leaf_hash(&k, &v),
-            Shape::Many => {
-                // Two distinct keys differ at some bit below 256, so depth < 256 here.
-                let left = self.subtree(depth + 1, prefix);
-                let right = self.subtree(depth + 1, with_bit(&prefix, depth));
-                let h = node_hash(&left, &right);
-                self.cache.insert((depth as u16, prefix), h);
-                h
-            }
+        match &mut self.root {
+            None => Hash::ZERO,
+            Some(root) => root.hash(0),
         }
     }
 
@@ -142,35 +295,43 @@ impl SparseMerkleTree {
     pub fn prove(&mut self, key: &Hash) -> SmtProof {
         let mut siblings = Vec::new();
         let mut depth = 0;
+        let Some(mut node) = self.root.as_deref_mut() else {
+            return SmtProof {
+                siblings,
+                terminal: Terminal::Empty,
+            };
+        };
         loop {
-            let p = prefix(key, depth);
-            match self.shape(depth, &p) {
-                Shape::Empty => {
-                    return SmtProof {
-                        siblings,
-                        terminal: Terminal::Empty,
-                    };
-                }
-                Shape::One(k, v) => {
+            let b = match node {
+                Node::Leaf { key: k, value, .. } => {
                     return SmtProof {
                         siblings,
                         terminal: Terminal::Leaf {
-                            key: k,
-                            value_hash: v,
+                            key: *k,
+                            value_hash: *value,
                         },
                     };
                 }
-                Shape::Many => {
-                    let sibling_prefix = if key.bit(depth) {
-                        p
-                    } else {
-                        with_bit(&p, depth)
-                    };
-                    let sibling = self.subtree(depth + 1, sibling_prefix);
-                    siblings.push(sibling);
-                    depth += 1;
-                }
+                Node::Branch(b) => b,
+            };
+            let split = b.split as usize;
+            let follows = common_bits(&b.prefix, key).min(split);
+            // Down to where the key leaves the shared bits, each level's other side is empty.
+            siblings.extend(std::iter::repeat_n(Hash::ZERO, follows - depth));
+            if follows < split {
+                // The key parts from every leaf here at bit `follows`: its side is empty, and
+                // the other is this whole subtree, seen from the level below.
+                let h = lift(b.split_hash(), &b.prefix, split, follows + 1);
+                siblings.push(h);
+                return SmtProof {
+                    siblings,
+                    terminal: Terminal::Empty,
+                };
             }
+            let side = usize::from(key.bit(split));
+            siblings.push(b.children[1 - side].hash(split + 1));
+            depth = split + 1;
+            node = &mut b.children[side];
         }
     }
 }
@@ -273,7 +434,78 @@ impl Decode for SmtProof {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+
+    /// `key` with every bit at position ≥ `depth` set: the last key of the subtree.
+    fn last_key(prefix: &Hash, depth: usize) -> Hash {
+        let mut out = *prefix;
+        for (i, byte) in out.0.iter_mut().enumerate() {
+            let first_bit = i * 8;
+            if first_bit >= depth {
+                *byte = 0xff;
+            } else if first_bit + 8 > depth {
+                *byte |= 0xffu8 >> (depth - first_bit);
+            }
+        }
+        out
+    }
+
+    fn with_bit(prefix: &Hash, bit: usize) -> Hash {
+        let mut out = *prefix;
+        out.0[bit / 8] |= 1 << (7 - bit % 8);
+        out
+    }
+
+    /// The leaves of the subtree at `depth` holding `key`'s path.
+    fn subtree_leaves(leaves: &BTreeMap<Hash, Hash>, depth: usize, p: &Hash) -> Vec<(Hash, Hash)> {
+        leaves
+            .range(*p..=last_key(p, depth))
+            .map(|(k, v)| (*k, *v))
+            .collect()
+    }
+
+    /// A proof straight from the definition: a sibling per level while the key's subtree holds
+    /// two leaves or more, then what that subtree holds.
+    fn reference_proof(leaves: &BTreeMap<Hash, Hash>, key: &Hash) -> SmtProof {
+        let mut siblings = Vec::new();
+        for depth in 0..=256 {
+            let sub = subtree_leaves(leaves, depth, &prefix(key, depth));
+            match sub.len() {
+                0 => {
+                    return SmtProof {
+                        siblings,
+                        terminal: Terminal::Empty,
+                    };
+                }
+                1 => {
+                    return SmtProof {
+                        siblings,
+                        terminal: Terminal::Leaf {
+                            key: sub[0].0,
+                            value_hash: sub[0].1,
+                        },
+                    };
+                }
+                _ => {
+                    let mut other = prefix(key, depth + 1);
+                    other.0[depth / 8] ^= 1 << (7 - depth % 8);
+                    siblings.push(reference_root(leaves, depth + 1, other));
+                }
+            }
+        }
+        unreachable!("two distinct keys part at some bit")
+    }
+
+    /// Keys that share long prefixes, so the trie has long runs of one-sided levels and
+    /// branches that move when a neighbour comes or goes.
+    fn clustered_key(i: u32) -> Hash {
+        let mut k = key(i % 5);
+        let at = 8 + (i as usize * 37) % 240;
+        k.0[at / 8] ^= 1 << (7 - at % 8);
+        k
+    }
 
     fn key(i: u32) -> Hash {
         Hash::tagged("k", &[&i.to_be_bytes()])
@@ -359,6 +591,16 @@ mod tests {
         }
     }
 
+    /// Nodes whose hash the next root computation must recompute.
+    fn stale(node: &Node) -> usize {
+        match node {
+            Node::Leaf { hash, .. } => usize::from(hash.is_none()),
+            Node::Branch(b) => {
+                usize::from(b.hash.is_none()) + b.children.iter().map(|c| stale(c)).sum::<usize>()
+            }
+        }
+    }
+
     #[test]
     fn an_update_rehashes_a_logarithmic_path() {
         let mut t = SparseMerkleTree::new();
@@ -366,11 +608,47 @@ mod tests {
             t.update(key(i), Some(val(i)));
         }
         t.root();
-        let cached = t.cache.len();
+        let root = t.root.as_deref().expect("a root");
+        assert_eq!(stale(root), 0);
         t.update(key(5), Some(val(99_999)));
-        let dropped = cached - t.cache.len();
-        // log2(4096) = 12; random keys put a leaf a few levels deeper at most.
+        let dropped = stale(t.root.as_deref().expect("a root"));
+        // log2(4096) = 12 branches on a path; random keys put a leaf a few levels deeper at most.
         assert!(dropped <= 30, "dropped {dropped} cached hashes");
-        assert!(dropped >= 10);
+        assert!(dropped >= 8, "dropped {dropped} cached hashes");
+    }
+
+    /// Roots, proofs, lookups and sizes equal the definition's through inserts, updates and
+    /// removals (of present and absent keys), with keys that part late as well as random ones.
+    #[test]
+    fn roots_and_proofs_match_the_definition_through_every_kind_of_change() {
+        for keys in [key as fn(u32) -> Hash, clustered_key] {
+            let mut t = SparseMerkleTree::new();
+            let mut model = BTreeMap::new();
+            for i in 0..600u32 {
+                let k = keys((i * 7919) % 97);
+                if i % 5 == 2 {
+                    t.update(k, None);
+                    model.remove(&k);
+                } else {
+                    t.update(k, Some(val(i)));
+                    model.insert(k, val(i));
+                }
+                assert_eq!(t.len(), model.len(), "step {i}");
+                if i % 3 == 0 {
+                    let root = t.root();
+                    assert_eq!(root, reference_root(&model, 0, Hash::ZERO), "step {i}");
+                    let probe = keys((i * 31) % 101);
+                    let proof = t.prove(&probe);
+                    assert_eq!(proof, reference_proof(&model, &probe), "step {i}");
+                    assert!(proof.verify(&root, &probe, model.get(&probe)), "step {i}");
+                    assert_eq!(t.get(&probe), model.get(&probe), "step {i}");
+                }
+            }
+            // Emptied again: the empty root.
+            for k in model.keys() {
+                t.update(*k, None);
+            }
+            assert_eq!((t.len(), t.root()), (0, Hash::ZERO));
+        }
     }
 }

@@ -93,6 +93,13 @@ fn lift(mut h: Hash, shared: &Hash, split: usize, at: usize) -> Hash {
     h
 }
 
+/// What a node holds for the moment its contents are moved elsewhere.
+const TAKEN: Node = Node::Leaf {
+    key: Hash::ZERO,
+    value: Hash::ZERO,
+    hash: None,
+};
+
 impl Node {
     fn leaf(key: Hash, value: Hash) -> Box<Node> {
         Box::new(Node::Leaf {
@@ -142,10 +149,10 @@ impl Branch {
     }
 }
 
-/// Sets `key` to `value` in the subtree `node`, which hangs at `depth`; true if a leaf was added.
-fn insert(node: &mut Box<Node>, depth: usize, key: Hash, value: Hash) -> bool {
+/// Sets `key` to `value` in the subtree `node`; true if a leaf was added.
+fn insert(node: &mut Node, key: Hash, value: Hash) -> bool {
     let parts_at = common_bits(node.path(), &key);
-    match &mut **node {
+    match node {
         Node::Leaf {
             key: k,
             value: v,
@@ -158,21 +165,15 @@ fn insert(node: &mut Box<Node>, depth: usize, key: Hash, value: Hash) -> bool {
         Node::Branch(b) if parts_at >= b.split as usize => {
             b.hash = None;
             let split = b.split as usize;
-            return insert(
-                &mut b.children[usize::from(key.bit(split))],
-                split + 1,
-                key,
-                value,
-            );
+            return insert(&mut b.children[usize::from(key.bit(split))], key, value);
         }
         _ => {}
     }
-    // `key` parts from every key of this subtree at bit `parts_at` (at or below `depth`, since
-    // they all share the bits above): a new branch there holds the subtree on one side and the
-    // new leaf on the other.
-    debug_assert!(parts_at >= depth && parts_at < 256);
-    let placeholder = Node::leaf(Hash::ZERO, Hash::ZERO);
-    let mut old = std::mem::replace(node, placeholder);
+    // `key` parts from every key of this subtree at bit `parts_at` (at or below the depth the
+    // subtree hangs at, since they all share the bits above): a new branch there holds the
+    // subtree on one side and the new leaf on the other.
+    debug_assert!(parts_at < 256);
+    let mut old = Box::new(std::mem::replace(node, TAKEN));
     old.moved();
     let leaf = Node::leaf(key, value);
     let children = if key.bit(parts_at) {
@@ -180,7 +181,7 @@ fn insert(node: &mut Box<Node>, depth: usize, key: Hash, value: Hash) -> bool {
     } else {
         [leaf, old]
     };
-    **node = Node::Branch(Branch {
+    *node = Node::Branch(Branch {
         split: parts_at as u16,
         prefix: prefix(&key, parts_at),
         children,
@@ -197,8 +198,8 @@ enum Removed {
     ThisLeaf,
 }
 
-fn remove(node: &mut Box<Node>, key: &Hash) -> Removed {
-    let (b, side) = match &mut **node {
+fn remove(node: &mut Node, key: &Hash) -> Removed {
+    let (b, side) = match node {
         Node::Leaf { key: k, .. } => {
             return if k == key {
                 Removed::ThisLeaf
@@ -223,8 +224,7 @@ fn remove(node: &mut Box<Node>, key: &Hash) -> Removed {
         Removed::ThisLeaf => {
             // The branch is left with one side: that subtree takes its place, one level or more
             // higher up.
-            let placeholder = Node::leaf(Hash::ZERO, Hash::ZERO);
-            let mut other = std::mem::replace(&mut b.children[1 - side], placeholder);
+            let mut other = std::mem::replace(&mut *b.children[1 - side], TAKEN);
             other.moved();
             *node = other;
             Removed::Below
@@ -268,7 +268,7 @@ impl SparseMerkleTree {
                 self.len += 1;
             }
             (Some(v), Some(root)) => {
-                if insert(root, 0, key, v) {
+                if insert(root, key, v) {
                     self.len += 1;
                 }
             }

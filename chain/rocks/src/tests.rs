@@ -407,3 +407,30 @@ fn the_transaction_index_is_rebuilt_from_the_blocks_after_a_crash() {
     drop(store);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Rewriting an account overwrites its value in the memtable instead of adding a version (the
+/// account family's in-place updates): a memtable with one entry per account stays shallow
+/// however many blocks rewrite the same accounts, which is what makes a block's state writes
+/// cheap. Fails if the option goes, or if an account's encoding stops having a fixed size.
+#[test]
+fn rewriting_an_account_keeps_one_memtable_entry_for_it() {
+    let net = TestNet::new(4, 4);
+    let dir = temp_dir("rocks-inplace");
+    let store = RocksStore::open(&dir, &net.genesis).unwrap();
+    commit_blocks(&net, &store, 30);
+    check_contents(&net, &store, 30);
+    let accounts = store.accounts().unwrap().len() as u64;
+    let cf = store.cf(CF_STATE).unwrap();
+    let entries = store
+        .db
+        .property_int_value_cf(cf, rocksdb::properties::NUM_ENTRIES_ACTIVE_MEM_TABLE)
+        .unwrap()
+        .unwrap();
+    // 30 blocks each rewrote a sender and the receiver: 60 puts on top of the genesis's.
+    assert_eq!(entries, accounts, "one memtable entry per account");
+    drop(store);
+    let store = RocksStore::open(&dir, &net.genesis).unwrap();
+    check_contents(&net, &store, 30);
+    drop(store);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -56,15 +56,15 @@ fn main() {
                     made += 1;
                     let nonce = nonces[from];
                     nonces[from] += 1;
-                    Transaction::Transfer(SignedTransfer {
-                        transfer: Transfer {
+                    Transaction::Transfer(SignedTransfer::new(
+                        Transfer {
                             from: keys[from].address(),
                             to: keys[(from + 1) % accounts].address(),
                             amount: 1,
                             nonce,
                         },
                         signature,
-                    })
+                    ))
                 })
                 .collect()
         })

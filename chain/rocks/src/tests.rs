@@ -65,6 +65,19 @@ fn a_corrupt_store_opens_with_an_error_naming_what_is_wrong() {
     let address = TestNet::new(4, 4).account_keys[0].address();
     reopen_after(
         |s| {
+            // Every transfer of the replayed blocks still goes through; the state differs.
+            let acct = Account {
+                balance: u64::MAX / 4,
+                nonce: 0,
+            };
+            let cf = s.cf(CF_STATE).unwrap();
+            s.db.put_cf(cf, address.0, acct.to_bytes()).unwrap();
+        },
+        "state root",
+    );
+    reopen_after(
+        |s| {
+            // Account 0 sends 7 in block 1: replaying it now refuses the transfer.
             let acct = Account {
                 balance: 1,
                 nonce: 0,
@@ -72,7 +85,22 @@ fn a_corrupt_store_opens_with_an_error_naming_what_is_wrong() {
             let cf = s.cf(CF_STATE).unwrap();
             s.db.put_cf(cf, address.0, acct.to_bytes()).unwrap();
         },
-        "state root",
+        "block 1 does not execute to its recorded outcomes",
+    );
+    reopen_after(
+        |s| {
+            let cf = s.cf(CF_META).unwrap();
+            s.db.put_cf(cf, META_STATE_HEIGHT, [1, 2, 3]).unwrap();
+        },
+        "meta/state_height",
+    );
+    reopen_after(
+        |s| {
+            let cf = s.cf(CF_META).unwrap();
+            s.db.put_cf(cf, META_STATE_HEIGHT, 4u64.to_be_bytes())
+                .unwrap();
+        },
+        "above the head",
     );
     reopen_after(
         |s| {
@@ -417,8 +445,9 @@ fn rewriting_an_account_keeps_one_memtable_entry_for_it() {
     let net = TestNet::new(4, 4);
     let dir = temp_dir("rocks-inplace");
     let store = RocksStore::open(&dir, &net.genesis).unwrap();
-    commit_blocks(&net, &store, 30);
-    check_contents(&net, &store, 30);
+    let blocks = 2 * STATE_WRITE_BLOCKS + 2;
+    commit_blocks(&net, &store, blocks);
+    check_contents(&net, &store, blocks);
     let accounts = store.accounts().unwrap().len() as u64;
     let cf = store.cf(CF_STATE).unwrap();
     let entries = store
@@ -426,11 +455,61 @@ fn rewriting_an_account_keeps_one_memtable_entry_for_it() {
         .property_int_value_cf(cf, rocksdb::properties::NUM_ENTRIES_ACTIVE_MEM_TABLE)
         .unwrap()
         .unwrap();
-    // 30 blocks each rewrote a sender and the receiver: 60 puts on top of the genesis's.
+    // Every account was written at genesis and twice since (every STATE_WRITE_BLOCKS blocks).
     assert_eq!(entries, accounts, "one memtable entry per account");
     drop(store);
     let store = RocksStore::open(&dir, &net.genesis).unwrap();
-    check_contents(&net, &store, 30);
+    check_contents(&net, &store, blocks);
+    drop(store);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Account changes reach the account family every STATE_WRITE_BLOCKS blocks, not with each
+/// block; a store dropped in between (a crash: what waits in memory is gone) opens with the
+/// state of its head, replayed from the blocks above the family's height, and serves every
+/// account as of the head before and after.
+#[test]
+fn account_changes_wait_in_memory_and_a_reopen_replays_them() {
+    let net = TestNet::new(4, 4);
+    let dir = temp_dir("rocks-state-height");
+    let blocks = STATE_WRITE_BLOCKS + 6;
+    let at_head = {
+        let store = RocksStore::open(&dir, &net.genesis).unwrap();
+        commit_blocks(&net, &store, blocks);
+        assert_eq!(store.state_height().unwrap(), Some(STATE_WRITE_BLOCKS));
+        let ledger = store.ledger(net.chain_id()).unwrap();
+        let mut check = ledger.clone();
+        assert_eq!(check.state_root(), store.head().state_root);
+        // Account 3 receives in every block: the family still holds its value at the last
+        // write, the store answers with the head's.
+        let receiver = net.account_keys[3].address();
+        let written = store.get(CF_STATE, &receiver.0).unwrap().unwrap();
+        let at_head = store.account(&receiver).unwrap().unwrap();
+        assert_ne!(Account::from_bytes(&written).unwrap(), at_head);
+        assert_eq!(ledger.account(&receiver), at_head);
+        ledger
+    };
+    let store = RocksStore::open(&dir, &net.genesis).unwrap();
+    check_contents(&net, &store, blocks);
+    let reopened = store.ledger(net.chain_id()).unwrap();
+    assert_eq!(
+        reopened.accounts().collect::<Vec<_>>(),
+        at_head.accounts().collect::<Vec<_>>()
+    );
+    for key in &net.account_keys {
+        let a = key.address();
+        assert_eq!(store.account(&a).unwrap(), Some(at_head.account(&a)));
+    }
+    // Writing goes on from the replayed state, and the next write of the family covers it.
+    commit_blocks(&net, &store, STATE_WRITE_BLOCKS);
+    assert_eq!(
+        store.state_height().unwrap(),
+        Some(blocks + STATE_WRITE_BLOCKS - 6)
+    );
+    check_contents(&net, &store, blocks + STATE_WRITE_BLOCKS);
+    drop(store);
+    let store = RocksStore::open(&dir, &net.genesis).unwrap();
+    check_contents(&net, &store, blocks + STATE_WRITE_BLOCKS);
     drop(store);
     std::fs::remove_dir_all(&dir).unwrap();
 }

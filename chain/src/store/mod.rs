@@ -4,7 +4,8 @@
 //! state changes), the bodies of batches the replica accepted, and consensus log entries.
 //! [`Store::write`] applies it atomically and durably (one synced RocksDB write batch), so after
 //! a crash either all of it is there or none of it is, and the head is always a complete block
-//! whose state is in the store.
+//! whose state the store holds (the RocksDB store writes account changes every few dozen blocks
+//! and replays the blocks above them at open, checked against the head's state root).
 //!
 //! **A batch is written once.** The body of a batch a replica accepts is stored by `(seq,
 //! digest)` when it is accepted (before the Prepare that votes for it), and the block that

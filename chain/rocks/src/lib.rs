@@ -203,8 +203,8 @@ impl RocksStore {
                 // An account's value has a fixed size, so a put on an account already in the
                 // memtable overwrites its value there instead of adding a version: the skiplist
                 // holds each account once and stays shallow. Lost with it: point-in-time reads
-                // of this family, which nothing does (the ledger is read whole at start-up,
-                // before any write, and single accounts are read under RocksDB's per-key lock).
+                // of this family, so reading it whole excludes writers (`accounts`); single
+                // accounts are read under RocksDB's per-key lock.
                 cf.set_inplace_update_support(true);
             }
             if *name == CF_TXINDEX {
@@ -736,6 +736,10 @@ impl Store for RocksStore {
     }
 
     fn accounts(&self) -> Result<Vec<(Address, Account)>, StoreError> {
+        // The whole state as of one head: no write may land halfway through (the account family
+        // updates in place, so an iterator over it is no snapshot). Read at start-up, before the
+        // replica writes, so this waits for nothing in practice.
+        let _writing = self.writing_lock();
         let mut out = BTreeMap::new();
         for item in self.db.iterator_cf(self.cf(CF_STATE)?, IteratorMode::Start) {
             let (key, value) = item.map_err(engine)?;

@@ -449,6 +449,7 @@ impl RocksStore {
                 "the account state does not match the state root of head block {height}"
             )));
         }
+        // The replayed changes wait to be written like any block's.
         *self.pending_lock() = replayed;
         Ok(header)
     }
@@ -970,9 +971,10 @@ impl Store for RocksStore {
             if due {
                 // In a batch the later put of a key wins: the blocks' changes after the pending
                 // ones, in height order.
-                let pending = pending.accounts.iter();
-                for (address, account) in pending.chain(changes.iter().map(|(a, acct)| (a, acct))) {
-                    batch.put_cf(self.cf(CF_STATE)?, address.0, account.to_bytes());
+                let state = self.cf(CF_STATE)?;
+                let blocks = changes.iter().map(|change| (&change.0, &change.1));
+                for (address, account) in pending.accounts.iter().chain(blocks) {
+                    batch.put_cf(state, address.0, account.to_bytes());
                 }
                 batch.put_cf(
                     self.cf(CF_META)?,
@@ -1027,7 +1029,7 @@ impl Store for RocksStore {
             } else if !writes.blocks.is_empty() {
                 pending
                     .accounts
-                    .extend(changes.iter().map(|(a, acct)| (*a, *acct)));
+                    .extend(changes.iter().map(|change| **change));
                 pending.blocks += writes.blocks.len() as u64;
             }
         }

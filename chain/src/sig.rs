@@ -30,19 +30,18 @@ use sha2::{Digest, Sha512};
 
 use crate::keys::{PublicKey, Signature};
 
-/// Signatures checked in one multiscalar multiplication. Any size gives the same verdicts; this
-/// one is past where Pippenger's method pays off, and small enough that one bad signature (which
-/// sends its chunk to one-by-one checks) costs a bounded amount of extra work.
-pub const BATCH_CHUNK: usize = 256;
+/// The most signatures checked in one multiscalar multiplication. Any chunking gives the same
+/// verdicts; items are split into equal chunks of at most this many (a block of 300 is one
+/// chunk of 300, not 256 and a costlier 44). Past where Pippenger's method pays off, and small
+/// enough that a bad signature (which sends its chunk to one-by-one checks) costs a bounded
+/// amount of extra work.
+pub const BATCH_CHUNK: usize = 512;
 
 /// One signature, decoded: `None` for anything that fails rules 2 or 3 (rule 1 is the caller's,
 /// through [`PublicKey`]).
 struct Decoded {
     key: EdwardsPoint,
     r: EdwardsPoint,
-    /// `R` as the signature gives it: what the batch coefficients hash (re-encoding the decoded
-    /// point would cost a field inversion per signature, as much as decoding it did).
-    r_bytes: [u8; 32],
     s: Scalar,
     k: Scalar,
 }
@@ -60,7 +59,6 @@ fn decode(key: &PublicKey, msg: &[u8], sig: &Signature) -> Option<Decoded> {
     Some(Decoded {
         key: key.dalek().to_edwards(),
         r,
-        r_bytes,
         s,
         k,
     })
@@ -95,10 +93,17 @@ pub fn verify_many(items: &[Item<'_>]) -> Vec<bool> {
             .collect();
     }
     let mut verdicts = Vec::with_capacity(items.len());
-    for chunk in items.chunks(BATCH_CHUNK) {
+    for chunk in items.chunks(even_chunk(items.len(), BATCH_CHUNK)) {
         verdicts.extend(verify_chunk(chunk));
     }
     verdicts
+}
+
+/// The chunk size that splits `n` items into as few chunks of at most `most` as possible, all
+/// of nearly the same size (a small last chunk costs more per signature).
+fn even_chunk(n: usize, most: usize) -> usize {
+    let most = most.max(1);
+    n.div_ceil(n.div_ceil(most).max(1)).max(1)
 }
 
 fn verify_chunk(chunk: &[Item<'_>]) -> Vec<bool> {
@@ -121,24 +126,30 @@ fn verify_chunk(chunk: &[Item<'_>]) -> Vec<bool> {
 /// every signature of the batch: a signer would have to know them before choosing its
 /// signature to make an invalid one cancel out. Holds whenever every item holds on its own.
 fn batch_holds(items: &[&Decoded]) -> bool {
+    // The seed hashes each item's `k` and `S`: `k = SHA-512(R ‖ A ‖ M)` already binds `R`, the
+    // key and the message (changing any of them without changing `k` is a 2¹²⁶-work collision,
+    // no easier than guessing a coefficient).
     let mut seed = Sha512::new();
     seed.update(b"quire/v1/batch-coefficients");
     for d in items {
         seed.update(d.k.as_bytes());
         seed.update(d.s.as_bytes());
-        seed.update(d.r_bytes);
     }
     let seed = seed.finalize();
-    let zs: Vec<Scalar> = (0..items.len() as u64)
-        .map(|i| {
+    // Four 128-bit coefficients from each 512-bit output of SHA-512(seed ‖ counter).
+    let zs: Vec<Scalar> = (0..items.len().div_ceil(4) as u64)
+        .flat_map(|block| {
             let mut h = Sha512::new();
             h.update(seed);
-            h.update(i.to_be_bytes());
-            let out = h.finalize();
-            let mut z = [0u8; 32];
-            z[..16].copy_from_slice(&out[..16]);
-            Scalar::from_bytes_mod_order(z)
+            h.update(block.to_be_bytes());
+            let out: [u8; 64] = h.finalize().into();
+            (0..4).map(move |j| {
+                let mut z = [0u8; 32];
+                z[..16].copy_from_slice(&out[16 * j..16 * (j + 1)]);
+                Scalar::from_bytes_mod_order(z)
+            })
         })
+        .take(items.len())
         .collect();
     let b_coefficient: Scalar = items.iter().zip(&zs).map(|(d, z)| z * d.s).sum();
     let scalars = std::iter::once(-b_coefficient)
@@ -296,6 +307,32 @@ mod tests {
         let verdicts = verify_many(&with_bad);
         assert_eq!(verdicts.iter().filter(|v| !**v).count(), 1);
         assert!(!verdicts[5]);
+    }
+
+    #[test]
+    fn chunks_are_as_few_and_as_even_as_the_limit_allows() {
+        let sizes = |n: usize| -> Vec<usize> {
+            let width = even_chunk(n, BATCH_CHUNK);
+            (0..n)
+                .collect::<Vec<_>>()
+                .chunks(width)
+                .map(<[usize]>::len)
+                .collect()
+        };
+        assert_eq!(sizes(0), Vec::<usize>::new());
+        assert_eq!(sizes(1), vec![1]);
+        assert_eq!(sizes(300), vec![300]);
+        assert_eq!(sizes(512), vec![512]);
+        assert_eq!(sizes(513), vec![257, 256]);
+        assert_eq!(sizes(1025), vec![342, 342, 341]);
+        for n in 1..3000 {
+            let s = sizes(n);
+            assert_eq!(s.len(), n.div_ceil(BATCH_CHUNK), "{n}");
+            assert!(
+                s.iter().max().unwrap() - s.iter().min().unwrap() <= s.len(),
+                "{n}: {s:?}"
+            );
+        }
     }
 
     #[test]

@@ -281,6 +281,16 @@ mod tests {
             .map(|(m, s, k)| (m.as_slice(), s, Some(*k)))
             .collect();
         assert_eq!(verify_many(&items), alone);
+        // More than one chunk's worth, split evenly by `verify_many` itself.
+        let many: Vec<Item<'_>> = items
+            .iter()
+            .cycle()
+            .take(items.len() * 3)
+            .copied()
+            .collect();
+        assert!(many.len() > BATCH_CHUNK);
+        let expected: Vec<bool> = alone.iter().cycle().take(many.len()).copied().collect();
+        assert_eq!(verify_many(&many), expected);
         for width in [2, 3, 7, 16, 64] {
             let mut got = Vec::new();
             for chunk in items.chunks(width) {

@@ -231,7 +231,8 @@ impl Replica {
                 // Already executed here; the others will decide the same batch.
                 continue;
             }
-            self.accept_pre_prepare(proposal.clone(), batch);
+            // Not checked here: its signatures are looked up (or checked) before it executes.
+            self.accept_pre_prepare(proposal.clone(), batch, false);
         }
         let kept_txs: Vec<&quire_chain::Transaction> =
             kept.iter().flat_map(|b| b.txs.iter()).collect();

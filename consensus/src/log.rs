@@ -38,6 +38,10 @@ pub struct Slot {
     pub accepted_tick: u64,
     /// Whether this slot already produced evidence against its primary.
     pub blamed: bool,
+    /// A batch for this slot whose every client signature this replica found valid before it
+    /// voted (a PrePrepare it checked). The very same batch (`Arc::ptr_eq`) is executed without
+    /// looking its signatures up again; any other content for the slot is checked.
+    pub signed: Option<Arc<Batch>>,
 }
 
 /// What recording a vote found.

@@ -633,11 +633,21 @@ impl Replica {
         }
         match input {
             Input::Message(m) => {
+                let all_signed = m.all_signed();
                 let (message, good_txs) = m.into_parts();
-                for id in good_txs {
-                    self.known_good.learn(id);
+                // A PrePrepare whose signatures all hold is accepted as checked and executed
+                // without looking them up (`Slot::signed`). Remembering each of its transfers
+                // and looking it up again before the vote and at execution cost every backup an
+                // insert and three lookups in a table of 10^5 keys (3.8% of the box at 15k
+                // transfers/s, 0.7% after). Only rarer paths (a NewView's re-proposals) check
+                // signatures at execution, on this thread.
+                let vouched = all_signed && matches!(message, Message::PrePrepare { .. });
+                if !vouched {
+                    for id in good_txs {
+                        self.known_good.learn(id);
+                    }
                 }
-                self.on_message(message)
+                self.on_message(message, all_signed)
             }
             Input::Requests(txs) => self.on_requests(txs),
             Input::Tick { now_ms } => self.on_tick(now_ms),
@@ -671,9 +681,13 @@ impl Replica {
         }
     }
 
-    fn on_message(&mut self, message: Message) {
+    /// `all_signed`: the verifier found every client signature in `message` valid
+    /// ([`crate::Verified::all_signed`]), so they need not be looked up again.
+    fn on_message(&mut self, message: Message, all_signed: bool) {
         match message {
-            Message::PrePrepare { proposal, batch } => self.on_pre_prepare(proposal, batch),
+            Message::PrePrepare { proposal, batch } => {
+                self.on_pre_prepare(proposal, batch, all_signed)
+            }
             Message::Prepare(m) => self.on_prepare(m),
             Message::Commit(m) => self.on_commit(m),
             Message::Checkpoint(m) => self.on_checkpoint(m),
@@ -685,7 +699,7 @@ impl Replica {
             Message::Status(m) => self.on_status(m),
             Message::Forward(m) => self.on_forward(m),
             Message::FetchBlocks(m) => self.on_fetch(m),
-            Message::Blocks(m) => self.on_blocks(m),
+            Message::Blocks(m) => self.on_blocks(m, all_signed),
         }
     }
 

@@ -11,7 +11,7 @@
 //! forwarded, proposed); verdicts depend only on the transaction (`quire_chain::sig`), so the
 //! cache can never change one.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use quire_chain::codec::Decode;
 use quire_chain::{Hash, ReplicaId, SignedId};
+use quire_consensus::known::Generations;
 use quire_consensus::message::Message;
 use quire_consensus::prefilter::{self, Watermarks};
 use quire_consensus::verify::VerdictCache;
@@ -28,34 +29,6 @@ use quire_consensus::{Behaviour, Kind, Reject, Verifier};
 use crate::driver::Event;
 use crate::metrics::Metrics;
 use crate::transport::Inbox;
-
-/// A bounded set: two generations of at most `generation_max` each.
-struct Generations<K> {
-    newer: HashSet<K>,
-    older: HashSet<K>,
-    generation_max: usize,
-}
-
-impl<K: std::hash::Hash + Eq> Generations<K> {
-    fn new(generation_max: usize) -> Generations<K> {
-        Generations {
-            newer: HashSet::new(),
-            older: HashSet::new(),
-            generation_max: generation_max.max(1),
-        }
-    }
-
-    fn contains(&self, h: &K) -> bool {
-        self.newer.contains(h) || self.older.contains(h)
-    }
-
-    fn insert(&mut self, h: K) {
-        if self.newer.len() >= self.generation_max {
-            self.older = std::mem::take(&mut self.newer);
-        }
-        self.newer.insert(h);
-    }
-}
 
 /// Good signatures by transaction id and signature (never by id alone: see
 /// [`quire_chain::SignedId`]), and view changes already verified in full (replayed ones, or the

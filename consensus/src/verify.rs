@@ -16,6 +16,7 @@ use quire_chain::block::Batch;
 use quire_chain::cert::CheckpointStatement;
 use quire_chain::codec::{Decode, Encode};
 use quire_chain::genesis::Protocol;
+use quire_chain::keys::{PublicKey, Signature, signing_bytes};
 use quire_chain::{Genesis, Hash, ReplicaId, SignedId, Transaction, ValidatorSet};
 
 use crate::message::{
@@ -199,6 +200,9 @@ fn check_all<T: Borrow<Transaction>>(
     verdicts
 }
 
+/// A vote's envelope: the bytes its sender signed, the signature, the sender's key.
+pub type Envelope = (Vec<u8>, Signature, PublicKey);
+
 /// The fixed context verification needs: the chain, the validators, and the protocol rules,
 /// all from the genesis.
 #[derive(Clone, Debug)]
@@ -263,6 +267,38 @@ impl Verifier {
         peer: Option<ReplicaId>,
         cache: &dyn VerdictCache,
     ) -> Result<Verified, Reject> {
+        self.verify_envelope_known(message, peer, cache, None)
+    }
+
+    /// A vote's envelope — the bytes its sender signed, the signature, the sender's key — for
+    /// checking the envelopes of several votes at once (`quire_chain::sig::verify_many`, whose
+    /// verdicts are those of checking each alone). `None` for other messages, and for senders
+    /// not in the validator set.
+    pub fn envelope(&self, message: &Message) -> Option<Envelope> {
+        fn of<T: Body>(v: &Verifier, m: &Signed<T>) -> Option<Envelope> {
+            let key = v.validators.key(m.from)?;
+            let bytes = signing_bytes(T::TAG, &v.chain_id, &m.body.signed_fields());
+            Some((bytes, m.signature, *key))
+        }
+        match message {
+            Message::Prepare(m) => of(self, m),
+            Message::Commit(m) => of(self, m),
+            Message::Checkpoint(m) => of(self, m),
+            Message::Status(m) => of(self, m),
+            _ => None,
+        }
+    }
+
+    /// As [`verify_with`](Self::verify_with), with the verdict on a vote's envelope signature
+    /// already known (`Some`, from [`envelope`](Self::envelope)'s bytes checked together with
+    /// others'); every other check is made here as usual.
+    pub fn verify_envelope_known(
+        &self,
+        message: Message,
+        peer: Option<ReplicaId>,
+        cache: &dyn VerdictCache,
+        envelope_holds: Option<bool>,
+    ) -> Result<Verified, Reject> {
         let from = message.from();
         if self.validators.get(from).is_none() {
             return Err(Reject::UnknownSender);
@@ -293,13 +329,13 @@ impl Verifier {
                 good_txs = good_of(&batch.txs, &verdicts);
             }
             Message::Prepare(m) => {
-                self.signed(m)?;
+                self.signed_known(m, envelope_holds)?;
                 if self.validators.primary(m.body.0.view) == from {
                     return Err(Reject::PrimaryPrepare);
                 }
             }
-            Message::Commit(m) => self.signed(m)?,
-            Message::Checkpoint(m) => self.signed(m)?,
+            Message::Commit(m) => self.signed_known(m, envelope_holds)?,
+            Message::Checkpoint(m) => self.signed_known(m, envelope_holds)?,
             Message::ViewChange {
                 view_change,
                 batches,
@@ -316,7 +352,7 @@ impl Verifier {
                 all_signed = false;
                 self.new_view(new_view, batches, cache)?;
             }
-            Message::Status(m) => self.signed(m)?,
+            Message::Status(m) => self.signed_known(m, envelope_holds)?,
             Message::Forward(m) => {
                 self.signed(m)?;
                 self.raw_allowed(&m.body.0)?;
@@ -344,6 +380,15 @@ impl Verifier {
             good_txs,
             all_signed,
         })
+    }
+
+    /// [`signed`](Self::signed), unless the verdict is already known.
+    fn signed_known<T: Body>(&self, m: &Signed<T>, holds: Option<bool>) -> Result<(), Reject> {
+        match holds {
+            None => self.signed(m),
+            Some(true) => Ok(()),
+            Some(false) => Err(Reject::BadSignature),
+        }
     }
 
     fn signed<T: Body>(&self, m: &Signed<T>) -> Result<(), Reject> {

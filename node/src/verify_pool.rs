@@ -23,7 +23,7 @@ use quire_chain::{Hash, ReplicaId, SignedId};
 use quire_consensus::known::Generations;
 use quire_consensus::message::Message;
 use quire_consensus::prefilter::{self, Watermarks};
-use quire_consensus::verify::VerdictCache;
+use quire_consensus::verify::{Envelope, VerdictCache};
 use quire_consensus::{Behaviour, Kind, Reject, Verifier};
 
 use crate::driver::Event;
@@ -259,37 +259,131 @@ pub fn start(ctx: PoolContext, threads: usize) -> std::io::Result<Vec<JoinHandle
         .collect()
 }
 
+/// Frames taken from the inbox in one go when several are waiting. The envelope signatures of
+/// the votes among them are checked together: a multiscalar multiplication for two or three
+/// costs ≈ 28–33 µs a signature here, one alone ≈ 41–46 µs, and a busy replica finds the
+/// Prepares and Commits of a phase queued side by side. Bounded, so one thread does not hoard
+/// what a second could take (and a peer's budget is checked before the frames taken with it
+/// are charged: at most this many frames over).
+const FRAMES_TOGETHER_MAX: usize = 8;
+
 fn run(ctx: &PoolContext, buckets: &Mutex<BTreeMap<ReplicaId, Bucket>>) {
     loop {
-        let Some((peer, frame)) = ctx.inbox.pop(Duration::from_millis(200)) else {
+        let Some(first) = ctx.inbox.pop(Duration::from_millis(200)) else {
             if ctx.inbox.is_closed() {
                 return;
             }
             continue;
         };
-        let Some(event) = verify(ctx, buckets, peer, &frame) else {
-            continue;
-        };
-        if ctx.events.send(event).is_err() {
+        let mut frames = vec![first];
+        while frames.len() < FRAMES_TOGETHER_MAX
+            && let Some(next) = ctx.inbox.pop(Duration::ZERO)
+        {
+            frames.push(next);
+        }
+        if !verify_frames(ctx, buckets, &frames, |event| {
+            ctx.events.send(event).is_ok()
+        }) {
             return;
         }
     }
 }
 
+/// A frame decoded and let through the cheap checks, its signatures not yet checked.
+struct Screened {
+    peer: ReplicaId,
+    message: Message,
+    /// A block reply this replica asked `peer` for (outside the peer's budget).
+    asked_for: bool,
+}
+
 /// What the driver should hear about one frame, if anything.
+#[cfg(test)]
 fn verify(
     ctx: &PoolContext,
     buckets: &Mutex<BTreeMap<ReplicaId, Bucket>>,
     peer: ReplicaId,
     frame: &[u8],
 ) -> Option<Event> {
+    match screen(ctx, buckets, peer, frame) {
+        Screen::Passed(screened) => Some(check(ctx, buckets, screened, None)),
+        Screen::Answered(event) => Some(event),
+        Screen::Dropped => None,
+    }
+}
+
+/// Verifies `frames` in order and hands `emit` what the driver should hear of each, stopping
+/// (with `false`) when `emit` says the driver is gone. The votes' envelope signatures are
+/// checked together first; each verdict is the one checking it alone would give.
+fn verify_frames(
+    ctx: &PoolContext,
+    buckets: &Mutex<BTreeMap<ReplicaId, Bucket>>,
+    frames: &[(ReplicaId, Vec<u8>)],
+    mut emit: impl FnMut(Event) -> bool,
+) -> bool {
+    let screened: Vec<Screen> = frames
+        .iter()
+        .map(|(peer, frame)| screen(ctx, buckets, *peer, frame))
+        .collect();
+    let mut known = vec![None; screened.len()];
+    let envelopes: Vec<(usize, Envelope)> = screened
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match s {
+            Screen::Passed(s) => Some((i, ctx.verifier.envelope(&s.message)?)),
+            _ => None,
+        })
+        .collect();
+    if envelopes.len() >= 2 {
+        let items: Vec<quire_chain::sig::Item<'_>> = envelopes
+            .iter()
+            .map(|(_, (bytes, sig, key))| (bytes.as_slice(), sig, Some(*key)))
+            .collect();
+        let verdicts = quire_chain::sig::verify_many(&items);
+        for ((i, _), holds) in envelopes.iter().zip(verdicts) {
+            known[*i] = Some(holds);
+        }
+    }
+    for (screened, holds) in screened.into_iter().zip(known) {
+        let event = match screened {
+            Screen::Passed(screened) => Some(check(ctx, buckets, screened, holds)),
+            Screen::Answered(event) => Some(event),
+            Screen::Dropped => None,
+        };
+        if let Some(event) = event
+            && !emit(event)
+        {
+            return false;
+        }
+    }
+    true
+}
+
+/// What the checks that need no signature made of a frame.
+enum Screen {
+    /// On to the signature checks.
+    Passed(Screened),
+    /// Refused already: what the driver should hear.
+    Answered(Event),
+    /// Dropped (and counted).
+    Dropped,
+}
+
+/// Decodes a frame and applies the checks that need no signature: the behaviour's discards,
+/// staleness, the peer's budget.
+fn screen(
+    ctx: &PoolContext,
+    buckets: &Mutex<BTreeMap<ReplicaId, Bucket>>,
+    peer: ReplicaId,
+    frame: &[u8],
+) -> Screen {
     if ctx.discarding.frame(frame) {
-        return None;
+        return Screen::Dropped;
     }
     let message = match Message::from_bytes(frame) {
         Ok(m) => m,
         Err(_) => {
-            return Some(Event::Rejected {
+            return Screen::Answered(Event::Rejected {
                 from: peer,
                 reject: Reject::Malformed,
             });
@@ -297,29 +391,51 @@ fn verify(
     };
     if let Some(reason) = prefilter::stale(&message, &ctx.watermarks.get()) {
         ctx.metrics.ingress_dropped(peer, reason.name());
-        return None;
+        return Screen::Dropped;
     }
     let asked_for = matches!(message, Message::Blocks(_)) && ctx.block_credits.take(peer);
     if !asked_for && !has_budget(ctx, buckets, peer) {
         ctx.metrics.ingress_dropped(peer, "throttled");
-        return None;
+        return Screen::Dropped;
     }
+    Screen::Passed(Screened {
+        peer,
+        message,
+        asked_for,
+    })
+}
+
+/// Checks a screened frame's signatures (the envelope's verdict `envelope_holds` if already
+/// known) and its rules, and charges the peer for the signatures it cost.
+fn check(
+    ctx: &PoolContext,
+    buckets: &Mutex<BTreeMap<ReplicaId, Bucket>>,
+    screened: Screened,
+    envelope_holds: Option<bool>,
+) -> Event {
+    let Screened {
+        peer,
+        message,
+        asked_for,
+    } = screened;
     let envelope_signatures = signatures_in(&message);
     let counting = Counting::new(&ctx.cache);
-    let result = ctx.verifier.verify_with(message, Some(peer), &counting);
+    let result = ctx
+        .verifier
+        .verify_envelope_known(message, Some(peer), &counting, envelope_holds);
     let signatures = envelope_signatures + counting.misses();
     if asked_for {
         ctx.metrics.ingress_signatures(peer, signatures);
     } else {
         charge(ctx, buckets, peer, signatures);
     }
-    Some(match result {
+    match result {
         Ok(verified) => Event::Verified {
             from: peer,
             verified,
         },
         Err(reject) => Event::Rejected { from: peer, reject },
-    })
+    }
 }
 
 fn has_budget(
@@ -413,6 +529,88 @@ mod tests {
             block_credits: Arc::default(),
         };
         (ctx, received)
+    }
+
+    /// Votes queued side by side are checked together, and each gets the verdict it gets alone,
+    /// in the order the frames came: a broken envelope among good ones is rejected by itself, a
+    /// vote signed by a key not its sender's too, and other messages pass between them.
+    #[test]
+    fn votes_checked_together_get_the_verdicts_they_get_alone() {
+        use quire_chain::cert::CommitStatement;
+        use quire_consensus::message::{Prepare, SlotVote, Status};
+        let net = TestNet::new(4, 2);
+        let (mut ctx, _events) = context(&net);
+        ctx.budget = Budget::default();
+        let chain = net.chain_id();
+        let key = |i: u32| &net.validator_keys[i as usize];
+        let vote = SlotVote {
+            view: 0,
+            seq: 1,
+            digest: Hash([9; 32]),
+        };
+        let statement = CommitStatement {
+            view: 0,
+            seq: 1,
+            digest: Hash([9; 32]),
+        };
+        let prepare =
+            |from: u32| Message::Prepare(Signed::sign(Prepare(vote), from, key(from), &chain));
+        let commit = |from: u32| Message::Commit(Signed::sign(statement, from, key(from), &chain));
+        let mut broken = Signed::sign(statement, 3, key(3), &chain);
+        broken.signature.0[5] ^= 1;
+        let status = Message::Status(Signed::sign(
+            Status {
+                view: 0,
+                changing_view: false,
+                last_executed: 0,
+                stable_seq: 0,
+            },
+            0,
+            key(0),
+            &chain,
+        ));
+        // Signed by 0's key, claimed as 2's.
+        let mut stolen = Signed::sign(statement, 0, key(0), &chain);
+        stolen.from = 2;
+        let frames: Vec<(ReplicaId, Vec<u8>)> = vec![
+            (2, prepare(2).to_bytes()),
+            (3, prepare(3).to_bytes()),
+            (0, blocks_from(&net, 0)),
+            (3, Message::Commit(broken).to_bytes()),
+            (0, commit(0).to_bytes()),
+            (2, Message::Commit(stolen).to_bytes()),
+            (0, status.to_bytes()),
+            (2, commit(2).to_bytes()),
+        ];
+        let buckets = Mutex::new(BTreeMap::new());
+        let outcome = |e: Event| match e {
+            Event::Verified { from, .. } => Ok(from),
+            Event::Rejected { from, reject } => Err((from, reject)),
+            _ => panic!("a verdict"),
+        };
+        let alone: Vec<_> = frames
+            .iter()
+            .map(|(peer, f)| verify(&ctx, &buckets, *peer, f).map(outcome))
+            .collect();
+        let mut together = Vec::new();
+        assert!(verify_frames(&ctx, &buckets, &frames, |e| {
+            together.push(Some(outcome(e)));
+            true
+        }));
+        assert_eq!(together, alone);
+        assert_eq!(
+            alone,
+            vec![
+                Some(Ok(2)),
+                Some(Ok(3)),
+                Some(Ok(0)),
+                Some(Err((3, Reject::BadSignature))),
+                Some(Ok(0)),
+                Some(Err((2, Reject::BadSignature))),
+                Some(Ok(0)),
+                Some(Ok(2)),
+            ]
+        );
     }
 
     /// Two certified blocks (seven signatures with the envelope's), as peer `from` sends them.

@@ -334,7 +334,9 @@ fn verify_frames(
             _ => None,
         })
         .collect();
-    if envelopes.len() >= 2 {
+    // Every envelope goes through here, a lone one too (`verify_many` checks one item alone):
+    // its signed bytes, built once, are not built again by the verifier.
+    if !envelopes.is_empty() {
         let items: Vec<quire_chain::sig::Item<'_>> = envelopes
             .iter()
             .map(|(_, (bytes, sig, key))| (bytes.as_slice(), sig, Some(*key)))

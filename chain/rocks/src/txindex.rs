@@ -102,11 +102,6 @@ impl TxIndex {
         entries: impl IntoIterator<Item = ([u8; 32], TxLocation)>,
     ) {
         let mut state = self.state();
-        if state.hot.capacity() == 0 {
-            // Sized for a whole map at once: grown from nothing, it rehashed every entry at
-            // each doubling (≈ 1% of the box at 15k transfers/s).
-            state.hot.reserve(self.hot_max);
-        }
         state.hot.extend(entries);
         state.hot_height = state.hot_height.max(height);
         if state.hot.len() < self.hot_max || self.writer.is_none() {

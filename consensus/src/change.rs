@@ -59,12 +59,39 @@ impl Replica {
         self.view_changes.insert(vc.clone(), batches.clone());
         let gap = self.params.retransmit_ticks;
         self.view_change_resend = (self.tick.saturating_add(gap), gap);
-        self.out.push(Output::Broadcast(Message::ViewChange {
-            view_change: vc,
-            batches,
-        }));
+        self.send_view_change(vc, batches);
         self.start_timer_on_quorum();
         self.try_new_view();
+    }
+
+    /// Sends our ViewChange to every peer, its batches to the new primary alone: only it
+    /// re-proposes them, in a NewView that carries them to the others. The rest need the signed
+    /// ViewChange only, to count who asks for which view and to check the NewView's plan. Sent
+    /// to everyone, the batches made a view change at 16 replicas under load cost each replica
+    /// 15 × 8.5 MB a ViewChange (36 prepared batches of 470 payloads of 512 bytes), 2.8 GB in
+    /// 15 s with its resends: the view change meant to restore progress took the box instead.
+    pub(crate) fn send_view_change(&mut self, vc: Signed<ViewChange>, batches: Vec<Batch>) {
+        let primary = self.verifier.validators.primary(vc.body.new_view);
+        let peers: Vec<_> = self
+            .verifier
+            .validators
+            .ids()
+            .filter(|id| *id != self.id)
+            .collect();
+        for peer in peers {
+            let batches = if peer == primary {
+                batches.clone()
+            } else {
+                Vec::new()
+            };
+            self.out.push(Output::Send(
+                peer,
+                Message::ViewChange {
+                    view_change: vc.clone(),
+                    batches,
+                },
+            ));
+        }
     }
 
     /// Starts the view-change timer once a quorum asks for our target view or a later one.
@@ -97,6 +124,16 @@ impl Replica {
                 ));
             }
             self.stats.drop(Drop::StaleView);
+            return;
+        }
+        // The new primary re-proposes from the batches that came with the ViewChanges
+        // (`send_view_change`); one without them is of no use to it. An honest replica always
+        // sends them there, so this one is faulty or garbled: dropped, counted.
+        if self.verifier.validators.primary(target) == self.id
+            && batches.is_empty()
+            && !vc.body.prepared.iter().all(|p| p.slot().digest == Batch::null().digest())
+        {
+            self.stats.drop(Drop::MissingBatches);
             return;
         }
         // A few ViewChanges per replica are kept, for the lowest views (see `view_changes`), so

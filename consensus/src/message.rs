@@ -384,7 +384,8 @@ pub enum Message {
     Prepare(Signed<Prepare>),
     Commit(Signed<CommitStatement>),
     Checkpoint(Signed<CheckpointStatement>),
-    /// With the batches of its prepared proofs, so the new primary can re-propose them.
+    /// With the batches of its prepared proofs when sent to the new primary, which re-proposes
+    /// them; to every other replica without (see `Replica::send_view_change`).
     ViewChange {
         view_change: Signed<ViewChange>,
         batches: Vec<Batch>,

@@ -797,10 +797,7 @@ impl Replica {
                     .saturating_mul(2)
                     .clamp(1, self.params.view_timeout_ticks.max(1));
                 self.view_change_resend = (self.tick.saturating_add(gap), gap);
-                self.out.push(Output::Broadcast(Message::ViewChange {
-                    view_change: vc,
-                    batches,
-                }));
+                self.send_view_change(vc, batches);
             }
         } else {
             self.retransmit_stuck_slots();

@@ -34,6 +34,9 @@ pub enum Drop {
     UnwantedBlocks,
     /// A request for an expensive reply (a NewView, blocks) from a peer that had one just now.
     RateLimited,
+    /// A ViewChange for a view this replica is the primary of, without the batches it needs to
+    /// re-propose (an honest replica sends them there).
+    MissingBatches,
 }
 
 impl Drop {
@@ -48,7 +51,7 @@ impl Drop {
         }
     }
 
-    pub const ALL: [Drop; 12] = [
+    pub const ALL: [Drop; 13] = [
         Drop::StaleView,
         Drop::FutureView,
         Drop::ChangingView,
@@ -61,6 +64,7 @@ impl Drop {
         Drop::SenderLimit,
         Drop::UnwantedBlocks,
         Drop::RateLimited,
+        Drop::MissingBatches,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -77,6 +81,7 @@ impl Drop {
             Drop::SenderLimit => "sender_limit",
             Drop::UnwantedBlocks => "unwanted_blocks",
             Drop::RateLimited => "rate_limited",
+            Drop::MissingBatches => "missing_batches",
         }
     }
 }

@@ -342,11 +342,15 @@ impl Verifier {
             } => {
                 all_signed = false;
                 self.view_change(view_change, cache)?;
-                self.batches_cover(
-                    view_change.body.prepared.iter().map(|p| p.slot().digest),
-                    batches,
-                )
-                .map_err(|_| Reject::BadViewChange)?;
+                // Its batches travel to the new primary alone (`Replica::send_view_change`):
+                // none, or exactly those of its prepared proofs.
+                if !batches.is_empty() {
+                    self.batches_cover(
+                        view_change.body.prepared.iter().map(|p| p.slot().digest),
+                        batches,
+                    )
+                    .map_err(|_| Reject::BadViewChange)?;
+                }
             }
             Message::NewView { new_view, batches } => {
                 all_signed = false;

@@ -166,6 +166,100 @@ fn votes_count_only_for_their_verified_signer() {
     );
 }
 
+/// A ViewChange's batches go to the new primary alone (`Replica::send_view_change`): one comes
+/// with every batch its prepared proofs name, or with none; a batch its proofs do not name, or
+/// one twice, is refused.
+#[test]
+fn a_view_change_comes_with_all_its_batches_or_none() {
+    let s = setup();
+    let batch = s.batch();
+    let vc = s.view_change(2, vec![s.prepared(&batch)]);
+    let with = |batches: Vec<Batch>| Message::ViewChange {
+        view_change: vc.clone(),
+        batches,
+    };
+    assert!(s.verifier.verify(with(vec![batch.clone()]), Some(2)).is_ok());
+    assert!(s.verifier.verify(with(vec![]), Some(2)).is_ok());
+    let mut other = batch.clone();
+    other.timestamp_ms += 1;
+    assert_eq!(
+        s.verifier.verify(with(vec![other]), Some(2)).err(),
+        Some(Reject::BadViewChange)
+    );
+    assert_eq!(
+        s.verifier
+            .verify(with(vec![batch.clone(), batch]), Some(2))
+            .err(),
+        Some(Reject::BadViewChange)
+    );
+}
+
+/// The new primary re-proposes from the batches that come with the ViewChanges, so one without
+/// them is of no use to it: dropped and counted, and it does not count toward the NewView. A
+/// replica that is not the new primary takes the same ViewChange.
+#[test]
+fn the_new_primary_drops_a_view_change_without_its_batches() {
+    let s = setup();
+    let batch = s.batch();
+    let bare = |from: u32| {
+        s.verifier
+            .verify(
+                Message::ViewChange {
+                    view_change: s.view_change(from, vec![s.prepared(&batch)]),
+                    batches: vec![],
+                },
+                Some(from),
+            )
+            .unwrap()
+    };
+    let replica = |id: u32| {
+        let durable = Durable::genesis(&s.net.genesis);
+        Replica::recover(
+            id,
+            s.key(id).clone(),
+            s.verifier.clone(),
+            Params::default(),
+            durable,
+        )
+        .unwrap()
+    };
+    // Replica 1 is view 1's primary; replica 3 is not.
+    let mut primary = replica(1);
+    let mut backup = replica(3);
+    for from in [0, 2] {
+        primary.step(Input::Message(bare(from)));
+        backup.step(Input::Message(bare(from)));
+    }
+    let missing = |r: &Replica| {
+        r.stats()
+            .drops
+            .get(&quire_consensus::stats::Drop::MissingBatches)
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(missing(&primary), 2);
+    assert_eq!(missing(&backup), 0);
+    // Two of them are f + 1: the backup follows them into view 1 (the join rule); the primary,
+    // which kept neither, stays where it was.
+    assert_eq!(backup.view(), 1);
+    assert_eq!(primary.view(), 0);
+    // With the batch, the primary keeps them and joins.
+    for from in [0, 2] {
+        let m = s
+            .verifier
+            .verify(
+                Message::ViewChange {
+                    view_change: s.view_change(from, vec![s.prepared(&batch)]),
+                    batches: vec![batch.clone()],
+                },
+                Some(from),
+            )
+            .unwrap();
+        primary.step(Input::Message(m));
+    }
+    assert_eq!(primary.view(), 1);
+}
+
 #[test]
 fn a_pre_prepare_whose_batch_does_not_match_its_digest_is_rejected() {
     let s = setup();

@@ -21,7 +21,7 @@ use quire_chain::{Genesis, Hash, ReplicaId, SignedId, Transaction, ValidatorSet}
 
 use crate::message::{
     BLOCKS_PER_REPLY_MAX, Blocks, Body, FetchBlocks, Message, NewView, Prepare, PreparedProof,
-    Signed, StableCheckpoint, ViewChange,
+    Proposal, Signed, StableCheckpoint, ViewChange,
 };
 use crate::view_change;
 
@@ -406,7 +406,13 @@ impl Verifier {
         .map_err(|_| Reject::BadSignature)
     }
 
-    fn checkpoint(&self, c: &StableCheckpoint) -> Result<(), Reject> {
+    /// Everything a stable checkpoint's proof needs but the signatures of its votes, which go
+    /// into `signatures`.
+    fn checkpoint_unsigned(
+        &self,
+        c: &StableCheckpoint,
+        signatures: &mut Signatures,
+    ) -> Result<(), Reject> {
         if !c.seq.is_multiple_of(self.protocol.checkpoint_interval) {
             return Err(Reject::BadCheckpointProof);
         }
@@ -421,8 +427,13 @@ impl Verifier {
                 if cert.statement != expected {
                     return Err(Reject::BadCheckpointProof);
                 }
-                cert.verify(&self.chain_id, &self.validators)
-                    .map_err(|_| Reject::BadCheckpointProof)
+                let votes = cert
+                    .votes_to_check(&self.chain_id, &self.validators)
+                    .map_err(|_| Reject::BadCheckpointProof)?;
+                for v in votes {
+                    signatures.add(v.signed, v.signature, v.key, Reject::BadCheckpointProof);
+                }
+                Ok(())
             }
         }
     }
@@ -430,17 +441,37 @@ impl Verifier {
     /// A prepared proof: the right primary's proposal and a quorum minus one distinct backups'
     /// Prepares for the same (view, seq, digest), all validly signed.
     pub fn prepared_proof(&self, p: &PreparedProof) -> Result<(), Reject> {
+        let mut signatures = Signatures::default();
+        self.prepared_proof_unsigned(p, &mut signatures)?;
+        signatures.check()
+    }
+
+    /// Everything [`prepared_proof`](Self::prepared_proof) checks but the signatures, which go
+    /// into `signatures`.
+    fn prepared_proof_unsigned(
+        &self,
+        p: &PreparedProof,
+        signatures: &mut Signatures,
+    ) -> Result<(), Reject> {
         let slot = p.slot();
         let primary = self.validators.primary(slot.view);
         if p.proposal.from != primary {
             return Err(Reject::BadPreparedProof);
         }
-        self.signed(&p.proposal)
-            .map_err(|_| Reject::BadPreparedProof)?;
+        let key = self
+            .validators
+            .key(primary)
+            .ok_or(Reject::BadPreparedProof)?;
+        signatures.add(
+            signing_bytes(Proposal::TAG, &self.chain_id, &p.proposal.body.signed_fields()),
+            p.proposal.signature,
+            *key,
+            Reject::BadPreparedProof,
+        );
         if p.prepares.len() < self.validators.quorum() - 1 {
             return Err(Reject::BadPreparedProof);
         }
-        let fields = Prepare(slot).signed_fields();
+        let signed = signing_bytes(Prepare::TAG, &self.chain_id, &Prepare(slot).signed_fields());
         let mut previous = None;
         for vote in &p.prepares {
             if vote.replica == primary || previous.is_some_and(|prev| vote.replica <= prev) {
@@ -451,8 +482,7 @@ impl Verifier {
                 .validators
                 .key(vote.replica)
                 .ok_or(Reject::BadPreparedProof)?;
-            key.verify(Prepare::TAG, &self.chain_id, &fields, &vote.signature)
-                .map_err(|_| Reject::BadPreparedProof)?;
+            signatures.add(signed.clone(), vote.signature, *key, Reject::BadPreparedProof);
         }
         Ok(())
     }
@@ -470,10 +500,17 @@ impl Verifier {
         Ok(())
     }
 
+    /// Its own signature first (a forged ViewChange costs one check), then its structure, then
+    /// every signature inside — the checkpoint's votes, each prepared proof's proposal and
+    /// Prepares, up to window × quorum of them — checked together (`sig::verify_many`: each
+    /// verdict is the one it gets alone, at about 40% of the cost a signature in batches of a
+    /// few hundred). At 16 replicas a ViewChange under load held ≈ 400 signatures, and every
+    /// replica checks every other replica's.
     fn check_view_change(&self, m: &Signed<ViewChange>) -> Result<(), Reject> {
         self.signed(m)?;
         let vc = &m.body;
-        self.checkpoint(&vc.checkpoint)?;
+        let mut signatures = Signatures::default();
+        self.checkpoint_unsigned(&vc.checkpoint, &mut signatures)?;
         let low = vc.checkpoint.seq;
         let mut seqs = BTreeSet::new();
         for proof in &vc.prepared {
@@ -485,9 +522,9 @@ impl Verifier {
             {
                 return Err(Reject::BadViewChange);
             }
-            self.prepared_proof(proof)?;
+            self.prepared_proof_unsigned(proof, &mut signatures)?;
         }
-        Ok(())
+        signatures.check()
     }
 
     /// Checks that `batches` hold exactly one batch for each distinct non-null digest.
@@ -534,6 +571,12 @@ impl Verifier {
         if plan.proposals.len() != nv.proposals.len() {
             return Err(Reject::BadNewView);
         }
+        // The primary's proposals, one per slot of the window, are checked together.
+        let key = self
+            .validators
+            .key(m.from)
+            .ok_or(Reject::UnknownSender)?;
+        let mut signatures = Signatures::default();
         for ((seq, digest), proposal) in plan.proposals.iter().zip(&nv.proposals) {
             let slot = proposal.body.0;
             if proposal.from != m.from
@@ -543,8 +586,14 @@ impl Verifier {
             {
                 return Err(Reject::BadNewView);
             }
-            self.signed(proposal).map_err(|_| Reject::BadNewView)?;
+            signatures.add(
+                signing_bytes(Proposal::TAG, &self.chain_id, &proposal.body.signed_fields()),
+                proposal.signature,
+                *key,
+                Reject::BadNewView,
+            );
         }
+        signatures.check()?;
         self.batches_cover(plan.proposals.iter().map(|(_, d)| *d), batches)
             .map_err(|_| Reject::BadNewView)
     }
@@ -572,6 +621,35 @@ impl Verifier {
         // Every certificate's votes in one batch.
         quire_chain::block::verify_certified_all(blocks, &self.chain_id, &self.validators)
             .map_err(|_| Reject::BadBlock)
+    }
+}
+
+/// Signatures found while a message's structure is checked, checked together at the end; each
+/// with the refusal its failure means.
+#[derive(Default)]
+struct Signatures {
+    items: Vec<(Vec<u8>, Signature, PublicKey)>,
+    refusals: Vec<Reject>,
+}
+
+impl Signatures {
+    fn add(&mut self, signed: Vec<u8>, signature: Signature, key: PublicKey, refusal: Reject) {
+        self.items.push((signed, signature, key));
+        self.refusals.push(refusal);
+    }
+
+    /// The refusal of the first signature that does not hold, if any.
+    fn check(self) -> Result<(), Reject> {
+        let items: Vec<quire_chain::sig::Item<'_>> = self
+            .items
+            .iter()
+            .map(|(signed, signature, key)| (signed.as_slice(), signature, Some(*key)))
+            .collect();
+        let verdicts = quire_chain::sig::verify_many(&items);
+        match verdicts.iter().position(|ok| !ok) {
+            Some(i) => Err(self.refusals[i]),
+            None => Ok(()),
+        }
     }
 }
 

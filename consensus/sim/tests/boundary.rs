@@ -194,6 +194,55 @@ fn a_view_change_comes_with_all_its_batches_or_none() {
     );
 }
 
+/// A ViewChange's and a NewView's inner signatures are checked together (one batch), and each
+/// verdict is still the one it gets alone: one bad signature anywhere inside, the proposal's or
+/// any Prepare's of a proof, or one of the NewView's own proposals, refuses the message.
+#[test]
+fn one_bad_signature_inside_a_view_change_or_new_view_refuses_it() {
+    let s = setup();
+    let batch = s.batch();
+    let flip = |sig: &mut quire_chain::Signature| sig.0[5] ^= 1;
+    let check = |proof: PreparedProof| {
+        s.verifier
+            .verify(
+                Message::ViewChange {
+                    view_change: s.view_change(2, vec![proof]),
+                    batches: vec![batch.clone()],
+                },
+                Some(2),
+            )
+            .err()
+    };
+    assert_eq!(check(s.prepared(&batch)), None);
+    for prepare in 0..2 {
+        let mut proof = s.prepared(&batch);
+        flip(&mut proof.prepares[prepare].signature);
+        assert_eq!(check(proof), Some(Reject::BadPreparedProof), "Prepare {prepare}");
+    }
+    let mut proof = s.prepared(&batch);
+    flip(&mut proof.proposal.signature);
+    assert_eq!(check(proof), Some(Reject::BadPreparedProof));
+    let good = s.new_view(batch.digest(), vec![batch.clone()]);
+    assert!(s.verifier.verify(good.clone(), Some(1)).is_ok());
+    let Message::NewView {
+        mut new_view,
+        batches,
+    } = good
+    else {
+        unreachable!()
+    };
+    flip(&mut new_view.body.proposals[0].signature);
+    // The NewView's own signature covers its proposals: sign it again so that only the
+    // proposal's signature is bad.
+    let new_view = s.sign(1, new_view.body);
+    assert_eq!(
+        s.verifier
+            .verify(Message::NewView { new_view, batches }, Some(1))
+            .err(),
+        Some(Reject::BadNewView)
+    );
+}
+
 /// The new primary re-proposes from the batches that come with the ViewChanges, so one without
 /// them is of no use to it: dropped and counted, and it does not count toward the NewView. A
 /// replica that is not the new primary takes the same ViewChange.

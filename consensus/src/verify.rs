@@ -594,8 +594,26 @@ impl Verifier {
             );
         }
         signatures.check()?;
-        self.batches_cover(plan.proposals.iter().map(|(_, d)| *d), batches)
+        // Sent to a replica whose ViewChange is in it, it leaves out the batches that replica
+        // prepared (`Replica::try_new_view`): any subset of the proposals' batches, each once.
+        self.batches_within(plan.proposals.iter().map(|(_, d)| *d), batches)
             .map_err(|_| Reject::BadNewView)
+    }
+
+    /// Checks that `batches` hold at most one batch for each distinct non-null digest, and
+    /// nothing else.
+    fn batches_within(
+        &self,
+        digests: impl Iterator<Item = Hash>,
+        batches: &[Batch],
+    ) -> Result<(), Reject> {
+        let null = Batch::null().digest();
+        let needed: BTreeSet<Hash> = digests.filter(|d| *d != null).collect();
+        let given: BTreeMap<Hash, &Batch> = batches.iter().map(|b| (b.digest(), b)).collect();
+        if given.len() != batches.len() || !given.keys().all(|d| needed.contains(d)) {
+            return Err(Reject::DigestMismatch);
+        }
+        batches.iter().try_for_each(|b| self.admissible(&b.txs))
     }
 
     fn fetch(&self, m: &Signed<FetchBlocks>) -> Result<(), Reject> {

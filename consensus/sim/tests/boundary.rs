@@ -124,11 +124,11 @@ fn a_new_view_that_drops_a_prepared_batch_is_rejected() {
         s.verifier.verify(lying, Some(1)).err(),
         Some(Reject::BadNewView)
     );
+    // Without the batch it passes the boundary: a NewView leaves out the batches its recipient
+    // prepared, and the replica finds them in its log or refuses to enter
+    // (`a_new_view_leaves_out_the_batches_a_replica_prepared`).
     let missing_batch = s.new_view(batch.digest(), vec![]);
-    assert_eq!(
-        s.verifier.verify(missing_batch, Some(1)).err(),
-        Some(Reject::BadNewView)
-    );
+    assert!(s.verifier.verify(missing_batch, Some(1)).is_ok());
 }
 
 /// Trap 2: a vote counts only under its verified signer; a message claiming another sender is
@@ -307,6 +307,111 @@ fn the_new_primary_drops_a_view_change_without_its_batches() {
         primary.step(Input::Message(m));
     }
     assert_eq!(primary.view(), 1);
+}
+
+/// A NewView leaves out the batches a replica's ViewChange in it says it prepared: that replica
+/// takes them from its log and enters the view; one sent all of them enters it too; one that
+/// lacks a left-out batch it still has to execute does not (dropped, counted). The verifier
+/// takes any subset of the proposals' batches, and nothing else.
+#[test]
+fn a_new_view_leaves_out_the_batches_a_replica_prepared() {
+    use quire_consensus::Output;
+    let s = setup();
+    let batch = s.batch();
+    let replica = |id: u32| {
+        let durable = Durable::genesis(&s.net.genesis);
+        Replica::recover(
+            id,
+            s.key(id).clone(),
+            s.verifier.clone(),
+            Params::default(),
+            durable,
+        )
+        .unwrap()
+    };
+    let verified = |m: Message| {
+        let from = m.from();
+        s.verifier.verify(m, Some(from)).unwrap()
+    };
+    // Replica 2 prepares the batch in view 0: the primary's PrePrepare and replica 1's Prepare
+    // (with its own, a quorum).
+    let vote = SlotVote {
+        view: 0,
+        seq: 1,
+        digest: batch.digest(),
+    };
+    let mut prepared = replica(2);
+    prepared.step(Input::Message(verified(Message::PrePrepare {
+        proposal: s.sign(0, Proposal(vote)),
+        batch: batch.clone(),
+    })));
+    prepared.step(Input::Message(verified(Message::Prepare(
+        s.sign(1, Prepare(vote)),
+    ))));
+    // View 1's primary gathers ViewChanges: replicas 0 and 2 prepared the batch, 3 did not.
+    let mut primary = replica(1);
+    let mut out = Vec::new();
+    for (from, with) in [(0, true), (2, true), (3, false)] {
+        let (proofs, batches) = if with {
+            (vec![s.prepared(&batch)], vec![batch.clone()])
+        } else {
+            (vec![], vec![])
+        };
+        out.extend(primary.step(Input::Message(verified(Message::ViewChange {
+            view_change: s.view_change(from, proofs),
+            batches,
+        }))));
+    }
+    assert_eq!(primary.view(), 1);
+    assert!(!primary.is_changing_view(), "the primary sent its NewView");
+    let new_views: BTreeMap<u32, Message> = out
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Send(to, m @ Message::NewView { .. }) => Some((to, m)),
+            _ => None,
+        })
+        .collect();
+    let sent = |to: u32| match &new_views[&to] {
+        Message::NewView { batches, .. } => batches.len(),
+        _ => unreachable!(),
+    };
+    assert_eq!((sent(0), sent(2), sent(3)), (0, 0, 1));
+    // Replica 2 completes it from its log; replica 3, sent the batch, enters as well.
+    let mut lacking = replica(3);
+    for (r, to) in [(&mut prepared, 2), (&mut lacking, 3)] {
+        r.step(Input::Message(verified(new_views[&to].clone())));
+        assert_eq!(r.view(), 1, "replica {to}");
+        assert!(!r.is_changing_view(), "replica {to}");
+    }
+    // A replica that never saw the batch, handed the copy without it, cannot enter.
+    let mut without = replica(3);
+    without.step(Input::Message(verified(new_views[&0].clone())));
+    assert_eq!(without.view(), 0);
+    assert_eq!(
+        without
+            .stats()
+            .drops
+            .get(&quire_consensus::stats::Drop::MissingBatches),
+        Some(&1)
+    );
+    // A batch the proposals do not name is refused at the boundary.
+    let mut other = batch.clone();
+    other.timestamp_ms += 1;
+    let Message::NewView { new_view, .. } = new_views[&0].clone() else {
+        unreachable!()
+    };
+    assert_eq!(
+        s.verifier
+            .verify(
+                Message::NewView {
+                    new_view,
+                    batches: vec![other]
+                },
+                Some(1)
+            )
+            .err(),
+        Some(Reject::BadNewView)
+    );
 }
 
 #[test]

@@ -115,11 +115,20 @@ impl Replica {
                 && self.may_reply(from, Reply::NewView)
                 && let Some((nv, nv_batches)) = self.new_view.clone()
             {
+                // Every replica in the view answers a replica left behind: without the batches
+                // its ViewChange says it prepared (it takes those from its log, as from the
+                // primary's NewView), or each answer is the window of batches again.
+                let held: BTreeSet<Hash> =
+                    vc.body.prepared.iter().map(|p| p.slot().digest).collect();
+                let batches = nv_batches
+                    .into_iter()
+                    .filter(|b| !held.contains(&b.digest()))
+                    .collect();
                 self.out.push(Output::Send(
                     from,
                     Message::NewView {
                         new_view: nv,
-                        batches: nv_batches,
+                        batches,
                     },
                 ));
             }

@@ -383,6 +383,29 @@ fn a_new_view_leaves_out_the_batches_a_replica_prepared() {
         assert_eq!(r.view(), 1, "replica {to}");
         assert!(!r.is_changing_view(), "replica {to}");
     }
+    // A replica in the view answers one left behind with the NewView, likewise without the
+    // batches the laggard's ViewChange says it prepared.
+    for (from, with, expect) in [(0, true, 0), (3, false, 1)] {
+        let (proofs, batches) = if with {
+            (vec![s.prepared(&batch)], vec![batch.clone()])
+        } else {
+            (vec![], vec![])
+        };
+        let out = prepared.step(Input::Message(verified(Message::ViewChange {
+            view_change: s.view_change(from, proofs),
+            batches,
+        })));
+        let answered: Vec<usize> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Send(to, Message::NewView { batches, .. }) if *to == from => {
+                    Some(batches.len())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(answered, vec![expect], "answer to replica {from}");
+    }
     // A replica that never saw the batch, handed the copy without it, cannot enter.
     let mut without = replica(3);
     without.step(Input::Message(verified(new_views[&0].clone())));

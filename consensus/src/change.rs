@@ -140,7 +140,11 @@ impl Replica {
         // sends them there, so this one is faulty or garbled: dropped, counted.
         if self.verifier.validators.primary(target) == self.id
             && batches.is_empty()
-            && !vc.body.prepared.iter().all(|p| p.slot().digest == Batch::null().digest())
+            && !vc
+                .body
+                .prepared
+                .iter()
+                .all(|p| p.slot().digest == Batch::null().digest())
         {
             self.stats.drop(Drop::MissingBatches);
             return;
@@ -215,7 +219,12 @@ impl Replica {
             .body
             .view_changes
             .iter()
-            .map(|vc| (vc.from, vc.body.prepared.iter().map(|p| p.slot().digest).collect()))
+            .map(|vc| {
+                (
+                    vc.from,
+                    vc.body.prepared.iter().map(|p| p.slot().digest).collect(),
+                )
+            })
             .collect();
         let peers: Vec<_> = self
             .verifier
@@ -265,7 +274,10 @@ impl Replica {
         let mut by_digest: BTreeMap<Hash, Batch> =
             batches.into_iter().map(|b| (b.digest(), b)).collect();
         let bodies: Vec<&ViewChange> = nv.body.view_changes.iter().map(|vc| &vc.body).collect();
-        let low = view_change::plan(&bodies).checkpoint.seq.max(self.stable.seq);
+        let low = view_change::plan(&bodies)
+            .checkpoint
+            .seq
+            .max(self.stable.seq);
         let null = Batch::null().digest();
         for proposal in &nv.body.proposals {
             let vote = proposal.body.0;

@@ -463,7 +463,11 @@ impl Verifier {
             .key(primary)
             .ok_or(Reject::BadPreparedProof)?;
         signatures.add(
-            signing_bytes(Proposal::TAG, &self.chain_id, &p.proposal.body.signed_fields()),
+            signing_bytes(
+                Proposal::TAG,
+                &self.chain_id,
+                &p.proposal.body.signed_fields(),
+            ),
             p.proposal.signature,
             *key,
             Reject::BadPreparedProof,
@@ -482,7 +486,12 @@ impl Verifier {
                 .validators
                 .key(vote.replica)
                 .ok_or(Reject::BadPreparedProof)?;
-            signatures.add(signed.clone(), vote.signature, *key, Reject::BadPreparedProof);
+            signatures.add(
+                signed.clone(),
+                vote.signature,
+                *key,
+                Reject::BadPreparedProof,
+            );
         }
         Ok(())
     }
@@ -572,10 +581,7 @@ impl Verifier {
             return Err(Reject::BadNewView);
         }
         // The primary's proposals, one per slot of the window, are checked together.
-        let key = self
-            .validators
-            .key(m.from)
-            .ok_or(Reject::UnknownSender)?;
+        let key = self.validators.key(m.from).ok_or(Reject::UnknownSender)?;
         let mut signatures = Signatures::default();
         for ((seq, digest), proposal) in plan.proposals.iter().zip(&nv.proposals) {
             let slot = proposal.body.0;
@@ -587,7 +593,11 @@ impl Verifier {
                 return Err(Reject::BadNewView);
             }
             signatures.add(
-                signing_bytes(Proposal::TAG, &self.chain_id, &proposal.body.signed_fields()),
+                signing_bytes(
+                    Proposal::TAG,
+                    &self.chain_id,
+                    &proposal.body.signed_fields(),
+                ),
                 proposal.signature,
                 *key,
                 Reject::BadNewView,

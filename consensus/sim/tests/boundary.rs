@@ -178,7 +178,11 @@ fn a_view_change_comes_with_all_its_batches_or_none() {
         view_change: vc.clone(),
         batches,
     };
-    assert!(s.verifier.verify(with(vec![batch.clone()]), Some(2)).is_ok());
+    assert!(
+        s.verifier
+            .verify(with(vec![batch.clone()]), Some(2))
+            .is_ok()
+    );
     assert!(s.verifier.verify(with(vec![]), Some(2)).is_ok());
     let mut other = batch.clone();
     other.timestamp_ms += 1;
@@ -217,7 +221,11 @@ fn one_bad_signature_inside_a_view_change_or_new_view_refuses_it() {
     for prepare in 0..2 {
         let mut proof = s.prepared(&batch);
         flip(&mut proof.prepares[prepare].signature);
-        assert_eq!(check(proof), Some(Reject::BadPreparedProof), "Prepare {prepare}");
+        assert_eq!(
+            check(proof),
+            Some(Reject::BadPreparedProof),
+            "Prepare {prepare}"
+        );
     }
     let mut proof = s.prepared(&batch);
     flip(&mut proof.proposal.signature);

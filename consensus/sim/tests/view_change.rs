@@ -24,7 +24,10 @@ fn a_view_changes_batches_travel_to_the_new_primary_alone() {
     // View 1's primary is replica 1; replica 3 is a backup there.
     let (to_primary, primary_bytes) = c.sim.delivered(2, 1, Kind::ViewChange);
     let (to_backup, backup_bytes) = c.sim.delivered(2, 3, Kind::ViewChange);
-    assert!(to_primary >= 1 && to_backup >= 1, "{to_primary} / {to_backup}");
+    assert!(
+        to_primary >= 1 && to_backup >= 1,
+        "{to_primary} / {to_backup}"
+    );
     let per_primary = primary_bytes / to_primary;
     let per_backup = backup_bytes / to_backup;
     eprintln!("ViewChange to the new primary {per_primary} bytes, to a backup {per_backup}");

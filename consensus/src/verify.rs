@@ -674,8 +674,8 @@ impl Signatures {
             .map(|(signed, signature, key)| (signed.as_slice(), signature, Some(*key)))
             .collect();
         let verdicts = quire_chain::sig::verify_many(&items);
-        match verdicts.iter().position(|ok| !ok) {
-            Some(i) => Err(self.refusals[i]),
+        match self.refusals.iter().zip(verdicts).find(|(_, ok)| !ok) {
+            Some((refusal, _)) => Err(*refusal),
             None => Ok(()),
         }
     }

@@ -72,13 +72,7 @@ impl Replica {
     /// 15 s with its resends: the view change meant to restore progress took the box instead.
     pub(crate) fn send_view_change(&mut self, vc: Signed<ViewChange>, batches: Vec<Batch>) {
         let primary = self.verifier.validators.primary(vc.body.new_view);
-        let peers: Vec<_> = self
-            .verifier
-            .validators
-            .ids()
-            .filter(|id| *id != self.id)
-            .collect();
-        for peer in peers {
+        for peer in self.peers() {
             let batches = if peer == primary {
                 batches.clone()
             } else {
@@ -226,13 +220,7 @@ impl Replica {
                 )
             })
             .collect();
-        let peers: Vec<_> = self
-            .verifier
-            .validators
-            .ids()
-            .filter(|id| *id != self.id)
-            .collect();
-        for peer in peers {
+        for peer in self.peers() {
             let lacking = batches
                 .iter()
                 .filter(|(digest, _)| held.get(&peer).is_none_or(|h| !h.contains(*digest)))

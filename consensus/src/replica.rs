@@ -499,6 +499,14 @@ impl Replica {
     pub fn params(&self) -> &Params {
         &self.params
     }
+    /// Every other validator.
+    pub fn peers(&self) -> Vec<ReplicaId> {
+        self.verifier
+            .validators
+            .ids()
+            .filter(|id| *id != self.id)
+            .collect()
+    }
     pub fn is_primary(&self) -> bool {
         self.primary() == self.id
     }

@@ -345,9 +345,10 @@ impl Verifier {
                 // Its batches travel to the new primary alone (`Replica::send_view_change`):
                 // none, or exactly those of its prepared proofs.
                 if !batches.is_empty() {
-                    self.batches_cover(
+                    self.batches_of(
                         view_change.body.prepared.iter().map(|p| p.slot().digest),
                         batches,
+                        true,
                     )
                     .map_err(|_| Reject::BadViewChange)?;
                 }
@@ -536,16 +537,20 @@ impl Verifier {
         signatures.check()
     }
 
-    /// Checks that `batches` hold exactly one batch for each distinct non-null digest.
-    fn batches_cover(
+    /// Checks that `batches` hold at most one batch for each distinct non-null digest and nothing
+    /// else — and, if `every`, one for each of them.
+    fn batches_of(
         &self,
         digests: impl Iterator<Item = Hash>,
         batches: &[Batch],
+        every: bool,
     ) -> Result<(), Reject> {
         let null = Batch::null().digest();
         let needed: BTreeSet<Hash> = digests.filter(|d| *d != null).collect();
         let given: BTreeMap<Hash, &Batch> = batches.iter().map(|b| (b.digest(), b)).collect();
-        if given.len() != batches.len() || given.keys().copied().collect::<BTreeSet<_>>() != needed
+        if given.len() != batches.len()
+            || !given.keys().all(|d| needed.contains(d))
+            || (every && given.len() != needed.len())
         {
             return Err(Reject::DigestMismatch);
         }
@@ -606,24 +611,8 @@ impl Verifier {
         signatures.check()?;
         // Sent to a replica whose ViewChange is in it, it leaves out the batches that replica
         // prepared (`Replica::try_new_view`): any subset of the proposals' batches, each once.
-        self.batches_within(plan.proposals.iter().map(|(_, d)| *d), batches)
+        self.batches_of(plan.proposals.iter().map(|(_, d)| *d), batches, false)
             .map_err(|_| Reject::BadNewView)
-    }
-
-    /// Checks that `batches` hold at most one batch for each distinct non-null digest, and
-    /// nothing else.
-    fn batches_within(
-        &self,
-        digests: impl Iterator<Item = Hash>,
-        batches: &[Batch],
-    ) -> Result<(), Reject> {
-        let null = Batch::null().digest();
-        let needed: BTreeSet<Hash> = digests.filter(|d| *d != null).collect();
-        let given: BTreeMap<Hash, &Batch> = batches.iter().map(|b| (b.digest(), b)).collect();
-        if given.len() != batches.len() || !given.keys().all(|d| needed.contains(d)) {
-            return Err(Reject::DigestMismatch);
-        }
-        batches.iter().try_for_each(|b| self.admissible(&b.txs))
     }
 
     fn fetch(&self, m: &Signed<FetchBlocks>) -> Result<(), Reject> {

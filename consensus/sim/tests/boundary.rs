@@ -68,6 +68,18 @@ impl Setup {
             prepares,
         }
     }
+    /// Replica `id` fresh from the genesis, with the default parameters.
+    fn replica(&self, id: u32) -> Replica {
+        let durable = Durable::genesis(&self.net.genesis);
+        Replica::recover(
+            id,
+            self.key(id).clone(),
+            self.verifier.clone(),
+            Params::default(),
+            durable,
+        )
+        .unwrap()
+    }
     fn view_change(&self, i: u32, prepared: Vec<PreparedProof>) -> Signed<ViewChange> {
         self.sign(
             i,
@@ -269,17 +281,7 @@ fn the_new_primary_drops_a_view_change_without_its_batches() {
             )
             .unwrap()
     };
-    let replica = |id: u32| {
-        let durable = Durable::genesis(&s.net.genesis);
-        Replica::recover(
-            id,
-            s.key(id).clone(),
-            s.verifier.clone(),
-            Params::default(),
-            durable,
-        )
-        .unwrap()
-    };
+    let replica = |id: u32| s.replica(id);
     // Replica 1 is view 1's primary; replica 3 is not.
     let mut primary = replica(1);
     let mut backup = replica(3);
@@ -326,17 +328,7 @@ fn a_new_view_leaves_out_the_batches_a_replica_prepared() {
     use quire_consensus::Output;
     let s = setup();
     let batch = s.batch();
-    let replica = |id: u32| {
-        let durable = Durable::genesis(&s.net.genesis);
-        Replica::recover(
-            id,
-            s.key(id).clone(),
-            s.verifier.clone(),
-            Params::default(),
-            durable,
-        )
-        .unwrap()
-    };
+    let replica = |id: u32| s.replica(id);
     let verified = |m: Message| {
         let from = m.from();
         s.verifier.verify(m, Some(from)).unwrap()
@@ -544,9 +536,7 @@ fn malformed_bytes_never_panic() {
 #[test]
 fn far_future_messages_do_not_grow_memory() {
     let s = setup();
-    let durable = Durable::genesis(&s.net.genesis);
-    let params = Params::default();
-    let mut r = Replica::recover(3, s.key(3).clone(), s.verifier.clone(), params, durable).unwrap();
+    let mut r = s.replica(3);
     let mut rng = Rng::new(5);
     let mut stepped = 0;
     for i in 0..3000u64 {

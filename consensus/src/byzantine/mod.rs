@@ -392,13 +392,7 @@ impl Actor {
     }
 
     fn others(&self) -> Vec<ReplicaId> {
-        let me = self.replica.id();
-        self.replica
-            .verifier()
-            .validators
-            .ids()
-            .filter(|r| *r != me)
-            .collect()
+        self.replica.peers()
     }
 
     fn rewrite(&mut self, outputs: Vec<Output>) -> Vec<Output> {

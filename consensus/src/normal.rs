@@ -667,6 +667,10 @@ impl Replica {
     pub(crate) fn on_status(&mut self, m: Signed<Status>) {
         let status = m.body;
         self.peers.insert(m.from, PeerStatus { status });
+        let vouched = self.vouched_height();
+        if vouched > self.head.height.max(self.progress_ahead.0) {
+            self.progress_ahead = (vouched, self.tick);
+        }
         // Far behind (a restart after a long outage): fetch at once rather than at the next
         // status interval, once a weak quorum says so (`catch_up_if_behind` checks).
         if status.stable_seq > self.head.height + self.verifier.protocol.log_window {

@@ -141,6 +141,10 @@ pub struct Replica {
     pub(crate) now_ms: u64,
     /// Last tick the view started or a block executed.
     pub(crate) progress_tick: u64,
+    /// The highest height a weak quorum of peers reported executing while it was above this
+    /// replica's head, and the tick it was first reported: the network making progress that
+    /// this replica has yet to catch up with (see `check_timers`).
+    pub(crate) progress_ahead: (u64, u64),
     pub(crate) executed_tick: u64,
     /// When this replica last executed a block with room for more transactions: a primary that
     /// proposes such blocks while a ready transaction waits is leaving it out on purpose.
@@ -302,6 +306,7 @@ impl Replica {
             tick: 0,
             now_ms: 0,
             progress_tick: 0,
+            progress_ahead: (0, 0),
             executed_tick: 0,
             room_tick: 0,
             batch_timeout: Default::default(),
@@ -868,8 +873,16 @@ impl Replica {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let stalled = waiting_since
-            .is_some_and(|t| self.tick.saturating_sub(t.max(self.progress_tick)) > timeout);
+        // Progress counts wherever it happens: peers that report executing past this replica's
+        // head (a weak quorum, so an honest one among them) show a primary at work, and this
+        // replica the one behind; it catches up by state transfer. Blaming the primary for its
+        // own lag, a replica a few blocks behind on a loaded box (its slots garbage-collected
+        // under a checkpoint the others made stable, its fetch slower than the timeout) left
+        // the view alone; at sixteen replicas on two cores they left one by one until f + 1 of
+        // them took the rest into a view change.
+        let progress = self.progress_tick.max(self.progress_ahead.1);
+        let stalled =
+            waiting_since.is_some_and(|t| self.tick.saturating_sub(t.max(progress)) > timeout);
         // …and one request handed to this primary that waits for long while blocks with room
         // for it go through means censorship. Behind a backlog of full blocks it is only waiting its turn: blaming the
         // primary for that turned overload into view changes, and view changes into collapse.

@@ -46,7 +46,7 @@ impl Replica {
         match &mut self.fetch {
             Some(f) => f.target = f.target.max(target),
             None => {
-                let peer = self.fetch_peer();
+                let peer = self.fetch_peer(target);
                 self.fetch = Some(Fetch {
                     target,
                     peer,
@@ -61,12 +61,12 @@ impl Replica {
     }
 
     /// The peer to ask: of those whose fetches timed out least often, the one reporting the
-    /// highest height up to the vouched one (beyond it a report is one peer's word). A peer
-    /// that timed out — a liar claiming blocks it does not have, or one that was down — goes
-    /// behind the others, so each attempt of a fetch asks another peer, and a liar costs one
-    /// fetch timeout, not one per fetch.
-    fn fetch_peer(&self) -> ReplicaId {
-        let vouched = self.vouched_height();
+    /// highest height up to the fetch's target or the vouched one (beyond both a report is one
+    /// peer's word). A peer that timed out — a liar claiming blocks it does not have, or one
+    /// that was down — goes behind the others, so each attempt of a fetch asks another peer,
+    /// and a liar costs one fetch timeout, not one per fetch.
+    fn fetch_peer(&self, target: u64) -> ReplicaId {
+        let vouched = self.vouched_height().max(target);
         self.verifier
             .validators
             .ids()
@@ -82,7 +82,7 @@ impl Replica {
     /// The height at least one honest peer has executed: the (f+1)-th highest any peer reports.
     /// A fetch reaching its target goes on to this instead of ending and waiting for the idle
     /// timer (which cost 250-550 ms at the end of every long catch-up).
-    fn vouched_height(&self) -> u64 {
+    pub(crate) fn vouched_height(&self) -> u64 {
         self.vouched(|s| s.last_executed)
     }
 
@@ -156,7 +156,7 @@ impl Replica {
             self.fetch_quiet_until = self.tick + 4 * timeout;
             return;
         }
-        let peer = self.fetch_peer();
+        let peer = self.fetch_peer(f.target);
         if let Some(f) = &mut self.fetch {
             f.attempts = attempts;
             f.peer = peer;
@@ -184,10 +184,43 @@ impl Replica {
         {
             return;
         }
-        let height = self.vouched_height();
+        let mut height = self.vouched_height();
+        if self.stuck_behind_one_peer() {
+            height = height.max(self.highest_reported());
+        }
         if height > self.head.height {
             self.start_fetch(height);
         }
+    }
+
+    /// A backup whose accepted proposals have waited a whole view timeout without one
+    /// execution, while a peer reports executing past it: that peer's word is enough to ask it.
+    ///
+    /// Without this, one honest replica could be the only one ahead for good: it executed with
+    /// the votes of a faulty replica that then went quiet, drops votes for what it executed (a
+    /// duplicate to it), and the others, each a vote short, never heard f + 1 peers vouch for a
+    /// height to fetch — a view change does not help (the new view re-proposes the same slots
+    /// to the same voters). Found by the simulator (mixed faults, 7 replicas: 4 seeds in 600).
+    /// Blocks are certified, so a liar costs this backup a fetch timeout, not a wrong block; and
+    /// never the primary, which proposes nothing while it fetches (it follows once f + 1 peers
+    /// vouch, as the backups that caught up now do).
+    fn stuck_behind_one_peer(&self) -> bool {
+        !self.is_primary()
+            && self.tick.saturating_sub(self.executed_tick) > self.view_timeout()
+            && self
+                .log
+                .range(self.head.height + 1..)
+                .any(|(_, s)| s.pre_prepare.is_some())
+    }
+
+    /// The highest height any peer reports executing (one peer's word).
+    fn highest_reported(&self) -> u64 {
+        self.peers
+            .iter()
+            .filter(|(r, _)| **r != self.id)
+            .map(|(_, p)| p.status.last_executed)
+            .max()
+            .unwrap_or(0)
     }
 
     pub(crate) fn on_fetch(&mut self, m: Signed<FetchBlocks>) {
@@ -560,5 +593,108 @@ mod tests {
             total += served(&outputs);
         }
         assert_eq!(total as u64, super::FETCH_PIPELINE);
+    }
+
+    /// A backup whose work waits while it executes nothing starts a view change (`stalled`)
+    /// only if nobody else executes either: while a weak quorum of peers reports executing past
+    /// it, the primary is at work and this replica is the one behind (it fetches; here nobody
+    /// answers). Once the peers stop moving too, the timer runs as before.
+    #[test]
+    fn a_replica_behind_a_network_that_progresses_does_not_blame_the_primary() {
+        use crate::stats::ViewChangeCause;
+        let net = TestNet::new(4, 2);
+        let mut r = replica(&net);
+        let timeout = r.params.view_timeout_ticks;
+        r.step(Input::Requests(vec![net.transfer(0, 1, 1, 0)]));
+        let mut now_ms = 0;
+        let mut peers_at = 5;
+        // Past the start-up grace (three timeouts), then seven more, the peers moving on.
+        for tick in 1..=10 * timeout {
+            now_ms += 10;
+            r.step(Input::Tick { now_ms });
+            if tick % r.params.status_interval_ticks == 0 {
+                peers_at += 1;
+                for peer in [0, 2, 3] {
+                    status(&mut r, &net, peer, peers_at, 0);
+                }
+            }
+            assert!(!r.changing, "view change at tick {tick}, peers moving");
+        }
+        assert_eq!(r.head.height, 0, "nobody served a block");
+        // The peers stop too (the primary still sends its heartbeat): the replica's work
+        // waits with no progress anywhere.
+        let mut ticks = 0;
+        while !r.changing {
+            now_ms += 10;
+            ticks += 1;
+            r.step(Input::Tick { now_ms });
+            if ticks % r.params.status_interval_ticks == 0 {
+                for peer in [0, 2, 3] {
+                    status(&mut r, &net, peer, peers_at, 0);
+                }
+            }
+            assert!(
+                ticks <= 2 * timeout,
+                "no view change once the peers stopped"
+            );
+        }
+        assert!(ticks > timeout, "after {ticks} ticks");
+        assert_eq!(
+            r.stats().view_change_causes.get(&ViewChangeCause::Stalled),
+            Some(&1)
+        );
+    }
+
+    /// A backup whose accepted proposal has waited a view timeout with nothing executed asks
+    /// the one peer that reports executing past it, though no weak quorum vouches for that
+    /// height; before the timeout it does not take one peer's word.
+    #[test]
+    fn a_stuck_backup_asks_the_one_peer_ahead_of_it() {
+        use crate::message::{Proposal, SlotVote};
+        use quire_chain::Batch;
+        let net = TestNet::new(4, 2);
+        let mut r = replica(&net);
+        let batch = Batch {
+            view: 0,
+            proposer: 0,
+            timestamp_ms: 1,
+            txs: vec![net.transfer(0, 1, 5, 0)],
+        };
+        let vote = SlotVote {
+            view: 0,
+            seq: 1,
+            digest: batch.digest(),
+        };
+        let proposal = Signed::sign(Proposal(vote), 0, &net.validator_keys[0], &net.chain_id());
+        let verified = crate::verify::Verifier::new(&net.genesis)
+            .verify(Message::PrePrepare { proposal, batch }, Some(0))
+            .unwrap();
+        r.step(Input::Message(verified));
+        assert!(r.log.get(&1).is_some_and(|s| s.pre_prepare.is_some()));
+        let timeout = r.params.view_timeout_ticks;
+        let mut now_ms = 0;
+        let mut asked = None;
+        for tick in 1..=timeout + 5 * r.params.status_interval_ticks {
+            now_ms += 10;
+            let mut out = r.step(Input::Tick { now_ms });
+            if tick % r.params.status_interval_ticks == 0 {
+                // The primary's heartbeat, and one peer far ahead.
+                for (peer, height) in [(0, 0), (2, 10), (3, 0)] {
+                    status(&mut r, &net, peer, height, 0);
+                }
+                out.append(&mut r.out);
+            }
+            let sent = requests(&out);
+            if let Some(&(peer, from, _)) = sent.first() {
+                asked = Some((tick, peer, from));
+                break;
+            }
+        }
+        let (tick, peer, from) = asked.expect("no block request");
+        assert!(
+            tick > timeout,
+            "asked at tick {tick}, before the view timeout"
+        );
+        assert_eq!((peer, from), (2, 1));
     }
 }

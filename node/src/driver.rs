@@ -151,6 +151,9 @@ pub struct Shared {
     /// Whether the mempool refused early transfers after the last round: client RPC then asks
     /// the driver which transactions it would refuse before checking their signatures.
     pub mempool_pressure: std::sync::atomic::AtomicBool,
+    /// How many transactions client RPC may let the mempool hold: a few seconds of what this
+    /// network executes (`crate::drain`); 0 until the driver has measured.
+    pub admission_limit: std::sync::atomic::AtomicU64,
     pub head_hash: Mutex<quire_chain::Hash>,
     /// Block replies asked for: they bypass the verification pool's per-peer budget.
     pub block_credits: Arc<crate::verify_pool::BlockCredits>,
@@ -175,6 +178,8 @@ pub struct Driver {
     /// The view and whether a view change was under way, after the last round (logged when
     /// either changes: view changes are what a fault run is read by).
     view_seen: (u64, bool),
+    /// What this network executes a second under a backlog: client RPC's admission limit.
+    drain: crate::drain::Drain,
 }
 
 /// Transactions whose latency is tracked at once; beyond that, new ones are not timed.
@@ -211,6 +216,7 @@ impl Driver {
             published: Instant::now(),
             phases: Default::default(),
             view_seen: (0, false),
+            drain: Default::default(),
         }
     }
 
@@ -345,11 +351,23 @@ impl Driver {
     }
 
     /// The mempool's size and pressure, for client RPC's admission (`rpc_server::submit`).
-    fn publish_mempool(&self) {
-        self.shared.mempool_len.store(
-            self.actor.replica.mempool_len() as u64,
+    fn publish_mempool(&mut self) {
+        let r = &self.actor.replica;
+        let queued = r.mempool_len() as u64;
+        let params = r.params();
+        self.drain.observe(
+            Instant::now(),
+            r.stats().txs_executed,
+            queued,
+            params.batch_txs_max as u64,
+        );
+        self.shared.admission_limit.store(
+            self.drain.limit(params.mempool_max as u64),
             std::sync::atomic::Ordering::Relaxed,
         );
+        self.shared
+            .mempool_len
+            .store(queued, std::sync::atomic::Ordering::Relaxed);
         self.shared.mempool_pressure.store(
             self.actor.replica.mempool_under_pressure(),
             std::sync::atomic::Ordering::Relaxed,
@@ -465,6 +483,10 @@ impl Driver {
             height: r.last_executed(),
             stable_checkpoint: r.stable_checkpoint().seq,
             mempool: r.mempool_len() as u64,
+            admission_limit: self
+                .shared
+                .admission_limit
+                .load(std::sync::atomic::Ordering::Relaxed),
             primary: r.primary(),
             behaviour: self.actor.behaviour().name().to_string(),
             stats: r.stats().clone(),

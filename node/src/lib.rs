@@ -7,6 +7,7 @@
 
 pub mod block_server;
 pub mod config;
+pub mod drain;
 pub mod driver;
 pub mod http;
 pub mod metrics;

@@ -36,13 +36,24 @@ impl PoolRoom {
         }
     }
 
+    /// The room there is: the capacity, or less while the driver asks for less (`limit`, 0
+    /// for none: see [`crate::drain`]).
+    fn bound(&self, limit: u64) -> u64 {
+        if limit == 0 {
+            self.max
+        } else {
+            self.max.min(limit)
+        }
+    }
+
     /// Claims room for `count` transactions in a pool that holds `queued`; `None` when they
-    /// would not fit beside what is already claimed.
-    pub fn claim(&self, queued: u64, count: u64) -> Option<Claim<'_>> {
+    /// would not fit beside what is already claimed, within `limit` (0: the capacity).
+    pub fn claim(&self, queued: u64, count: u64, limit: u64) -> Option<Claim<'_>> {
+        let bound = self.bound(limit);
         let mut claimed = self.claimed.load(Ordering::Relaxed);
         loop {
             let wanted = queued.saturating_add(claimed).saturating_add(count);
-            if wanted > self.max {
+            if wanted > bound {
                 return None;
             }
             match self.claimed.compare_exchange_weak(
@@ -57,9 +68,10 @@ impl PoolRoom {
         }
     }
 
-    /// Whether a pool holding `queued`, with what is claimed, is more than three quarters full.
-    pub fn is_nearly_full(&self, queued: u64) -> bool {
-        queued.saturating_add(self.claimed()) > self.max / 4 * 3
+    /// Whether a pool holding `queued`, with what is claimed, is more than three quarters full
+    /// (of its room within `limit`).
+    pub fn is_nearly_full(&self, queued: u64, limit: u64) -> bool {
+        queued.saturating_add(self.claimed()) > self.bound(limit) / 4 * 3
     }
 
     /// Transactions claimed and not yet answered.
@@ -81,24 +93,24 @@ mod tests {
     #[test]
     fn a_claim_needs_room_beside_the_pool_and_the_other_claims() {
         let room = PoolRoom::new(100);
-        let first = room.claim(50, 30).expect("80 of 100");
+        let first = room.claim(50, 30, 0).expect("80 of 100");
         assert!(
-            room.claim(50, 30).is_none(),
+            room.claim(50, 30, 0).is_none(),
             "110 of 100 with the first claim held"
         );
-        assert!(room.claim(50, 20).is_some(), "exactly 100 fits");
+        assert!(room.claim(50, 20, 0).is_some(), "exactly 100 fits");
         drop(first);
         assert_eq!(room.claimed(), 0);
         assert!(
-            room.claim(50, 30).is_some(),
+            room.claim(50, 30, 0).is_some(),
             "room given back when the claim is dropped"
         );
         assert!(
-            room.claim(0, 101).is_none(),
+            room.claim(0, 101, 0).is_none(),
             "more than the pool holds never fits"
         );
         assert!(
-            room.claim(u64::MAX, 1).is_none(),
+            room.claim(u64::MAX, 1, 0).is_none(),
             "no overflow on a bogus size"
         );
     }
@@ -112,7 +124,7 @@ mod tests {
             for _ in 0..8 {
                 s.spawn(|| {
                     for _ in 0..1_000 {
-                        if let Some(c) = room.claim(0, 7) {
+                        if let Some(c) = room.claim(0, 7, 0) {
                             assert!(room.claimed() <= 1_000);
                             if let Ok(mut h) = held.lock() {
                                 h.push(c.count);
@@ -127,10 +139,24 @@ mod tests {
         let granted = held.lock().map(|h| h.len()).unwrap_or(0);
         assert!(granted > 0);
         // Held at once: claims that are never dropped fill the pool to at most its size.
-        let kept: Vec<_> = std::iter::from_fn(|| room.claim(0, 7))
+        let kept: Vec<_> = std::iter::from_fn(|| room.claim(0, 7, 0))
             .take(1_000)
             .collect();
         assert_eq!(kept.len(), 1_000 / 7);
         assert!(room.claimed() <= 1_000);
+    }
+
+    /// Within a limit the driver sets, room ends there; a limit above the capacity, or none,
+    /// leaves the capacity.
+    #[test]
+    fn a_limit_below_the_capacity_is_the_room() {
+        let room = PoolRoom::new(100);
+        assert!(room.claim(30, 10, 40).is_some(), "40 of a limit of 40");
+        assert!(room.claim(30, 11, 40).is_none(), "41 of a limit of 40");
+        assert!(room.claim(30, 70, 1_000).is_some(), "a limit above: 100");
+        assert!(room.claim(30, 71, 1_000).is_none());
+        assert!(room.claim(30, 70, 0).is_some(), "no limit: 100");
+        assert!(room.is_nearly_full(31, 40), "31 of 40");
+        assert!(!room.is_nearly_full(31, 0), "31 of 100");
     }
 }

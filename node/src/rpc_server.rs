@@ -488,7 +488,8 @@ async fn submit(ctx: &RpcContext, txs: Vec<Transaction>) -> Response {
     // transaction: a submission claims room in the mempool before anything is verified, and
     // holds it until the driver has answered (`pool_room`).
     let queued = ctx.shared.mempool_len.load(Ordering::Relaxed);
-    let Some(_room) = ctx.pool_room.claim(queued, txs.len() as u64) else {
+    let limit = ctx.shared.admission_limit.load(Ordering::Relaxed);
+    let Some(_room) = ctx.pool_room.claim(queued, txs.len() as u64, limit) else {
         ctx.shared
             .metrics
             .refused_many("mempool_full", txs.len() as u64);
@@ -520,7 +521,7 @@ async fn submit(ctx: &RpcContext, txs: Vec<Transaction>) -> Response {
     // room in the mempool, and be refused as busy or full afterwards: they are refused before.
     // Otherwise a submission waits its turn (a moment's stall of the pool is no overload).
     let inline = checking.len() <= INLINE_CHECKS;
-    let pressed = pressure || ctx.pool_room.is_nearly_full(queued);
+    let pressed = pressure || ctx.pool_room.is_nearly_full(queued, limit);
     let permit = match (inline, pressed) {
         (true, _) => None,
         (false, true) => ctx.checks.try_acquire().ok(),

@@ -38,6 +38,9 @@ pub struct ReplicaState {
     pub height: u64,
     pub stable_checkpoint: u64,
     pub mempool: u64,
+    /// Transactions client RPC lets the mempool hold now (see `crate::drain`; 0: no limit
+    /// beyond the pool's bound).
+    pub admission_limit: u64,
     /// Smoothed ticks from PrePrepare to execution, and the batch timeout they give.
     pub commit_ticks: u64,
     pub batch_timeout_ticks: u64,

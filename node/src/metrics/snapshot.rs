@@ -96,6 +96,12 @@ impl Collector for SnapshotCollector {
         )?;
         gauge(
             e,
+            "quire_mempool_admission_limit",
+            "Transactions client RPC lets the mempool hold: seconds of the work executed under a backlog (0: the pool's bound).",
+            r.admission_limit,
+        )?;
+        gauge(
+            e,
             "quire_commit_ticks",
             "Smoothed ticks from PrePrepare to execution of recent blocks.",
             r.commit_ticks,

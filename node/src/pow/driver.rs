@@ -767,6 +767,7 @@ impl PowDriver {
             height: head.height,
             stable_checkpoint: 0,
             mempool: self.mempool.len() as u64,
+            admission_limit: 0,
             primary: head.proposer,
             behaviour: self.behaviour.name().to_string(),
             stats: Default::default(),

@@ -195,11 +195,14 @@ pub(crate) mod tests {
         Replica::recover(1, net.validator_keys[1].clone(), verifier, params, durable).unwrap()
     }
 
-    /// Replica 0's proposal at height 1 in view 0, as a backup accepts it: the log entry and the
-    /// body, in one write; and the digest the log names.
-    fn accepted_at_height_one(net: &TestNet) -> (WriteSet, quire_chain::Hash) {
+    /// Replica 0's proposal of one transfer at height 1 in view 0, with its batch.
+    pub(crate) fn proposal_at_height_one(
+        net: &TestNet,
+    ) -> (
+        quire_chain::Batch,
+        crate::message::Signed<crate::message::Proposal>,
+    ) {
         use crate::message::{Proposal, Signed, SlotVote};
-        use quire_chain::store::BatchBody;
         let batch = quire_chain::Batch {
             view: 0,
             proposer: 0,
@@ -212,16 +215,25 @@ pub(crate) mod tests {
             digest: batch.digest(),
         };
         let proposal = Signed::sign(Proposal(vote), 0, &net.validator_keys[0], &net.chain_id());
+        (batch, proposal)
+    }
+
+    /// Replica 0's proposal at height 1 in view 0, as a backup accepts it: the log entry and the
+    /// body, in one write; and the digest the log names.
+    fn accepted_at_height_one(net: &TestNet) -> (WriteSet, quire_chain::Hash) {
+        use quire_chain::store::BatchBody;
+        let (batch, proposal) = proposal_at_height_one(net);
+        let digest = proposal.body.0.digest;
         let accept = WriteSet {
             consensus: vec![crate::persist::accepted(&proposal)],
             batches: vec![BatchBody {
                 seq: 1,
-                digest: vote.digest,
+                digest,
                 batch: Arc::new(batch),
             }],
             ..WriteSet::default()
         };
-        (accept, vote.digest)
+        (accept, digest)
     }
 
     /// Another batch (view 1's), executed and certified at height 1 on top of `store`'s head.

@@ -650,22 +650,9 @@ mod tests {
     /// height; before the timeout it does not take one peer's word.
     #[test]
     fn a_stuck_backup_asks_the_one_peer_ahead_of_it() {
-        use crate::message::{Proposal, SlotVote};
-        use quire_chain::Batch;
         let net = TestNet::new(4, 2);
         let mut r = replica(&net);
-        let batch = Batch {
-            view: 0,
-            proposer: 0,
-            timestamp_ms: 1,
-            txs: vec![net.transfer(0, 1, 5, 0)],
-        };
-        let vote = SlotVote {
-            view: 0,
-            seq: 1,
-            digest: batch.digest(),
-        };
-        let proposal = Signed::sign(Proposal(vote), 0, &net.validator_keys[0], &net.chain_id());
+        let (batch, proposal) = crate::exec::tests::proposal_at_height_one(&net);
         let verified = crate::verify::Verifier::new(&net.genesis)
             .verify(Message::PrePrepare { proposal, batch }, Some(0))
             .unwrap();

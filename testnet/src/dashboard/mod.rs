@@ -27,7 +27,9 @@ use crate::process;
 pub fn url(layout: &Layout) -> Option<String> {
     process::read_pid(&layout.dashboard_pid()).filter(|p| process::alive(*p))?;
     let url = std::fs::read_to_string(layout.dashboard_url()).ok()?;
-    Some(url.trim().to_string())
+    // A file caught mid-write (or left by an older writer) is not an address yet.
+    let url = url.trim();
+    url.starts_with("http://").then(|| url.to_string())
 }
 
 /// Serves the dashboard of the testnet in `dir` in this process, on loopback `port` (0: any
@@ -39,7 +41,12 @@ pub async fn serve(dir: &Path, port: u16, listening: impl FnOnce(&str)) -> Resul
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let url = format!("http://{}/", listener.local_addr()?);
-    std::fs::write(net.layout.dashboard_url(), format!("{url}\n"))?;
+    // Written whole and then renamed into place: a reader polling for the file never sees it
+    // created but still empty.
+    let path = net.layout.dashboard_url();
+    let partial = path.with_extension("url.partial");
+    std::fs::write(&partial, format!("{url}\n"))?;
+    std::fs::rename(&partial, &path)?;
     listening(&url);
     server::serve(server::Dashboard::new(net), listener).await;
     Ok(())
@@ -75,4 +82,23 @@ pub fn start(layout: &Layout, exe: &Path, port: u16) -> Result<String> {
     let log = std::fs::read_to_string(layout.dashboard_log()).unwrap_or_default();
     let _ = process::stop_pid_file(&layout.dashboard_pid(), true);
     bail!("the dashboard did not start; its log:\n{log}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_file_caught_mid_write_is_not_an_address() {
+        let dir = std::env::temp_dir().join(format!("quire-dash-url-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        let layout = Layout::new(&dir);
+        // The "dashboard" is this process: alive, as url() requires.
+        std::fs::write(layout.dashboard_pid(), std::process::id().to_string()).expect("pid");
+        std::fs::write(layout.dashboard_url(), "").expect("empty address file");
+        assert_eq!(url(&layout), None);
+        std::fs::write(layout.dashboard_url(), "http://127.0.0.1:4100/\n").expect("address");
+        assert_eq!(url(&layout).as_deref(), Some("http://127.0.0.1:4100/"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -305,6 +305,31 @@ pub struct Follow {
     pub decided: bool,
 }
 
+/// How many transactions each step of an open-loop load owes, at `rate` a second.
+struct Pace {
+    per_step: f64,
+    owed: f64,
+}
+
+impl Pace {
+    fn new(rate: u64, step: Duration) -> Pace {
+        Pace {
+            per_step: rate.max(1) as f64 * step.as_secs_f64(),
+            owed: 0.0,
+        }
+    }
+
+    /// The transactions due this step. Fractions carry over: below one transaction a step (100
+    /// tx/s at 10 ms steps) most steps send none, where rounding each step up to one offered
+    /// 100 tx/s whatever rate was asked.
+    fn step(&mut self) -> usize {
+        self.owed += self.per_step;
+        let due = self.owed as usize;
+        self.owed -= due as f64;
+        due
+    }
+}
+
 /// Offers `load` at `rate` for as long as it lasts (`load.len() / rate` seconds) and measures.
 pub async fn measure(
     net: &Testnet,
@@ -359,16 +384,13 @@ pub async fn measure(
     let view = Arc::new(AtomicU64::new(view_before));
     let watcher = tokio::spawn(watch_view(client.clone(), n, view.clone(), stop.clone()));
     let step = Duration::from_millis(10);
-    let per_step = (rate as f64 * step.as_secs_f64()).max(1.0);
+    let mut pace = Pace::new(rate, step);
     let mut sent = 0usize;
-    let mut owed = 0.0;
     let mut tick = 0u64;
     let mut inflight = tokio::task::JoinSet::new();
     let mut last_progress = Instant::now();
     while sent < load.len() {
-        owed += per_step;
-        let count = (owed as usize).min(load.len() - sent);
-        owed -= count as f64;
+        let count = pace.step().min(load.len() - sent);
         let fresh: Vec<(u64, Transaction)> = (sent..sent + count)
             .map(|i| (i as u64, load[i].clone()))
             .collect();
@@ -622,6 +644,21 @@ fn progress(out: &mut dyn Write, elapsed: Duration, total: Duration, t: &Tally) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The load offered is the rate asked for, below one transaction a step too (5 tx/s was
+    /// once offered at 100), and at rates that are not a whole number per step.
+    #[test]
+    fn a_second_of_steps_offers_the_rate() {
+        let step = Duration::from_millis(10);
+        for rate in [1, 5, 20, 99, 100, 150, 7_500, 50_000] {
+            let mut pace = Pace::new(rate, step);
+            let offered: usize = (0..100).map(|_| pace.step()).sum();
+            assert!(
+                offered.abs_diff(rate as usize) <= 1,
+                "{rate} tx/s offered {offered} in a second"
+            );
+        }
+    }
 
     /// A transaction is decided at the 2f+1-th matching prepared report (reports for another
     /// view or parent do not count with them), or when seen committed if that comes first;

@@ -153,6 +153,13 @@ impl Mempool {
         self.queue.len()
     }
 
+    /// Transactions held that did not arrive early: work a primary can propose now or once the
+    /// in-order chain before it is proposed. Early ones are bounded by their own share
+    /// ([`EARLY_SHARE`]) and may never become proposable.
+    pub fn in_order(&self) -> usize {
+        self.entries.len().saturating_sub(self.early)
+    }
+
     /// Admits `tx` (its signature already checked) or says why not, judging its nonce and
     /// funds against `ledger` (the executed state).
     pub fn insert(&mut self, tx: Transaction, tick: u64, ledger: &Ledger) -> Result<(), Refusal> {
@@ -559,6 +566,8 @@ mod tests {
             }
         }
         assert_eq!(pool.len(), 8);
+        // What admission limits (`in_order`) leaves the early two out.
+        assert_eq!(pool.in_order(), 6);
         // A full pool has work: sender 0's early two wait, the other six go.
         assert_eq!(pool.take_batch(8, &ledger).len(), 6);
         // Executing frees the early places.
@@ -568,6 +577,7 @@ mod tests {
             .collect();
         pool.executed(&gone, &ledger, 0);
         pool.remove(&net.transfer(0, 1, 1, 1).id());
+        assert_eq!((pool.len(), pool.in_order()), (1, 0));
         pool.insert(net.transfer(1, 2, 1, 5), 0, &ledger).unwrap();
     }
 

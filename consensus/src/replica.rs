@@ -521,6 +521,10 @@ impl Replica {
     pub fn mempool_len(&self) -> usize {
         self.mempool.len()
     }
+    /// The mempool's transactions that did not arrive early ([`crate::mempool::Mempool::in_order`]).
+    pub fn mempool_in_order(&self) -> usize {
+        self.mempool.in_order()
+    }
     /// The smoothed ticks from PrePrepare to execution of recent blocks, and the batch timeout
     /// it gives now (see [`crate::batch_timeout`]).
     pub fn batch_timing(&self) -> (u64, u64) {

@@ -148,6 +148,9 @@ pub struct Shared {
     /// Transactions in the mempool after the last round, so client RPC can refuse a Submit the
     /// mempool could not take before spending a signature check on it.
     pub mempool_len: std::sync::atomic::AtomicU64,
+    /// Of those, the ones that did not arrive early (`Replica::mempool_in_order`): what the
+    /// admission limit counts.
+    pub mempool_in_order: std::sync::atomic::AtomicU64,
     /// Whether the mempool refused early transfers after the last round: client RPC then asks
     /// the driver which transactions it would refuse before checking their signatures.
     pub mempool_pressure: std::sync::atomic::AtomicBool,
@@ -354,11 +357,15 @@ impl Driver {
     fn publish_mempool(&mut self) {
         let r = &self.actor.replica;
         let queued = r.mempool_len() as u64;
+        // Backlogged means proposable work waiting: a pool of early transfers whose
+        // predecessors never came measured a network that executes nothing as one that can do
+        // nothing, and the limit fell to its floor.
+        let in_order = r.mempool_in_order() as u64;
         let params = r.params();
         self.drain.observe(
             Instant::now(),
             r.stats().txs_executed,
-            queued,
+            in_order,
             params.batch_txs_max as u64,
         );
         self.shared.admission_limit.store(
@@ -368,6 +375,9 @@ impl Driver {
         self.shared
             .mempool_len
             .store(queued, std::sync::atomic::Ordering::Relaxed);
+        self.shared
+            .mempool_in_order
+            .store(in_order, std::sync::atomic::Ordering::Relaxed);
         self.shared.mempool_pressure.store(
             self.actor.replica.mempool_under_pressure(),
             std::sync::atomic::Ordering::Relaxed,

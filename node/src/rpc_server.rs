@@ -487,9 +487,12 @@ async fn submit(ctx: &RpcContext, txs: Vec<Transaction>) -> Response {
     // Overload costs the client a retry, not this replica a signature check per refused
     // transaction: a submission claims room in the mempool before anything is verified, and
     // holds it until the driver has answered (`pool_room`).
-    let queued = ctx.shared.mempool_len.load(Ordering::Relaxed);
+    let held = crate::pool_room::Held {
+        all: ctx.shared.mempool_len.load(Ordering::Relaxed),
+        in_order: ctx.shared.mempool_in_order.load(Ordering::Relaxed),
+    };
     let limit = ctx.shared.admission_limit.load(Ordering::Relaxed);
-    let Some(_room) = ctx.pool_room.claim(queued, txs.len() as u64, limit) else {
+    let Some(_room) = ctx.pool_room.claim(held, txs.len() as u64, limit) else {
         ctx.shared
             .metrics
             .refused_many("mempool_full", txs.len() as u64);
@@ -521,7 +524,7 @@ async fn submit(ctx: &RpcContext, txs: Vec<Transaction>) -> Response {
     // room in the mempool, and be refused as busy or full afterwards: they are refused before.
     // Otherwise a submission waits its turn (a moment's stall of the pool is no overload).
     let inline = checking.len() <= INLINE_CHECKS;
-    let pressed = pressure || ctx.pool_room.is_nearly_full(queued, limit);
+    let pressed = pressure || ctx.pool_room.is_nearly_full(held, limit);
     let permit = match (inline, pressed) {
         (true, _) => None,
         (false, true) => ctx.checks.try_acquire().ok(),

@@ -14,6 +14,7 @@
 //! - `--catchup N`: how fast a replica restarted N blocks behind catches up ([`catchup`]).
 
 mod catchup;
+mod disk;
 pub(crate) mod load;
 mod point;
 mod scrape;
@@ -363,6 +364,11 @@ pub async fn run(dir: &Path, args: &BenchArgs, out: &mut dyn Write) -> Result<Be
         args.nodes,
         run_dir.display()
     )?;
+    if let Some(free) = disk::free_bytes(dir)
+        && let Some(warning) = disk::warning(dir, free, disk::estimate(args))
+    {
+        writeln!(out, "{warning}")?;
+    }
     let mut bench = Bench::start(&run_dir, args).await?;
     let result = if let Some(blocks) = args.catchup {
         catchup::run(&mut bench, args, blocks, dir, out).await

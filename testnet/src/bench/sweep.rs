@@ -22,7 +22,7 @@ const SATURATED: f64 = 0.8;
 const KNEE_COMMITTED: f64 = 0.95;
 
 /// The default rates: doubling from `--rate / 4`, then steps of 25% past 8 points, up to 64×.
-fn rates(args: &BenchArgs) -> Vec<u64> {
+pub(crate) fn rates(args: &BenchArgs) -> Vec<u64> {
     if !args.rates.is_empty() {
         return args.rates.clone();
     }

@@ -49,12 +49,17 @@ pub(crate) fn estimate(args: &BenchArgs) -> u64 {
 /// Free bytes for an unprivileged writer on the filesystem holding `dir` (or its nearest
 /// existing ancestor); `None` when it cannot be told.
 pub(crate) fn free_bytes(dir: &Path) -> Option<u64> {
-    let existing = dir.ancestors().find(|p| p.exists())?;
-    let existing = if existing.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        existing
-    };
+    // A relative path's last ancestor is "", which is the working directory.
+    let existing = dir
+        .ancestors()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .find(|p| p.exists())?;
     let stat = rustix::fs::statvfs(existing).ok()?;
     Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
@@ -88,9 +93,9 @@ mod tests {
         bench: BenchArgs,
     }
 
-    fn args(extra: &[&str]) -> BenchArgs {
-        let mut argv = vec!["bench"];
-        argv.extend_from_slice(extra);
+    /// `bench` with `line`'s arguments (split at spaces).
+    fn args(line: &str) -> BenchArgs {
+        let argv = std::iter::once("bench").chain(line.split_whitespace());
         Cli::try_parse_from(argv).expect("valid arguments").bench
     }
 
@@ -99,53 +104,15 @@ mod tests {
     /// gigabytes.
     #[test]
     fn the_estimate_follows_the_load() {
-        let n16 = args(&[
-            "--nodes",
-            "16",
-            "--workload",
-            "raw",
-            "--rate",
-            "8000",
-            "--duration",
-            "30",
-        ]);
+        let n16 = args("--nodes 16 --workload raw --rate 8000 --duration 30");
         let bytes = estimate(&n16);
         assert!((3_000_000_000..10_000_000_000).contains(&bytes), "{bytes}");
-        let n4 = args(&[
-            "--nodes",
-            "4",
-            "--workload",
-            "raw",
-            "--rate",
-            "8000",
-            "--duration",
-            "30",
-        ]);
+        let n4 = args("--nodes 4 --workload raw --rate 8000 --duration 30");
         assert_eq!(estimate(&n4) * 4, bytes);
-        let sweep = args(&[
-            "--nodes",
-            "4",
-            "--workload",
-            "raw",
-            "--sweep",
-            "--rates",
-            "8000,8000",
-            "--duration",
-            "30",
-        ]);
+        let sweep = args("--nodes 4 --workload raw --sweep --rates 8000,8000 --duration 30");
         assert_eq!(estimate(&sweep), 2 * estimate(&n4));
-        let overload = args(&[
-            "--nodes",
-            "4",
-            "--workload",
-            "raw",
-            "--sweep",
-            "--rates",
-            "8000,8000",
-            "--duration",
-            "30",
-            "--overload",
-        ]);
+        let overload =
+            args("--nodes 4 --workload raw --sweep --rates 8000,8000 --duration 30 --overload");
         assert_eq!(estimate(&overload), 14 * estimate(&n4));
     }
 
